@@ -1,0 +1,5 @@
+import sys
+
+from mixsup.cli import main
+
+sys.exit(main())

@@ -1,0 +1,246 @@
+"""Command line: parse arguments, build the config, call the library, print. No logic here."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+import warnings
+from pathlib import Path
+
+from mixsup import __version__
+from mixsup.errors import MixsupError
+
+
+def _config_args(p: argparse.ArgumentParser, default_preset: str = "paper") -> None:
+    p.add_argument("--preset", default=default_preset, choices=["paper", "small"],
+                   help=f"settings preset (default: {default_preset})")
+    p.add_argument("--config", action="append", default=[], metavar="FILE.yaml",
+                   help="YAML file overriding the preset (repeatable)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                   help="override one setting, e.g. --set tiling.mpp=1.0 (repeatable)")
+    p.add_argument("--mpp", type=float, default=None,
+                   help="microns per pixel for slides whose metadata has none")
+
+
+def _load_cfg(args: argparse.Namespace):
+    from mixsup.config import load_config
+
+    overrides = list(args.overrides)
+    if getattr(args, "mpp", None) is not None:
+        overrides.append(f"reader.mpp={args.mpp}")
+    return load_config(args.preset, args.config, overrides)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mixsup", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"mixsup {__version__}")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("info", help="print a slide's metadata as JSON")
+    p.add_argument("slide")
+    p.add_argument("--backend", default="auto", choices=["auto", "openslide", "tiffslide"])
+    p.add_argument("--mpp", type=float, default=None, help="MPP override")
+
+    p = sub.add_parser("synth", help="generate a dataset of pyramidal TIFF slides")
+    p.add_argument("out")
+    p.add_argument("--kind", choices=["shapes", "pcam"], default="shapes")
+    p.add_argument("--n-slides", type=int, default=None)
+    p.add_argument("--size", type=int, default=None, help="slide side in level-0 pixels")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--pcam", default="../shared/data/pcam",
+                   help="PatchCamelyon folder (for --kind pcam)")
+
+    p = sub.add_parser("validate", help="check a dataset directory and its annotations")
+    p.add_argument("data")
+    _config_args(p)
+
+    p = sub.add_parser("tile", help="tissue-detect and tile every slide of a dataset")
+    p.add_argument("data")
+    p.add_argument("--out", default=None, help="tiles folder (default: DATA/tiles/<settings>)")
+    p.add_argument("--strict", action="store_true", help="fail on the first bad slide")
+    _config_args(p)
+
+    p = sub.add_parser("annotations", help="convert annotations to GeoJSON or a mask PNG")
+    p.add_argument("source", help="ASAP/ImageScope XML, QuPath GeoJSON or NCRF JSON")
+    p.add_argument("dest", help="output .geojson or .png")
+    p.add_argument("--slide", default=None, help="slide, for the mask size and bounds checks")
+    p.add_argument("--downsample", type=float, default=32.0, help="mask pixel size (level 0 px)")
+    _config_args(p)
+
+    p = sub.add_parser("config", help="print the full configuration as YAML")
+    _config_args(p)
+
+    p = sub.add_parser("demo", help="run the main job end to end on the embedded shapes dataset")
+    p.add_argument("--out", default="demo-out")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.captureWarnings(True)
+    warnings.simplefilter("default")
+    try:
+        return int(COMMANDS[args.command](args) or 0)
+    except MixsupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from mixsup.slides import open_slide
+
+    with open_slide(args.slide, backend=args.backend, mpp=args.mpp) as slide:
+        print(json.dumps(slide.info.as_dict(), indent=2))
+    return 0
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    start = time.perf_counter()
+    if args.kind == "shapes":
+        from mixsup.synth.shapes import make_shapes
+
+        out = make_shapes(args.out, n_slides=args.n_slides or 12, size=args.size or 1536,
+                          seed=args.seed, progress=not args.quiet)
+    else:
+        from mixsup.synth.pcam import make_pcam
+
+        out = make_pcam(args.out, args.pcam, n_slides=args.n_slides or 60,
+                        size=args.size or 3072, seed=args.seed, progress=not args.quiet)
+    _print_dataset(out)
+    print(f"wrote {out} in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from mixsup.labels.annotations import read_annotations
+    from mixsup.labels.table import load_dataset
+
+    cfg = _load_cfg(args)
+    ds = load_dataset(args.data)
+    for rec in ds.slides:
+        if rec.annotation is not None:
+            read_annotations(rec.annotation, cfg.annotations)
+    _print_dataset(args.data)
+    print("dataset OK")
+    return 0
+
+
+def _print_dataset(root: str | Path) -> None:
+    from mixsup.labels.table import load_dataset
+
+    ds = load_dataset(root)
+    print(f"{'split':<6} {'slides':>6} {'pos':>5} {'neg':>5} {'unlab':>5} {'annot':>5}")
+    for split, row in ds.summary().items():
+        print(f"{split:<6} {row['slides']:>6} {row['positive']:>5} {row['negative']:>5} "
+              f"{row['unlabelled']:>5} {row['annotated']:>5}")
+
+
+def cmd_tile(args: argparse.Namespace) -> int:
+    from mixsup.labels.table import load_dataset
+    from mixsup.tile_dataset import tile_dataset
+
+    cfg = _load_cfg(args)
+    ds = load_dataset(args.data)
+    out = Path(args.out) if args.out else default_tiles_dir(ds.root, cfg)
+    report = tile_dataset(ds, cfg, out, strict=args.strict, progress=not args.quiet)
+    _print_tiling(report, out)
+    return 1 if report.skipped and not report.tiles else 0
+
+
+def default_tiles_dir(root: Path, cfg) -> Path:
+    t = cfg.tiling
+    return root / "tiles" / f"mpp{t.mpp:g}_p{t.patch_size}_o{t.overlap}"
+
+
+def _print_tiling(report, out: Path) -> None:
+    s = report.summary()
+    secs = list(report.seconds.values())
+    mean = sum(secs) / len(secs) if secs else 0.0
+    print(f"tiled {s['slides_tiled']} slide(s): {s['patches']} patches, "
+          f"{mean:.2f} s per slide on average -> {out}")
+    if report.no_tissue:
+        print(f"no tissue on: {', '.join(report.no_tissue)}")
+    for sid, reason in report.skipped.items():
+        print(f"skipped {sid}: {reason}")
+
+
+def cmd_annotations(args: argparse.Namespace) -> int:
+    import cv2
+
+    from mixsup.atomic import atomic_path
+    from mixsup.labels.annotations import read_annotations, write_geojson
+    from mixsup.slides import open_slide
+
+    cfg = _load_cfg(args)
+    dims = None
+    if args.slide:
+        with open_slide(args.slide, mpp=cfg.reader.mpp or 1.0) as slide:
+            dims = slide.dimensions
+    ann = read_annotations(args.source, cfg.annotations, dims)
+    dest = Path(args.dest)
+    if dest.suffix.lower() in (".geojson", ".json"):
+        write_geojson(dest, ann)
+    elif dest.suffix.lower() == ".png":
+        if dims is None:
+            *_, maxx, maxy = ann.tumor.union(ann.labelled_area or ann.tumor).bounds
+            dims = (int(maxx) + 1, int(maxy) + 1)
+        w, h = (max(1, round(d / args.downsample)) for d in dims)
+        mask = ann.rasterize(0, 0, w, h, args.downsample)
+        with atomic_path(dest, suffix=".png") as tmp:
+            cv2.imwrite(str(tmp), mask)
+    else:
+        raise MixsupError("unknown output type", "name the output .geojson or .png", dest)
+    print(f"wrote {dest} ({len(ann.regions)} outlines)")
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from mixsup.config import config_to_yaml
+
+    print(config_to_yaml(_load_cfg(args)), end="")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from mixsup.config import load_config
+    from mixsup.labels.table import load_dataset
+    from mixsup.synth.shapes import make_shapes
+    from mixsup.tile_dataset import tile_dataset
+
+    out = Path(args.out)
+    data = out / "data"
+    print(f"[1/2] generating the shapes dataset in {data}")
+    make_shapes(data, progress=not args.quiet)
+    _print_dataset(data)
+    cfg = load_config("small")
+    tiles = default_tiles_dir(data, cfg)
+    print(f"[2/2] tiling with the small preset into {tiles}")
+    report = tile_dataset(load_dataset(data), cfg, tiles, progress=not args.quiet)
+    _print_tiling(report, tiles)
+    print("tissue previews:", ", ".join(str(p) for p in sorted(tiles.glob("*_tissue.png"))[:3]),
+          "...")
+    return 0
+
+
+COMMANDS = {
+    "info": cmd_info,
+    "synth": cmd_synth,
+    "validate": cmd_validate,
+    "tile": cmd_tile,
+    "annotations": cmd_annotations,
+    "config": cmd_config,
+    "demo": cmd_demo,
+}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""One frozen configuration tree: a preset, optional YAML files and ``--set`` overrides.
+
+It is validated once, here at the edge; everything downstream receives typed, frozen objects.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from mixsup.errors import ConfigError
+
+PRESETS = ("paper", "small")
+AnnotationRole = Literal["tumor", "negative", "roi", "ignore"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ReaderConfig(_Frozen):
+    backend: Literal["auto", "openslide", "tiffslide"] = "auto"
+    mpp: float | None = Field(None, gt=0, description="override for slides without MPP metadata")
+    cache_bytes: int = Field(32 * 1024 * 1024, ge=0)
+
+
+class TissueConfig(_Frozen):
+    method: Literal["otsu", "grey"] = "otsu"
+    thumbnail_mpp: float = Field(8.0, gt=0)
+    min_saturation: int = Field(20, ge=0, le=255, description="Otsu threshold floor (HSV S)")
+    grey_threshold: int = Field(204, ge=0, le=255)
+    closing_px: int = Field(5, ge=0)
+    opening_px: int = Field(3, ge=0)
+    min_region_um2: float = Field(20000.0, ge=0)
+    fill_holes: bool = True
+
+
+class TilingConfig(_Frozen):
+    mpp: float = Field(0.5, gt=0)
+    patch_size: int = Field(512, ge=16)
+    overlap: int = Field(128, ge=0)
+    min_tissue: float = Field(0.25, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _overlap_below_size(self) -> TilingConfig:
+        if self.overlap >= self.patch_size:
+            raise ValueError(f"overlap ({self.overlap}) must be smaller than patch_size "
+                             f"({self.patch_size})")
+        return self
+
+    @property
+    def stride(self) -> int:
+        return self.patch_size - self.overlap
+
+
+DEFAULT_CLASS_MAP: dict[str, AnnotationRole] = {
+    "tumor": "tumor", "tumour": "tumor", "metastasis": "tumor", "_0": "tumor", "_1": "tumor",
+    "negative": "negative", "exclusion": "negative", "_2": "negative", "normal": "negative",
+    "roi": "roi", "region": "roi", "annotated region": "roi",
+    "other": "ignore", "none": "ignore", "ignore": "ignore",
+}
+
+
+class AnnotationConfig(_Frozen):
+    """Class names (case-insensitive) map to a role; extra entries extend the default map."""
+
+    class_map: dict[str, AnnotationRole] = Field(default_factory=dict)
+    repair_invalid: bool = True
+    unknown_class: Literal["error", "ignore"] = "error"
+
+    def role(self, name: str) -> AnnotationRole | None:
+        key = name.strip().lower()
+        extra = {k.lower(): v for k, v in self.class_map.items()}
+        return extra.get(key, DEFAULT_CLASS_MAP.get(key))
+
+
+class Config(_Frozen):
+    preset: Literal["paper", "small", "custom"] = "custom"
+    seed: int = 0
+    reader: ReaderConfig = ReaderConfig()
+    tissue: TissueConfig = TissueConfig()
+    tiling: TilingConfig = TilingConfig()
+    annotations: AnnotationConfig = AnnotationConfig()
+
+
+def preset_dict(name: str) -> dict[str, Any]:
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}", f"use one of {', '.join(PRESETS)}")
+    text = resources.files("mixsup.presets").joinpath(f"{name}.yaml").read_text()
+    return yaml.safe_load(text) or {}
+
+
+def load_config(preset: str = "paper", files: list[str | Path] | tuple = (),
+                overrides: list[str] | tuple = ()) -> Config:
+    """Preset, then each YAML file in order, then ``key.sub=value`` overrides."""
+    data: dict[str, Any] = preset_dict(preset)
+    data["preset"] = preset
+    for f in files:
+        path = Path(f)
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"cannot read config ({exc})", "pass a readable YAML file",
+                              path) from exc
+        if not isinstance(loaded, dict):
+            raise ConfigError("config must be a YAML mapping", "write key: value pairs", path)
+        _merge(data, loaded)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"bad override {item!r}", "write --set section.key=value")
+        node = data
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"bad override {item!r}: {part} is not a section",
+                                  "check the key path")
+        node[parts[-1]] = yaml.safe_load(raw)
+    return validate(data)
+
+
+def validate(data: dict[str, Any]) -> Config:
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigError(f"invalid configuration: {problems}",
+                          "remove unknown keys and keep values in range "
+                          "(see `mixsup config --preset paper` for every key)") from None
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> None:
+    for k, v in extra.items():
+        if isinstance(v, dict) and isinstance(base.get(k), dict):
+            _merge(base[k], v)
+        else:
+            base[k] = v
+
+
+def config_to_yaml(cfg: Config) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,165 @@
+"""The dataset directory: ``slides.csv`` plus ``annotations/<slide_id>.{geojson,json,xml}``.
+
+Loading validates everything once and reports every problem in one message.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from mixsup.atomic import atomic_open
+from mixsup.errors import DatasetError
+
+REQUIRED = ("slide_id", "path", "label", "split")
+OPTIONAL = ("center", "patient", "node_class")
+SPLITS = ("train", "val", "test")
+ANNOTATION_SUFFIXES = (".geojson", ".json", ".xml")
+
+
+@dataclass(frozen=True)
+class SlideRecord:
+    slide_id: str
+    path: Path  # absolute
+    label: int | None  # 1 positive, 0 negative, None unlabelled
+    split: str
+    annotation: Path | None = None
+    center: str | None = None
+    patient: str | None = None
+    node_class: str | None = None
+
+
+@dataclass(frozen=True)
+class Dataset:
+    root: Path
+    slides: tuple[SlideRecord, ...]
+
+    def __len__(self) -> int:
+        return len(self.slides)
+
+    def split(self, name: str) -> list[SlideRecord]:
+        return [s for s in self.slides if s.split == name]
+
+    def by_id(self, slide_id: str) -> SlideRecord:
+        for s in self.slides:
+            if s.slide_id == slide_id:
+                return s
+        raise KeyError(slide_id)
+
+    def summary(self) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        for s in self.slides:
+            row = out.setdefault(s.split, {"slides": 0, "positive": 0, "negative": 0,
+                                           "unlabelled": 0, "annotated": 0})
+            row["slides"] += 1
+            row[{1: "positive", 0: "negative", None: "unlabelled"}[s.label]] += 1
+            row["annotated"] += s.annotation is not None
+        return out
+
+
+def load_dataset(root: str | Path) -> Dataset:
+    root = Path(root)
+    table = root / "slides.csv"
+    if not table.is_file():
+        raise DatasetError("no slides.csv in the dataset directory",
+                           "create slides.csv with columns slide_id,path,label,split "
+                           "(see the README), or run `mixsup synth`", root)
+    try:
+        with open(table, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            columns = [c.strip() for c in (reader.fieldnames or [])]
+            rows = [{(k or "").strip(): (v or "").strip() for k, v in r.items()} for r in reader]
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DatasetError(f"cannot read ({exc})", "save it as UTF-8 CSV", table) from exc
+
+    missing = [c for c in REQUIRED if c not in columns]
+    if missing:
+        raise DatasetError(f"missing column(s) {', '.join(missing)}",
+                           f"the header must contain {','.join(REQUIRED)}", table)
+
+    problems: list[str] = []
+    ids = Counter(r["slide_id"] for r in rows)
+    for sid, n in ids.items():
+        if n > 1:
+            problems.append(f"slide_id {sid!r} appears {n} times")
+    annotations = _annotation_files(root / "annotations")
+    records = []
+    for line, r in enumerate(rows, start=2):
+        where = f"line {line} ({r['slide_id'] or 'no id'})"
+        if not r["slide_id"]:
+            problems.append(f"{where}: empty slide_id")
+            continue
+        if "/" in r["slide_id"] or "\\" in r["slide_id"]:
+            problems.append(f"{where}: slide_id must not contain path separators")
+        label = _label(r["label"])
+        if label == "bad":
+            problems.append(f"{where}: label {r['label']!r} is not 1, 0 or empty")
+        if r["split"] not in SPLITS:
+            problems.append(f"{where}: split {r['split']!r} is not one of {', '.join(SPLITS)}")
+        path = _resolve(root, r["path"])
+        if path is None:
+            problems.append(f"{where}: path {r['path']!r} escapes the dataset directory")
+        elif not path.is_file():
+            problems.append(f"{where}: slide file {r['path']!r} does not exist")
+        records.append(SlideRecord(
+            slide_id=r["slide_id"],
+            path=path if path is not None else root,
+            label=None if label == "bad" else label,
+            split=r["split"],
+            annotation=annotations.pop(r["slide_id"], None),
+            center=r.get("center") or None,
+            patient=r.get("patient") or None,
+            node_class=r.get("node_class") or None,
+        ))
+    for sid, path in annotations.items():
+        problems.append(f"annotation {path.name} names slide {sid!r}, which is not in slides.csv")
+    if problems:
+        raise DatasetError(
+            f"{len(problems)} problem(s):\n  - " + "\n  - ".join(problems),
+            "correct slides.csv or the annotations folder and run again", table)
+    return Dataset(root=root, slides=tuple(records))
+
+
+def _label(raw: str) -> int | str | None:
+    if raw == "":
+        return None
+    if raw in ("0", "1", "0.0", "1.0"):
+        return int(float(raw))
+    return "bad"
+
+
+def _resolve(root: Path, raw: str) -> Path | None:
+    """The slide's absolute path, or None when a relative path leaves the dataset folder."""
+    if not raw:
+        return root / "<empty path>"
+    p = Path(raw)
+    if p.is_absolute():
+        return p
+    joined = Path(os.path.normpath(root.absolute() / p))
+    try:
+        joined.relative_to(root.absolute())
+    except ValueError:
+        return None
+    return joined
+
+
+def _annotation_files(folder: Path) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    if not folder.is_dir():
+        return found
+    for f in sorted(folder.iterdir()):
+        if f.suffix.lower() in ANNOTATION_SUFFIXES and not f.name.startswith("."):
+            found.setdefault(f.stem, f)
+    return found
+
+
+def write_slides_csv(path: str | Path, records: list[dict[str, object]]) -> None:
+    columns = list(REQUIRED) + [c for c in OPTIONAL if any(r.get(c) is not None for r in records)]
+    with atomic_open(path, "w") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        for r in records:
+            writer.writerow({c: "" if r.get(c) is None else r.get(c) for c in columns})

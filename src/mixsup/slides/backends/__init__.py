@@ -1,0 +1,1 @@
+"""One module per slide-reading library; each exposes ``open_backend(path, cache_bytes)``."""

@@ -1,0 +1,1 @@
+"""Dataset generators: procedural ``shapes`` and PatchCamelyon ``pcam`` mosaics."""

@@ -1,0 +1,152 @@
+"""Plans of synthetic slides (tissue, tumour, labels, splits, centers, ROIs) and their writing.
+
+The two generators differ only in how they paint pixels; the plan and the files around the
+slides (slides.csv, annotations/, truth/) are shared.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import shapely
+from shapely.geometry import Polygon
+from shapely.geometry.base import BaseGeometry
+from tqdm import tqdm
+
+from mixsup.labels.annotations import Region, SlideAnnotations, write_geojson
+from mixsup.labels.table import write_slides_csv
+from mixsup.synth.pyramid_tiff import Renderer, write_pyramid
+
+CENTERS = ("A", "B")
+
+
+@dataclass(frozen=True)
+class SlideLayout:
+    slide_id: str
+    width: int
+    height: int
+    label: int
+    split: str
+    center: str
+    tissue: BaseGeometry
+    tumor: BaseGeometry  # empty on negative slides
+    roi: BaseGeometry | None  # the pixel-annotated region, when the slide is annotated
+    seed: int
+    patient: str | None = None
+    node_class: str | None = None
+
+
+def blob(rng: np.random.Generator, cx: float, cy: float, radius: float,
+         irregularity: float = 0.35, n: int = 64) -> Polygon:
+    """A smooth, irregular closed shape: a circle whose radius has low-frequency noise."""
+    t = np.linspace(0, 2 * np.pi, n, endpoint=False)
+    r = np.ones_like(t)
+    for k in range(2, 6):
+        r += irregularity / k * rng.normal() * np.cos(k * t + rng.uniform(0, 2 * np.pi))
+    r = radius * np.clip(r, 0.35, None)
+    return Polygon(np.column_stack([cx + r * np.cos(t), cy + r * np.sin(t)]))
+
+
+def split_names(n: int, fractions: tuple[float, float, float]) -> list[str]:
+    n_val = round(n * fractions[1])
+    n_test = round(n * fractions[2])
+    n_train = n - n_val - n_test
+    return ["train"] * n_train + ["val"] * n_val + ["test"] * n_test
+
+
+def plan_slides(n_slides: int, width: int, height: int, seed: int = 0,
+                positive_fraction: float = 0.5, annotated_fraction: float = 0.5,
+                tumor_radius: tuple[float, float] = (0.04, 0.1),
+                splits: tuple[float, float, float] = (0.6, 0.2, 0.2),
+                centers: tuple[str, ...] = CENTERS, prefix: str = "slide") -> list[SlideLayout]:
+    """Labels are balanced within each split; pixel annotations come from center A's train slides.
+
+    ``tumor_radius`` is a fraction of the slide's shorter side.
+    """
+    rng = np.random.default_rng(seed)
+    names = split_names(n_slides, splits)
+    layouts = []
+    for split in ("train", "val", "test"):
+        idx = [i for i, s in enumerate(names) if s == split]
+        n_pos = int(len(idx) * positive_fraction + 0.5)
+        labels = [1] * n_pos + [0] * (len(idx) - n_pos)
+        rng.shuffle(labels)
+        for j, (i, label) in enumerate(zip(idx, labels, strict=True)):
+            center = centers[j % len(centers)]
+            annotate = (split == "train" and center == centers[0]
+                        and rng.uniform() < annotated_fraction)
+            layouts.append(_plan_one(rng, f"{prefix}_{i:03d}", width, height, label, split,
+                                     center, annotate, tumor_radius, seed * 100003 + i))
+    return sorted(layouts, key=lambda s: s.slide_id)
+
+
+def _plan_one(rng: np.random.Generator, slide_id: str, w: int, h: int, label: int, split: str,
+              center: str, annotate: bool, tumor_radius: tuple[float, float],
+              seed: int) -> SlideLayout:
+    side = min(w, h)
+    parts = []
+    for _ in range(int(rng.integers(1, 3))):
+        r = side * rng.uniform(0.22, 0.32)
+        parts.append(blob(rng, rng.uniform(r, w - r), rng.uniform(r, h - r), r, 0.45))
+    tissue = shapely.union_all(parts).intersection(shapely.box(0, 0, w, h))
+    tumor: BaseGeometry = Polygon()
+    if label == 1:
+        lesions = []
+        for _ in range(int(rng.integers(1, 3))):
+            r = side * rng.uniform(*tumor_radius)
+            inner = tissue.buffer(-r * 0.8)
+            if inner.is_empty:
+                inner = tissue
+            c = _random_point_in(rng, inner)
+            lesions.append(blob(rng, c[0], c[1], r, 0.5))
+        tumor = shapely.union_all(lesions).intersection(tissue)
+    roi = None
+    if annotate:
+        anchor = tumor if not tumor.is_empty else tissue
+        c = _random_point_in(rng, anchor)
+        half = side * rng.uniform(0.18, 0.28)
+        roi = shapely.box(c[0] - half, c[1] - half, c[0] + half, c[1] + half).intersection(
+            shapely.box(0, 0, w, h))
+    return SlideLayout(slide_id, w, h, label, split, center, tissue, tumor, roi, seed)
+
+
+def _random_point_in(rng: np.random.Generator, geom: BaseGeometry) -> tuple[float, float]:
+    minx, miny, maxx, maxy = geom.bounds
+    for _ in range(1000):
+        x, y = rng.uniform(minx, maxx), rng.uniform(miny, maxy)
+        if geom.contains(shapely.Point(x, y)):
+            return x, y
+    p = geom.representative_point()
+    return p.x, p.y
+
+
+def write_dataset(out: str | Path, layouts: list[SlideLayout], mpp: float,
+                  renderer_for: Callable[[SlideLayout], Renderer], progress: bool = True) -> Path:
+    """Write slides/, slides.csv, annotations/ (annotated slides) and truth/ (every tumour)."""
+    out = Path(out)
+    rows = []
+    for lay in tqdm(layouts, desc="synth slides", unit="slide", disable=not progress):
+        rel = Path("slides") / f"{lay.slide_id}.tiff"
+        write_pyramid(out / rel, lay.width, lay.height, renderer_for(lay), mpp)
+        if lay.roi is not None:
+            regions = [Region("ROI", "roi", lay.roi)]
+            inside = lay.tumor.intersection(lay.roi)
+            if not inside.is_empty and inside.area > 0:
+                regions.append(Region("Tumor", "tumor", _polygonal(inside)))
+            write_geojson(out / "annotations" / f"{lay.slide_id}.geojson",
+                          SlideAnnotations(tuple(regions)))
+        truth = [Region("Tumor", "tumor", _polygonal(lay.tumor))] if lay.label == 1 else []
+        write_geojson(out / "truth" / f"{lay.slide_id}.geojson", SlideAnnotations(tuple(truth)))
+        rows.append({"slide_id": lay.slide_id, "path": rel.as_posix(), "label": lay.label,
+                     "split": lay.split, "center": lay.center, "patient": lay.patient,
+                     "node_class": lay.node_class})
+    write_slides_csv(out / "slides.csv", rows)
+    return out
+
+
+def _polygonal(geom: BaseGeometry) -> BaseGeometry:
+    polys = [g for g in getattr(geom, "geoms", [geom]) if g.geom_type == "Polygon"]
+    return shapely.union_all(polys)

@@ -1,0 +1,120 @@
+"""Slides mosaicked from real PatchCamelyon patches, with known tumour outlines.
+
+Normal patches tile the tissue; inside each tumour outline the pixels come from tumour patches,
+so lesion borders follow the outline, not the 96-px patch grid. Train slides use PCam's
+``train`` patches and val/test slides its ``valid`` patches, so no patch is shared across.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from mixsup.errors import MixsupError
+from mixsup.labels.annotations import rasterize_geometry
+from mixsup.synth.layout import SlideLayout, plan_slides, write_dataset
+from mixsup.synth.pyramid_tiff import Renderer, array_renderer
+from mixsup.synth.stain import apply_center
+
+PCAM_MPP = 0.972  # PatchCamelyon: Camelyon16 at 10x
+GLASS = np.array([242, 241, 245], np.uint8)
+
+
+@dataclass(frozen=True)
+class PatchBank:
+    normal: np.ndarray  # (N, 96, 96, 3) uint8 RGB
+    tumor: np.ndarray
+
+    @property
+    def size(self) -> int:
+        return int(self.normal.shape[1])
+
+
+def load_banks(root: str | Path) -> dict[str, PatchBank]:
+    """PCam patches by PCam split ('train', 'valid'), exact duplicates removed by md5."""
+    root = Path(root)
+    table = root / "labels.csv"
+    if not table.is_file():
+        raise MixsupError("no labels.csv in the PatchCamelyon folder",
+                          "pass --pcam pointing at a folder with labels.csv and the patch "
+                          "images (layout of ../shared/data/pcam)", root)
+    groups: dict[tuple[str, str], list[np.ndarray]] = {}
+    seen: set[str] = set()
+    with open(table, newline="") as fh:
+        for row in csv.DictReader(fh):
+            raw = (root / row["path"]).read_bytes()
+            digest = hashlib.md5(raw).hexdigest()
+            if digest in seen:
+                continue
+            seen.add(digest)
+            img = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR)
+            if img is None:
+                raise MixsupError("cannot decode patch image", "remove or replace it",
+                                  root / row["path"])
+            groups.setdefault((row["split"], row["label"]), []).append(
+                cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
+    banks = {}
+    for split in {s for s, _ in groups}:
+        normal, tumor = groups.get((split, "0"), []), groups.get((split, "1"), [])
+        if normal and tumor:
+            banks[split] = PatchBank(np.stack(normal), np.stack(tumor))
+    if not banks:
+        raise MixsupError("found no split with both normal and tumour patches",
+                          "check labels.csv (columns split,label,path)", table)
+    return banks
+
+
+def _mosaic(bank: np.ndarray, w: int, h: int, rng: np.random.Generator,
+            cells: np.ndarray) -> np.ndarray:
+    """Fill the grid cells flagged in ``cells`` with random, randomly rotated/flipped patches."""
+    p = bank.shape[1]
+    out = np.empty((h, w, 3), np.uint8)
+    out[:] = GLASS
+    for cy, cx in zip(*np.nonzero(cells), strict=True):
+        patch = np.rot90(bank[rng.integers(len(bank))], k=int(rng.integers(4)))
+        if rng.uniform() < 0.5:
+            patch = patch[:, ::-1]
+        y, x = cy * p, cx * p
+        out[y:y + p, x:x + p] = patch[: h - y, : w - x]
+    return out
+
+
+def pcam_renderer(banks: dict[str, PatchBank]) -> callable:
+    def renderer_for(lay: SlideLayout) -> Renderer:
+        bank = banks.get("train" if lay.split == "train" else "valid") or next(iter(banks.values()))
+        rng = np.random.default_rng(lay.seed)
+        p = bank.size
+        gw, gh = -(-lay.width // p), -(-lay.height // p)
+        tissue = rasterize_geometry(lay.tissue, 0, 0, lay.width, lay.height)
+        cells = _cells(tissue, p, gw, gh)
+        img = _mosaic(bank.normal, lay.width, lay.height, rng, cells)
+        if not lay.tumor.is_empty:
+            tumor = rasterize_geometry(lay.tumor, 0, 0, lay.width, lay.height) & tissue
+            tumor_img = _mosaic(bank.tumor, lay.width, lay.height, rng, _cells(tumor, p, gw, gh))
+            img[tumor] = tumor_img[tumor]
+        img[~tissue] = GLASS
+        return array_renderer(apply_center(img, lay.center))
+
+    return renderer_for
+
+
+def _cells(mask: np.ndarray, p: int, gw: int, gh: int) -> np.ndarray:
+    padded = np.zeros((gh * p, gw * p), bool)
+    padded[: mask.shape[0], : mask.shape[1]] = mask
+    return padded.reshape(gh, p, gw, p).any(axis=(1, 3))
+
+
+def make_pcam(out: str | Path, pcam_root: str | Path, n_slides: int = 60, size: int = 3072,
+              seed: int = 0, annotated_fraction: float = 0.5,
+              tumor_radius: tuple[float, float] = (0.03, 0.08),
+              splits: tuple[float, float, float] = (0.5, 0.15, 0.35),
+              progress: bool = True) -> Path:
+    banks = load_banks(pcam_root)
+    layouts = plan_slides(n_slides, size, size, seed=seed, annotated_fraction=annotated_fraction,
+                          tumor_radius=tumor_radius, splits=splits)
+    return write_dataset(out, layouts, PCAM_MPP, pcam_renderer(banks), progress=progress)

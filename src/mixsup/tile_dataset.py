@@ -1,0 +1,72 @@
+"""Tile every slide of a dataset, skipping (or, with ``strict``, failing on) bad slides."""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from mixsup.atomic import write_json
+from mixsup.config import Config
+from mixsup.errors import MixsupError
+from mixsup.labels.table import Dataset
+from mixsup.slides.reader import open_slide
+from mixsup.slides.tiling import NoTissueWarning, TileSet, tile_slide
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TilingReport:
+    tiles: dict[str, TileSet] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)  # slide_id -> reason
+    no_tissue: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        n = [len(t) for t in self.tiles.values()]
+        return {
+            "slides_tiled": len(self.tiles),
+            "patches": int(sum(n)),
+            "patches_per_slide": {k: len(v) for k, v in self.tiles.items()},
+            "seconds_per_slide": {k: round(v, 3) for k, v in self.seconds.items()},
+            "no_tissue": self.no_tissue,
+            "skipped": self.skipped,
+        }
+
+
+def tile_dataset(dataset: Dataset, cfg: Config, out_dir: str | Path, strict: bool = False,
+                 progress: bool = True) -> TilingReport:
+    """Tile all slides into ``out_dir``; stored tilings with the same settings are reused."""
+    out_dir = Path(out_dir)
+    report = TilingReport()
+    bar = tqdm(dataset.slides, desc="tiling", unit="slide", disable=not progress)
+    for rec in bar:
+        bar.set_postfix_str(rec.slide_id)
+        start = time.perf_counter()
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", NoTissueWarning)
+                slide = open_slide(rec.path, cfg.reader.backend, cfg.reader.mpp,
+                                   cfg.reader.cache_bytes)
+                with slide:
+                    tiles = tile_slide(slide, rec.slide_id, cfg.tiling, cfg.tissue, out_dir)
+        except MixsupError as exc:
+            if strict:
+                raise
+            log.warning("skipping slide %s: %s", rec.slide_id, exc)
+            report.skipped[rec.slide_id] = str(exc)
+            continue
+        for w in caught:
+            if issubclass(w.category, NoTissueWarning):
+                report.no_tissue.append(rec.slide_id)
+            log.warning("%s", w.message)
+        report.tiles[rec.slide_id] = tiles
+        report.seconds[rec.slide_id] = time.perf_counter() - start
+    write_json(out_dir / "summary.json", report.summary())
+    return report

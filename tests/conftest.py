@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared() -> Path:
+    if not SHARED.is_dir():
+        pytest.skip(f"shared test data not found at {SHARED} (clone beside ../shared/data)")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def shapes_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny procedural dataset: 6 slides of 768 px at 1 um/px."""
+    from mixsup.synth.shapes import make_shapes
+
+    return make_shapes(tmp_path_factory.mktemp("shapes"), n_slides=6, size=768, seed=1,
+                       annotated_fraction=1.0, progress=False)
