@@ -1,0 +1,1 @@
+"""Networks only: no file or slide I/O here."""
