@@ -71,6 +71,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--downsample", type=float, default=32.0, help="mask pixel size (level 0 px)")
     _config_args(p)
 
+    p = sub.add_parser("train", help="train θ1 (and, later, θ2) on a dataset")
+    p.add_argument("data")
+    p.add_argument("--out", required=True, help="run folder")
+    p.add_argument("--mode", choices=["mixed", "pixel"], default="mixed")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    p.add_argument("--strict", action="store_true", help="fail on the first bad slide")
+    p.add_argument("--weights", default=None, help="local pretrained encoder weights")
+    p.add_argument("--seed", type=int, default=None)
+    _config_args(p)
+
     p = sub.add_parser("config", help="print the full configuration as YAML")
     _config_args(p)
 
@@ -203,6 +213,30 @@ def cmd_annotations(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from mixsup.train.api import train
+
+    if args.weights:
+        args.overrides.append(f"model.weights={args.weights}")
+    if args.seed is not None:
+        args.overrides.append(f"seed={args.seed}")
+    cfg = _load_cfg(args)
+    result = train(args.data, args.out, cfg, mode=args.mode, resume=args.resume,
+                   strict=args.strict, progress=not args.quiet)
+    print(f"{'round':>5} {'loss':>8} {'y_p':>6} {'y_p+':>6} {'y_p-':>6} {'pseudo+px':>9} "
+          f"{'pos px':>7} {'neg px':>7}")
+    for r in result.summary["rounds"]:
+        pools = r["pools"] or {}
+        print(f"{r['round']:>5} {r['final_loss'] or float('nan'):>8.4f} "
+              f"{pools.get('fine', 0):>6} {pools.get('pseudo_positive', 0):>6} "
+              f"{pools.get('hard_negative', 0):>6} "
+              f"{r['pseudo_positive_pixel_fraction'] or 0:>9.3f} "
+              f"{r['map_stats']['positive_slides_pixel_fraction']:>7.3f} "
+              f"{r['map_stats']['negative_slides_pixel_fraction']:>7.3f}")
+    print(f"run folder: {result.run_dir} (figures in {result.run_dir / 'figures'})")
+    return 0
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     from mixsup.config import config_to_yaml
 
@@ -237,6 +271,7 @@ COMMANDS = {
     "validate": cmd_validate,
     "tile": cmd_tile,
     "annotations": cmd_annotations,
+    "train": cmd_train,
     "config": cmd_config,
     "demo": cmd_demo,
 }

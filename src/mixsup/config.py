@@ -78,6 +78,47 @@ class AnnotationConfig(_Frozen):
         return extra.get(key, DEFAULT_CLASS_MAP.get(key))
 
 
+class ModelConfig(_Frozen):
+    encoder: str = "dla34"
+    head_channels: int = Field(64, ge=1)
+    pretrained: bool = False
+    weights: str | None = Field(None, description="local encoder weights (.pth/.safetensors)")
+
+
+class RuntimeConfig(_Frozen):
+    device: str = "auto"  # auto, cpu, cuda, cuda:1 ...
+    num_workers: int = Field(1, ge=0)
+    amp: bool = True  # autocast on GPU (bf16 where supported)
+    channels_last: bool = True
+    threads: int | None = Field(None, ge=1, description="torch CPU threads (default: all)")
+
+
+class Stage1Config(_Frozen):
+    rounds: int = Field(3, ge=0)
+    epochs_init: int = Field(30, ge=0)
+    epochs_per_round: int = Field(30, ge=0)
+    steps_per_epoch: int | None = Field(None, ge=1, description="default: one pass over pools")
+    batch_size: int = Field(20, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    threshold: float = Field(0.4, ge=0, le=1, description="T: drop patches with max p < T")
+    reweight: float = Field(4.0, gt=0, description="V: y_p+ = clip(p * V, 0, 1)")
+    floor: float = Field(0.01, ge=0, le=1, description="y_p+ values below this become 0")
+    ratio: tuple[float, float, float] = Field((2, 1, 7), description="R = y_p : y_p+ : y_p-")
+    map_downsample: int = Field(4, ge=1, description="stored probability map: patch / this")
+    min_labelled: float = Field(0.5, ge=0, le=1, description="labelled fraction of a y_p patch")
+    negative_fallback: Literal["none", "previous", "random"] = "random"
+    negative_topup: int = Field(500, ge=1, description="random negatives added by the fallback")
+    augment: bool = True
+    infer_batch_size: int = Field(64, ge=1)
+
+    @model_validator(mode="after")
+    def _ratio_ok(self) -> Stage1Config:
+        if any(r < 0 for r in self.ratio) or sum(self.ratio) <= 0:
+            raise ValueError(f"ratio {self.ratio} must be non-negative with a positive sum")
+        return self
+
+
 class Config(_Frozen):
     preset: Literal["paper", "small", "custom"] = "custom"
     seed: int = 0
@@ -85,6 +126,9 @@ class Config(_Frozen):
     tissue: TissueConfig = TissueConfig()
     tiling: TilingConfig = TilingConfig()
     annotations: AnnotationConfig = AnnotationConfig()
+    model: ModelConfig = ModelConfig()
+    runtime: RuntimeConfig = RuntimeConfig()
+    stage1: Stage1Config = Stage1Config()
 
 
 def preset_dict(name: str) -> dict[str, Any]:

@@ -1,0 +1,41 @@
+"""Stitch per-patch probability maps into a slide-level heatmap; overlaps are averaged."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+
+def stitch(coords: np.ndarray, maps: np.ndarray, size0: float, dimensions: tuple[int, int],
+           downsample: float) -> tuple[np.ndarray, np.ndarray]:
+    """(mean probability, coverage count) on a grid of ``downsample`` level-0 px per cell.
+
+    Overlapping patches are averaged, never overwritten by the last one.
+    """
+    w, h = (max(1, int(np.ceil(d / downsample))) for d in dimensions)
+    total = np.zeros((h, w), np.float32)
+    count = np.zeros((h, w), np.float32)
+    side = max(1, round(size0 / downsample))
+    for (x, y), m in zip(np.asarray(coords), maps, strict=True):
+        cx, cy = round(float(x) / downsample), round(float(y) / downsample)
+        tile = cv2.resize(np.asarray(m, np.float32), (side, side),
+                          interpolation=cv2.INTER_LINEAR)
+        x1, y1 = min(w, cx + side), min(h, cy + side)
+        if x1 <= cx or y1 <= cy:
+            continue
+        total[cy:y1, cx:x1] += tile[: y1 - cy, : x1 - cx]
+        count[cy:y1, cx:x1] += 1
+    prob = np.divide(total, count, out=np.zeros_like(total), where=count > 0)
+    return prob, count
+
+
+def overlay(thumb: np.ndarray, prob: np.ndarray, covered: np.ndarray,
+            alpha: float = 0.55) -> np.ndarray:
+    """Colour the heatmap (jet) over the thumbnail where patches were scored."""
+    prob = cv2.resize(prob, (thumb.shape[1], thumb.shape[0]), interpolation=cv2.INTER_LINEAR)
+    covered = cv2.resize(covered.astype(np.uint8), (thumb.shape[1], thumb.shape[0]),
+                         interpolation=cv2.INTER_NEAREST).astype(bool)
+    colour = cv2.applyColorMap((prob * 255).astype(np.uint8), cv2.COLORMAP_JET)[..., ::-1]
+    out = thumb.astype(np.float32)
+    a = (alpha * covered)[..., None]
+    return (out * (1 - a) + colour.astype(np.float32) * a).astype(np.uint8)

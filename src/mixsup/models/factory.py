@@ -1,0 +1,16 @@
+"""Build θ1 from the config."""
+
+from __future__ import annotations
+
+from mixsup.config import ModelConfig
+from mixsup.models.dla_up import DLAUpSegmenter
+
+
+def build_segmenter(cfg: ModelConfig) -> DLAUpSegmenter:
+    model = DLAUpSegmenter(cfg.encoder, pretrained=cfg.pretrained,
+                           head_channels=cfg.head_channels)
+    if cfg.weights:
+        from mixsup.runtime import load_encoder_weights
+
+        load_encoder_weights(model, cfg.weights)
+    return model

@@ -1,0 +1,36 @@
+"""A run directory: its frozen config, the refusal to overwrite, and ``--resume``."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import yaml
+
+from mixsup import __version__
+from mixsup.atomic import write_text
+from mixsup.config import Config, config_to_yaml, validate
+from mixsup.errors import MixsupError
+
+log = logging.getLogger(__name__)
+
+
+def open_run(run_dir: str | Path, cfg: Config, resume: bool) -> Config:
+    """Create ``run_dir`` with ``cfg``, or on resume return the config it was started with."""
+    run_dir = Path(run_dir)
+    saved = run_dir / "config.yaml"
+    if saved.is_file():
+        if not resume:
+            raise MixsupError("a run already exists here",
+                              "pass --resume to continue it, or choose another --out", run_dir)
+        stored = validate(yaml.safe_load(saved.read_text()))
+        if stored != cfg:
+            log.warning("resuming with the run's saved config (%s); command-line settings "
+                        "that differ are ignored", saved)
+        return stored
+    if resume and run_dir.exists() and any(run_dir.iterdir()):
+        raise MixsupError("cannot resume: no config.yaml in the run folder",
+                          "start a new run with another --out", run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_text(saved, f"# mixsup {__version__}\n" + config_to_yaml(cfg))
+    return cfg

@@ -1,0 +1,86 @@
+"""Everything a training run needs about its slides, prepared once: tiles, sources, labels."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from mixsup.config import Config
+from mixsup.errors import MixsupError
+from mixsup.labels.annotations import SlideAnnotations, read_annotations
+from mixsup.labels.table import Dataset, SlideRecord
+from mixsup.patches import SlideSource
+from mixsup.runtime import pick_device
+from mixsup.slides.tiling import TileSet
+from mixsup.tile_dataset import tile_dataset
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SlideSet:
+    """Slides of one or more splits that have tissue, aligned by index."""
+
+    records: list[SlideRecord]
+    tilesets: list[TileSet]
+    sources: list[SlideSource]
+    skipped: dict[str, str]
+
+    def labelled(self) -> dict[int, int]:
+        return {i: r.label for i, r in enumerate(self.records) if r.label is not None}
+
+
+@dataclass
+class RunContext:
+    cfg: Config
+    run_dir: Path
+    data: Dataset
+    train: SlideSet
+    annotations: dict[int, SlideAnnotations]
+    device: torch.device
+    progress: bool
+    strict: bool
+
+
+def slide_set(data: Dataset, splits: tuple[str, ...], cfg: Config, tiles_dir: Path,
+              strict: bool, progress: bool) -> SlideSet:
+    chosen = [r for r in data.slides if r.split in splits]
+    report = tile_dataset(Dataset(data.root, tuple(chosen)), cfg, tiles_dir, strict=strict,
+                          progress=progress)
+    records, tilesets, sources = [], [], []
+    for rec in chosen:
+        tiles = report.tiles.get(rec.slide_id)
+        if tiles is None or len(tiles) == 0:
+            continue
+        records.append(rec)
+        tilesets.append(tiles)
+        sources.append(SlideSource(rec.slide_id, str(rec.path), cfg.reader.backend,
+                                   cfg.reader.mpp, cfg.reader.cache_bytes))
+    skipped = dict(report.skipped)
+    skipped.update({s: "no tissue" for s in report.no_tissue})
+    return SlideSet(records, tilesets, sources, skipped)
+
+
+def prepare(data: Dataset, cfg: Config, run_dir: Path, strict: bool = False,
+            progress: bool = True) -> RunContext:
+    train = slide_set(data, ("train",), cfg, run_dir / "tiles", strict, progress)
+    if not train.records:
+        raise MixsupError("no training slide with tissue",
+                          "check slides.csv (split=train) and the tissue previews", data.root)
+    annotations: dict[int, SlideAnnotations] = {}
+    for i, rec in enumerate(train.records):
+        if rec.annotation is None:
+            continue
+        try:
+            annotations[i] = read_annotations(rec.annotation, cfg.annotations,
+                                              train.tilesets[i].dimensions)
+        except MixsupError as exc:
+            if strict:
+                raise
+            log.warning("ignoring the pixel labels of %s: %s", rec.slide_id, exc)
+            train.skipped[f"{rec.slide_id} (annotations)"] = str(exc)
+    return RunContext(cfg, run_dir, data, train, annotations, pick_device(cfg.runtime),
+                      progress, strict)

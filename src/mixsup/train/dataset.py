@@ -1,0 +1,63 @@
+"""The training set of θ1: the three pools concatenated, each patch with a label and a mask."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from mixsup.labels.annotations import IGNORE, POSITIVE, SlideAnnotations
+from mixsup.patches import SlidePool, SlideSource, augment
+from mixsup.train.pools import Pools
+from mixsup.train.pseudo import pseudo_positive
+
+FINE, PSEUDO, NEGATIVE = 0, 1, 2
+
+
+class MixedPatches(Dataset):
+    """Index ``i`` runs over fine, then pseudo-positive, then hard-negative rows.
+
+    Items are (uint8 HWC image, float target HW, float valid HW).
+    """
+
+    def __init__(self, sources: list[SlideSource], pools: Pools,
+                 annotations: dict[int, SlideAnnotations], patch_size: int, mpp: float,
+                 reweight: float, floor: float, augment: bool, seed: int = 0) -> None:
+        self.slides = SlidePool(sources)
+        self.refs = np.concatenate([pools.fine, pools.pseudo, pools.negative]).astype(np.int64)
+        self.kinds = np.repeat([FINE, PSEUDO, NEGATIVE], pools.sizes)
+        self.pseudo_start = len(pools.fine)
+        self.pseudo_maps = pools.pseudo_maps
+        self.annotations = annotations
+        self.patch_size, self.mpp = patch_size, mpp
+        self.reweight, self.floor = reweight, floor
+        self.augment = augment
+        self.seed = seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.refs)
+
+    def label(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        p = self.patch_size
+        s, x, y = (int(v) for v in self.refs[i])
+        kind = self.kinds[i]
+        if kind == FINE:
+            ds = self.mpp / self.slides.get(s).mpp
+            mask = self.annotations[s].rasterize(x, y, p, p, ds)
+            return (mask == POSITIVE).astype(np.float32), (mask != IGNORE).astype(np.float32)
+        if kind == PSEUDO:
+            small = pseudo_positive(self.pseudo_maps[i - self.pseudo_start], 1.0, 0.0)
+            prob = cv2.resize(small, (p, p), interpolation=cv2.INTER_LINEAR)
+            return pseudo_positive(prob, self.reweight, self.floor), np.ones((p, p), np.float32)
+        return np.zeros((p, p), np.float32), np.ones((p, p), np.float32)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        s, x, y = (int(v) for v in self.refs[i])
+        img = self.slides.read(s, x, y, self.patch_size, self.mpp)
+        target, valid = self.label(i)
+        if self.augment:
+            rng = np.random.default_rng((self.seed, self.epoch, i))
+            img, target, valid = augment(img, target, valid, rng)
+        return torch.from_numpy(img), torch.from_numpy(target), torch.from_numpy(valid)

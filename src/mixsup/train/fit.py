@@ -1,0 +1,90 @@
+"""The epoch loop shared by θ1's initialisation and M-steps, with per-epoch checkpoints."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from mixsup.atomic import write_json
+from mixsup.config import RuntimeConfig
+from mixsup.errors import MixsupError
+from mixsup.runtime import autocast, load_checkpoint, save_checkpoint, to_input
+from mixsup.train.loss import soft_bce
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteLoss(MixsupError):
+    """A NaN or inf loss; the batch is saved for diagnosis."""
+
+
+def fit_segmenter(model: torch.nn.Module, dataset, sampler, epochs: int, lr: float,
+                  weight_decay: float, runtime: RuntimeConfig, device: torch.device,
+                  ckpt_path: Path, on_epoch: Callable[[int, float], None] | None = None,
+                  progress: bool = True, desc: str = "train") -> list[float]:
+    """Train for ``epochs``; resumes from ``ckpt_path`` when it holds finished epochs."""
+    model.to(device)
+    if runtime.channels_last:
+        model.to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    losses: list[float] = []
+    start = 0
+    if ckpt_path.is_file():
+        state = load_checkpoint(ckpt_path, device)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        losses, start = list(state["losses"]), int(state["epoch"])
+        log.info("%s: resuming after epoch %d of %d", desc, start, epochs)
+    for epoch in range(start, epochs):
+        sampler.set_epoch(epoch)
+        dataset.epoch = epoch
+        loader = DataLoader(dataset, batch_sampler=sampler, num_workers=runtime.num_workers,
+                            pin_memory=device.type == "cuda",
+                            prefetch_factor=4 if runtime.num_workers else None)
+        model.train()
+        total, count, t0 = 0.0, 0, time.perf_counter()
+        bar = tqdm(loader, desc=f"{desc} epoch {epoch + 1}/{epochs}", unit="batch",
+                   disable=not progress, leave=False)
+        batches = iter(sampler)
+        for img, target, valid in bar:
+            ids = next(batches, None)
+            x = to_input(img, device, runtime.channels_last)
+            with autocast(device, runtime.amp):
+                logits = model(x)
+            loss = soft_bce(logits[:, 0], target.to(device), valid.to(device))
+            if not math.isfinite(loss.item()):
+                diag = ckpt_path.parent / f"nonfinite_epoch{epoch + 1}.json"
+                write_json(diag, {"epoch": epoch + 1, "batch_indices": ids,
+                                  "refs": [dataset.refs[i].tolist() for i in (ids or [])]})
+                raise NonFiniteLoss(f"loss became {loss.item()} in epoch {epoch + 1}",
+                                    f"inspect the saved batch in {diag}; lower stage1.lr or "
+                                    "check those patches", ckpt_path.parent)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(img)
+            count += len(img)
+            bar.set_postfix(loss=f"{total / count:.4f}",
+                            patches_s=f"{count / (time.perf_counter() - t0):.1f}")
+        bar.close()
+        losses.append(total / max(count, 1))
+        save_checkpoint(ckpt_path, {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                                    "epoch": epoch + 1, "losses": losses})
+        if on_epoch:
+            on_epoch(epoch + 1, losses[-1])
+    return losses
+
+
+def append_jsonl(path: Path, record: dict[str, Any]) -> None:
+    """Append one log line; a torn last line from a crash is skipped by readers."""
+    with open(path, "a") as fh:
+        fh.write(json.dumps(record) + "\n")

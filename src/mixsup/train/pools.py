@@ -1,0 +1,107 @@
+"""The three label pools of a round: y_p (fine), y_p+ (pseudo-positive), y_p- (hard negative)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from mixsup.config import Stage1Config
+from mixsup.infer import PatchMaps
+from mixsup.labels.annotations import IGNORE, SlideAnnotations
+from mixsup.slides.tiling import TileSet
+from mixsup.train.pseudo import keep_patches, pseudo_positive
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Pools:
+    """Rows of (slide index, x, y); ``pseudo_maps`` holds the stored maps of the y_p+ rows."""
+
+    fine: np.ndarray
+    pseudo: np.ndarray
+    pseudo_maps: np.ndarray
+    negative: np.ndarray
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def sizes(self) -> list[int]:
+        return [len(self.fine), len(self.pseudo), len(self.negative)]
+
+
+def _empty_refs() -> np.ndarray:
+    return np.zeros((0, 3), np.int64)
+
+
+def fine_refs(tilesets: list[TileSet], annotations: dict[int, SlideAnnotations],
+              min_labelled: float) -> np.ndarray:
+    """Tissue patches of annotated slides whose labelled fraction reaches ``min_labelled``."""
+    rows = []
+    for idx, ann in annotations.items():
+        tiles = tilesets[idx]
+        for x, y in tiles.coords:
+            m = ann.rasterize(x, y, 16, 16, tiles.size0 / 16)
+            if (m != IGNORE).mean() >= min_labelled:
+                rows.append((idx, x, y))
+    return np.asarray(rows, np.int64).reshape(-1, 3)
+
+
+def em_pools(fine: np.ndarray, labels: dict[int, int], maps: dict[int, tuple[np.ndarray,
+             PatchMaps]], cfg: Stage1Config, rng: np.random.Generator,
+             previous_negative: np.ndarray | None = None) -> Pools:
+    """Apply the E-step rules to every labelled training slide's maps.
+
+    ``labels`` maps slide index -> 0/1; ``maps`` slide index -> (coords, PatchMaps).
+    """
+    pos_rows, pos_maps, neg_rows, neg_all = [], [], [], []
+    kept = {"positive_slides": 0, "negative_slides": 0}
+    for idx, label in labels.items():
+        coords, pm = maps[idx]
+        keep = keep_patches(pm.max_prob, cfg.threshold)
+        rows = np.column_stack([np.full(len(coords), idx), coords]).astype(np.int64)
+        if label == 1:
+            pos_rows.append(rows[keep])
+            pos_maps.append(pm.maps[keep])
+            kept["positive_slides"] += int(keep.any())
+        else:
+            neg_rows.append(rows[keep])
+            neg_all.append(rows)
+            kept["negative_slides"] += int(keep.any())
+    m = next(iter(maps.values()))[1].maps.shape[-1] if maps else 1
+    pseudo = np.concatenate(pos_rows) if pos_rows else _empty_refs()
+    pseudo_maps = (np.concatenate(pos_maps) if pos_maps
+                   else np.zeros((0, m, m), np.float16))
+    negative = np.concatenate(neg_rows) if neg_rows else _empty_refs()
+    stats: dict[str, Any] = {"threshold_kept_slides": kept, "negative_fallback": None}
+
+    share = np.asarray(cfg.ratio, float) / sum(cfg.ratio) * cfg.batch_size
+    need_neg = int(np.ceil(share[2]))
+    if cfg.ratio[2] > 0 and len(negative) < need_neg:
+        all_neg = np.concatenate(neg_all) if neg_all else _empty_refs()
+        log.warning("hard-negative pool holds %d patches, fewer than one batch's share (%d); "
+                    "fallback: %s", len(negative), need_neg, cfg.negative_fallback)
+        if cfg.negative_fallback == "previous" and previous_negative is not None:
+            negative = np.unique(np.concatenate([negative, previous_negative]), axis=0)
+        elif cfg.negative_fallback == "random" and len(all_neg):
+            extra = all_neg[rng.choice(len(all_neg), min(len(all_neg), cfg.negative_topup),
+                                       replace=False)]
+            negative = np.unique(np.concatenate([negative, extra]), axis=0)
+        stats["negative_fallback"] = {"mode": cfg.negative_fallback, "size_after": len(negative)}
+    if cfg.ratio[1] > 0 and len(pseudo) == 0:
+        log.warning("pseudo-positive pool is EMPTY: no patch of a positive slide reached "
+                    "T=%.2f; this round trains on fine labels and negatives only",
+                    cfg.threshold)
+        stats["pseudo_positive_collapsed"] = True
+    if len(pseudo_maps):
+        y = pseudo_positive(pseudo_maps, cfg.reweight, cfg.floor)
+        stats["pseudo_positive_pixel_fraction"] = float((y >= 0.5).mean())
+        stats["pseudo_label_mean"] = float(y.mean())
+    else:
+        stats["pseudo_positive_pixel_fraction"] = 0.0
+    pools = Pools(fine, pseudo, pseudo_maps, negative, stats)
+    stats["sizes"] = dict(zip(("fine", "pseudo_positive", "hard_negative"), pools.sizes,
+                              strict=True))
+    return pools

@@ -1,0 +1,222 @@
+"""Stage 1: initialisation on pixel labels (round 0), then EM rounds of E-step and M-step.
+
+Each round's folder is complete once its ``summary.json`` exists:
+
+    round_r/model.pt        θ1 after round r
+    round_r/pools.json      pool sizes and pseudo-label statistics used to train it
+    round_r/maps/*.zarr     θ1(round r) over every labelled training slide: the E-step of r+1
+    round_r/summary.json    losses, pools, timings (written last)
+
+``resume`` continues from the last finished epoch or slide, redoing nothing that finished.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from mixsup.atomic import atomic_path, write_json
+from mixsup.errors import MixsupError
+from mixsup.infer import PatchMaps, infer_patches
+from mixsup.models.factory import build_segmenter
+from mixsup.runtime import load_checkpoint, save_checkpoint, seed_everything
+from mixsup.train.context import RunContext, SlideSet
+from mixsup.train.dataset import MixedPatches
+from mixsup.train.fit import append_jsonl, fit_segmenter
+from mixsup.train.pools import Pools, em_pools, fine_refs
+from mixsup.train.sampler import MixedBatchSampler, default_steps
+from mixsup.train.store import read_maps, write_maps
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RoundResult:
+    round: int
+    model_path: Path
+    maps: dict[int, tuple[np.ndarray, PatchMaps]]  # slide index -> (coords, maps)
+    summary: dict[str, Any]
+
+
+def round_dir(run_dir: Path, r: int) -> Path:
+    return run_dir / f"round_{r}"
+
+
+def run_stage1(ctx: RunContext, rounds: int | None = None) -> list[RoundResult]:
+    s1 = ctx.cfg.stage1
+    rounds = s1.rounds if rounds is None else rounds
+    labelled = ctx.train.labelled()
+    fine = fine_refs(ctx.train.tilesets, ctx.annotations, s1.min_labelled)
+    if len(fine) == 0:
+        raise MixsupError("no pixel-labelled training patch",
+                          "add annotations/<slide_id>.geojson (Tumor outlines, optionally an "
+                          "ROI) for some train slides", ctx.data.root)
+    log.info("fine-label pool: %d patches from %d annotated slides", len(fine),
+             len(ctx.annotations))
+    results: list[RoundResult] = []
+    previous: RoundResult | None = None
+    previous_negative = None
+    for r in range(rounds + 1):
+        rdir = round_dir(ctx.run_dir, r)
+        done = rdir / "summary.json"
+        if done.is_file():
+            result = _load_round(ctx, r, labelled)
+            log.info("round %d already finished; reusing it", r)
+        else:
+            result = _run_round(ctx, r, fine, labelled, previous, previous_negative)
+        neg_path = rdir / "negatives.npy"
+        if neg_path.is_file():
+            previous_negative = np.load(neg_path)
+        results.append(result)
+        previous = result
+    write_json(ctx.run_dir / "stage1.json", {"rounds": [res.summary for res in results]})
+    return results
+
+
+def _run_round(ctx: RunContext, r: int, fine: np.ndarray, labelled: dict[int, int],
+               previous: RoundResult | None, previous_negative: np.ndarray | None
+               ) -> RoundResult:
+    cfg, s1 = ctx.cfg, ctx.cfg.stage1
+    rdir = round_dir(ctx.run_dir, r)
+    rdir.mkdir(parents=True, exist_ok=True)
+    seed_everything(cfg.seed * 1000 + r)
+    rng = np.random.default_rng((cfg.seed, r))
+    t0 = time.perf_counter()
+    if r == 0 or previous is None:
+        empty = np.zeros((0, 3), np.int64)
+        pools = Pools(fine, empty, np.zeros((0, 1, 1), np.float16), empty,
+                      {"sizes": {"fine": len(fine), "pseudo_positive": 0, "hard_negative": 0}})
+        ratio, epochs = (1.0, 0.0, 0.0), s1.epochs_init
+    else:
+        pools = em_pools(fine, labelled, previous.maps, s1, rng, previous_negative)
+        ratio, epochs = s1.ratio, s1.epochs_per_round
+    pool_stats = dict(pools.stats)
+    write_json(rdir / "pools.json", pool_stats)
+    with atomic_path(rdir / "negatives.npy", suffix=".npy") as tmp, open(tmp, "wb") as fh:
+        np.save(fh, pools.negative)
+    append_jsonl(ctx.run_dir / "log.jsonl", {"event": "pools", "round": r, **pool_stats})
+    log.info("round %d pools: %s", r, pools.stats.get("sizes"))
+
+    model = build_segmenter(cfg.model)
+    model_path = rdir / "model.pt"
+    if model_path.is_file():  # trained before an interruption in the E-step
+        state = load_checkpoint(model_path)
+        model.load_state_dict(state["model"])
+        losses = list(state["losses"])
+        log.info("round %d: model already trained; continuing with its E-step", r)
+    else:
+        if previous is not None:
+            model.load_state_dict(load_checkpoint(previous.model_path)["model"])
+        dataset = MixedPatches(ctx.train.sources, pools, ctx.annotations, cfg.tiling.patch_size,
+                               cfg.tiling.mpp, s1.reweight, s1.floor, s1.augment,
+                               seed=cfg.seed + r)
+        steps = s1.steps_per_epoch or default_steps(pools.sizes, s1.batch_size)
+        sampler = MixedBatchSampler(pools.sizes, ratio, s1.batch_size, steps,
+                                    seed=cfg.seed * 1000 + r)
+
+        def on_epoch(epoch: int, loss: float) -> None:
+            append_jsonl(ctx.run_dir / "log.jsonl",
+                         {"event": "epoch", "round": r, "epoch": epoch, "loss": loss})
+
+        losses = fit_segmenter(model, dataset, sampler, epochs, s1.lr, s1.weight_decay,
+                               cfg.runtime, ctx.device, rdir / "train_last.pt", on_epoch,
+                               ctx.progress, desc=f"θ1 round {r}")
+        save_checkpoint(model_path, {"model": model.state_dict(), "round": r, "losses": losses,
+                                     "config": cfg.model_dump(mode="json")})
+    t_train = time.perf_counter() - t0
+    maps, t_infer, rate = infer_slides(model, ctx.train, labelled, rdir / "maps", ctx,
+                                       desc=f"E-step after round {r}")
+    summary = {
+        "round": r,
+        "epochs": epochs,
+        "losses": losses,
+        "final_loss": losses[-1] if losses else None,
+        "pools": pool_stats,
+        "map_stats": map_stats(maps, labelled),
+        "seconds_train": round(t_train, 2),
+        "seconds_infer": round(t_infer, 2),
+        "infer_patches_per_s": round(rate, 2),
+    }
+    write_json(rdir / "summary.json", summary)
+    (rdir / "train_last.pt").unlink(missing_ok=True)
+    return RoundResult(r, model_path, maps, summary)
+
+
+def _load_round(ctx: RunContext, r: int, labelled: dict[int, int]) -> RoundResult:
+    import json
+
+    rdir = round_dir(ctx.run_dir, r)
+    summary = json.loads((rdir / "summary.json").read_text())
+    maps = {}
+    for i in labelled:
+        got = read_maps(rdir / "maps" / f"{ctx.train.records[i].slide_id}.zarr")
+        if got is None:
+            model = build_segmenter(ctx.cfg.model)
+            model.load_state_dict(load_checkpoint(rdir / "model.pt")["model"])
+            maps, _, _ = infer_slides(model, ctx.train, labelled, rdir / "maps", ctx,
+                                      desc=f"E-step after round {r}")
+            break
+        maps[i] = (got[0], got[1])
+    return RoundResult(r, rdir / "model.pt", maps, summary)
+
+
+def infer_slides(model: torch.nn.Module, slides: SlideSet, which: dict[int, int] | list[int],
+                 out_dir: Path, ctx: RunContext, desc: str = "infer"
+                 ) -> tuple[dict[int, tuple[np.ndarray, PatchMaps]], float, float]:
+    """Maps for the chosen slides; stores that already exist for the same tiling are reused."""
+    cfg = ctx.cfg
+    model.to(ctx.device)
+    if cfg.runtime.channels_last:
+        model.to(memory_format=torch.channels_last)
+    out: dict[int, tuple[np.ndarray, PatchMaps]] = {}
+    start, n_done = time.perf_counter(), 0
+    bar = tqdm(list(which), desc=desc, unit="slide", disable=not ctx.progress)
+    for i in bar:
+        tiles = slides.tilesets[i]
+        path = out_dir / f"{slides.records[i].slide_id}.zarr"
+        got = read_maps(path, expect_key=tiles.key)
+        if got is None:
+            maps = infer_patches(model, slides.sources[i], tiles.coords, tiles.patch_size,
+                                 tiles.mpp, cfg.stage1.map_downsample, ctx.device,
+                                 cfg.stage1.infer_batch_size, cfg.runtime.num_workers,
+                                 cfg.runtime.amp, cfg.runtime.channels_last)
+            write_maps(path, tiles.coords, maps, {"key": tiles.key,
+                                                  "slide_id": slides.records[i].slide_id,
+                                                  "size0": tiles.size0})
+            n_done += len(tiles)
+            got = (tiles.coords, maps, {})
+        out[i] = (got[0], got[1])
+        elapsed = time.perf_counter() - start
+        bar.set_postfix(patches_s=f"{n_done / max(elapsed, 1e-9):.1f}")
+    elapsed = time.perf_counter() - start
+    return out, elapsed, n_done / max(elapsed, 1e-9)
+
+
+def map_stats(maps: dict[int, tuple[np.ndarray, PatchMaps]],
+              labelled: dict[int, int]) -> dict[str, float]:
+    """Fraction of pixels with p >= 0.5, on positive and on negative slides."""
+    pos = [m.maps for i, (_, m) in maps.items() if labelled.get(i) == 1 and len(m.maps)]
+    neg = [m.maps for i, (_, m) in maps.items() if labelled.get(i) == 0 and len(m.maps)]
+
+    def frac(xs: list[np.ndarray]) -> float:
+        return float(np.mean([(x >= 0.5).mean() for x in xs])) if xs else 0.0
+
+    return {"positive_slides_pixel_fraction": frac(pos),
+            "negative_slides_pixel_fraction": frac(neg)}
+
+
+def clean_partial(run_dir: Path) -> None:
+    """Drop temporary directories a crash may have left behind."""
+    for tmp in run_dir.rglob(".*.tmp-*"):
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)

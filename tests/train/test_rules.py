@@ -1,0 +1,113 @@
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from mixsup.config import Stage1Config
+from mixsup.infer import PatchMaps
+from mixsup.train.loss import soft_bce
+from mixsup.train.pools import em_pools
+from mixsup.train.pseudo import keep_patches, pseudo_positive
+from mixsup.train.sampler import MixedBatchSampler, batch_counts
+
+
+def test_reweight_and_clip_exact_values():
+    p = np.array([0.0, 0.002, 0.0025, 0.003, 0.1, 0.2, 0.25, 0.3, 1.0], np.float32)
+    y = pseudo_positive(p, reweight=4.0, floor=0.01)
+    expected = np.array([0.0, 0.0, 0.01, 0.012, 0.4, 0.8, 1.0, 1.0, 1.0], np.float32)
+    np.testing.assert_allclose(y, expected, atol=1e-6)
+
+
+def test_threshold_filter_is_inclusive():
+    np.testing.assert_array_equal(keep_patches(np.array([0.39, 0.4, 0.41, 0.0]), 0.4),
+                                  [False, True, True, False])
+
+
+@pytest.mark.parametrize("batch,ratio,expected", [
+    (10, (2, 1, 7), [2, 1, 7]),
+    (20, (2, 1, 7), [4, 2, 14]),
+    (16, (2, 1, 7), [3, 2, 11]),
+    (16, (52, 9, 40), [8, 2, 6]),
+    (10, (1, 0, 0), [10, 0, 0]),
+])
+def test_batch_counts(batch, ratio, expected):
+    counts = batch_counts(batch, ratio)
+    assert counts == expected and sum(counts) == batch
+
+
+def test_empty_pool_gives_its_share_away():
+    assert batch_counts(10, (2, 1, 7), available=(5, 0, 9)) == [2, 0, 8]
+
+
+def test_every_batch_has_the_exact_ratio():
+    sizes = [7, 40, 300]
+    sampler = MixedBatchSampler(sizes, (2, 1, 7), 20, steps=25, seed=3)
+    edges = np.cumsum([0, *sizes])
+    n = 0
+    for batch in sampler:
+        pools = np.searchsorted(edges, batch, side="right") - 1
+        assert np.bincount(pools, minlength=3).tolist() == [4, 2, 14]
+        n += 1
+    assert n == 25
+
+
+def test_small_pool_warns_and_reuses(caplog):
+    with caplog.at_level(logging.WARNING):
+        sampler = MixedBatchSampler([3, 50, 50], (2, 1, 7), 10, steps=10)
+    assert "sampling with replacement" in caplog.text
+    fine = [i for b in sampler for i in b if i < 3]
+    assert sorted(set(fine)) == [0, 1, 2] and len(fine) == 20
+
+
+def test_ranks_draw_different_streams_with_same_ratio():
+    a = list(MixedBatchSampler([100, 100, 100], (2, 1, 7), 10, 5, seed=0, rank=0, world_size=2))
+    b = list(MixedBatchSampler([100, 100, 100], (2, 1, 7), 10, 5, seed=0, rank=1, world_size=2))
+    assert a != b
+    again = list(MixedBatchSampler([100, 100, 100], (2, 1, 7), 10, 5, seed=0, rank=0,
+                                   world_size=2))
+    assert a == again
+
+
+def test_soft_bce_ignores_masked_pixels():
+    logits = torch.tensor([[0.0, 2.0], [-1.0, 5.0]])
+    target = torch.tensor([[0.5, 1.0], [0.0, 0.3]])
+    valid = torch.tensor([[1.0, 1.0], [1.0, 0.0]])
+    manual = torch.nn.functional.binary_cross_entropy_with_logits(
+        logits[valid.bool()], target[valid.bool()])
+    assert soft_bce(logits, target, valid).item() == pytest.approx(manual.item(), rel=1e-6)
+    changed = target.clone()
+    changed[1, 1] = 1.0  # an ignored pixel's target does not matter
+    assert soft_bce(logits, changed, valid).item() == pytest.approx(manual.item(), rel=1e-6)
+    assert soft_bce(logits, target, torch.zeros_like(valid)).item() == 0.0
+
+
+def _maps(max_probs, value=0.2):
+    n = len(max_probs)
+    return (np.arange(n * 2).reshape(n, 2),
+            PatchMaps(np.full((n, 4, 4), value, np.float16), np.asarray(max_probs, np.float32)))
+
+
+def test_em_pools_apply_t_and_split_by_slide_label():
+    cfg = Stage1Config(batch_size=10, negative_fallback="none")
+    maps = {0: _maps([0.9, 0.1, 0.5]), 1: _maps([0.3, 0.45, 0.8, 0.41]), 2: _maps([0.99])}
+    fine = np.zeros((4, 3), np.int64)
+    pools = em_pools(fine, {0: 1, 1: 0}, maps, cfg, np.random.default_rng(0))
+    assert pools.sizes == [4, 2, 3]  # slide 2 is unlabelled: skipped
+    assert pools.pseudo[:, 0].tolist() == [0, 0]
+    assert pools.negative[:, 0].tolist() == [1, 1, 1]
+    assert pools.stats["pseudo_positive_pixel_fraction"] == pytest.approx(1.0)  # 0.2*4 = 0.8
+
+
+def test_em_pools_fallback_and_collapse_are_reported(caplog):
+    cfg = Stage1Config(batch_size=10, negative_fallback="random", negative_topup=3)
+    maps = {0: _maps([0.1, 0.2]), 1: _maps([0.1, 0.1, 0.1, 0.1, 0.1])}
+    with caplog.at_level(logging.WARNING):
+        pools = em_pools(np.zeros((1, 3), np.int64), {0: 1, 1: 0}, maps, cfg,
+                         np.random.default_rng(0))
+    assert pools.sizes == [1, 0, 3]
+    assert pools.stats["pseudo_positive_collapsed"] is True
+    assert pools.stats["negative_fallback"]["size_after"] == 3
+    assert "EMPTY" in caplog.text

@@ -1,0 +1,102 @@
+"""Stage 1 end to end on a tiny shapes dataset, including interruption and resume."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mixsup.config import load_config
+from mixsup.errors import MixsupError
+from mixsup.train import rounds as rounds_mod
+from mixsup.train.api import train
+
+FAST = ["stage1.rounds=2", "stage1.epochs_init=2", "stage1.epochs_per_round=2",
+        "stage1.steps_per_epoch=3", "stage1.batch_size=10", "runtime.num_workers=0",
+        "tiling.overlap=0"]
+
+
+def _cfg():
+    return load_config("small", overrides=FAST)
+
+
+def _events(run):
+    lines = (run / "log.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def test_init_plus_two_rounds(shapes_data, tmp_path):
+    run = tmp_path / "run"
+    result = train(shapes_data, run, _cfg(), progress=False)
+    for r in range(3):
+        assert (run / f"round_{r}" / "model.pt").is_file()
+        assert (run / f"round_{r}" / "summary.json").is_file()
+        assert list((run / f"round_{r}" / "maps").glob("*.zarr"))
+    rounds = result.summary["rounds"]
+    assert [r["round"] for r in rounds] == [0, 1, 2]
+    assert rounds[0]["pools"]["pseudo_positive"] == 0
+    assert rounds[1]["pools"]["fine"] == rounds[0]["pools"]["fine"] > 0
+    assert rounds[1]["pools"]["hard_negative"] > 0
+    epochs = [(e["round"], e["epoch"]) for e in _events(run) if e["event"] == "epoch"]
+    assert epochs == [(0, 1), (0, 2), (1, 1), (1, 2), (2, 1), (2, 2)]
+    assert result.summary["figures"] and all((run / f).is_file()
+                                               for f in result.summary["figures"])
+    with pytest.raises(MixsupError, match="--resume"):
+        train(shapes_data, run, _cfg(), progress=False)
+
+
+class Crash(Exception):
+    pass
+
+
+def test_resume_mid_round_redoes_nothing(shapes_data, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    real = rounds_mod.append_jsonl
+
+    def crash_after_round1_epoch1(path, record):
+        real(path, record)
+        if record.get("event") == "epoch" and (record["round"], record["epoch"]) == (1, 1):
+            raise Crash
+
+    monkeypatch.setattr(rounds_mod, "append_jsonl", crash_after_round1_epoch1)
+    with pytest.raises(Crash):
+        train(shapes_data, run, _cfg(), progress=False)
+    monkeypatch.setattr(rounds_mod, "append_jsonl", real)
+    model0 = (run / "round_0" / "model.pt").stat().st_mtime_ns
+    maps0 = {p.name: p.stat().st_mtime_ns for p in (run / "round_0" / "maps").iterdir()}
+
+    train(shapes_data, run, _cfg(), resume=True, progress=False)
+    epochs = [(e["round"], e["epoch"]) for e in _events(run) if e["event"] == "epoch"]
+    assert epochs == [(0, 1), (0, 2), (1, 1), (1, 2), (2, 1), (2, 2)]
+    assert (run / "round_0" / "model.pt").stat().st_mtime_ns == model0
+    assert {p.name: p.stat().st_mtime_ns for p in (run / "round_0" / "maps").iterdir()} == maps0
+    assert (run / "round_2" / "summary.json").is_file()
+
+
+def test_resume_during_estep_keeps_model_and_finished_slides(shapes_data, tmp_path,
+                                                             monkeypatch):
+    run = tmp_path / "run"
+    real = rounds_mod.infer_patches
+    calls = {"n": 0}
+
+    def crash_on_third_slide_of_round1(*args, **kwargs):
+        if (run / "round_1" / "model.pt").is_file():
+            calls["n"] += 1
+            if calls["n"] == 3:
+                raise Crash
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(rounds_mod, "infer_patches", crash_on_third_slide_of_round1)
+    with pytest.raises(Crash):
+        train(shapes_data, run, _cfg(), progress=False)
+    monkeypatch.setattr(rounds_mod, "infer_patches", real)
+    model1 = (run / "round_1" / "model.pt").stat().st_mtime_ns
+    done = {p.name: p.stat().st_mtime_ns for p in (run / "round_1" / "maps").iterdir()}
+    assert len(done) == 2
+
+    train(shapes_data, run, _cfg(), resume=True, progress=False)
+    assert (run / "round_1" / "model.pt").stat().st_mtime_ns == model1
+    after = {p.name: p.stat().st_mtime_ns for p in (run / "round_1" / "maps").iterdir()}
+    assert all(after[k] == v for k, v in done.items())
+    epochs = [(e["round"], e["epoch"]) for e in _events(run) if e["event"] == "epoch"]
+    assert epochs.count((1, 2)) == 1
