@@ -3,6 +3,7 @@ baseline, prediction and the heatmaps."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,34 +31,59 @@ def make_loader(dataset, batch_size: int, num_workers: int, device: torch.device
                       persistent_workers=False)
 
 
-@torch.inference_mode()
+def infer_slides_iter(model: torch.nn.Module, sources: list[SlideSource],
+                      jobs: list[tuple[int, np.ndarray]], patch_size: int, mpp: float,
+                      map_downsample: int, device: torch.device, batch_size: int = 64,
+                      num_workers: int = 0, amp: bool = True, channels_last: bool = True,
+                      progress: bool = False, desc: str = "infer"
+                      ) -> Iterator[tuple[int, PatchMaps]]:
+    """Yield (slide index, maps) for each job (slide index, level-0 coords) as it completes.
+
+    All jobs share one DataLoader, so worker processes start once, not once per slide.
+    """
+    model.eval()
+    m = max(1, patch_size // map_downsample)
+    sizes = [len(c) for _, c in jobs]
+    refs = np.concatenate([np.column_stack([np.full(len(c), s, np.int64),
+                                            np.asarray(c, np.int64).reshape(-1, 2)])
+                           for s, c in jobs]) if jobs else np.zeros((0, 3), np.int64)
+    ends = np.cumsum(sizes)
+    maps = np.zeros((len(refs), m, m), dtype=np.float16)
+    max_prob = np.zeros(len(refs), dtype=np.float32)
+    job, done = 0, 0
+    bar = tqdm(total=len(refs), desc=desc, unit="patch", disable=not progress)
+
+    def finished() -> Iterator[tuple[int, PatchMaps]]:
+        nonlocal job
+        while job < len(jobs) and ends[job] <= done:
+            a = ends[job] - sizes[job]
+            yield jobs[job][0], PatchMaps(maps[a:ends[job]].copy(), max_prob[a:ends[job]].copy())
+            job += 1
+
+    yield from finished()  # slides without patches
+    if len(refs):
+        loader = make_loader(PatchReader(sources, refs, patch_size, mpp), batch_size,
+                             num_workers, device)
+        with torch.inference_mode():
+            for batch in loader:
+                x = to_input(batch, device, channels_last)
+                with autocast(device, amp):
+                    logits = model(x)
+                prob = torch.sigmoid(logits.float())
+                b = prob.shape[0]
+                max_prob[done:done + b] = prob.amax(dim=(1, 2, 3)).cpu().numpy()
+                small = F.adaptive_avg_pool2d(prob, m) if m != prob.shape[-1] else prob
+                maps[done:done + b] = small[:, 0].cpu().numpy().astype(np.float16)
+                done += b
+                bar.update(b)
+                yield from finished()
+    bar.close()
+
+
 def infer_patches(model: torch.nn.Module, source: SlideSource, coords: np.ndarray,
                   patch_size: int, mpp: float, map_downsample: int, device: torch.device,
-                  batch_size: int = 64, num_workers: int = 0, amp: bool = True,
-                  channels_last: bool = True, progress: bool = False) -> PatchMaps:
-    model.eval()
-    n = len(coords)
-    m = max(1, patch_size // map_downsample)
-    maps = np.zeros((n, m, m), dtype=np.float16)
-    max_prob = np.zeros(n, dtype=np.float32)
-    if n == 0:
-        return PatchMaps(maps, max_prob)
-    refs = np.column_stack([np.zeros(n, np.int64), np.asarray(coords, np.int64)])
-    loader = make_loader(PatchReader([source], refs, patch_size, mpp), batch_size,
-                         num_workers, device)
-    i = 0
-    bar = tqdm(total=n, desc=f"infer {source.slide_id}", unit="patch", disable=not progress,
-               leave=False)
-    for batch in loader:
-        x = to_input(batch, device, channels_last)
-        with autocast(device, amp):
-            logits = model(x)
-        prob = torch.sigmoid(logits.float())
-        b = prob.shape[0]
-        max_prob[i:i + b] = prob.amax(dim=(1, 2, 3)).cpu().numpy()
-        small = F.adaptive_avg_pool2d(prob, m) if m != prob.shape[-1] else prob
-        maps[i:i + b] = small[:, 0].cpu().numpy().astype(np.float16)
-        i += b
-        bar.update(b)
-    bar.close()
-    return PatchMaps(maps, max_prob)
+                  **kwargs) -> PatchMaps:
+    """Maps of one slide's patches."""
+    out = list(infer_slides_iter(model, [source], [(0, coords)], patch_size, mpp,
+                                 map_downsample, device, **kwargs))
+    return out[0][1]

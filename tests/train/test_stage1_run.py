@@ -76,7 +76,7 @@ def test_resume_mid_round_redoes_nothing(shapes_data, tmp_path, monkeypatch):
 def test_resume_during_estep_keeps_model_and_finished_slides(shapes_data, tmp_path,
                                                              monkeypatch):
     run = tmp_path / "run"
-    real = rounds_mod.infer_patches
+    real = rounds_mod.write_maps
     calls = {"n": 0}
 
     def crash_on_third_slide_of_round1(*args, **kwargs):
@@ -86,10 +86,10 @@ def test_resume_during_estep_keeps_model_and_finished_slides(shapes_data, tmp_pa
                 raise Crash
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(rounds_mod, "infer_patches", crash_on_third_slide_of_round1)
+    monkeypatch.setattr(rounds_mod, "write_maps", crash_on_third_slide_of_round1)
     with pytest.raises(Crash):
         train(shapes_data, run, _cfg(), progress=False)
-    monkeypatch.setattr(rounds_mod, "infer_patches", real)
+    monkeypatch.setattr(rounds_mod, "write_maps", real)
     model1 = (run / "round_1" / "model.pt").stat().st_mtime_ns
     done = {p.name: p.stat().st_mtime_ns for p in (run / "round_1" / "maps").iterdir()}
     assert len(done) == 2

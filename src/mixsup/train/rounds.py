@@ -21,11 +21,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from mixsup.atomic import atomic_path, write_json
 from mixsup.errors import MixsupError
-from mixsup.infer import PatchMaps, infer_patches
+from mixsup.infer import PatchMaps
+from mixsup.infer import infer_slides_iter as infer_patches_iter
 from mixsup.models.factory import build_segmenter
 from mixsup.runtime import load_checkpoint, save_checkpoint, seed_everything
 from mixsup.train.context import RunContext, SlideSet
@@ -177,25 +177,28 @@ def infer_slides(model: torch.nn.Module, slides: SlideSet, which: dict[int, int]
     if cfg.runtime.channels_last:
         model.to(memory_format=torch.channels_last)
     out: dict[int, tuple[np.ndarray, PatchMaps]] = {}
-    start, n_done = time.perf_counter(), 0
-    bar = tqdm(list(which), desc=desc, unit="slide", disable=not ctx.progress)
-    for i in bar:
+    todo = []
+    for i in which:
         tiles = slides.tilesets[i]
-        path = out_dir / f"{slides.records[i].slide_id}.zarr"
-        got = read_maps(path, expect_key=tiles.key)
+        got = read_maps(out_dir / f"{slides.records[i].slide_id}.zarr", expect_key=tiles.key)
         if got is None:
-            maps = infer_patches(model, slides.sources[i], tiles.coords, tiles.patch_size,
-                                 tiles.mpp, cfg.stage1.map_downsample, ctx.device,
-                                 cfg.stage1.infer_batch_size, cfg.runtime.num_workers,
-                                 cfg.runtime.amp, cfg.runtime.channels_last)
-            write_maps(path, tiles.coords, maps, {"key": tiles.key,
-                                                  "slide_id": slides.records[i].slide_id,
-                                                  "size0": tiles.size0})
-            n_done += len(tiles)
-            got = (tiles.coords, maps, {})
-        out[i] = (got[0], got[1])
-        elapsed = time.perf_counter() - start
-        bar.set_postfix(patches_s=f"{n_done / max(elapsed, 1e-9):.1f}")
+            todo.append((i, tiles.coords))
+        else:
+            out[i] = (got[0], got[1])
+    start = time.perf_counter()
+    n_done = sum(len(c) for _, c in todo)
+    if todo:
+        t = slides.tilesets[todo[0][0]]
+        for i, maps in infer_patches_iter(model, slides.sources, todo, t.patch_size, t.mpp,
+                                          cfg.stage1.map_downsample, ctx.device,
+                                          cfg.stage1.infer_batch_size, cfg.runtime.num_workers,
+                                          cfg.runtime.amp, cfg.runtime.channels_last,
+                                          progress=ctx.progress, desc=desc):
+            tiles = slides.tilesets[i]
+            write_maps(out_dir / f"{slides.records[i].slide_id}.zarr", tiles.coords, maps,
+                       {"key": tiles.key, "slide_id": slides.records[i].slide_id,
+                        "size0": tiles.size0})
+            out[i] = (tiles.coords, maps)
     elapsed = time.perf_counter() - start
     return out, elapsed, n_done / max(elapsed, 1e-9)
 

@@ -1,0 +1,86 @@
+"""E-step throughput (read patches + θ1 + store maps in zarr) vs model-only forward on
+preloaded tensors of the same size and count, measured in the same run.
+
+    python benchmarks/bench_estep.py [--preset small|paper] [--slides N] [--workers W]
+
+Uses a generated shapes dataset under /tmp (made once).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mixsup.config import load_config
+from mixsup.labels.table import load_dataset
+from mixsup.models.factory import build_segmenter
+from mixsup.runtime import pick_device, to_input
+from mixsup.train.context import slide_set
+from mixsup.train.rounds import infer_slides
+
+
+class _Ctx:
+    def __init__(self, cfg, device):
+        self.cfg, self.device, self.progress = cfg, device, False
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--preset", default="small")
+    ap.add_argument("--slides", type=int, default=6)
+    ap.add_argument("--workers", type=int, default=None)
+    ap.add_argument("--size", type=int, default=2048)
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    overrides = [] if args.workers is None else [f"runtime.num_workers={args.workers}"]
+    cfg = load_config(args.preset, overrides=overrides)
+    device = pick_device(cfg.runtime)
+    data_dir = Path(tempfile.gettempdir()) / f"mixsup-bench-estep-{args.slides}-{args.size}"
+    if not (data_dir / "slides.csv").is_file():
+        from mixsup.synth.shapes import make_shapes
+
+        make_shapes(data_dir, n_slides=args.slides, size=args.size, seed=11, progress=False)
+    data = load_dataset(data_dir)
+    with tempfile.TemporaryDirectory() as tmp:
+        slides = slide_set(data, ("train", "val", "test"), cfg, Path(tmp) / "tiles", False,
+                           False)
+        n = sum(len(t) for t in slides.tilesets)
+        model = build_segmenter(cfg.model).to(device).eval()
+        if cfg.runtime.channels_last:
+            model.to(memory_format=torch.channels_last)
+        p, bs = cfg.tiling.patch_size, cfg.stage1.infer_batch_size
+        # warm-up
+        with torch.inference_mode():
+            model(to_input(torch.zeros(bs, p, p, 3, dtype=torch.uint8), device,
+                           cfg.runtime.channels_last))
+
+        start = time.perf_counter()
+        infer_slides(model, slides, list(range(len(slides.records))), Path(tmp) / "maps",
+                     _Ctx(cfg, device))
+        estep_s = time.perf_counter() - start
+
+        rng = np.random.default_rng(0)
+        batches = [torch.from_numpy(rng.integers(0, 255, (min(bs, n - i), p, p, 3),
+                                                 dtype=np.uint8)) for i in range(0, n, bs)]
+        start = time.perf_counter()
+        with torch.inference_mode():
+            for b in batches:
+                torch.sigmoid(model(to_input(b, device, cfg.runtime.channels_last)))
+        model_s = time.perf_counter() - start
+
+    print(f"device={device} preset={args.preset} encoder={cfg.model.encoder} patch={p}px "
+          f"batch={bs} workers={cfg.runtime.num_workers} torch_threads={torch.get_num_threads()}")
+    print(f"patches: {n} over {len(slides.records)} slides")
+    print(f"E-step (read + model + store): {n / estep_s:8.1f} patches/s")
+    print(f"model only (preloaded):        {n / model_s:8.1f} patches/s")
+    print(f"ratio E-step / model-only:     {model_s / estep_s:8.2f}")
+
+
+if __name__ == "__main__":
+    main()
