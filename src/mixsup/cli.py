@@ -79,7 +79,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true", help="fail on the first bad slide")
     p.add_argument("--weights", default=None, help="local pretrained encoder weights")
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--select-by", choices=["train_loss", "val"], default=None,
+                   help="round selection: lowest θ2 training loss (paper) or val loss")
     _config_args(p)
+
+    p = sub.add_parser("predict", help="score slides with a trained run's model bundle")
+    p.add_argument("run", help="run folder (or its bundle/ folder)")
+    p.add_argument("slides", nargs="*", help="slide files or folders")
+    p.add_argument("--data", default=None, help="dataset directory (with --split)")
+    p.add_argument("--split", default=None, choices=["train", "val", "test"])
+    p.add_argument("--out", required=True)
+    p.add_argument("--threshold", type=float, default=None,
+                   help="operating threshold (default: the bundle's, chosen on val)")
+    p.add_argument("--strict", action="store_true", help="fail on the first bad slide")
+    p.add_argument("--config", action="append", default=[], metavar="FILE.yaml")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                   help="override a runtime setting, e.g. --set runtime.device=cuda")
+    p.add_argument("--mpp", type=float, default=None, help="MPP for slides without metadata")
+
+    p = sub.add_parser("evaluate", help="metrics, ROC and report from predictions.csv")
+    p.add_argument("predictions")
+    p.add_argument("--labels", required=True, help="slides.csv with slide_id,label")
+    p.add_argument("--out", required=True)
+    p.add_argument("--threshold", type=float, default=None)
+
+    p = sub.add_parser("rounds", help="θ1's map quality per round against truth outlines")
+    p.add_argument("run")
+    p.add_argument("--data", required=True, help="dataset with truth/<slide_id>.geojson")
 
     p = sub.add_parser("config", help="print the full configuration as YAML")
     _config_args(p)
@@ -118,7 +144,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
     if args.kind == "shapes":
         from mixsup.synth.shapes import make_shapes
 
-        out = make_shapes(args.out, n_slides=args.n_slides or 12, size=args.size or 1536,
+        out = make_shapes(args.out, n_slides=args.n_slides or 20, size=args.size or 1280,
                           seed=args.seed, progress=not args.quiet)
     else:
         from mixsup.synth.pcam import make_pcam
@@ -220,21 +246,80 @@ def cmd_train(args: argparse.Namespace) -> int:
         args.overrides.append(f"model.weights={args.weights}")
     if args.seed is not None:
         args.overrides.append(f"seed={args.seed}")
+    if args.select_by:
+        args.overrides.append(f"stage2.select_by={args.select_by}")
     cfg = _load_cfg(args)
     result = train(args.data, args.out, cfg, mode=args.mode, resume=args.resume,
                    strict=args.strict, progress=not args.quiet)
-    print(f"{'round':>5} {'loss':>8} {'y_p':>6} {'y_p+':>6} {'y_p-':>6} {'pseudo+px':>9} "
-          f"{'pos px':>7} {'neg px':>7}")
-    for r in result.summary["rounds"]:
+    s = result.summary
+    print(f"{'round':>5} {'θ1 loss':>8} {'y_p':>6} {'y_p+':>6} {'y_p-':>6} {'pseudo+px':>9} "
+          f"{'pos px':>7} {'neg px':>7} {'θ2 train':>9} {'θ2 val':>7}")
+    for r in s["rounds"]:
         pools = r["pools"] or {}
+        mark = " *" if r["round"] == s["selected_round"] else ""
         print(f"{r['round']:>5} {r['final_loss'] or float('nan'):>8.4f} "
               f"{pools.get('fine', 0):>6} {pools.get('pseudo_positive', 0):>6} "
               f"{pools.get('hard_negative', 0):>6} "
               f"{r['pseudo_positive_pixel_fraction'] or 0:>9.3f} "
               f"{r['map_stats']['positive_slides_pixel_fraction']:>7.3f} "
-              f"{r['map_stats']['negative_slides_pixel_fraction']:>7.3f}")
-    print(f"run folder: {result.run_dir} (figures in {result.run_dir / 'figures'})")
+              f"{r['map_stats']['negative_slides_pixel_fraction']:>7.3f} "
+              f"{r['stage2_train_loss']:>9.4f} {_fmt(r['stage2_val_loss']):>7}{mark}")
+    print(f"selected round {s['selected_round']} (by {s['select_by']}); operating threshold "
+          f"{s['operating_threshold']:.4f} ({s['threshold_source']})")
+    print(f"run folder: {result.run_dir}; model bundle: {s['bundle']}")
     return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from mixsup.predict import bundle_config, collect_inputs, predict
+
+    overrides = list(args.overrides)
+    if args.mpp is not None:
+        overrides.append(f"reader.mpp={args.mpp}")
+    cfg = bundle_config(args.run, args.config, overrides)
+    inputs = collect_inputs(args.slides, args.data, args.split)
+    result = predict(args.run, inputs, args.out, cfg, strict=args.strict,
+                     progress=not args.quiet, threshold=args.threshold)
+    for r in result.rows:
+        print(f"{r['slide_id']:<24} p={r['probability']:.4f} -> {r['prediction']}")
+    for sid, why in result.skipped.items():
+        print(f"skipped {sid}: {why}")
+    print(f"wrote {result.out / 'predictions.csv'} ({len(result.rows)} slides)")
+    return 1 if result.skipped and not result.rows else 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from mixsup.evaluate.report import evaluate
+
+    m = evaluate(args.predictions, args.labels, args.out, args.threshold)
+    print_metrics(m)
+    print(f"report: {Path(args.out) / 'report.md'}")
+    return 0
+
+
+def print_metrics(m: dict) -> None:
+    keys = ["n_pos", "n_neg", "auc", "specificity_at_full_sensitivity",
+            "threshold_at_full_sensitivity", "sensitivity", "specificity", "operating_threshold"]
+    width = max(map(len, keys))
+    for k in keys:
+        v = m[k]
+        print(f"{k:<{width}}  {v:.4f}" if isinstance(v, float) else f"{k:<{width}}  {v}")
+
+
+def cmd_rounds(args: argparse.Namespace) -> int:
+    from mixsup.evaluate.map_quality import round_map_quality, write_quality
+
+    rows = round_map_quality(args.run, args.data)
+    write_quality(Path(args.run) / "map_quality.json", rows)
+    print(f"{'round':>5} {'IoU (pos slides)':>17} {'mean slide IoU':>15} {'pos frac (neg)':>15}")
+    for r in rows:
+        print(f"{r['round']:>5} {r['iou_positive_slides']:>17.4f} {r['mean_slide_iou']:>15.4f} "
+              f"{r['negative_slides_positive_fraction']:>15.4f}")
+    return 0
+
+
+def _fmt(v: float | None) -> str:
+    return "-" if v is None else f"{v:.4f}"
 
 
 def cmd_config(args: argparse.Namespace) -> int:
@@ -246,22 +331,32 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from mixsup.config import load_config
-    from mixsup.labels.table import load_dataset
+    from mixsup.evaluate.report import evaluate
+    from mixsup.predict import collect_inputs, predict
     from mixsup.synth.shapes import make_shapes
-    from mixsup.tile_dataset import tile_dataset
+    from mixsup.train.api import train
 
     out = Path(args.out)
-    data = out / "data"
-    print(f"[1/2] generating the shapes dataset in {data}")
-    make_shapes(data, progress=not args.quiet)
+    data, run, pred, report = out / "data", out / "run", out / "pred", out / "report"
+    start = time.perf_counter()
+    print(f"[1/4] generating the embedded shapes dataset in {data}")
+    if not (data / "slides.csv").is_file():
+        make_shapes(data, progress=not args.quiet)
     _print_dataset(data)
+    print(f"[2/4] training (small preset: θ1 init + EM rounds, θ2 per round) into {run}")
     cfg = load_config("small")
-    tiles = default_tiles_dir(data, cfg)
-    print(f"[2/2] tiling with the small preset into {tiles}")
-    report = tile_dataset(load_dataset(data), cfg, tiles, progress=not args.quiet)
-    _print_tiling(report, tiles)
-    print("tissue previews:", ", ".join(str(p) for p in sorted(tiles.glob("*_tissue.png"))[:3]),
-          "...")
+    result = train(data, run, cfg, resume=(run / "config.yaml").is_file(),
+                   progress=not args.quiet)
+    s = result.summary
+    print(f"      selected round {s['selected_round']}, threshold "
+          f"{s['operating_threshold']:.4f}")
+    print(f"[3/4] predicting the test split into {pred}")
+    predict(run, collect_inputs([], str(data), "test"), pred, progress=not args.quiet)
+    print(f"[4/4] evaluating into {report}")
+    metrics = evaluate(pred / "predictions.csv", data / "slides.csv", report)
+    print_metrics(metrics)
+    print(f"done in {time.perf_counter() - start:.0f} s: see {report / 'report.md'}, "
+          f"{run / 'figures'} and {pred / 'heatmaps'}")
     return 0
 
 
@@ -272,6 +367,9 @@ COMMANDS = {
     "tile": cmd_tile,
     "annotations": cmd_annotations,
     "train": cmd_train,
+    "predict": cmd_predict,
+    "evaluate": cmd_evaluate,
+    "rounds": cmd_rounds,
     "config": cmd_config,
     "demo": cmd_demo,
 }

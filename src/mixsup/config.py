@@ -5,6 +5,7 @@ It is validated once, here at the edge; everything downstream receives typed, fr
 
 from __future__ import annotations
 
+import copy
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -119,6 +120,20 @@ class Stage1Config(_Frozen):
         return self
 
 
+class Stage2Config(_Frozen):
+    encoder: str = "dla34"
+    pretrained: bool = False
+    weights: str | None = None
+    top_k: int = Field(16, ge=1)
+    epochs: int = Field(15, ge=0)
+    slides_per_batch: int = Field(4, ge=1)
+    steps_per_epoch: int | None = Field(None, ge=1, description="default: one pass over slides")
+    lr: float = Field(1e-4, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    augment: bool = True
+    select_by: Literal["train_loss", "val"] = "train_loss"
+
+
 class Config(_Frozen):
     preset: Literal["paper", "small", "custom"] = "custom"
     seed: int = 0
@@ -129,6 +144,7 @@ class Config(_Frozen):
     model: ModelConfig = ModelConfig()
     runtime: RuntimeConfig = RuntimeConfig()
     stage1: Stage1Config = Stage1Config()
+    stage2: Stage2Config = Stage2Config()
 
 
 def preset_dict(name: str) -> dict[str, Any]:
@@ -143,6 +159,13 @@ def load_config(preset: str = "paper", files: list[str | Path] | tuple = (),
     """Preset, then each YAML file in order, then ``key.sub=value`` overrides."""
     data: dict[str, Any] = preset_dict(preset)
     data["preset"] = preset
+    return apply_overrides(data, files, overrides)
+
+
+def apply_overrides(data: dict[str, Any], files: list[str | Path] | tuple = (),
+                    overrides: list[str] | tuple = ()) -> Config:
+    """``data`` (a config as a dict), then each YAML file, then ``key.sub=value`` overrides."""
+    data = copy.deepcopy(data)
     for f in files:
         path = Path(f)
         try:

@@ -39,3 +39,51 @@ def overlay(thumb: np.ndarray, prob: np.ndarray, covered: np.ndarray,
     out = thumb.astype(np.float32)
     a = (alpha * covered)[..., None]
     return (out * (1 - a) + colour.astype(np.float32) * a).astype(np.uint8)
+
+
+def stitch_to_zarr(path, coords: np.ndarray, maps: np.ndarray, size0: float,
+                   dimensions: tuple[int, int], downsample: float, band: int = 1024) -> None:
+    """Write the averaged probability map to a zarr array, one band of rows at a time.
+
+    Peak memory is a band (``band`` rows x slide width at ``downsample``), never the whole map.
+    """
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    import zarr
+
+    path = Path(path)
+    w, h = (max(1, int(np.ceil(d / downsample))) for d in dimensions)
+    side = max(1, round(size0 / downsample))
+    coords = np.asarray(coords, dtype=np.float64).reshape(-1, 2)
+    cells = np.round(coords / downsample).astype(np.int64)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    try:
+        arr = zarr.create_array(str(tmp / "a.zarr"), shape=(h, w), dtype="float16",
+                                chunks=(min(band, h), min(band, w)), fill_value=0)
+        arr.attrs.update({"downsample": downsample, "level0_dimensions": list(dimensions),
+                          "meaning": "mean patch probability; 0 where no patch was scored"})
+        for top in range(0, h, band):
+            bottom = min(h, top + band)
+            total = np.zeros((bottom - top, w), np.float32)
+            count = np.zeros_like(total)
+            hit = np.nonzero((cells[:, 1] < bottom) & (cells[:, 1] + side > top))[0]
+            for j in hit:
+                cx, cy = cells[j]
+                tile = cv2.resize(np.asarray(maps[j], np.float32), (side, side),
+                                  interpolation=cv2.INTER_LINEAR)
+                y0, y1 = max(cy, top), min(cy + side, bottom)
+                x0, x1 = max(cx, 0), min(cx + side, w)
+                if y1 <= y0 or x1 <= x0:
+                    continue
+                total[y0 - top:y1 - top, x0:x1] += tile[y0 - cy:y1 - cy, x0 - cx:x1 - cx]
+                count[y0 - top:y1 - top, x0:x1] += 1
+            arr[top:bottom] = np.divide(total, count, out=np.zeros_like(total),
+                                        where=count > 0).astype(np.float16)
+        if path.exists():
+            shutil.rmtree(path)
+        (tmp / "a.zarr").replace(path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -77,8 +77,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return state
 
 
-def load_encoder_weights(model: torch.nn.Module, path: str | Path) -> None:
-    """Local pretrained encoder weights (.pth / .pt / .safetensors) for ``model.encoder``."""
+def load_weights_into(module: torch.nn.Module, path: str | Path) -> None:
+    """Local pretrained weights (.pth / .pt / .safetensors) into ``module``, matching by name."""
     path = Path(path)
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
@@ -93,8 +93,9 @@ def load_encoder_weights(model: torch.nn.Module, path: str | Path) -> None:
                               path) from exc
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
-    missing, _ = model.encoder.load_state_dict(state, strict=False)
-    loaded = len(model.encoder.state_dict()) - len(missing)
-    if loaded == 0:
-        raise MixsupError("no tensor in the file matches the encoder",
-                          "pass timm weights for the configured model.encoder", path)
+    own = module.state_dict()
+    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if not usable:
+        raise MixsupError("no tensor in the file matches the model",
+                          "pass timm weights for the configured encoder", path)
+    module.load_state_dict(usable, strict=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from mixsup.config import load_config
@@ -13,11 +14,12 @@ from mixsup.train.api import train
 
 FAST = ["stage1.rounds=2", "stage1.epochs_init=2", "stage1.epochs_per_round=2",
         "stage1.steps_per_epoch=3", "stage1.batch_size=10", "runtime.num_workers=0",
-        "tiling.overlap=0"]
+        "tiling.overlap=0", "stage2.epochs=1", "stage2.steps_per_epoch=2", "stage2.top_k=2",
+        "stage2.slides_per_batch=2"]
 
 
-def _cfg():
-    return load_config("small", overrides=FAST)
+def _cfg(rounds: int = 2):
+    return load_config("small", overrides=[*FAST, f"stage1.rounds={rounds}"])
 
 
 def _events(run):
@@ -25,9 +27,14 @@ def _events(run):
     return [json.loads(line) for line in lines if line.strip()]
 
 
-def test_init_plus_two_rounds(shapes_data, tmp_path):
-    run = tmp_path / "run"
-    result = train(shapes_data, run, _cfg(), progress=False)
+@pytest.fixture(scope="module")
+def trained(shapes_data, tmp_path_factory):
+    run = tmp_path_factory.mktemp("trained") / "run"
+    return train(shapes_data, run, _cfg(), progress=False)
+
+
+def test_init_plus_two_rounds(shapes_data, trained):
+    run, result = trained.run_dir, trained
     for r in range(3):
         assert (run / f"round_{r}" / "model.pt").is_file()
         assert (run / f"round_{r}" / "summary.json").is_file()
@@ -45,6 +52,48 @@ def test_init_plus_two_rounds(shapes_data, tmp_path):
         train(shapes_data, run, _cfg(), progress=False)
 
 
+def test_stage2_per_round_selection_and_bundle(trained):
+    run, s = trained.run_dir, trained.summary
+    losses = [r["stage2_train_loss"] for r in s["rounds"]]
+    assert s["selected_round"] == int(np.argmin(losses))
+    bundle = json.loads((run / "bundle" / "bundle.json").read_text())
+    assert bundle["selected_round"] == s["selected_round"]
+    assert bundle["preprocessing"]["mpp"] == 1.0 and bundle["preprocessing"]["patch_size"] == 128
+    assert bundle["mixsup_version"] and 0 <= bundle["operating_threshold"] <= 1
+    val_scores = json.loads((run / f"round_{s['selected_round']}" / "stage2" /
+                             "summary.json").read_text())["val_scores"]
+    assert val_scores  # the shapes fixture has a labelled val split
+
+
+def test_predict_and_evaluate_end_to_end(shapes_data, trained, tmp_path):
+    from mixsup.cli import main
+
+    pred, report = tmp_path / "pred", tmp_path / "report"
+    assert main(["-q", "predict", str(trained.run_dir), "--data", str(shapes_data),
+                 "--split", "test", "--out", str(pred)]) == 0
+    rows = (pred / "predictions.csv").read_text().splitlines()
+    assert rows[0] == "slide_id,probability,prediction" and len(rows) == 1 + 1
+    sid = rows[1].split(",")[0]
+    for rel in (f"heatmaps/{sid}.png", f"regions/{sid}.geojson", f"probmaps/{sid}.zarr",
+                "topk.csv", "predict.json"):
+        assert (pred / rel).exists(), rel
+    regions = json.loads((pred / "regions" / f"{sid}.geojson").read_text())
+    assert sum("Top-K" in f["properties"]["name"] for f in regions["features"]) >= 1
+    assert main(["evaluate", str(pred / "predictions.csv"), "--labels",
+                 str(shapes_data / "slides.csv"), "--out", str(report)]) == 0
+    metrics = json.loads((report / "metrics.json").read_text())
+    for key in ("n_pos", "n_neg", "auc", "specificity_at_full_sensitivity",
+                "threshold_at_full_sensitivity", "sensitivity", "specificity",
+                "operating_threshold"):
+        assert key in metrics
+    assert (report / "roc.png").is_file() and (report / "report.md").is_file()
+    # a second predict run reuses every finished slide
+    before = (pred / "slides" / f"{sid}.json").stat().st_mtime_ns
+    assert main(["-q", "predict", str(trained.run_dir), "--data", str(shapes_data),
+                 "--split", "test", "--out", str(pred)]) == 0
+    assert (pred / "slides" / f"{sid}.json").stat().st_mtime_ns == before
+
+
 class Crash(Exception):
     pass
 
@@ -60,17 +109,18 @@ def test_resume_mid_round_redoes_nothing(shapes_data, tmp_path, monkeypatch):
 
     monkeypatch.setattr(rounds_mod, "append_jsonl", crash_after_round1_epoch1)
     with pytest.raises(Crash):
-        train(shapes_data, run, _cfg(), progress=False)
+        train(shapes_data, run, _cfg(1), progress=False)
     monkeypatch.setattr(rounds_mod, "append_jsonl", real)
     model0 = (run / "round_0" / "model.pt").stat().st_mtime_ns
     maps0 = {p.name: p.stat().st_mtime_ns for p in (run / "round_0" / "maps").iterdir()}
 
-    train(shapes_data, run, _cfg(), resume=True, progress=False)
+    train(shapes_data, run, _cfg(1), resume=True, progress=False)
     epochs = [(e["round"], e["epoch"]) for e in _events(run) if e["event"] == "epoch"]
-    assert epochs == [(0, 1), (0, 2), (1, 1), (1, 2), (2, 1), (2, 2)]
+    assert epochs == [(0, 1), (0, 2), (1, 1), (1, 2)]
     assert (run / "round_0" / "model.pt").stat().st_mtime_ns == model0
     assert {p.name: p.stat().st_mtime_ns for p in (run / "round_0" / "maps").iterdir()} == maps0
-    assert (run / "round_2" / "summary.json").is_file()
+    assert (run / "round_1" / "summary.json").is_file()
+    assert (run / "bundle" / "bundle.json").is_file()
 
 
 def test_resume_during_estep_keeps_model_and_finished_slides(shapes_data, tmp_path,
@@ -88,13 +138,13 @@ def test_resume_during_estep_keeps_model_and_finished_slides(shapes_data, tmp_pa
 
     monkeypatch.setattr(rounds_mod, "write_maps", crash_on_third_slide_of_round1)
     with pytest.raises(Crash):
-        train(shapes_data, run, _cfg(), progress=False)
+        train(shapes_data, run, _cfg(1), progress=False)
     monkeypatch.setattr(rounds_mod, "write_maps", real)
     model1 = (run / "round_1" / "model.pt").stat().st_mtime_ns
     done = {p.name: p.stat().st_mtime_ns for p in (run / "round_1" / "maps").iterdir()}
     assert len(done) == 2
 
-    train(shapes_data, run, _cfg(), resume=True, progress=False)
+    train(shapes_data, run, _cfg(1), resume=True, progress=False)
     assert (run / "round_1" / "model.pt").stat().st_mtime_ns == model1
     after = {p.name: p.stat().st_mtime_ns for p in (run / "round_1" / "maps").iterdir()}
     assert all(after[k] == v for k, v in done.items())

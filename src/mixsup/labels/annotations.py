@@ -361,13 +361,14 @@ def _parse_ncrf(data: dict[str, Any], path: Path) -> list[tuple[str, BaseGeometr
 def mask_to_annotations(mask: np.ndarray, downsample: float,
                         source: str | None = None) -> SlideAnnotations:
     """Turn a label mask image (1 tumour, 0 negative, 255 unlabelled) back into outlines."""
-    regions = [Region("Tumor", "tumor", g) for g in _mask_polygons(mask == POSITIVE, downsample)]
+    regions = [Region("Tumor", "tumor", g) for g in mask_polygons(mask == POSITIVE, downsample)]
     if (mask == IGNORE).any() and (mask != IGNORE).any():
-        regions += [Region("ROI", "roi", g) for g in _mask_polygons(mask != IGNORE, downsample)]
+        regions += [Region("ROI", "roi", g) for g in mask_polygons(mask != IGNORE, downsample)]
     return SlideAnnotations(tuple(regions), source=source)
 
 
-def _mask_polygons(binary: np.ndarray, downsample: float) -> list[BaseGeometry]:
+def mask_polygons(binary: np.ndarray, downsample: float) -> list[BaseGeometry]:
+    """Outlines of a boolean mask, in the coordinates of a grid ``downsample`` times coarser."""
     contours, hierarchy = cv2.findContours(binary.astype(np.uint8), cv2.RETR_CCOMP,
                                            cv2.CHAIN_APPROX_SIMPLE)
     out: list[BaseGeometry] = []

@@ -61,7 +61,7 @@ def shapes_renderer(lay: SlideLayout) -> Renderer:
     return render
 
 
-def make_shapes(out: str | Path, n_slides: int = 12, size: int = 1536, mpp: float = 1.0,
+def make_shapes(out: str | Path, n_slides: int = 20, size: int = 1280, mpp: float = 1.0,
                 seed: int = 0, annotated_fraction: float = 0.6, progress: bool = True) -> Path:
     layouts = plan_slides(n_slides, size, size, seed=seed, annotated_fraction=annotated_fraction)
     return write_dataset(out, layouts, mpp, shapes_renderer, progress=progress)

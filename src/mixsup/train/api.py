@@ -8,12 +8,14 @@ from pathlib import Path
 from typing import Any
 
 from mixsup.atomic import write_json
+from mixsup.bundle import export_bundle
 from mixsup.config import Config
 from mixsup.labels.table import load_dataset
 from mixsup.run import open_run
-from mixsup.train.context import prepare
+from mixsup.train.context import prepare, slide_set
 from mixsup.train.figures import stage1_figures
-from mixsup.train.rounds import clean_partial, run_stage1
+from mixsup.train.rounds import clean_partial, round_dir, run_stage1
+from mixsup.train.selection import full_sensitivity_threshold, run_stage2, select_round
 
 log = logging.getLogger(__name__)
 MODES = ("mixed", "pixel")
@@ -38,15 +40,53 @@ def train(data_dir: str | Path, out: str | Path, cfg: Config, mode: str = "mixed
     results = run_stage1(ctx, rounds=rounds)
     figures = stage1_figures(run_dir / "figures", ctx.train, ctx.train.labelled(),
                              [(res.round, res.maps) for res in results])
+    val = slide_set(data, ("val",), cfg, run_dir / "tiles", strict, progress)
+    val = val if val.labelled() else None
+    stage2 = [run_stage2(ctx, res, val) for res in results]
+    selected = select_round(stage2, cfg.stage2.select_by)
+    chosen = stage2[selected]
+    threshold, source = _operating_threshold(chosen)
+    bundle = export_bundle(run_dir / "bundle", cfg, round_dir(run_dir, selected) / "model.pt",
+                           round_dir(run_dir, selected) / "stage2" / "model.pt", {
+                               "mode": mode,
+                               "selected_round": selected,
+                               "select_by": cfg.stage2.select_by,
+                               "stage2_losses": {s["round"]: {k: s.get(k) for k in
+                                                              ("train_loss", "val_loss")}
+                                                 for s in stage2},
+                               "operating_threshold": threshold,
+                               "threshold_source": source,
+                           })
     summary = {
         "mode": mode,
+        "selected_round": selected,
+        "select_by": cfg.stage2.select_by,
+        "operating_threshold": threshold,
+        "threshold_source": source,
+        "bundle": str(bundle),
         "rounds": [{"round": res.round, "final_loss": res.summary["final_loss"],
                     "pools": res.summary["pools"].get("sizes"),
                     "pseudo_positive_pixel_fraction":
                         res.summary["pools"].get("pseudo_positive_pixel_fraction"),
-                    "map_stats": res.summary["map_stats"]} for res in results],
+                    "map_stats": res.summary["map_stats"],
+                    "stage2_train_loss": s2["train_loss"],
+                    "stage2_val_loss": s2.get("val_loss")}
+                   for res, s2 in zip(results, stage2, strict=True)],
         "skipped_slides": ctx.train.skipped,
         "figures": [str(p.relative_to(run_dir)) for p in figures],
     }
     write_json(run_dir / "summary.json", summary)
     return TrainResult(run_dir, summary)
+
+
+def _operating_threshold(chosen: dict[str, Any]) -> tuple[float, str]:
+    """The largest threshold keeping 100% sensitivity on val; 0.5 without val positives."""
+    scores = chosen.get("val_scores")
+    if scores:
+        ids = list(scores)
+        thr = full_sensitivity_threshold([scores[i] for i in ids],
+                                         [chosen["val_labels"][i] for i in ids])
+        if thr is not None:
+            return thr, "val: lowest positive score (100% sensitivity)"
+    log.warning("no labelled positive val slide: the operating threshold defaults to 0.5")
+    return 0.5, "default 0.5 (no positive val slide)"

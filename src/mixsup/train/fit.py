@@ -27,10 +27,23 @@ class NonFiniteLoss(MixsupError):
     """A NaN or inf loss; the batch is saved for diagnosis."""
 
 
-def fit_segmenter(model: torch.nn.Module, dataset, sampler, epochs: int, lr: float,
-                  weight_decay: float, runtime: RuntimeConfig, device: torch.device,
-                  ckpt_path: Path, on_epoch: Callable[[int, float], None] | None = None,
-                  progress: bool = True, desc: str = "train") -> list[float]:
+LossFn = Callable[[torch.nn.Module, Any, torch.device, RuntimeConfig], torch.Tensor]
+
+
+def segmenter_loss(model: torch.nn.Module, batch: Any, device: torch.device,
+                   runtime: RuntimeConfig) -> torch.Tensor:
+    img, target, valid = batch
+    x = to_input(img, device, runtime.channels_last)
+    with autocast(device, runtime.amp):
+        logits = model(x)
+    return soft_bce(logits[:, 0], target.to(device), valid.to(device))
+
+
+def fit(model: torch.nn.Module, dataset, sampler, epochs: int, lr: float,
+        weight_decay: float, runtime: RuntimeConfig, device: torch.device,
+        ckpt_path: Path, loss_fn: LossFn = segmenter_loss,
+        on_epoch: Callable[[int, float], None] | None = None,
+        progress: bool = True, desc: str = "train") -> list[float]:
     """Train for ``epochs``; resumes from ``ckpt_path`` when it holds finished epochs."""
     model.to(device)
     if runtime.channels_last:
@@ -55,12 +68,10 @@ def fit_segmenter(model: torch.nn.Module, dataset, sampler, epochs: int, lr: flo
         bar = tqdm(loader, desc=f"{desc} epoch {epoch + 1}/{epochs}", unit="batch",
                    disable=not progress, leave=False)
         batches = iter(sampler)
-        for img, target, valid in bar:
+        for batch in bar:
             ids = next(batches, None)
-            x = to_input(img, device, runtime.channels_last)
-            with autocast(device, runtime.amp):
-                logits = model(x)
-            loss = soft_bce(logits[:, 0], target.to(device), valid.to(device))
+            n_items = len(batch[0])
+            loss = loss_fn(model, batch, device, runtime)
             if not math.isfinite(loss.item()):
                 diag = ckpt_path.parent / f"nonfinite_epoch{epoch + 1}.json"
                 write_json(diag, {"epoch": epoch + 1, "batch_indices": ids,
@@ -71,8 +82,8 @@ def fit_segmenter(model: torch.nn.Module, dataset, sampler, epochs: int, lr: flo
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total += loss.item() * len(img)
-            count += len(img)
+            total += loss.item() * n_items
+            count += n_items
             bar.set_postfix(loss=f"{total / count:.4f}",
                             patches_s=f"{count / (time.perf_counter() - t0):.1f}")
         bar.close()

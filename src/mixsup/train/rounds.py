@@ -30,7 +30,7 @@ from mixsup.models.factory import build_segmenter
 from mixsup.runtime import load_checkpoint, save_checkpoint, seed_everything
 from mixsup.train.context import RunContext, SlideSet
 from mixsup.train.dataset import MixedPatches
-from mixsup.train.fit import append_jsonl, fit_segmenter
+from mixsup.train.fit import append_jsonl, fit
 from mixsup.train.pools import Pools, em_pools, fine_refs
 from mixsup.train.sampler import MixedBatchSampler, default_steps
 from mixsup.train.store import read_maps, write_maps
@@ -126,9 +126,9 @@ def _run_round(ctx: RunContext, r: int, fine: np.ndarray, labelled: dict[int, in
             append_jsonl(ctx.run_dir / "log.jsonl",
                          {"event": "epoch", "round": r, "epoch": epoch, "loss": loss})
 
-        losses = fit_segmenter(model, dataset, sampler, epochs, s1.lr, s1.weight_decay,
-                               cfg.runtime, ctx.device, rdir / "train_last.pt", on_epoch,
-                               ctx.progress, desc=f"θ1 round {r}")
+        losses = fit(model, dataset, sampler, epochs, s1.lr, s1.weight_decay, cfg.runtime,
+                     ctx.device, rdir / "train_last.pt", on_epoch=on_epoch,
+                     progress=ctx.progress, desc=f"θ1 round {r}")
         save_checkpoint(model_path, {"model": model.state_dict(), "round": r, "losses": losses,
                                      "config": cfg.model_dump(mode="json")})
     t_train = time.perf_counter() - t0

@@ -1,0 +1,88 @@
+"""The exported model: θ1 + θ2 of the selected round, with everything needed to use them.
+
+    bundle/bundle.json   version, config, preprocessing, selected round, threshold, losses
+    bundle/theta1.pt     segmenter weights
+    bundle/theta2.pt     classifier weights
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mixsup import __version__
+from mixsup.atomic import write_json
+from mixsup.config import Config, validate
+from mixsup.errors import MixsupError
+from mixsup.models.classifier import build_classifier
+from mixsup.models.factory import build_segmenter
+from mixsup.runtime import IMAGENET_MEAN, IMAGENET_STD, load_checkpoint
+
+BUNDLE_FORMAT = "mixsup-bundle-v1"
+
+
+@dataclass
+class Bundle:
+    meta: dict[str, Any]
+    cfg: Config
+    theta1: torch.nn.Module
+    theta2: torch.nn.Module
+
+    @property
+    def threshold(self) -> float:
+        return float(self.meta["operating_threshold"])
+
+
+def export_bundle(out_dir: Path, cfg: Config, theta1_ckpt: Path, theta2_ckpt: Path,
+                  info: dict[str, Any]) -> Path:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(theta1_ckpt, out_dir / ".theta1.pt.tmp")
+    shutil.copyfile(theta2_ckpt, out_dir / ".theta2.pt.tmp")
+    (out_dir / ".theta1.pt.tmp").replace(out_dir / "theta1.pt")
+    (out_dir / ".theta2.pt.tmp").replace(out_dir / "theta2.pt")
+    meta = {
+        "format": BUNDLE_FORMAT,
+        "mixsup_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "preprocessing": {
+            "mpp": cfg.tiling.mpp,
+            "patch_size": cfg.tiling.patch_size,
+            "overlap": cfg.tiling.overlap,
+            "normalisation": {"mean": IMAGENET_MEAN, "std": IMAGENET_STD, "scale": 1 / 255},
+            "map_downsample": cfg.stage1.map_downsample,
+            "top_k": cfg.stage2.top_k,
+            "tissue": cfg.tissue.model_dump(mode="json"),
+        },
+        "theta1": {"encoder": cfg.model.encoder, "file": "theta1.pt"},
+        "theta2": {"encoder": cfg.stage2.encoder, "file": "theta2.pt"},
+        **info,
+        "config": cfg.model_dump(mode="json"),
+    }
+    write_json(out_dir / "bundle.json", meta)  # written last: a bundle with it is complete
+    return out_dir
+
+
+def load_bundle(path: str | Path, device: torch.device | str = "cpu") -> Bundle:
+    path = Path(path)
+    if (path / "bundle").is_dir():
+        path = path / "bundle"
+    meta_path = path / "bundle.json"
+    if not meta_path.is_file():
+        raise MixsupError("no model bundle here",
+                          "pass a finished run folder (with bundle/) or its bundle folder", path)
+    meta = json.loads(meta_path.read_text())
+    if meta.get("format") != BUNDLE_FORMAT:
+        raise MixsupError("unknown bundle format", "re-export it with this mixsup", meta_path)
+    cfg = validate(meta["config"])
+    theta1 = build_segmenter(cfg.model.model_copy(update={"weights": None,
+                                                           "pretrained": False}))
+    theta1.load_state_dict(load_checkpoint(path / "theta1.pt", device)["model"])
+    theta2 = build_classifier(cfg.stage2.encoder, pretrained=False)
+    theta2.load_state_dict(load_checkpoint(path / "theta2.pt", device)["model"])
+    return Bundle(meta, cfg, theta1.eval(), theta2.eval())

@@ -1,0 +1,1 @@
+"""Metrics, reports and plots; reads predictions and truth, never trains."""

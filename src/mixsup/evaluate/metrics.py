@@ -1,0 +1,50 @@
+"""Slide-level metrics of the paper, with specificity at 100% sensitivity as the headline."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import roc_auc_score, roc_curve
+
+
+def full_sensitivity_point(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """(threshold, specificity): the largest threshold keeping every positive at or above it.
+
+    A slide is called positive when its score is >= the threshold, so a negative tied with the
+    lowest positive counts as a false positive.
+    """
+    scores, labels = np.asarray(scores, float), np.asarray(labels, int)
+    pos, neg = scores[labels == 1], scores[labels == 0]
+    if len(pos) == 0:
+        return float("nan"), float("nan")
+    thr = float(pos.min())
+    spec = float((neg < thr).mean()) if len(neg) else float("nan")
+    return thr, spec
+
+
+def slide_metrics(scores: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, Any]:
+    scores, labels = np.asarray(scores, float), np.asarray(labels, int)
+    pos, neg = labels == 1, labels == 0
+    thr_full, spec_full = full_sensitivity_point(scores, labels)
+    called = scores >= threshold
+    both = pos.any() and neg.any()
+    return {
+        "n_pos": int(pos.sum()),
+        "n_neg": int(neg.sum()),
+        "auc": float(roc_auc_score(labels, scores)) if both else float("nan"),
+        "specificity_at_full_sensitivity": spec_full,
+        "threshold_at_full_sensitivity": thr_full,
+        "sensitivity": float(called[pos].mean()) if pos.any() else float("nan"),
+        "specificity": float((~called[neg]).mean()) if neg.any() else float("nan"),
+        "operating_threshold": float(threshold),
+        "tp": int((called & pos).sum()),
+        "fp": int((called & neg).sum()),
+        "tn": int((~called & neg).sum()),
+        "fn": int((~called & pos).sum()),
+    }
+
+
+def roc_points(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    fpr, tpr, _ = roc_curve(np.asarray(labels, int), np.asarray(scores, float))
+    return fpr, tpr

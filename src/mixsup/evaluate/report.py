@@ -1,0 +1,136 @@
+"""``mixsup evaluate``: metrics.json, roc.png and report.md from predictions and labels."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import shutil
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+from mixsup.atomic import atomic_path, write_json, write_text
+from mixsup.errors import MixsupError
+from mixsup.evaluate.metrics import full_sensitivity_point, roc_points, slide_metrics
+
+log = logging.getLogger(__name__)
+
+
+def read_predictions(path: Path) -> dict[str, float]:
+    try:
+        with open(path, newline="") as fh:
+            rows = list(csv.DictReader(fh))
+    except OSError as exc:
+        raise MixsupError(f"cannot read predictions ({exc.strerror})", "check the path",
+                          path) from exc
+    if not rows or not {"slide_id", "probability"} <= set(rows[0]):
+        raise MixsupError("not a predictions file (needs slide_id, probability)",
+                          "pass the predictions.csv written by `mixsup predict`", path)
+    return {r["slide_id"]: float(r["probability"]) for r in rows}
+
+
+def read_labels(path: Path) -> tuple[dict[str, int], dict[str, str]]:
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    if not rows or "slide_id" not in rows[0] or "label" not in rows[0]:
+        raise MixsupError("labels need slide_id and label columns",
+                          "pass the dataset's slides.csv", path)
+    labels = {r["slide_id"]: int(float(r["label"])) for r in rows if r["label"] not in ("",)}
+    centers = {r["slide_id"]: r.get("center") or "" for r in rows}
+    return labels, centers
+
+
+def evaluate(pred_csv: str | Path, labels_csv: str | Path, out: str | Path,
+             threshold: float | None = None) -> dict[str, Any]:
+    pred_csv, out = Path(pred_csv), Path(out)
+    scores = read_predictions(pred_csv)
+    labels, centers = read_labels(Path(labels_csv))
+    ids = [s for s in scores if s in labels]
+    missing = [s for s in scores if s not in labels]
+    if missing:
+        log.warning("%d predicted slide(s) have no label and are left out: %s", len(missing),
+                    ", ".join(missing[:5]))
+    if not ids:
+        raise MixsupError("no predicted slide has a label",
+                          "check that the slide ids match slides.csv", pred_csv)
+    if threshold is None:
+        meta = pred_csv.parent / "predict.json"
+        threshold = (json.loads(meta.read_text())["operating_threshold"] if meta.is_file()
+                     else 0.5)
+    s = np.array([scores[i] for i in ids])
+    y = np.array([labels[i] for i in ids])
+    metrics = slide_metrics(s, y, threshold)
+    by_center = {}
+    for c in sorted({centers.get(i, "") for i in ids} - {""}):
+        sel = np.array([centers.get(i) == c for i in ids])
+        by_center[c] = slide_metrics(s[sel], y[sel], threshold)
+    if by_center:
+        metrics["per_center"] = by_center
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "metrics.json", metrics)
+    roc_figure(out / "roc.png", {"model": (s, y)})
+    _report(out, pred_csv, metrics, ids, s, y, threshold)
+    return metrics
+
+
+def roc_figure(path: Path, curves: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+    """ROC curves with each one's 100%-sensitivity point marked (the paper's Fig. 4)."""
+    fig, ax = plt.subplots(figsize=(4.6, 4.4))
+    for name, (s, y) in curves.items():
+        if len(set(y.tolist())) < 2:
+            continue
+        fpr, tpr = roc_points(s, y)
+        thr, spec = full_sensitivity_point(s, y)
+        line, = ax.plot(fpr, tpr, lw=1.8, label=f"{name}")
+        ax.plot([1 - spec], [1.0], "o", color=line.get_color(), ms=7,
+                label=f"{name}: spec {spec:.3f} @ sens 1 (t={thr:.3f})")
+    ax.plot([0, 1], [0, 1], ls=":", color="grey", lw=1)
+    ax.set_xlabel("1 - specificity")
+    ax.set_ylabel("sensitivity")
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_ylim(-0.02, 1.02)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.4f}" if isinstance(v, float) and not math.isnan(v) else str(v)
+
+
+def _report(out: Path, pred_csv: Path, metrics: dict[str, Any], ids: list[str],
+            s: np.ndarray, y: np.ndarray, threshold: float) -> None:
+    keys = ["n_pos", "n_neg", "auc", "specificity_at_full_sensitivity",
+            "threshold_at_full_sensitivity", "sensitivity", "specificity", "operating_threshold"]
+    lines = ["# mixsup evaluation", "", f"Predictions: `{pred_csv}`", "",
+             "| metric | value |", "|---|---|"]
+    lines += [f"| {k} | {_fmt(metrics[k])} |" for k in keys]
+    if "per_center" in metrics:
+        lines += ["", "## Per center", "", "| center | n_pos | n_neg | AUC | spec @ sens 1 |",
+                  "|---|---|---|---|---|"]
+        for c, m in metrics["per_center"].items():
+            lines.append(f"| {c} | {m['n_pos']} | {m['n_neg']} | {_fmt(m['auc'])} | "
+                         f"{_fmt(m['specificity_at_full_sensitivity'])} |")
+    lines += ["", "![ROC](roc.png)", ""]
+    fps = [(i, p) for i, p, lab in zip(ids, s, y, strict=True) if lab == 0 and p >= threshold]
+    fps.sort(key=lambda t: -t[1])
+    lines += [f"## False positives at the operating threshold ({len(fps)})", ""]
+    heat_dir = pred_csv.parent / "heatmaps"
+    for sid, p in fps:
+        src = heat_dir / f"{sid}.png"
+        lines.append(f"### {sid} (p = {p:.4f})")
+        if src.is_file():
+            (out / "heatmaps").mkdir(exist_ok=True)
+            shutil.copyfile(src, out / "heatmaps" / src.name)
+            lines.append(f"![{sid}](heatmaps/{src.name})")
+        lines.append("")
+    write_text(out / "report.md", "\n".join(lines) + "\n")

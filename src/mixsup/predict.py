@@ -1,0 +1,218 @@
+"""``mixsup predict``: tiling, θ1, top-K and θ2 on new slides, with heatmaps and GeoJSON.
+
+Per slide it writes (atomically; ``slides/<id>.json`` last, as the done marker):
+
+    maps/<id>.zarr        per-patch probability maps and max probabilities
+    probmaps/<id>.zarr    the stitched probability map (mean over overlaps)
+    heatmaps/<id>.png     heatmap over the thumbnail, top-K boxes ranked
+    regions/<id>.geojson  suspicious regions (p >= 0.5) and ranked top-K boxes, for QuPath
+    slides/<id>.json      slide probability, prediction and top-K patches
+
+and at the end ``predictions.csv``, ``topk.csv`` and ``predict.json``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import shapely
+from tqdm import tqdm
+
+from mixsup.atomic import atomic_open, atomic_path, write_json
+from mixsup.bundle import Bundle, load_bundle
+from mixsup.config import Config
+from mixsup.errors import MixsupError
+from mixsup.heatmap import overlay, stitch, stitch_to_zarr
+from mixsup.infer import infer_patches
+from mixsup.labels.annotations import Region, SlideAnnotations, mask_polygons, write_geojson
+from mixsup.labels.table import load_dataset
+from mixsup.patches import SlideSource
+from mixsup.runtime import pick_device
+from mixsup.slides.reader import Slide
+from mixsup.slides.tiling import tile_slide
+from mixsup.train.stage2 import TopKPatches, score_slides
+from mixsup.train.store import write_maps
+from mixsup.train.topk import top_k
+
+log = logging.getLogger(__name__)
+SLIDE_SUFFIXES = {".svs", ".tif", ".tiff", ".ndpi", ".mrxs", ".scn", ".bif", ".vms", ".svslide",
+                  ".dcm"}
+
+
+@dataclass
+class PredictResult:
+    out: Path
+    rows: list[dict[str, Any]]
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+def collect_inputs(paths: list[str], data: str | None = None,
+                   split: str | None = None) -> list[tuple[str, Path]]:
+    items: list[tuple[str, Path]] = []
+    if data:
+        ds = load_dataset(data)
+        items += [(r.slide_id, r.path) for r in ds.slides if split is None or r.split == split]
+    for p in map(Path, paths):
+        if p.is_dir():
+            files = sorted(f for f in p.iterdir() if f.suffix.lower() in SLIDE_SUFFIXES)
+            items += [(f.stem, f) for f in files]
+        elif p.exists():
+            items.append((p.stem, p))
+        else:
+            raise MixsupError("no such slide or folder", "check the path", p)
+    ids = [i for i, _ in items]
+    dup = sorted({i for i in ids if ids.count(i) > 1})
+    if dup:
+        raise MixsupError(f"several inputs share the slide id(s) {', '.join(dup)}",
+                          "rename the files or predict the folders separately")
+    if not items:
+        raise MixsupError("no slide to predict", "pass slide files, folders or --data DATA")
+    return items
+
+
+def predict(run_or_bundle: str | Path, inputs: list[tuple[str, Path]], out: str | Path,
+            cfg: Config | None = None, strict: bool = False, progress: bool = True,
+            threshold: float | None = None) -> PredictResult:
+    """``cfg`` defaults to the bundle's; pass one (see ``bundle_config``) to change e.g. the
+    device, workers or an MPP override. Settings the models depend on come from the bundle."""
+    out = Path(out)
+    cfg = cfg or bundle_config(run_or_bundle)
+    device = pick_device(cfg.runtime)
+    bundle = load_bundle(run_or_bundle, device)
+    cfg = cfg.model_copy(update={k: getattr(bundle.cfg, k)
+                                 for k in ("tiling", "tissue", "model", "stage1", "stage2")})
+    thr = bundle.threshold if threshold is None else threshold
+    bundle.theta1.to(device)
+    bundle.theta2.to(device)
+    skipped: dict[str, str] = {}
+    rows = []
+    for slide_id, path in tqdm(inputs, desc="predict", unit="slide", disable=not progress):
+        done = out / "slides" / f"{slide_id}.json"
+        if done.is_file():
+            rows.append(json.loads(done.read_text()))
+            continue
+        try:
+            rows.append(_predict_slide(bundle, cfg, slide_id, path, out, device, thr))
+        except MixsupError as exc:
+            if strict:
+                raise
+            log.warning("skipping %s: %s", slide_id, exc)
+            skipped[slide_id] = str(exc)
+    for r in rows:
+        r["prediction"] = int(r["probability"] >= thr)
+    _write_tables(out, rows)
+    write_json(out / "predict.json", {"operating_threshold": thr, "bundle": str(run_or_bundle),
+                                      "selected_round": bundle.meta.get("selected_round"),
+                                      "n_slides": len(rows), "skipped": skipped})
+    return PredictResult(out, rows, skipped)
+
+
+def bundle_config(path: str | Path, files: tuple = (), overrides: tuple = ()) -> Config:
+    """The bundle's config with optional YAML files and ``key=value`` overrides on top."""
+    from mixsup.config import apply_overrides
+
+    p = Path(path)
+    meta = p / "bundle" / "bundle.json" if (p / "bundle").is_dir() else p / "bundle.json"
+    if not meta.is_file():
+        raise MixsupError("no model bundle here",
+                          "pass a finished run folder (with bundle/) or its bundle folder", p)
+    return apply_overrides(json.loads(meta.read_text())["config"], files, overrides)
+
+
+def _predict_slide(bundle: Bundle, cfg: Config, slide_id: str, path: Path, out: Path,
+                   device: Any, thr: float) -> dict[str, Any]:
+    rt = cfg.runtime
+    with Slide(path, cfg.reader.backend, cfg.reader.mpp, cfg.reader.cache_bytes) as slide:
+        tiles = tile_slide(slide, slide_id, cfg.tiling, cfg.tissue, out / "tiles")
+        source = SlideSource(slide_id, str(path), cfg.reader.backend, cfg.reader.mpp,
+                             cfg.reader.cache_bytes)
+        maps = infer_patches(bundle.theta1, source, tiles.coords, tiles.patch_size, tiles.mpp,
+                             cfg.stage1.map_downsample, device,
+                             batch_size=cfg.stage1.infer_batch_size,
+                             num_workers=rt.num_workers, amp=rt.amp,
+                             channels_last=rt.channels_last)
+        write_maps(out / "maps" / f"{slide_id}.zarr", tiles.coords, maps,
+                   {"key": tiles.key, "slide_id": slide_id, "size0": tiles.size0})
+        m = maps.maps.shape[-1]
+        stitch_to_zarr(out / "probmaps" / f"{slide_id}.zarr", tiles.coords, maps.maps,
+                       tiles.size0, slide.dimensions, tiles.size0 / m)
+        order = top_k(maps.max_prob, cfg.stage2.top_k)
+        if len(order):
+            ds = TopKPatches([source], [tiles.coords[order]], [0], cfg.stage2.top_k,
+                             tiles.patch_size, tiles.mpp)
+            prob = float(score_slides(bundle.theta2, ds, device, rt, 1)[0])
+            patch_probs = _patch_probs(bundle, ds, device, rt)
+        else:
+            log.warning("%s: no tissue patch; probability set to 0", path)
+            prob, patch_probs = 0.0, []
+        topk = [{"rank": r + 1, "x": int(tiles.coords[j][0]), "y": int(tiles.coords[j][1]),
+                 "size": float(tiles.size0), "max_pixel_prob": float(maps.max_prob[j]),
+                 "patch_prob": float(patch_probs[r]) if r < len(patch_probs) else None}
+                for r, j in enumerate(order)]
+        thumb, thumb_mpp = slide.thumbnail(cfg.tissue.thumbnail_mpp)
+        ds0 = thumb_mpp / slide.mpp
+        heat, count = stitch(tiles.coords, maps.maps, tiles.size0, slide.dimensions, ds0)
+        _heatmap_png(out / "heatmaps" / f"{slide_id}.png", thumb, heat, count, topk, ds0)
+        _regions(out / "regions" / f"{slide_id}.geojson", heat, ds0, topk)
+    row = {"slide_id": slide_id, "path": str(path), "probability": prob,
+           "prediction": int(prob >= thr), "n_patches": len(tiles), "topk": topk}
+    write_json(out / "slides" / f"{slide_id}.json", row)
+    return row
+
+
+def _patch_probs(bundle: Bundle, ds: TopKPatches, device: Any, rt: Any) -> list[float]:
+    import torch
+
+    from mixsup.runtime import autocast, to_input
+
+    patches, valid, _ = ds[0]
+    n = int(valid.sum())
+    with torch.inference_mode(), autocast(device, rt.amp):
+        logits = bundle.theta2(to_input(patches[:n], device, rt.channels_last))
+    return torch.sigmoid(logits.float()).flatten().cpu().tolist()
+
+
+def _heatmap_png(path: Path, thumb: np.ndarray, heat: np.ndarray, count: np.ndarray,
+                 topk: list[dict[str, Any]], ds0: float) -> None:
+    img = overlay(thumb, heat, count > 0)
+    for t in topk:
+        x, y, s = t["x"] / ds0, t["y"] / ds0, t["size"] / ds0
+        cv2.rectangle(img, (int(x), int(y)), (int(x + s), int(y + s)), (255, 255, 255), 1)
+        cv2.putText(img, str(t["rank"]), (int(x) + 1, int(y) + 9), cv2.FONT_HERSHEY_SIMPLEX,
+                    0.3, (255, 255, 255), 1, cv2.LINE_AA)
+    with atomic_path(path, suffix=".png") as tmp:
+        cv2.imwrite(str(tmp), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+
+
+def _regions(path: Path, heat: np.ndarray, ds0: float, topk: list[dict[str, Any]]) -> None:
+    regions = [Region("Suspicious (p>=0.5)", "tumor", g)
+               for g in mask_polygons(heat >= 0.5, ds0)]
+    for t in topk:
+        box = shapely.box(t["x"], t["y"], t["x"] + t["size"], t["y"] + t["size"])
+        regions.append(Region(f"Top-K #{t['rank']} (max p={t['max_pixel_prob']:.3f})",
+                              "ignore", box))
+    write_geojson(path, SlideAnnotations(tuple(regions)))
+
+
+def _write_tables(out: Path, rows: list[dict[str, Any]]) -> None:
+    with atomic_open(out / "predictions.csv") as fh:
+        w = csv.writer(fh, lineterminator="\n")
+        w.writerow(["slide_id", "probability", "prediction"])
+        for r in rows:
+            w.writerow([r["slide_id"], f"{r['probability']:.6f}", r["prediction"]])
+    with atomic_open(out / "topk.csv") as fh:
+        w = csv.writer(fh, lineterminator="\n")
+        w.writerow(["slide_id", "rank", "x", "y", "size_level0", "max_pixel_prob",
+                    "patch_prob"])
+        for r in rows:
+            for t in r["topk"]:
+                w.writerow([r["slide_id"], t["rank"], t["x"], t["y"], f"{t['size']:.1f}",
+                            f"{t['max_pixel_prob']:.6f}",
+                            "" if t["patch_prob"] is None else f"{t['patch_prob']:.6f}"])

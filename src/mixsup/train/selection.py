@@ -1,0 +1,116 @@
+"""Stage 2 after every stage-1 round, the choice of round, and the operating threshold."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mixsup.atomic import write_json
+from mixsup.models.classifier import build_classifier
+from mixsup.models.factory import build_segmenter
+from mixsup.runtime import load_checkpoint, load_weights_into, save_checkpoint, seed_everything
+from mixsup.train.context import RunContext, SlideSet
+from mixsup.train.fit import append_jsonl, fit
+from mixsup.train.rounds import RoundResult, infer_slides, round_dir
+from mixsup.train.stage2 import (
+    BalancedSlideSampler,
+    TopKPatches,
+    bce,
+    score_slides,
+    stage2_loss,
+)
+from mixsup.train.topk import top_k
+
+log = logging.getLogger(__name__)
+
+
+def topk_dataset(slides: SlideSet, maps: dict[int, tuple[np.ndarray, Any]], indices: list[int],
+                 k: int, augment: bool, seed: int) -> TopKPatches:
+    coords = [maps[i][0][top_k(maps[i][1].max_prob, k)] for i in indices]
+    labels = [slides.records[i].label or 0 for i in indices]
+    t = slides.tilesets[indices[0]]
+    return TopKPatches([slides.sources[i] for i in indices], coords, labels, k, t.patch_size,
+                       t.mpp, augment=augment, seed=seed)
+
+
+def run_stage2(ctx: RunContext, res: RoundResult, val: SlideSet | None) -> dict[str, Any]:
+    """Train θ2 on the top-K patches of round ``res``; returns its summary (cached on disk)."""
+    cfg, s2 = ctx.cfg, ctx.cfg.stage2
+    sdir = round_dir(ctx.run_dir, res.round) / "stage2"
+    if (sdir / "summary.json").is_file():
+        return json.loads((sdir / "summary.json").read_text())
+    sdir.mkdir(parents=True, exist_ok=True)
+    seed_everything(cfg.seed * 1000 + 500 + res.round)
+    idx = [i for i in ctx.train.labelled() if i in res.maps]
+    labels = [ctx.train.records[i].label for i in idx]
+    model = build_classifier(s2.encoder, s2.pretrained)
+    if s2.weights:
+        load_weights_into(model, s2.weights)
+    train_ds = topk_dataset(ctx.train, res.maps, idx, s2.top_k, s2.augment, cfg.seed)
+    steps = s2.steps_per_epoch or max(1, len(idx) // s2.slides_per_batch)
+    sampler = BalancedSlideSampler(labels, s2.slides_per_batch, steps, seed=cfg.seed + res.round)
+
+    def on_epoch(epoch: int, loss: float) -> None:
+        append_jsonl(ctx.run_dir / "log.jsonl", {"event": "stage2_epoch", "round": res.round,
+                                                 "epoch": epoch, "loss": loss})
+
+    losses = fit(model, train_ds, sampler, s2.epochs, s2.lr, s2.weight_decay, cfg.runtime,
+                 ctx.device, sdir / "train_last.pt", loss_fn=stage2_loss, on_epoch=on_epoch,
+                 progress=ctx.progress, desc=f"θ2 round {res.round}")
+    eval_ds = topk_dataset(ctx.train, res.maps, idx, s2.top_k, False, cfg.seed)
+    train_probs = score_slides(model, eval_ds, ctx.device, cfg.runtime, s2.slides_per_batch)
+    summary: dict[str, Any] = {
+        "round": res.round,
+        "epoch_losses": losses,
+        "train_loss": bce(train_probs, labels),
+        "train_slides": len(idx),
+    }
+    if val is not None and val.labelled():
+        summary.update(_validate(ctx, res, model, val))
+    save_checkpoint(sdir / "model.pt", {"model": model.state_dict(), "round": res.round,
+                                        "encoder": s2.encoder})
+    write_json(sdir / "summary.json", summary)
+    (sdir / "train_last.pt").unlink(missing_ok=True)
+    return summary
+
+
+def _validate(ctx: RunContext, res: RoundResult, theta2: Any, val: SlideSet) -> dict[str, Any]:
+    cfg = ctx.cfg
+    theta1 = build_segmenter(cfg.model)
+    theta1.load_state_dict(load_checkpoint(res.model_path)["model"])
+    labelled = val.labelled()
+    maps, _, _ = infer_slides(theta1, val, list(labelled), round_dir(ctx.run_dir, res.round)
+                              / "maps_val", ctx, desc=f"θ1 on val, round {res.round}")
+    idx = list(labelled)
+    ds = topk_dataset(val, maps, idx, cfg.stage2.top_k, False, cfg.seed)
+    probs = score_slides(theta2, ds, ctx.device, cfg.runtime, cfg.stage2.slides_per_batch)
+    labels = [labelled[i] for i in idx]
+    return {"val_loss": bce(probs, labels),
+            "val_scores": {val.records[i].slide_id: float(p) for i, p in zip(idx, probs,
+                                                                             strict=True)},
+            "val_labels": {val.records[i].slide_id: int(y) for i, y in zip(idx, labels,
+                                                                          strict=True)}}
+
+
+def select_round(summaries: list[dict[str, Any]], select_by: str) -> int:
+    """The paper: the round whose θ2 has the lowest training loss (first one on ties)."""
+    key = "val_loss" if select_by == "val" else "train_loss"
+    values = [(s.get(key, float("inf")), s["round"]) for s in summaries]
+    if select_by == "val" and all(not np.isfinite(v) for v, _ in values):
+        raise ValueError("select_by=val needs labelled val slides")
+    return min(values, key=lambda t: (t[0] if np.isfinite(t[0]) else float("inf"), t[1]))[1]
+
+
+def full_sensitivity_threshold(scores: np.ndarray, labels: np.ndarray) -> float | None:
+    """The largest threshold that keeps every positive at or above it: the lowest positive."""
+    scores, labels = np.asarray(scores, float), np.asarray(labels, int)
+    pos = scores[labels == 1]
+    return float(pos.min()) if len(pos) else None
+
+
+def write_selection(path: Path, data: dict[str, Any]) -> None:
+    write_json(path, data)

@@ -1,0 +1,115 @@
+"""Stage 2: θ2 scores each slide's top-K patches; the slide probability is their mean."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from mixsup.config import RuntimeConfig
+from mixsup.patches import SlidePool, SlideSource, augment
+from mixsup.runtime import autocast, to_input
+
+EPS = 1e-6
+
+
+class TopKPatches(Dataset):
+    """Item = one slide: (K, P, P, 3) uint8 patches, (K,) validity, label.
+
+    Slides with fewer than K patches are padded; padded entries are masked out of the mean.
+    """
+
+    def __init__(self, sources: list[SlideSource], coords: list[np.ndarray],
+                 labels: list[int], k: int, patch_size: int, mpp: float,
+                 augment: bool = False, seed: int = 0) -> None:
+        self.slides = SlidePool(sources)
+        self.coords = [np.asarray(c, np.int64).reshape(-1, 2)[:k] for c in coords]
+        self.labels = labels
+        self.k, self.patch_size, self.mpp = k, patch_size, mpp
+        self.augment, self.seed, self.epoch = augment, seed, 0
+
+    def __len__(self) -> int:
+        return len(self.coords)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        p = self.patch_size
+        out = np.full((self.k, p, p, 3), 255, np.uint8)
+        valid = np.zeros(self.k, bool)
+        rng = np.random.default_rng((self.seed, self.epoch, i))
+        for j, (x, y) in enumerate(self.coords[i]):
+            img = self.slides.read(i, int(x), int(y), p, self.mpp)
+            if self.augment:
+                dummy = np.zeros((p, p), np.float32)
+                img, _, _ = augment(img, dummy, dummy, rng)
+            out[j] = img
+            valid[j] = True
+        return (torch.from_numpy(out), torch.from_numpy(valid),
+                torch.tensor(float(self.labels[i])))
+
+
+class BalancedSlideSampler(Sampler[list[int]]):
+    """Batches with equal numbers of positive and negative slides (the odd one is positive)."""
+
+    def __init__(self, labels: list[int], slides_per_batch: int, steps: int,
+                 seed: int = 0) -> None:
+        self.pos = [i for i, y in enumerate(labels) if y == 1]
+        self.neg = [i for i, y in enumerate(labels) if y == 0]
+        if not self.pos or not self.neg:
+            raise ValueError("stage 2 needs positive and negative training slides")
+        self.n_pos = (slides_per_batch + 1) // 2
+        self.n_neg = slides_per_batch - self.n_pos
+        self.steps, self.seed, self.epoch = steps, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __iter__(self) -> Iterator[list[int]]:
+        rng = np.random.default_rng((self.seed, self.epoch))
+        pos, neg = _cycle(rng, self.pos), _cycle(rng, self.neg)
+        for _ in range(self.steps):
+            yield [next(pos) for _ in range(self.n_pos)] + [next(neg) for _ in range(self.n_neg)]
+
+
+def _cycle(rng: np.random.Generator, items: list[int]) -> Iterator[int]:
+    while True:
+        yield from (items[j] for j in rng.permutation(len(items)))
+
+
+def slide_probs(model: torch.nn.Module, patches: torch.Tensor, valid: torch.Tensor,
+                device: torch.device, runtime: RuntimeConfig) -> torch.Tensor:
+    b, k = patches.shape[:2]
+    x = to_input(patches.reshape(b * k, *patches.shape[2:]), device, runtime.channels_last)
+    with autocast(device, runtime.amp):
+        logits = model(x).float().reshape(b, k)
+    v = valid.to(device).float()
+    return (torch.sigmoid(logits) * v).sum(1) / v.sum(1).clamp(min=1.0)
+
+
+def stage2_loss(model: torch.nn.Module, batch: Any, device: torch.device,
+                runtime: RuntimeConfig) -> torch.Tensor:
+    patches, valid, label = batch
+    prob = slide_probs(model, patches, valid, device, runtime).clamp(EPS, 1 - EPS)
+    return F.binary_cross_entropy(prob, label.to(device).float())
+
+
+@torch.inference_mode()
+def score_slides(model: torch.nn.Module, dataset: TopKPatches, device: torch.device,
+                 runtime: RuntimeConfig, batch_slides: int = 4) -> np.ndarray:
+    model.eval()
+    loader = DataLoader(dataset, batch_size=batch_slides, shuffle=False,
+                        num_workers=runtime.num_workers)
+    out = [slide_probs(model, p, v, device, runtime).cpu() for p, v, _ in loader]
+    return torch.cat(out).numpy() if out else np.zeros(0, np.float32)
+
+
+def bce(probs: np.ndarray, labels: list[int] | np.ndarray) -> float:
+    p = np.clip(np.asarray(probs, np.float64), EPS, 1 - EPS)
+    y = np.asarray(labels, np.float64)
+    return float(-(y * np.log(p) + (1 - y) * np.log(1 - p)).mean()) if len(p) else float("nan")

@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from mixsup.evaluate.metrics import full_sensitivity_point, slide_metrics
+from mixsup.train.selection import select_round
+from mixsup.train.stage2 import BalancedSlideSampler, bce
+from mixsup.train.topk import slide_probability, top_k
+
+
+def test_top_k_orders_by_max_probability_stably():
+    p = np.array([0.1, 0.9, 0.5, 0.9, 0.2])
+    assert top_k(p, 3).tolist() == [1, 3, 2]
+    assert top_k(p, 10).tolist() == [1, 3, 2, 4, 0]
+
+
+def test_slide_probability_is_mean_of_k():
+    logits = torch.tensor([[0.0, 0.0], [10.0, -10.0]])
+    torch.testing.assert_close(slide_probability(logits), torch.tensor([0.5, 0.5]))
+
+
+def test_balanced_sampler():
+    labels = [1, 0, 0, 0, 0, 0, 1, 0]
+    sampler = BalancedSlideSampler(labels, slides_per_batch=4, steps=50, seed=1)
+    for batch in sampler:
+        assert sum(labels[i] for i in batch) == 2 and len(batch) == 4
+    with pytest.raises(ValueError):
+        BalancedSlideSampler([1, 1], 2, 1)
+
+
+def test_round_selection_rule():
+    summaries = [{"round": 0, "train_loss": 0.3, "val_loss": 0.2},
+                 {"round": 1, "train_loss": 0.1, "val_loss": 0.5},
+                 {"round": 2, "train_loss": 0.1, "val_loss": 0.4}]
+    assert select_round(summaries, "train_loss") == 1  # lowest, first on ties
+    assert select_round(summaries, "val") == 0
+    with pytest.raises(ValueError):
+        select_round([{"round": 0, "train_loss": 0.1}], "val")
+
+
+def test_bce():
+    assert bce(np.array([0.5, 0.5]), [0, 1]) == pytest.approx(np.log(2))
+
+
+def test_full_sensitivity_point_with_ties():
+    scores = np.array([0.9, 0.6, 0.6, 0.3, 0.6, 0.1])
+    labels = np.array([1, 1, 0, 0, 0, 0])
+    thr, spec = full_sensitivity_point(scores, labels)
+    # the lowest positive is 0.6; the two negatives at 0.6 are called positive
+    assert thr == 0.6 and spec == pytest.approx(2 / 4)
+
+
+def test_slide_metrics_hand_computed():
+    scores = np.array([0.95, 0.7, 0.4, 0.65, 0.2, 0.1])
+    labels = np.array([1, 1, 1, 0, 0, 0])
+    m = slide_metrics(scores, labels, threshold=0.5)
+    assert (m["n_pos"], m["n_neg"]) == (3, 3)
+    assert m["auc"] == pytest.approx(8 / 9)  # one of nine pairs misordered (0.4 < 0.65)
+    assert m["threshold_at_full_sensitivity"] == 0.4
+    assert m["specificity_at_full_sensitivity"] == pytest.approx(2 / 3)
+    assert m["sensitivity"] == pytest.approx(2 / 3) and m["specificity"] == pytest.approx(2 / 3)
+    at_tie = slide_metrics(scores, labels, threshold=0.65)
+    assert at_tie["specificity"] == pytest.approx(2 / 3)  # a score equal to t is positive
