@@ -103,6 +103,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--threshold", type=float, default=None)
 
+    p = sub.add_parser("stage", help="Camelyon17: lymph-node classes and patient pN stages")
+    stage = p.add_subparsers(dest="stage_command", required=True)
+    q = stage.add_parser("evaluate", help="quadratic-weighted kappa of pN stages")
+    q.add_argument("predictions", help="Camelyon17-format CSV (patient and/or node rows)")
+    q.add_argument("--labels", required=True, help="e.g. stage_labels.csv")
+    q.add_argument("--out", required=True)
+
     p = sub.add_parser("rounds", help="θ1's map quality per round against truth outlines")
     p.add_argument("run")
     p.add_argument("--data", required=True, help="dataset with truth/<slide_id>.geojson")
@@ -306,6 +313,17 @@ def print_metrics(m: dict) -> None:
         print(f"{k:<{width}}  {v:.4f}" if isinstance(v, float) else f"{k:<{width}}  {v}")
 
 
+def cmd_stage(args: argparse.Namespace) -> int:
+    from mixsup.camelyon.evaluate import evaluate_stages
+
+    m = evaluate_stages(args.predictions, args.labels, args.out)
+    print(f"patients {m['n_patients']}  kappa {m['kappa']:.4f}  accuracy {m['accuracy']:.4f}")
+    print("confusion matrix (rows true, columns predicted):", " ".join(m["labels"]))
+    for label, row in zip(m["labels"], m["confusion_matrix"], strict=True):
+        print(f"  {label:<8} {' '.join(f'{v:>4}' for v in row)}")
+    return 0
+
+
 def cmd_rounds(args: argparse.Namespace) -> int:
     from mixsup.evaluate.map_quality import round_map_quality, write_quality
 
@@ -369,6 +387,7 @@ COMMANDS = {
     "train": cmd_train,
     "predict": cmd_predict,
     "evaluate": cmd_evaluate,
+    "stage": cmd_stage,
     "rounds": cmd_rounds,
     "config": cmd_config,
     "demo": cmd_demo,
