@@ -166,12 +166,15 @@ def cmd_synth(args: argparse.Namespace) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     from mixsup.labels.annotations import read_annotations
     from mixsup.labels.table import load_dataset
+    from mixsup.slides import open_slide
 
     cfg = _load_cfg(args)
     ds = load_dataset(args.data)
     for rec in ds.slides:
         if rec.annotation is not None:
-            read_annotations(rec.annotation, cfg.annotations)
+            with open_slide(rec.path, cfg.reader.backend, cfg.reader.mpp) as slide:
+                dims = slide.dimensions
+            read_annotations(rec.annotation, cfg.annotations, dims)
     _print_dataset(args.data)
     print("dataset OK")
     return 0

@@ -7,30 +7,19 @@ import json
 import numpy as np
 import pytest
 
-from mixsup.config import load_config
 from mixsup.errors import MixsupError
 from mixsup.train import rounds as rounds_mod
 from mixsup.train.api import train
-
-FAST = ["stage1.rounds=2", "stage1.epochs_init=2", "stage1.epochs_per_round=2",
-        "stage1.steps_per_epoch=3", "stage1.batch_size=10", "runtime.num_workers=0",
-        "tiling.overlap=0", "stage2.epochs=1", "stage2.steps_per_epoch=2", "stage2.top_k=2",
-        "stage2.slides_per_batch=2"]
+from tests.conftest import fast_config
 
 
 def _cfg(rounds: int = 2):
-    return load_config("small", overrides=[*FAST, f"stage1.rounds={rounds}"])
+    return fast_config(rounds)
 
 
 def _events(run):
     lines = (run / "log.jsonl").read_text().splitlines()
     return [json.loads(line) for line in lines if line.strip()]
-
-
-@pytest.fixture(scope="module")
-def trained(shapes_data, tmp_path_factory):
-    run = tmp_path_factory.mktemp("trained") / "run"
-    return train(shapes_data, run, _cfg(), progress=False)
 
 
 def test_init_plus_two_rounds(shapes_data, trained):

@@ -71,9 +71,18 @@ def load_dataset(root: str | Path) -> Dataset:
         with open(table, newline="", encoding="utf-8-sig") as fh:
             reader = csv.DictReader(fh)
             columns = [c.strip() for c in (reader.fieldnames or [])]
-            rows = [{(k or "").strip(): (v or "").strip() for k, v in r.items()} for r in reader]
+            raw_rows = list(reader)
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise DatasetError(f"cannot read ({exc})", "save it as UTF-8 CSV", table) from exc
+    ragged = [i for i, r in enumerate(raw_rows, start=2) if None in r]
+    if ragged:
+        raise DatasetError(f"line(s) {', '.join(map(str, ragged[:10]))} have more fields than "
+                           "the header", "quote values that contain commas, or fix the rows",
+                           table)
+    try:
+        rows = [{(k or "").strip(): (v or "").strip() for k, v in r.items()} for r in raw_rows]
+    except AttributeError as exc:
+        raise DatasetError("malformed rows", "fix slides.csv", table) from exc
 
     missing = [c for c in REQUIRED if c not in columns]
     if missing:

@@ -220,10 +220,14 @@ def _rgba_to_rgb(rgba: np.ndarray) -> np.ndarray:
 
 
 def _probe(handle: Backend) -> None:
-    """Decode one small region so that files which open but cannot be decoded fail now."""
-    level = len(handle.level_dimensions) - 1
-    w, h = handle.level_dimensions[level]
-    handle.read_rgba((0, 0), level, (min(w, 64), min(h, 64)))
+    """Decode a few small regions so that files which open but cannot be decoded (corrupt or
+    truncated: the last tiles of level 0 are the last bytes written) fail now, not mid-run."""
+    top = len(handle.level_dimensions) - 1
+    w, h = handle.level_dimensions[top]
+    handle.read_rgba((0, 0), top, (min(w, 64), min(h, 64)))
+    w0, h0 = handle.level_dimensions[0]
+    size = (min(w0, 64), min(h0, 64))
+    handle.read_rgba((w0 - size[0], h0 - size[1]), 0, size)
 
 
 def open_slide(path: str | Path, backend: str = "auto", mpp: float | None = None,

@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from mixsup.config import RuntimeConfig
+from mixsup.train.fit import NonFiniteLoss, fit
+from mixsup.train.sampler import MixedBatchSampler
+
+
+class _Toy(torch.utils.data.Dataset):
+    def __init__(self, n: int) -> None:
+        self.refs = np.arange(n * 3).reshape(n, 3)
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.refs)
+
+    def __getitem__(self, i):
+        img = torch.full((8, 8, 3), i, dtype=torch.uint8)
+        return img, torch.zeros(8, 8), torch.ones(8, 8)
+
+
+def test_nan_loss_stops_with_a_diagnostic(tmp_path):
+    model = torch.nn.Conv2d(3, 1, 1)
+    with torch.no_grad():
+        model.weight.fill_(float("nan"))
+    sampler = MixedBatchSampler([6, 0, 0], (1, 0, 0), 3, steps=2)
+    rt = RuntimeConfig(num_workers=0, channels_last=False)
+    with pytest.raises(NonFiniteLoss, match="nan") as err:
+        fit(model, _Toy(6), sampler, 1, 1e-3, 0.0, rt, torch.device("cpu"),
+            tmp_path / "ckpt.pt", progress=False)
+    diag = json.loads((tmp_path / "nonfinite_epoch1.json").read_text())
+    assert len(diag["batch_indices"]) == 3 and len(diag["refs"]) == 3
+    assert "nonfinite_epoch1.json" in str(err.value)
+    assert not (tmp_path / "ckpt.pt").exists()  # nothing poisoned was saved
