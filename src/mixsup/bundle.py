@@ -32,20 +32,26 @@ class Bundle:
     meta: dict[str, Any]
     cfg: Config
     theta1: torch.nn.Module
-    theta2: torch.nn.Module
+    theta2: torch.nn.Module | None  # None for the image-level (MIL) baseline
+
+    @property
+    def mode(self) -> str:
+        return str(self.meta.get("mode", "mixed"))
 
     @property
     def threshold(self) -> float:
         return float(self.meta["operating_threshold"])
 
 
-def export_bundle(out_dir: Path, cfg: Config, theta1_ckpt: Path, theta2_ckpt: Path,
+def export_bundle(out_dir: Path, cfg: Config, theta1_ckpt: Path, theta2_ckpt: Path | None,
                   info: dict[str, Any]) -> Path:
+    """``theta1`` is the segmenter (or, for the image mode, the MIL patch classifier)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(theta1_ckpt, out_dir / ".theta1.pt.tmp")
-    shutil.copyfile(theta2_ckpt, out_dir / ".theta2.pt.tmp")
-    (out_dir / ".theta1.pt.tmp").replace(out_dir / "theta1.pt")
-    (out_dir / ".theta2.pt.tmp").replace(out_dir / "theta2.pt")
+    (out_dir / "bundle.json").unlink(missing_ok=True)
+    for name, src in (("theta1", theta1_ckpt), ("theta2", theta2_ckpt)):
+        if src is not None:
+            shutil.copyfile(src, out_dir / f".{name}.pt.tmp")
+            (out_dir / f".{name}.pt.tmp").replace(out_dir / f"{name}.pt")
     meta = {
         "format": BUNDLE_FORMAT,
         "mixsup_version": __version__,
@@ -59,8 +65,10 @@ def export_bundle(out_dir: Path, cfg: Config, theta1_ckpt: Path, theta2_ckpt: Pa
             "top_k": cfg.stage2.top_k,
             "tissue": cfg.tissue.model_dump(mode="json"),
         },
-        "theta1": {"encoder": cfg.model.encoder, "file": "theta1.pt"},
-        "theta2": {"encoder": cfg.stage2.encoder, "file": "theta2.pt"},
+        "theta1": {"encoder": cfg.mil.encoder if info.get("mode") == "image"
+                   else cfg.model.encoder, "file": "theta1.pt"},
+        "theta2": None if theta2_ckpt is None else {"encoder": cfg.stage2.encoder,
+                                                    "file": "theta2.pt"},
         **info,
         "config": cfg.model_dump(mode="json"),
     }
@@ -80,9 +88,15 @@ def load_bundle(path: str | Path, device: torch.device | str = "cpu") -> Bundle:
     if meta.get("format") != BUNDLE_FORMAT:
         raise MixsupError("unknown bundle format", "re-export it with this mixsup", meta_path)
     cfg = validate(meta["config"])
-    theta1 = build_segmenter(cfg.model.model_copy(update={"weights": None,
-                                                           "pretrained": False}))
+    if meta.get("mode") == "image":
+        theta1 = build_classifier(cfg.mil.encoder, pretrained=False)
+    else:
+        theta1 = build_segmenter(cfg.model.model_copy(update={"weights": None,
+                                                               "pretrained": False}))
     theta1.load_state_dict(load_checkpoint(path / "theta1.pt", device)["model"])
-    theta2 = build_classifier(cfg.stage2.encoder, pretrained=False)
-    theta2.load_state_dict(load_checkpoint(path / "theta2.pt", device)["model"])
-    return Bundle(meta, cfg, theta1.eval(), theta2.eval())
+    theta2 = None
+    if meta.get("theta2"):
+        theta2 = build_classifier(cfg.stage2.encoder, pretrained=False)
+        theta2.load_state_dict(load_checkpoint(path / "theta2.pt", device)["model"])
+        theta2.eval()
+    return Bundle(meta, cfg, theta1.eval(), theta2)

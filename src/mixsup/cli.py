@@ -74,7 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train θ1 (and, later, θ2) on a dataset")
     p.add_argument("data")
     p.add_argument("--out", required=True, help="run folder")
-    p.add_argument("--mode", choices=["mixed", "pixel"], default="mixed")
+    p.add_argument("--mode", choices=["mixed", "pixel", "image"], default="mixed",
+                   help="mixed (the method), pixel (θ1 on pixel labels only, then θ2), "
+                        "image (top-k MIL on slide labels only)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run")
     p.add_argument("--strict", action="store_true", help="fail on the first bad slide")
     p.add_argument("--weights", default=None, help="local pretrained encoder weights")
@@ -262,6 +264,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     result = train(args.data, args.out, cfg, mode=args.mode, resume=args.resume,
                    strict=args.strict, progress=not args.quiet)
     s = result.summary
+    if s["mode"] == "image":
+        print("MIL epoch losses:", " ".join(f"{v:.4f}" for v in s["mil_epoch_losses"]))
+        print(f"operating threshold {s['operating_threshold']:.4f} ({s['threshold_source']})")
+        print(f"run folder: {result.run_dir}; model bundle: {s['bundle']}")
+        return 0
     print(f"{'round':>5} {'θ1 loss':>8} {'y_p':>6} {'y_p+':>6} {'y_p-':>6} {'pseudo+px':>9} "
           f"{'pos px':>7} {'neg px':>7} {'θ2 train':>9} {'θ2 val':>7}")
     for r in s["rounds"]:

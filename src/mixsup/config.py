@@ -134,6 +134,28 @@ class Stage2Config(_Frozen):
     select_by: Literal["train_loss", "val"] = "train_loss"
 
 
+class MILConfig(_Frozen):
+    """The image-level baseline (Campanella et al. 2019): top-k MIL with slide labels only."""
+
+    encoder: str = "resnet34"
+    pretrained: bool = False
+    weights: str | None = None
+    top_k: int = Field(1, ge=1, description="patches per slide trained on each epoch")
+    epochs: int = Field(20, ge=0)
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(1e-4, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    aggregation: Literal["max", "mean_topk"] = "max"
+    augment: bool = True
+
+
+class DataSubsetConfig(_Frozen):
+    """Ablations (the paper's Table V): fewer pixel labels or fewer labelled slides."""
+
+    max_fine_patches: int | None = Field(None, ge=1)
+    slide_label_fraction: float = Field(1.0, gt=0, le=1)
+
+
 class Config(_Frozen):
     preset: Literal["paper", "small", "custom"] = "custom"
     seed: int = 0
@@ -145,6 +167,8 @@ class Config(_Frozen):
     runtime: RuntimeConfig = RuntimeConfig()
     stage1: Stage1Config = Stage1Config()
     stage2: Stage2Config = Stage2Config()
+    mil: MILConfig = MILConfig()
+    subset: DataSubsetConfig = DataSubsetConfig()
 
 
 def preset_dict(name: str) -> dict[str, Any]:

@@ -1,5 +1,6 @@
-"""Run θ1 over patches of a slide: the one inference path used by the E-step, the MIL
-baseline, prediction and the heatmaps."""
+"""Run a model over the patches of slides: the one inference path used by the E-step, the MIL
+baseline, prediction and the heatmaps. Segmenters give a probability map per patch; patch
+classifiers give one probability (a 1x1 map)."""
 
 from __future__ import annotations
 
@@ -70,6 +71,8 @@ def infer_slides_iter(model: torch.nn.Module, sources: list[SlideSource],
                 with autocast(device, amp):
                     logits = model(x)
                 prob = torch.sigmoid(logits.float())
+                if prob.ndim == 2:  # a patch classifier: one probability per patch
+                    prob = prob[:, :1, None, None]
                 b = prob.shape[0]
                 max_prob[done:done + b] = prob.amax(dim=(1, 2, 3)).cpu().numpy()
                 small = F.adaptive_avg_pool2d(prob, m) if m != prob.shape[-1] else prob

@@ -90,7 +90,8 @@ def predict(run_or_bundle: str | Path, inputs: list[tuple[str, Path]], out: str 
                                  for k in ("tiling", "tissue", "model", "stage1", "stage2")})
     thr = bundle.threshold if threshold is None else threshold
     bundle.theta1.to(device)
-    bundle.theta2.to(device)
+    if bundle.theta2 is not None:
+        bundle.theta2.to(device)
     skipped: dict[str, str] = {}
     rows = []
     for slide_id, path in tqdm(inputs, desc="predict", unit="slide", disable=not progress):
@@ -133,8 +134,10 @@ def _predict_slide(bundle: Bundle, cfg: Config, slide_id: str, path: Path, out: 
         tiles = tile_slide(slide, slide_id, cfg.tiling, cfg.tissue, out / "tiles")
         source = SlideSource(slide_id, str(path), cfg.reader.backend, cfg.reader.mpp,
                              cfg.reader.cache_bytes)
+        image_mode = bundle.theta2 is None
+        map_ds = tiles.patch_size if image_mode else cfg.stage1.map_downsample
         maps = infer_patches(bundle.theta1, source, tiles.coords, tiles.patch_size, tiles.mpp,
-                             cfg.stage1.map_downsample, device,
+                             map_ds, device,
                              batch_size=cfg.stage1.infer_batch_size,
                              num_workers=rt.num_workers, amp=rt.amp,
                              channels_last=rt.channels_last)
@@ -143,8 +146,13 @@ def _predict_slide(bundle: Bundle, cfg: Config, slide_id: str, path: Path, out: 
         m = maps.maps.shape[-1]
         stitch_to_zarr(out / "probmaps" / f"{slide_id}.zarr", tiles.coords, maps.maps,
                        tiles.size0, slide.dimensions, tiles.size0 / m)
-        order = top_k(maps.max_prob, cfg.stage2.top_k)
-        if len(order):
+        order = top_k(maps.max_prob, cfg.mil.top_k if image_mode else cfg.stage2.top_k)
+        if image_mode:
+            from mixsup.train.mil import aggregate
+
+            prob = aggregate(maps.max_prob, cfg.mil)
+            patch_probs = maps.max_prob[order].tolist()
+        elif len(order):
             ds = TopKPatches([source], [tiles.coords[order]], [0], cfg.stage2.top_k,
                              tiles.patch_size, tiles.mpp)
             prob = float(score_slides(bundle.theta2, ds, device, rt, 1)[0])

@@ -18,7 +18,7 @@ from mixsup.train.rounds import clean_partial, round_dir, run_stage1
 from mixsup.train.selection import full_sensitivity_threshold, run_stage2, select_round
 
 log = logging.getLogger(__name__)
-MODES = ("mixed", "pixel")
+MODES = ("mixed", "pixel", "image")
 
 
 @dataclass
@@ -36,6 +36,8 @@ def train(data_dir: str | Path, out: str | Path, cfg: Config, mode: str = "mixed
     clean_partial(run_dir)
     data = load_dataset(data_dir)
     ctx = prepare(data, cfg, run_dir, strict=strict, progress=progress)
+    if mode == "image":
+        return _train_image(ctx, data, cfg, run_dir, strict, progress)
     rounds = cfg.stage1.rounds if mode == "mixed" else 0
     results = run_stage1(ctx, rounds=rounds)
     figures = stage1_figures(run_dir / "figures", ctx.train, ctx.train.labelled(),
@@ -75,6 +77,23 @@ def train(data_dir: str | Path, out: str | Path, cfg: Config, mode: str = "mixed
         "skipped_slides": ctx.train.skipped,
         "figures": [str(p.relative_to(run_dir)) for p in figures],
     }
+    write_json(run_dir / "summary.json", summary)
+    return TrainResult(run_dir, summary)
+
+
+def _train_image(ctx, data, cfg: Config, run_dir: Path, strict: bool,
+                 progress: bool) -> TrainResult:
+    from mixsup.train.mil import mil_model_path, run_mil
+
+    val = slide_set(data, ("val",), cfg, run_dir / "tiles", strict, progress)
+    mil = run_mil(ctx, val if val.labelled() else None)
+    threshold, source = _operating_threshold(mil)
+    bundle = export_bundle(run_dir / "bundle", cfg, mil_model_path(run_dir), None, {
+        "mode": "image", "selected_round": None, "operating_threshold": threshold,
+        "threshold_source": source, "mil_losses": mil["epoch_losses"]})
+    summary = {"mode": "image", "selected_round": None, "operating_threshold": threshold,
+               "threshold_source": source, "bundle": str(bundle), "rounds": [],
+               "mil_epoch_losses": mil["epoch_losses"], "skipped_slides": ctx.train.skipped}
     write_json(run_dir / "summary.json", summary)
     return TrainResult(run_dir, summary)
 

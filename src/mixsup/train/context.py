@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from mixsup.config import Config
@@ -67,6 +68,8 @@ def slide_set(data: Dataset, splits: tuple[str, ...], cfg: Config, tiles_dir: Pa
 def prepare(data: Dataset, cfg: Config, run_dir: Path, strict: bool = False,
             progress: bool = True) -> RunContext:
     train = slide_set(data, ("train",), cfg, run_dir / "tiles", strict, progress)
+    if cfg.subset.slide_label_fraction < 1.0:
+        train = _drop_slide_labels(train, cfg.subset.slide_label_fraction, cfg.seed)
     if not train.records:
         raise MixsupError("no training slide with tissue",
                           "check slides.csv (split=train) and the tissue previews", data.root)
@@ -84,3 +87,19 @@ def prepare(data: Dataset, cfg: Config, run_dir: Path, strict: bool = False,
             train.skipped[f"{rec.slide_id} (annotations)"] = str(exc)
     return RunContext(cfg, run_dir, data, train, annotations, pick_device(cfg.runtime),
                       progress, strict)
+
+
+def _drop_slide_labels(slides: SlideSet, fraction: float, seed: int) -> SlideSet:
+    """Keep the slide labels of a seeded, class-stratified ``fraction`` of the slides.
+
+    Annotated slides keep theirs, so the ablation varies slide labels only.
+    """
+    rng = np.random.default_rng((seed, 7))
+    keep: set[int] = set()
+    for label in (0, 1):
+        idx = [i for i, r in enumerate(slides.records) if r.label == label]
+        n = max(1, round(fraction * len(idx))) if idx else 0
+        keep.update(rng.permutation(idx)[:n].tolist())
+    records = [r if (i in keep or r.annotation is not None or r.label is None)
+               else replace(r, label=None) for i, r in enumerate(slides.records)]
+    return SlideSet(records, slides.tilesets, slides.sources, slides.skipped)

@@ -55,6 +55,10 @@ def run_stage1(ctx: RunContext, rounds: int | None = None) -> list[RoundResult]:
     rounds = s1.rounds if rounds is None else rounds
     labelled = ctx.train.labelled()
     fine = fine_refs(ctx.train.tilesets, ctx.annotations, s1.min_labelled)
+    limit = ctx.cfg.subset.max_fine_patches
+    if limit is not None and len(fine) > limit:
+        rng = np.random.default_rng((ctx.cfg.seed, 11))
+        fine = fine[np.sort(rng.choice(len(fine), limit, replace=False))]
     if len(fine) == 0:
         raise MixsupError("no pixel-labelled training patch",
                           "add annotations/<slide_id>.geojson (Tumor outlines, optionally an "

@@ -1,0 +1,163 @@
+"""``--mode image``: the image-level MIL baseline of Campanella et al. (2019).
+
+Each epoch scores every tissue patch of every labelled training slide with the current patch
+classifier (the shared inference path), keeps each slide's top-k patches, and trains on them
+with the slide's label. A slide's probability is its max patch probability (or the mean of the
+top k).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset, Sampler
+
+from mixsup.atomic import write_json
+from mixsup.config import Config, MILConfig, RuntimeConfig
+from mixsup.infer import infer_slides_iter
+from mixsup.models.classifier import build_classifier
+from mixsup.patches import SlidePool, augment
+from mixsup.runtime import (
+    autocast,
+    load_checkpoint,
+    load_weights_into,
+    save_checkpoint,
+    seed_everything,
+    to_input,
+)
+from mixsup.train.context import RunContext, SlideSet
+from mixsup.train.fit import append_jsonl, fit
+from mixsup.train.topk import top_k
+
+log = logging.getLogger(__name__)
+
+
+def aggregate(patch_probs: np.ndarray, cfg: MILConfig) -> float:
+    if len(patch_probs) == 0:
+        return 0.0
+    if cfg.aggregation == "max":
+        return float(np.max(patch_probs))
+    return float(np.mean(np.asarray(patch_probs)[top_k(patch_probs, cfg.top_k)]))
+
+
+def mil_selection(scores: dict[int, np.ndarray], coords: dict[int, np.ndarray],
+                  labels: dict[int, int], k: int) -> np.ndarray:
+    """Rows (slide, x, y, label) of every slide's top-k patches by the current scores."""
+    rows = []
+    for i, y in labels.items():
+        for j in top_k(scores[i], k):
+            rows.append((i, int(coords[i][j][0]), int(coords[i][j][1]), int(y)))
+    return np.asarray(rows, np.int64).reshape(-1, 4)
+
+
+class SelectedPatches(Dataset):
+    def __init__(self, slides: SlidePool, rows: np.ndarray, patch_size: int, mpp: float,
+                 augment: bool, seed: int) -> None:
+        self.slides, self.refs = slides, rows
+        self.patch_size, self.mpp = patch_size, mpp
+        self.augment, self.seed, self.epoch = augment, seed, 0
+
+    def __len__(self) -> int:
+        return len(self.refs)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        s, x, y, label = (int(v) for v in self.refs[i])
+        img = self.slides.read(s, x, y, self.patch_size, self.mpp)
+        if self.augment:
+            dummy = np.zeros(img.shape[:2], np.float32)
+            img, _, _ = augment(img, dummy, dummy, np.random.default_rng((self.seed, self.epoch,
+                                                                          i)))
+        return torch.from_numpy(img), torch.tensor(float(label))
+
+
+class ShuffledBatches(Sampler[list[int]]):
+    def __init__(self, n: int, batch_size: int, seed: int) -> None:
+        self.n, self.batch_size, self.seed, self.epoch = n, batch_size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return -(-self.n // self.batch_size)
+
+    def __iter__(self):
+        order = np.random.default_rng((self.seed, self.epoch)).permutation(self.n)
+        for a in range(0, self.n, self.batch_size):
+            yield order[a:a + self.batch_size].tolist()
+
+
+def mil_loss(model: torch.nn.Module, batch: Any, device: torch.device,
+             runtime: RuntimeConfig) -> torch.Tensor:
+    img, label = batch
+    with autocast(device, runtime.amp):
+        logits = model(to_input(img, device, runtime.channels_last))
+    return F.binary_cross_entropy_with_logits(logits.float()[:, 0], label.to(device))
+
+
+def score_patches(model: torch.nn.Module, slides: SlideSet, which: list[int], cfg: Config,
+                  device: torch.device, progress: bool, desc: str) -> dict[int, np.ndarray]:
+    rt = cfg.runtime
+    jobs = [(i, slides.tilesets[i].coords) for i in which]
+    t = slides.tilesets[which[0]]
+    out = infer_slides_iter(model, slides.sources, jobs, t.patch_size, t.mpp, t.patch_size,
+                            device, cfg.stage1.infer_batch_size, rt.num_workers, rt.amp,
+                            rt.channels_last, progress=progress, desc=desc)
+    return {i: maps.max_prob for i, maps in out}
+
+
+def run_mil(ctx: RunContext, val: SlideSet | None) -> dict[str, Any]:
+    """Train the MIL classifier; epochs resume from ``mil/train_last.pt``."""
+    cfg, m = ctx.cfg, ctx.cfg.mil
+    mdir = ctx.run_dir / "mil"
+    if (mdir / "summary.json").is_file():
+        return json.loads((mdir / "summary.json").read_text())
+    mdir.mkdir(parents=True, exist_ok=True)
+    seed_everything(cfg.seed)
+    model = build_classifier(m.encoder, m.pretrained)
+    if m.weights:
+        load_weights_into(model, m.weights)
+    model.to(ctx.device)
+    labels = ctx.train.labelled()
+    coords = {i: ctx.train.tilesets[i].coords for i in labels}
+    ckpt = mdir / "train_last.pt"
+    done = int(load_checkpoint(ckpt)["epoch"]) if ckpt.is_file() else 0
+    losses: list[float] = []
+    pool = SlidePool(ctx.train.sources)
+    t = ctx.train.tilesets[next(iter(labels))]
+    for epoch in range(done, m.epochs):
+        if ckpt.is_file():
+            model.load_state_dict(load_checkpoint(ckpt)["model"])
+        scores = score_patches(model, ctx.train, list(labels), cfg, ctx.device, ctx.progress,
+                               f"MIL scoring, epoch {epoch + 1}")
+        rows = mil_selection(scores, coords, labels, m.top_k)
+        ds = SelectedPatches(pool, rows, t.patch_size, t.mpp, m.augment, cfg.seed)
+        sampler = ShuffledBatches(len(rows), m.batch_size, cfg.seed)
+        # one epoch on this epoch's selection; ``fit`` keeps the checkpoint and optimiser
+        losses = fit(model, ds, sampler, epoch + 1, m.lr, m.weight_decay, cfg.runtime,
+                     ctx.device, ckpt, loss_fn=mil_loss, progress=ctx.progress,
+                     desc="MIL")
+        append_jsonl(ctx.run_dir / "log.jsonl", {"event": "mil_epoch", "epoch": epoch + 1,
+                                                 "loss": losses[-1]})
+    if ckpt.is_file():
+        state = load_checkpoint(ckpt)
+        model.load_state_dict(state["model"])
+        losses = list(state["losses"])
+    summary: dict[str, Any] = {"epoch_losses": losses}
+    if val is not None and val.labelled():
+        vl = val.labelled()
+        vs = score_patches(model, val, list(vl), cfg, ctx.device, False, "MIL on val")
+        summary["val_scores"] = {val.records[i].slide_id: aggregate(vs[i], m) for i in vl}
+        summary["val_labels"] = {val.records[i].slide_id: int(y) for i, y in vl.items()}
+    save_checkpoint(mdir / "model.pt", {"model": model.state_dict(), "encoder": m.encoder})
+    write_json(mdir / "summary.json", summary)
+    return summary
+
+
+def mil_model_path(run_dir: Path) -> Path:
+    return run_dir / "mil" / "model.pt"
