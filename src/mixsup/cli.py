@@ -105,6 +105,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--threshold", type=float, default=None)
 
+    p = sub.add_parser("experiment", help="compare modes (and ablations) over seeds")
+    p.add_argument("data")
+    p.add_argument("--out", required=True)
+    p.add_argument("--modes", default="mixed,pixel,image")
+    p.add_argument("--seeds", default="0")
+    p.add_argument("--ablate", action="append", default=[],
+                   metavar="pixel-labels=200,100 | slides=1,0.5")
+    p.add_argument("--per-center", action="store_true")
+    _config_args(p, default_preset="small")
+
     p = sub.add_parser("stage", help="Camelyon17: lymph-node classes and patient pN stages")
     stage = p.add_subparsers(dest="stage_command", required=True)
     q = stage.add_parser("evaluate", help="quadratic-weighted kappa of pN stages")
@@ -323,6 +333,28 @@ def print_metrics(m: dict) -> None:
         print(f"{k:<{width}}  {v:.4f}" if isinstance(v, float) else f"{k:<{width}}  {v}")
 
 
+def cmd_experiment(args: argparse.Namespace) -> int:
+    from mixsup.experiment import run_experiment
+
+    overrides = list(args.overrides)
+    if args.mpp is not None:
+        overrides.append(f"reader.mpp={args.mpp}")
+    modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
+    bad = [m for m in modes if m not in ("mixed", "pixel", "image")]
+    if bad:
+        raise MixsupError(f"unknown mode(s) {', '.join(bad)}", "use mixed, pixel, image")
+    seeds = tuple(int(s) for s in args.seeds.split(","))
+    try:
+        rows = run_experiment(args.data, args.out, args.preset, modes, seeds,
+                              tuple(args.ablate), tuple(args.config), tuple(overrides),
+                              args.per_center, progress=not args.quiet)
+    except ValueError as exc:
+        raise MixsupError(str(exc), "see mixsup experiment --help") from None
+    print(Path(args.out, "results.md").read_text(), end="")
+    print(f"{len(rows)} row(s) -> {Path(args.out) / 'results.csv'}")
+    return 0
+
+
 def cmd_stage(args: argparse.Namespace) -> int:
     from mixsup.camelyon.evaluate import evaluate_stages
 
@@ -397,6 +429,7 @@ COMMANDS = {
     "train": cmd_train,
     "predict": cmd_predict,
     "evaluate": cmd_evaluate,
+    "experiment": cmd_experiment,
     "stage": cmd_stage,
     "rounds": cmd_rounds,
     "config": cmd_config,

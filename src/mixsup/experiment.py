@@ -1,0 +1,157 @@
+"""``mixsup experiment``: every mode (and ablation) x seed -> train, predict test, evaluate,
+then the paper's tables and figures. Re-running the command resumes unfinished runs."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+from mixsup.atomic import atomic_open, atomic_path, write_text
+from mixsup.config import load_config
+from mixsup.evaluate.report import evaluate, read_labels, read_predictions, roc_figure
+from mixsup.labels.table import load_dataset
+from mixsup.predict import collect_inputs, predict
+from mixsup.train.api import MODES, train
+
+log = logging.getLogger(__name__)
+METRICS = ["specificity_at_full_sensitivity", "auc", "sensitivity", "specificity",
+           "threshold_at_full_sensitivity", "operating_threshold", "n_pos", "n_neg"]
+ABLATIONS = {"pixel-labels": "subset.max_fine_patches", "slides": "subset.slide_label_fraction"}
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    mode: str
+    overrides: tuple[str, ...] = ()
+
+
+def parse_ablation(spec: str) -> list[Variant]:
+    key, _, values = spec.partition("=")
+    if key not in ABLATIONS or not values:
+        raise ValueError(f"--ablate takes {' or '.join(ABLATIONS)}=v1,v2,... (got {spec!r})")
+    return [Variant(f"mixed {key}={v}", "mixed", (f"{ABLATIONS[key]}={v}",))
+            for v in values.split(",")]
+
+
+def run_experiment(data_dir: str | Path, out: str | Path, preset: str = "small",
+                   modes: tuple[str, ...] = MODES, seeds: tuple[int, ...] = (0,),
+                   ablations: tuple[str, ...] = (), files: tuple = (),
+                   overrides: tuple[str, ...] = (), per_center: bool = False,
+                   progress: bool = True) -> list[dict[str, Any]]:
+    data_dir, out = Path(data_dir), Path(out)
+    variants = [Variant(m, m) for m in modes]
+    for spec in ablations:
+        variants += parse_ablation(spec)
+    test = collect_inputs([], str(data_dir), "test")
+    results: dict[str, list[dict[str, Any]]] = {}
+    for seed in seeds:
+        for v in variants:
+            slug = v.name.replace(" ", "_").replace("=", "")
+            run = out / "runs" / f"{slug}_seed{seed}"
+            cfg = load_config(preset, files, [*overrides, *v.overrides, f"seed={seed}"])
+            log.info("experiment: %s, seed %d", v.name, seed)
+            train(data_dir, run / "train", cfg, mode=v.mode,
+                  resume=(run / "train" / "config.yaml").is_file(), progress=progress)
+            predict(run / "train", test, run / "pred", progress=progress)
+            m = evaluate(run / "pred" / "predictions.csv", data_dir / "slides.csv",
+                         run / "report")
+            results.setdefault(v.name, []).append(m | {"seed": seed, "run": str(run)})
+    rows = summarise(results, per_center)
+    write_results(out, rows, seeds)
+    first = {name: Path(r[0]["run"]) for name, r in results.items()}
+    roc_overlay(out / "roc.png", first, data_dir / "slides.csv")
+    heatmap_grid(out / "heatmaps.png", first, data_dir)
+    return rows
+
+
+def summarise(results: dict[str, list[dict[str, Any]]], per_center: bool
+              ) -> list[dict[str, Any]]:
+    rows = []
+    for name, runs in results.items():
+        rows.append(_row(name, "all", runs))
+        if per_center:
+            centers = sorted({c for r in runs for c in r.get("per_center", {})})
+            for c in centers:
+                rows.append(_row(name, c, [r["per_center"][c] for r in runs
+                                           if c in r.get("per_center", {})]))
+    return rows
+
+
+def _row(name: str, center: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    row: dict[str, Any] = {"mode": name, "center": center, "seeds": len(runs)}
+    for k in METRICS:
+        vals = np.array([r[k] for r in runs], float)
+        row[k] = float(np.nanmean(vals)) if np.isfinite(vals).any() else float("nan")
+        row[f"{k}_std"] = float(np.nanstd(vals)) if np.isfinite(vals).sum() > 1 else 0.0
+    return row
+
+
+def write_results(out: Path, rows: list[dict[str, Any]], seeds: tuple[int, ...]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_open(out / "results.csv") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]), lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+    show = [("spec @ sens 1", "specificity_at_full_sensitivity"), ("AUC", "auc"),
+            ("sensitivity", "sensitivity"), ("specificity", "specificity")]
+    lines = [f"Seeds: {', '.join(map(str, seeds))} (mean ± std over seeds)", "",
+             "| mode | center | " + " | ".join(h for h, _ in show) + " |",
+             "|---|---|" + "---|" * len(show)]
+    for r in rows:
+        cells = [_pm(r[k], r[f"{k}_std"], r["seeds"]) for _, k in show]
+        lines.append(f"| {r['mode']} | {r['center']} | " + " | ".join(cells) + " |")
+    write_text(out / "results.md", "\n".join(lines) + "\n")
+
+
+def _pm(mean: float, std: float, n: int) -> str:
+    if math.isnan(mean):
+        return "n/a"
+    return f"{mean:.3f} ± {std:.3f}" if n > 1 else f"{mean:.3f}"
+
+
+def roc_overlay(path: Path, runs: dict[str, Path], labels_csv: Path) -> None:
+    labels, _ = read_labels(labels_csv)
+    curves = {}
+    for name, run in runs.items():
+        scores = read_predictions(run / "pred" / "predictions.csv")
+        ids = [i for i in scores if i in labels]
+        curves[name] = (np.array([scores[i] for i in ids]), np.array([labels[i] for i in ids]))
+    roc_figure(path, curves)
+
+
+def heatmap_grid(path: Path, runs: dict[str, Path], data_dir: Path, n_each: int = 2) -> None:
+    """A few test slides (rows) x modes (columns), like the paper's Fig. 5."""
+    test = [s for s in load_dataset(data_dir).split("test") if s.label is not None]
+    chosen = ([s for s in test if s.label == 1][:n_each] +
+              [s for s in test if s.label == 0][:n_each])
+    if not chosen or not runs:
+        return
+    fig, axes = plt.subplots(len(chosen), len(runs), squeeze=False,
+                             figsize=(2.8 * len(runs), 2.8 * len(chosen)))
+    for r, rec in enumerate(chosen):
+        for c, (name, run) in enumerate(runs.items()):
+            ax = axes[r][c]
+            png = run / "pred" / "heatmaps" / f"{rec.slide_id}.png"
+            if png.is_file():
+                ax.imshow(cv2.cvtColor(cv2.imread(str(png)), cv2.COLOR_BGR2RGB))
+            p = json.loads((run / "pred" / "slides" / f"{rec.slide_id}.json").read_text())
+            ax.set_title(f"{name}\n{rec.slide_id} (y={rec.label}) p={p['probability']:.2f}",
+                         fontsize=8)
+            ax.axis("off")
+    fig.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=90, format="png")
+    plt.close(fig)

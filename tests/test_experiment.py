@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import csv
+
+import pytest
+
+from mixsup.cli import main
+from mixsup.experiment import parse_ablation
+from tests.conftest import FAST
+
+
+def test_parse_ablation():
+    v = parse_ablation("pixel-labels=200,50")
+    assert [x.overrides for x in v] == [("subset.max_fine_patches=200",),
+                                        ("subset.max_fine_patches=50",)]
+    with pytest.raises(ValueError):
+        parse_ablation("bogus=1")
+
+
+@pytest.mark.slow
+def test_experiment_writes_every_mode(shapes_data, tmp_path):
+    out = tmp_path / "exp"
+    args = ["-q", "experiment", str(shapes_data), "--out", str(out), "--per-center",
+            "--ablate", "slides=0.5"]
+    for item in [*FAST, "stage1.rounds=1", "mil.epochs=1", "mil.batch_size=8"]:
+        args += ["--set", item]
+    assert main(args) == 0
+    with open(out / "results.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    overall = {r["mode"] for r in rows if r["center"] == "all"}
+    assert overall == {"mixed", "pixel", "image", "mixed slides=0.5"}
+    assert any(r["center"] != "all" for r in rows)
+    for r in rows:
+        assert "specificity_at_full_sensitivity" in r and "auc" in r
+    for f in ("results.md", "roc.png", "heatmaps.png"):
+        assert (out / f).is_file()
