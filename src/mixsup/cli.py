@@ -53,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--pcam", default="../shared/data/pcam",
                    help="PatchCamelyon folder (for --kind pcam)")
+    p.add_argument("--patients", type=int, default=None,
+                   help="pcam only: N patients x 5 lymph nodes with Camelyon17 node classes")
 
     p = sub.add_parser("validate", help="check a dataset directory and its annotations")
     p.add_argument("data")
@@ -117,6 +119,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("stage", help="Camelyon17: lymph-node classes and patient pN stages")
     stage = p.add_subparsers(dest="stage_command", required=True)
+    q = stage.add_parser("train", help="heatmap features + random forest on node classes")
+    q.add_argument("run", help="a trained run (its θ1 makes the heatmaps)")
+    q.add_argument("--data", required=True, help="dataset with patient and node_class columns")
+    q.add_argument("--split", default="train")
+    q.add_argument("--heatmap-um", type=float, default=16.0, help="heatmap pixel size (µm)")
+    q.add_argument("--folds", type=int, default=5)
+    q = stage.add_parser("predict", help="node classes and pN stages (Camelyon17 CSV)")
+    q.add_argument("run")
+    q.add_argument("--data", required=True)
+    q.add_argument("--split", default="test")
+    q.add_argument("--out", required=True)
     q = stage.add_parser("evaluate", help="quadratic-weighted kappa of pN stages")
     q.add_argument("predictions", help="Camelyon17-format CSV (patient and/or node rows)")
     q.add_argument("--labels", required=True, help="e.g. stage_labels.csv")
@@ -169,7 +182,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
         from mixsup.synth.pcam import make_pcam
 
         out = make_pcam(args.out, args.pcam, n_slides=args.n_slides or 60,
-                        size=args.size or 3072, seed=args.seed, progress=not args.quiet)
+                        size=args.size or 3072, seed=args.seed, patients=args.patients,
+                        progress=not args.quiet)
     _print_dataset(out)
     print(f"wrote {out} in {time.perf_counter() - start:.1f} s")
     return 0
@@ -357,7 +371,19 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 
 def cmd_stage(args: argparse.Namespace) -> int:
     from mixsup.camelyon.evaluate import evaluate_stages
+    from mixsup.camelyon.workflow import stage_predict, stage_train
 
+    if args.stage_command == "train":
+        r = stage_train(args.run, args.data, args.split, args.heatmap_um, args.folds,
+                        progress=not args.quiet)
+        print(f"node classifier on {r['slides']} slides: cross-validated accuracy "
+              f"{r['cv_accuracy']:.3f} (size rule: {r['rule_accuracy']:.3f})")
+        return 0
+    if args.stage_command == "predict":
+        r = stage_predict(args.run, args.data, args.out, args.split, progress=not args.quiet)
+        print(f"staged {r['patients']} patient(s) from {r['slides']} slides -> "
+              f"{Path(args.out) / 'submission.csv'} (size rule: submission_rule.csv)")
+        return 0
     m = evaluate_stages(args.predictions, args.labels, args.out)
     print(f"patients {m['n_patients']}  kappa {m['kappa']:.4f}  accuracy {m['accuracy']:.4f}")
     print("confusion matrix (rows true, columns predicted):", " ".join(m["labels"]))

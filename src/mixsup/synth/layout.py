@@ -113,6 +113,51 @@ def _plan_one(rng: np.random.Generator, slide_id: str, w: int, h: int, label: in
     return SlideLayout(slide_id, w, h, label, split, center, tissue, tumor, roi, seed)
 
 
+# Camelyon17 training distribution of node classes (500 nodes).
+NODE_RATES = {"negative": 323, "itc": 35, "micro": 57, "macro": 85}
+# Largest lesion diameter per class in µm, inside the clinical bounds
+# (itc <= 0.2 mm, micro 0.2-2 mm, macro > 2 mm).
+NODE_DIAMETER_UM = {"itc": (60.0, 170.0), "micro": (350.0, 1700.0), "macro": (2300.0, 2900.0)}
+
+
+def plan_patients(n_patients: int, size: int, mpp: float, seed: int = 0,
+                  test_fraction: float = 0.4, annotated_fraction: float = 0.5,
+                  centers: tuple[str, ...] = CENTERS) -> list[SlideLayout]:
+    """Five nodes per patient, node classes at Camelyon17 rates, lesion sizes in µm."""
+    rng = np.random.default_rng(seed)
+    n_test = round(n_patients * test_fraction)
+    classes = list(NODE_RATES)
+    p = np.array(list(NODE_RATES.values()), float)
+    layouts = []
+    for pi in range(n_patients):
+        split = "test" if pi >= n_patients - n_test else "train"
+        center = centers[pi % len(centers)]
+        for node in range(5):
+            node_class = classes[rng.choice(len(classes), p=p / p.sum())]
+            tissue = blob(rng, size / 2, size / 2, size * rng.uniform(0.40, 0.44), 0.2)
+            tissue = tissue.intersection(shapely.box(0, 0, size, size))
+            tumor: BaseGeometry = Polygon()
+            if node_class != "negative":
+                lo, hi = NODE_DIAMETER_UM[node_class]
+                r = rng.uniform(lo, hi) / 2 / mpp
+                inner = tissue.buffer(-r)
+                c = _random_point_in(rng, inner if not inner.is_empty else tissue)
+                tumor = blob(rng, c[0], c[1], r, 0.15).intersection(tissue)
+            annotate = (split == "train" and center == centers[0] and node_class != "negative"
+                        and rng.uniform() < annotated_fraction)
+            roi = None
+            if annotate:
+                half = max(tumor.bounds[2] - tumor.bounds[0], 400) * 0.75
+                cx, cy = tumor.centroid.x, tumor.centroid.y
+                roi = shapely.box(cx - half, cy - half, cx + half, cy + half).intersection(
+                    shapely.box(0, 0, size, size))
+            layouts.append(SlideLayout(
+                f"patient_{pi:03d}_node_{node}", size, size, int(node_class != "negative"),
+                split, center, tissue, tumor, roi, seed * 100003 + pi * 10 + node,
+                patient=f"patient_{pi:03d}", node_class=node_class))
+    return layouts
+
+
 def _random_point_in(rng: np.random.Generator, geom: BaseGeometry) -> tuple[float, float]:
     minx, miny, maxx, maxy = geom.bounds
     for _ in range(1000):

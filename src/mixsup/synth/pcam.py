@@ -17,7 +17,7 @@ import numpy as np
 
 from mixsup.errors import MixsupError
 from mixsup.labels.annotations import rasterize_geometry
-from mixsup.synth.layout import SlideLayout, plan_slides, write_dataset
+from mixsup.synth.layout import SlideLayout, plan_patients, plan_slides, write_dataset
 from mixsup.synth.pyramid_tiff import Renderer, array_renderer
 from mixsup.synth.stain import apply_center
 
@@ -113,8 +113,15 @@ def make_pcam(out: str | Path, pcam_root: str | Path, n_slides: int = 60, size: 
               seed: int = 0, annotated_fraction: float = 0.5,
               tumor_radius: tuple[float, float] = (0.03, 0.08),
               splits: tuple[float, float, float] = (0.5, 0.15, 0.35),
-              progress: bool = True) -> Path:
+              patients: int | None = None, progress: bool = True) -> Path:
+    """With ``patients``, 5 lymph nodes per patient with Camelyon17-like node classes (slides
+    of at least 4096 px, so that macro-metastases over 2 mm fit in the tissue)."""
     banks = load_banks(pcam_root)
-    layouts = plan_slides(n_slides, size, size, seed=seed, annotated_fraction=annotated_fraction,
-                          tumor_radius=tumor_radius, splits=splits)
+    if patients:
+        layouts = plan_patients(patients, max(size, 4096), PCAM_MPP, seed=seed,
+                                annotated_fraction=annotated_fraction)
+    else:
+        layouts = plan_slides(n_slides, size, size, seed=seed,
+                              annotated_fraction=annotated_fraction, tumor_radius=tumor_radius,
+                              splits=splits)
     return write_dataset(out, layouts, PCAM_MPP, pcam_renderer(banks), progress=progress)
