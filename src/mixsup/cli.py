@@ -276,6 +276,7 @@ def cmd_annotations(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from mixsup.dist import close_dist, init_dist
     from mixsup.train.api import train
 
     if args.weights:
@@ -285,8 +286,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.select_by:
         args.overrides.append(f"stage2.select_by={args.select_by}")
     cfg = _load_cfg(args)
-    result = train(args.data, args.out, cfg, mode=args.mode, resume=args.resume,
-                   strict=args.strict, progress=not args.quiet)
+    dist = init_dist(cfg.runtime.device)
+    try:
+        result = train(args.data, args.out, cfg, mode=args.mode, resume=args.resume,
+                       strict=args.strict, progress=not args.quiet, dist=dist)
+    finally:
+        close_dist(dist)
+    if not dist.main:
+        return 0
     s = result.summary
     if s["mode"] == "image":
         print("MIL epoch losses:", " ".join(f"{v:.4f}" for v in s["mil_epoch_losses"]))
@@ -312,6 +319,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from mixsup.dist import close_dist, init_dist
     from mixsup.predict import bundle_config, collect_inputs, predict
 
     overrides = list(args.overrides)
@@ -319,8 +327,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
         overrides.append(f"reader.mpp={args.mpp}")
     cfg = bundle_config(args.run, args.config, overrides)
     inputs = collect_inputs(args.slides, args.data, args.split)
-    result = predict(args.run, inputs, args.out, cfg, strict=args.strict,
-                     progress=not args.quiet, threshold=args.threshold)
+    dist = init_dist(cfg.runtime.device)
+    try:
+        result = predict(args.run, inputs, args.out, cfg, strict=args.strict,
+                         progress=not args.quiet, threshold=args.threshold, dist=dist)
+    finally:
+        close_dist(dist)
+    if not dist.main:
+        return 0
     for r in result.rows:
         print(f"{r['slide_id']:<24} p={r['probability']:.4f} -> {r['prediction']}")
     for sid, why in result.skipped.items():

@@ -92,6 +92,7 @@ class RuntimeConfig(_Frozen):
     amp: bool = True  # autocast on GPU (bf16 where supported)
     channels_last: bool = True
     threads: int | None = Field(None, ge=1, description="torch CPU threads (default: all)")
+    sync_bn: bool = False  # SyncBatchNorm across ranks under torchrun (GPU only)
 
 
 class Stage1Config(_Frozen):

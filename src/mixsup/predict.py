@@ -28,6 +28,7 @@ from tqdm import tqdm
 from mixsup.atomic import atomic_open, atomic_path, write_json
 from mixsup.bundle import Bundle, load_bundle
 from mixsup.config import Config
+from mixsup.dist import SINGLE, Dist
 from mixsup.errors import MixsupError
 from mixsup.heatmap import overlay, stitch, stitch_to_zarr
 from mixsup.infer import infer_patches
@@ -79,12 +80,16 @@ def collect_inputs(paths: list[str], data: str | None = None,
 
 def predict(run_or_bundle: str | Path, inputs: list[tuple[str, Path]], out: str | Path,
             cfg: Config | None = None, strict: bool = False, progress: bool = True,
-            threshold: float | None = None) -> PredictResult:
+            threshold: float | None = None, dist: Dist = SINGLE) -> PredictResult:
     """``cfg`` defaults to the bundle's; pass one (see ``bundle_config``) to change e.g. the
-    device, workers or an MPP override. Settings the models depend on come from the bundle."""
+    device, workers or an MPP override. Settings the models depend on come from the bundle.
+
+    Under torchrun each rank predicts a disjoint shard of the slides; rank 0 then writes the
+    tables from every slide's result file.
+    """
     out = Path(out)
     cfg = cfg or bundle_config(run_or_bundle)
-    device = pick_device(cfg.runtime)
+    device = pick_device(cfg.runtime, dist.local_rank)
     bundle = load_bundle(run_or_bundle, device)
     cfg = cfg.model_copy(update={k: getattr(bundle.cfg, k)
                                  for k in ("tiling", "tissue", "model", "stage1", "stage2")})
@@ -93,25 +98,33 @@ def predict(run_or_bundle: str | Path, inputs: list[tuple[str, Path]], out: str 
     if bundle.theta2 is not None:
         bundle.theta2.to(device)
     skipped: dict[str, str] = {}
-    rows = []
-    for slide_id, path in tqdm(inputs, desc="predict", unit="slide", disable=not progress):
-        done = out / "slides" / f"{slide_id}.json"
-        if done.is_file():
-            rows.append(json.loads(done.read_text()))
+    mine = dist.shard(list(inputs))
+    for slide_id, path in tqdm(mine, desc="predict", unit="slide",
+                               disable=not (progress and dist.main)):
+        if (out / "slides" / f"{slide_id}.json").is_file():
             continue
         try:
-            rows.append(_predict_slide(bundle, cfg, slide_id, path, out, device, thr))
+            _predict_slide(bundle, cfg, slide_id, path, out, device, thr)
         except MixsupError as exc:
             if strict:
                 raise
             log.warning("skipping %s: %s", slide_id, exc)
             skipped[slide_id] = str(exc)
+    for part in dist.all_gather(skipped):
+        skipped.update(part)
+    dist.barrier()
+    rows = [json.loads((out / "slides" / f"{sid}.json").read_text())
+            for sid, _ in inputs if sid not in skipped]
+    if not dist.main:
+        dist.barrier()
+        return PredictResult(out, rows, skipped)
     for r in rows:
         r["prediction"] = int(r["probability"] >= thr)
     _write_tables(out, rows)
     write_json(out / "predict.json", {"operating_threshold": thr, "bundle": str(run_or_bundle),
                                       "selected_round": bundle.meta.get("selected_round"),
                                       "n_slides": len(rows), "skipped": skipped})
+    dist.barrier()
     return PredictResult(out, rows, skipped)
 
 

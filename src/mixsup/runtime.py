@@ -19,11 +19,13 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 CHECKPOINT_FORMAT = "mixsup-checkpoint-v1"
 
 
-def pick_device(cfg: RuntimeConfig) -> torch.device:
+def pick_device(cfg: RuntimeConfig, local_rank: int = 0) -> torch.device:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     if cfg.device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if torch.cuda.is_available():
+            return torch.device("cuda", local_rank)
+        return torch.device("cpu")
     return torch.device(cfg.device)
 
 

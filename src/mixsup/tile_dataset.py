@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from mixsup.atomic import write_json
 from mixsup.config import Config
+from mixsup.dist import SINGLE, Dist
 from mixsup.errors import MixsupError
 from mixsup.labels.table import Dataset
 from mixsup.slides.reader import open_slide
@@ -41,9 +42,25 @@ class TilingReport:
 
 
 def tile_dataset(dataset: Dataset, cfg: Config, out_dir: str | Path, strict: bool = False,
-                 progress: bool = True) -> TilingReport:
-    """Tile all slides into ``out_dir``; stored tilings with the same settings are reused."""
+                 progress: bool = True, dist: Dist = SINGLE) -> TilingReport:
+    """Tile all slides into ``out_dir``; stored tilings with the same settings are reused.
+
+    Under torchrun each rank tiles its shard first; then every rank reads all tilings.
+    """
     out_dir = Path(out_dir)
+    if dist.active:
+        mine = Dataset(dataset.root, tuple(dist.shard(list(dataset.slides))))
+        _tile_all(mine, cfg, out_dir, strict, False)
+        dist.barrier()
+    report = _tile_all(dataset, cfg, out_dir, strict, progress and dist.main)
+    if dist.main:
+        write_json(out_dir / "summary.json", report.summary())
+    dist.barrier()
+    return report
+
+
+def _tile_all(dataset: Dataset, cfg: Config, out_dir: Path, strict: bool,
+              progress: bool) -> TilingReport:
     report = TilingReport()
     bar = tqdm(dataset.slides, desc="tiling", unit="slide", disable=not progress)
     for rec in bar:
@@ -68,5 +85,4 @@ def tile_dataset(dataset: Dataset, cfg: Config, out_dir: str | Path, strict: boo
             log.warning("%s", w.message)
         report.tiles[rec.slide_id] = tiles
         report.seconds[rec.slide_id] = time.perf_counter() - start
-    write_json(out_dir / "summary.json", report.summary())
     return report

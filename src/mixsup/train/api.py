@@ -10,6 +10,7 @@ from typing import Any
 from mixsup.atomic import write_json
 from mixsup.bundle import export_bundle
 from mixsup.config import Config
+from mixsup.dist import SINGLE, Dist
 from mixsup.labels.table import load_dataset
 from mixsup.run import open_run
 from mixsup.train.context import prepare, slide_set
@@ -28,26 +29,36 @@ class TrainResult:
 
 
 def train(data_dir: str | Path, out: str | Path, cfg: Config, mode: str = "mixed",
-          resume: bool = False, strict: bool = False, progress: bool = True) -> TrainResult:
+          resume: bool = False, strict: bool = False, progress: bool = True,
+          dist: Dist = SINGLE) -> TrainResult:
+    """Train one mode. Under torchrun pass the ``Dist`` of ``init_dist``: every rank runs this
+    function; rank 0 writes the shared files."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}")
     run_dir = Path(out)
-    cfg = open_run(run_dir, cfg, resume)
-    clean_partial(run_dir)
+    if dist.main:
+        cfg = open_run(run_dir, cfg, resume)
+        clean_partial(run_dir)
+    dist.barrier()
+    if not dist.main:
+        cfg = open_run(run_dir, cfg, resume=True)
     data = load_dataset(data_dir)
-    ctx = prepare(data, cfg, run_dir, strict=strict, progress=progress)
+    ctx = prepare(data, cfg, run_dir, strict=strict, progress=progress, dist=dist)
     if mode == "image":
         return _train_image(ctx, data, cfg, run_dir, strict, progress)
     rounds = cfg.stage1.rounds if mode == "mixed" else 0
     results = run_stage1(ctx, rounds=rounds)
     figures = stage1_figures(run_dir / "figures", ctx.train, ctx.train.labelled(),
-                             [(res.round, res.maps) for res in results])
-    val = slide_set(data, ("val",), cfg, run_dir / "tiles", strict, progress)
+                             [(res.round, res.maps) for res in results]) if dist.main else []
+    val = slide_set(data, ("val",), cfg, run_dir / "tiles", strict, progress, dist)
     val = val if val.labelled() else None
     stage2 = [run_stage2(ctx, res, val) for res in results]
     selected = select_round(stage2, cfg.stage2.select_by)
     chosen = stage2[selected]
     threshold, source = _operating_threshold(chosen)
+    if not dist.main:
+        dist.barrier()
+        return TrainResult(run_dir, {})
     bundle = export_bundle(run_dir / "bundle", cfg, round_dir(run_dir, selected) / "model.pt",
                            round_dir(run_dir, selected) / "stage2" / "model.pt", {
                                "mode": mode,
@@ -78,6 +89,7 @@ def train(data_dir: str | Path, out: str | Path, cfg: Config, mode: str = "mixed
         "figures": [str(p.relative_to(run_dir)) for p in figures],
     }
     write_json(run_dir / "summary.json", summary)
+    dist.barrier()
     return TrainResult(run_dir, summary)
 
 
@@ -85,8 +97,11 @@ def _train_image(ctx, data, cfg: Config, run_dir: Path, strict: bool,
                  progress: bool) -> TrainResult:
     from mixsup.train.mil import mil_model_path, run_mil
 
-    val = slide_set(data, ("val",), cfg, run_dir / "tiles", strict, progress)
+    val = slide_set(data, ("val",), cfg, run_dir / "tiles", strict, progress, ctx.dist)
     mil = run_mil(ctx, val if val.labelled() else None)
+    if not ctx.dist.main:
+        ctx.dist.barrier()
+        return TrainResult(run_dir, {})
     threshold, source = _operating_threshold(mil)
     bundle = export_bundle(run_dir / "bundle", cfg, mil_model_path(run_dir), None, {
         "mode": "image", "selected_round": None, "operating_threshold": threshold,
@@ -95,6 +110,7 @@ def _train_image(ctx, data, cfg: Config, run_dir: Path, strict: bool,
                "threshold_source": source, "bundle": str(bundle), "rounds": [],
                "mil_epoch_losses": mil["epoch_losses"], "skipped_slides": ctx.train.skipped}
     write_json(run_dir / "summary.json", summary)
+    ctx.dist.barrier()
     return TrainResult(run_dir, summary)
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from mixsup.config import Config
+from mixsup.dist import SINGLE, Dist
 from mixsup.errors import MixsupError
 from mixsup.labels.annotations import SlideAnnotations, read_annotations
 from mixsup.labels.table import Dataset, SlideRecord
@@ -44,13 +45,14 @@ class RunContext:
     device: torch.device
     progress: bool
     strict: bool
+    dist: Dist = SINGLE
 
 
 def slide_set(data: Dataset, splits: tuple[str, ...], cfg: Config, tiles_dir: Path,
-              strict: bool, progress: bool) -> SlideSet:
+              strict: bool, progress: bool, dist: Dist = SINGLE) -> SlideSet:
     chosen = [r for r in data.slides if r.split in splits]
     report = tile_dataset(Dataset(data.root, tuple(chosen)), cfg, tiles_dir, strict=strict,
-                          progress=progress)
+                          progress=progress, dist=dist)
     records, tilesets, sources = [], [], []
     for rec in chosen:
         tiles = report.tiles.get(rec.slide_id)
@@ -66,8 +68,8 @@ def slide_set(data: Dataset, splits: tuple[str, ...], cfg: Config, tiles_dir: Pa
 
 
 def prepare(data: Dataset, cfg: Config, run_dir: Path, strict: bool = False,
-            progress: bool = True) -> RunContext:
-    train = slide_set(data, ("train",), cfg, run_dir / "tiles", strict, progress)
+            progress: bool = True, dist: Dist = SINGLE) -> RunContext:
+    train = slide_set(data, ("train",), cfg, run_dir / "tiles", strict, progress, dist)
     if cfg.subset.slide_label_fraction < 1.0:
         train = _drop_slide_labels(train, cfg.subset.slide_label_fraction, cfg.seed)
     if not train.records:
@@ -85,8 +87,9 @@ def prepare(data: Dataset, cfg: Config, run_dir: Path, strict: bool = False,
                 raise
             log.warning("ignoring the pixel labels of %s: %s", rec.slide_id, exc)
             train.skipped[f"{rec.slide_id} (annotations)"] = str(exc)
-    return RunContext(cfg, run_dir, data, train, annotations, pick_device(cfg.runtime),
-                      progress, strict)
+    return RunContext(cfg, run_dir, data, train, annotations,
+                      pick_device(cfg.runtime, dist.local_rank), progress and dist.main, strict,
+                      dist)
 
 
 def _drop_slide_labels(slides: SlideSet, fraction: float, seed: int) -> SlideSet:

@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from mixsup.atomic import write_json
 from mixsup.config import RuntimeConfig
+from mixsup.dist import SINGLE, Dist
 from mixsup.errors import MixsupError
 from mixsup.runtime import autocast, load_checkpoint, save_checkpoint, to_input
 from mixsup.train.loss import soft_bce
@@ -43,8 +44,13 @@ def fit(model: torch.nn.Module, dataset, sampler, epochs: int, lr: float,
         weight_decay: float, runtime: RuntimeConfig, device: torch.device,
         ckpt_path: Path, loss_fn: LossFn = segmenter_loss,
         on_epoch: Callable[[int, float], None] | None = None,
-        progress: bool = True, desc: str = "train") -> list[float]:
-    """Train for ``epochs``; resumes from ``ckpt_path`` when it holds finished epochs."""
+        progress: bool = True, desc: str = "train", dist: Dist = SINGLE) -> list[float]:
+    """Train for ``epochs``; resumes from ``ckpt_path`` when it holds finished epochs.
+
+    Under torchrun the model is wrapped in DistributedDataParallel, each rank draws its own
+    batches from ``sampler`` (which must be rank-aware), rank 0 writes the checkpoints and the
+    epoch loss is the mean over ranks.
+    """
     model.to(device)
     if runtime.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -57,13 +63,14 @@ def fit(model: torch.nn.Module, dataset, sampler, epochs: int, lr: float,
         opt.load_state_dict(state["optimizer"])
         losses, start = list(state["losses"]), int(state["epoch"])
         log.info("%s: resuming after epoch %d of %d", desc, start, epochs)
+    net = _distributed(model, runtime, device, dist)
     for epoch in range(start, epochs):
         sampler.set_epoch(epoch)
         dataset.epoch = epoch
         loader = DataLoader(dataset, batch_sampler=sampler, num_workers=runtime.num_workers,
                             pin_memory=device.type == "cuda",
                             prefetch_factor=4 if runtime.num_workers else None)
-        model.train()
+        net.train()
         total, count, t0 = 0.0, 0, time.perf_counter()
         bar = tqdm(loader, desc=f"{desc} epoch {epoch + 1}/{epochs}", unit="batch",
                    disable=not progress, leave=False)
@@ -71,7 +78,7 @@ def fit(model: torch.nn.Module, dataset, sampler, epochs: int, lr: float,
         for batch in bar:
             ids = next(batches, None)
             n_items = len(batch[0])
-            loss = loss_fn(model, batch, device, runtime)
+            loss = loss_fn(net, batch, device, runtime)
             if not math.isfinite(loss.item()):
                 diag = ckpt_path.parent / f"nonfinite_epoch{epoch + 1}.json"
                 write_json(diag, {"epoch": epoch + 1, "batch_indices": ids,
@@ -87,12 +94,36 @@ def fit(model: torch.nn.Module, dataset, sampler, epochs: int, lr: float,
             bar.set_postfix(loss=f"{total / count:.4f}",
                             patches_s=f"{count / (time.perf_counter() - t0):.1f}")
         bar.close()
-        losses.append(total / max(count, 1))
-        save_checkpoint(ckpt_path, {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                                    "epoch": epoch + 1, "losses": losses})
-        if on_epoch:
-            on_epoch(epoch + 1, losses[-1])
+        losses.append(dist.mean(total / max(count, 1)))
+        if dist.main:
+            save_checkpoint(ckpt_path, {"model": _unwrap(net).state_dict(),
+                                        "optimizer": opt.state_dict(),
+                                        "epoch": epoch + 1, "losses": losses})
+            if on_epoch:
+                on_epoch(epoch + 1, losses[-1])
+        dist.barrier()
+    if net is not model:
+        model.load_state_dict(_unwrap(net).state_dict())
     return losses
+
+
+def _unwrap(net: torch.nn.Module) -> torch.nn.Module:
+    return getattr(net, "module", net)
+
+
+def _distributed(model: torch.nn.Module, runtime: RuntimeConfig, device: torch.device,
+                 dist: Dist) -> torch.nn.Module:
+    if not dist.active:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    if runtime.sync_bn:
+        if device.type == "cuda":
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        else:
+            log.warning("runtime.sync_bn needs GPUs; keeping per-rank BatchNorm on CPU")
+    ids = [device.index] if device.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=ids)
 
 
 def append_jsonl(path: Path, record: dict[str, Any]) -> None:

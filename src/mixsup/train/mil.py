@@ -20,6 +20,7 @@ from torch.utils.data import Dataset, Sampler
 
 from mixsup.atomic import write_json
 from mixsup.config import Config, MILConfig, RuntimeConfig
+from mixsup.dist import SINGLE, Dist
 from mixsup.infer import infer_slides_iter
 from mixsup.models.classifier import build_classifier
 from mixsup.patches import SlidePool, augment
@@ -77,19 +78,25 @@ class SelectedPatches(Dataset):
 
 
 class ShuffledBatches(Sampler[list[int]]):
-    def __init__(self, n: int, batch_size: int, seed: int) -> None:
+    """One shuffled pass; under torchrun every rank takes a disjoint share of the batches."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, dist: Dist = SINGLE) -> None:
         self.n, self.batch_size, self.seed, self.epoch = n, batch_size, seed, 0
+        self.dist = dist
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return -(-self.n // self.batch_size)
+        # every rank runs the same number of steps, so DDP's collectives stay matched
+        return -(-self.n // (self.batch_size * self.dist.world))
 
     def __iter__(self):
         order = np.random.default_rng((self.seed, self.epoch)).permutation(self.n)
-        for a in range(0, self.n, self.batch_size):
-            yield order[a:a + self.batch_size].tolist()
+        batches = [order[a:a + self.batch_size] for a in range(0, self.n, self.batch_size)]
+        mine = batches[self.dist.rank::self.dist.world]
+        for k in range(len(self)):
+            yield mine[k % len(mine)].tolist()
 
 
 def mil_loss(model: torch.nn.Module, batch: Any, device: torch.device,
@@ -101,14 +108,19 @@ def mil_loss(model: torch.nn.Module, batch: Any, device: torch.device,
 
 
 def score_patches(model: torch.nn.Module, slides: SlideSet, which: list[int], cfg: Config,
-                  device: torch.device, progress: bool, desc: str) -> dict[int, np.ndarray]:
+                  device: torch.device, progress: bool, desc: str,
+                  dist: Dist = SINGLE) -> dict[int, np.ndarray]:
+    """Patch probabilities of every tissue patch; under torchrun each rank scores a shard."""
     rt = cfg.runtime
-    jobs = [(i, slides.tilesets[i].coords) for i in which]
+    jobs = dist.shard([(i, slides.tilesets[i].coords) for i in which])
     t = slides.tilesets[which[0]]
     out = infer_slides_iter(model, slides.sources, jobs, t.patch_size, t.mpp, t.patch_size,
                             device, cfg.stage1.infer_batch_size, rt.num_workers, rt.amp,
                             rt.channels_last, progress=progress, desc=desc)
-    return {i: maps.max_prob for i, maps in out}
+    scores: dict[int, np.ndarray] = {}
+    for part in dist.all_gather({i: maps.max_prob for i, maps in out}):
+        scores.update(part)
+    return scores
 
 
 def run_mil(ctx: RunContext, val: SlideSet | None) -> dict[str, Any]:
@@ -134,16 +146,17 @@ def run_mil(ctx: RunContext, val: SlideSet | None) -> dict[str, Any]:
         if ckpt.is_file():
             model.load_state_dict(load_checkpoint(ckpt)["model"])
         scores = score_patches(model, ctx.train, list(labels), cfg, ctx.device, ctx.progress,
-                               f"MIL scoring, epoch {epoch + 1}")
+                               f"MIL scoring, epoch {epoch + 1}", ctx.dist)
         rows = mil_selection(scores, coords, labels, m.top_k)
         ds = SelectedPatches(pool, rows, t.patch_size, t.mpp, m.augment, cfg.seed)
-        sampler = ShuffledBatches(len(rows), m.batch_size, cfg.seed)
+        sampler = ShuffledBatches(len(rows), m.batch_size, cfg.seed, ctx.dist)
         # one epoch on this epoch's selection; ``fit`` keeps the checkpoint and optimiser
         losses = fit(model, ds, sampler, epoch + 1, m.lr, m.weight_decay, cfg.runtime,
                      ctx.device, ckpt, loss_fn=mil_loss, progress=ctx.progress,
-                     desc="MIL")
-        append_jsonl(ctx.run_dir / "log.jsonl", {"event": "mil_epoch", "epoch": epoch + 1,
-                                                 "loss": losses[-1]})
+                     desc="MIL", dist=ctx.dist)
+        if ctx.dist.main:
+            append_jsonl(ctx.run_dir / "log.jsonl", {"event": "mil_epoch", "epoch": epoch + 1,
+                                                     "loss": losses[-1]})
     if ckpt.is_file():
         state = load_checkpoint(ckpt)
         model.load_state_dict(state["model"])
@@ -151,11 +164,14 @@ def run_mil(ctx: RunContext, val: SlideSet | None) -> dict[str, Any]:
     summary: dict[str, Any] = {"epoch_losses": losses}
     if val is not None and val.labelled():
         vl = val.labelled()
-        vs = score_patches(model, val, list(vl), cfg, ctx.device, False, "MIL on val")
+        vs = score_patches(model, val, list(vl), cfg, ctx.device, False, "MIL on val",
+                           ctx.dist)
         summary["val_scores"] = {val.records[i].slide_id: aggregate(vs[i], m) for i in vl}
         summary["val_labels"] = {val.records[i].slide_id: int(y) for i, y in vl.items()}
-    save_checkpoint(mdir / "model.pt", {"model": model.state_dict(), "encoder": m.encoder})
-    write_json(mdir / "summary.json", summary)
+    if ctx.dist.main:
+        save_checkpoint(mdir / "model.pt", {"model": model.state_dict(), "encoder": m.encoder})
+        write_json(mdir / "summary.json", summary)
+    ctx.dist.barrier()
     return summary
 
 

@@ -81,7 +81,8 @@ def run_stage1(ctx: RunContext, rounds: int | None = None) -> list[RoundResult]:
             previous_negative = np.load(neg_path)
         results.append(result)
         previous = result
-    write_json(ctx.run_dir / "stage1.json", {"rounds": [res.summary for res in results]})
+    if ctx.dist.main:
+        write_json(ctx.run_dir / "stage1.json", {"rounds": [res.summary for res in results]})
     return results
 
 
@@ -103,10 +104,11 @@ def _run_round(ctx: RunContext, r: int, fine: np.ndarray, labelled: dict[int, in
         pools = em_pools(fine, labelled, previous.maps, s1, rng, previous_negative)
         ratio, epochs = s1.ratio, s1.epochs_per_round
     pool_stats = dict(pools.stats)
-    write_json(rdir / "pools.json", pool_stats)
-    with atomic_path(rdir / "negatives.npy", suffix=".npy") as tmp, open(tmp, "wb") as fh:
-        np.save(fh, pools.negative)
-    append_jsonl(ctx.run_dir / "log.jsonl", {"event": "pools", "round": r, **pool_stats})
+    if ctx.dist.main:
+        write_json(rdir / "pools.json", pool_stats)
+        with atomic_path(rdir / "negatives.npy", suffix=".npy") as tmp, open(tmp, "wb") as fh:
+            np.save(fh, pools.negative)
+        append_jsonl(ctx.run_dir / "log.jsonl", {"event": "pools", "round": r, **pool_stats})
     log.info("round %d pools: %s", r, pools.stats.get("sizes"))
 
     model = build_segmenter(cfg.model)
@@ -124,7 +126,8 @@ def _run_round(ctx: RunContext, r: int, fine: np.ndarray, labelled: dict[int, in
                                seed=cfg.seed + r)
         steps = s1.steps_per_epoch or default_steps(pools.sizes, s1.batch_size)
         sampler = MixedBatchSampler(pools.sizes, ratio, s1.batch_size, steps,
-                                    seed=cfg.seed * 1000 + r)
+                                    seed=cfg.seed * 1000 + r, rank=ctx.dist.rank,
+                                    world_size=ctx.dist.world)
 
         def on_epoch(epoch: int, loss: float) -> None:
             append_jsonl(ctx.run_dir / "log.jsonl",
@@ -132,9 +135,12 @@ def _run_round(ctx: RunContext, r: int, fine: np.ndarray, labelled: dict[int, in
 
         losses = fit(model, dataset, sampler, epochs, s1.lr, s1.weight_decay, cfg.runtime,
                      ctx.device, rdir / "train_last.pt", on_epoch=on_epoch,
-                     progress=ctx.progress, desc=f"θ1 round {r}")
-        save_checkpoint(model_path, {"model": model.state_dict(), "round": r, "losses": losses,
-                                     "config": cfg.model_dump(mode="json")})
+                     progress=ctx.progress, desc=f"θ1 round {r}", dist=ctx.dist)
+        if ctx.dist.main:
+            save_checkpoint(model_path, {"model": model.state_dict(), "round": r,
+                                         "losses": losses,
+                                         "config": cfg.model_dump(mode="json")})
+        ctx.dist.barrier()
     t_train = time.perf_counter() - t0
     maps, t_infer, rate = infer_slides(model, ctx.train, labelled, rdir / "maps", ctx,
                                        desc=f"E-step after round {r}")
@@ -149,8 +155,10 @@ def _run_round(ctx: RunContext, r: int, fine: np.ndarray, labelled: dict[int, in
         "seconds_infer": round(t_infer, 2),
         "infer_patches_per_s": round(rate, 2),
     }
-    write_json(rdir / "summary.json", summary)
-    (rdir / "train_last.pt").unlink(missing_ok=True)
+    if ctx.dist.main:
+        write_json(rdir / "summary.json", summary)
+        (rdir / "train_last.pt").unlink(missing_ok=True)
+    ctx.dist.barrier()
     return RoundResult(r, model_path, maps, summary)
 
 
@@ -175,8 +183,12 @@ def _load_round(ctx: RunContext, r: int, labelled: dict[int, int]) -> RoundResul
 def infer_slides(model: torch.nn.Module, slides: SlideSet, which: dict[int, int] | list[int],
                  out_dir: Path, ctx: RunContext, desc: str = "infer"
                  ) -> tuple[dict[int, tuple[np.ndarray, PatchMaps]], float, float]:
-    """Maps for the chosen slides; stores that already exist for the same tiling are reused."""
-    cfg = ctx.cfg
+    """Maps for the chosen slides; stores that already exist for the same tiling are reused.
+
+    Under torchrun each rank infers a disjoint shard of the missing slides and writes their
+    stores; after a barrier every rank reads the others' from disk.
+    """
+    cfg, dist = ctx.cfg, ctx.dist
     model.to(ctx.device)
     if cfg.runtime.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -190,10 +202,11 @@ def infer_slides(model: torch.nn.Module, slides: SlideSet, which: dict[int, int]
         else:
             out[i] = (got[0], got[1])
     start = time.perf_counter()
-    n_done = sum(len(c) for _, c in todo)
-    if todo:
-        t = slides.tilesets[todo[0][0]]
-        for i, maps in infer_patches_iter(model, slides.sources, todo, t.patch_size, t.mpp,
+    mine = dist.shard(todo)
+    n_done = dist.mean(float(sum(len(c) for _, c in mine))) * dist.world
+    if mine:
+        t = slides.tilesets[mine[0][0]]
+        for i, maps in infer_patches_iter(model, slides.sources, mine, t.patch_size, t.mpp,
                                           cfg.stage1.map_downsample, ctx.device,
                                           cfg.stage1.infer_batch_size, cfg.runtime.num_workers,
                                           cfg.runtime.amp, cfg.runtime.channels_last,
@@ -201,8 +214,18 @@ def infer_slides(model: torch.nn.Module, slides: SlideSet, which: dict[int, int]
             tiles = slides.tilesets[i]
             write_maps(out_dir / f"{slides.records[i].slide_id}.zarr", tiles.coords, maps,
                        {"key": tiles.key, "slide_id": slides.records[i].slide_id,
-                        "size0": tiles.size0})
+                        "size0": tiles.size0, "written_by_rank": dist.rank})
             out[i] = (tiles.coords, maps)
+    dist.barrier()
+    for i, _ in todo:
+        if i not in out:
+            got = read_maps(out_dir / f"{slides.records[i].slide_id}.zarr",
+                            expect_key=slides.tilesets[i].key)
+            if got is None:
+                raise MixsupError(f"rank {dist.rank}: the map store of "
+                                  f"{slides.records[i].slide_id} is missing after the E-step",
+                                  "check the other ranks' logs", out_dir)
+            out[i] = (got[0], got[1])
     elapsed = time.perf_counter() - start
     return out, elapsed, n_done / max(elapsed, 1e-9)
 

@@ -52,7 +52,8 @@ def run_stage2(ctx: RunContext, res: RoundResult, val: SlideSet | None) -> dict[
         load_weights_into(model, s2.weights)
     train_ds = topk_dataset(ctx.train, res.maps, idx, s2.top_k, s2.augment, cfg.seed)
     steps = s2.steps_per_epoch or max(1, len(idx) // s2.slides_per_batch)
-    sampler = BalancedSlideSampler(labels, s2.slides_per_batch, steps, seed=cfg.seed + res.round)
+    sampler = BalancedSlideSampler(labels, s2.slides_per_batch, steps, seed=cfg.seed + res.round,
+                                   rank=ctx.dist.rank)
 
     def on_epoch(epoch: int, loss: float) -> None:
         append_jsonl(ctx.run_dir / "log.jsonl", {"event": "stage2_epoch", "round": res.round,
@@ -60,7 +61,7 @@ def run_stage2(ctx: RunContext, res: RoundResult, val: SlideSet | None) -> dict[
 
     losses = fit(model, train_ds, sampler, s2.epochs, s2.lr, s2.weight_decay, cfg.runtime,
                  ctx.device, sdir / "train_last.pt", loss_fn=stage2_loss, on_epoch=on_epoch,
-                 progress=ctx.progress, desc=f"θ2 round {res.round}")
+                 progress=ctx.progress, desc=f"θ2 round {res.round}", dist=ctx.dist)
     eval_ds = topk_dataset(ctx.train, res.maps, idx, s2.top_k, False, cfg.seed)
     train_probs = score_slides(model, eval_ds, ctx.device, cfg.runtime, s2.slides_per_batch)
     summary: dict[str, Any] = {
@@ -71,10 +72,12 @@ def run_stage2(ctx: RunContext, res: RoundResult, val: SlideSet | None) -> dict[
     }
     if val is not None and val.labelled():
         summary.update(_validate(ctx, res, model, val))
-    save_checkpoint(sdir / "model.pt", {"model": model.state_dict(), "round": res.round,
-                                        "encoder": s2.encoder})
-    write_json(sdir / "summary.json", summary)
-    (sdir / "train_last.pt").unlink(missing_ok=True)
+    if ctx.dist.main:
+        save_checkpoint(sdir / "model.pt", {"model": model.state_dict(), "round": res.round,
+                                            "encoder": s2.encoder})
+        write_json(sdir / "summary.json", summary)
+        (sdir / "train_last.pt").unlink(missing_ok=True)
+    ctx.dist.barrier()
     return summary
 
 

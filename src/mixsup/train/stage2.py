@@ -55,14 +55,14 @@ class BalancedSlideSampler(Sampler[list[int]]):
     """Batches with equal numbers of positive and negative slides (the odd one is positive)."""
 
     def __init__(self, labels: list[int], slides_per_batch: int, steps: int,
-                 seed: int = 0) -> None:
+                 seed: int = 0, rank: int = 0) -> None:
         self.pos = [i for i, y in enumerate(labels) if y == 1]
         self.neg = [i for i, y in enumerate(labels) if y == 0]
         if not self.pos or not self.neg:
             raise ValueError("stage 2 needs positive and negative training slides")
         self.n_pos = (slides_per_batch + 1) // 2
         self.n_neg = slides_per_batch - self.n_pos
-        self.steps, self.seed, self.epoch = steps, seed, 0
+        self.steps, self.seed, self.epoch, self.rank = steps, seed, 0, rank
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -71,7 +71,7 @@ class BalancedSlideSampler(Sampler[list[int]]):
         return self.steps
 
     def __iter__(self) -> Iterator[list[int]]:
-        rng = np.random.default_rng((self.seed, self.epoch))
+        rng = np.random.default_rng((self.seed, self.epoch, self.rank))
         pos, neg = _cycle(rng, self.pos), _cycle(rng, self.neg)
         for _ in range(self.steps):
             yield [next(pos) for _ in range(self.n_pos)] + [next(neg) for _ in range(self.n_neg)]
