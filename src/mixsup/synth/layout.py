@@ -169,13 +169,15 @@ def _random_point_in(rng: np.random.Generator, geom: BaseGeometry) -> tuple[floa
 
 
 def write_dataset(out: str | Path, layouts: list[SlideLayout], mpp: float,
-                  renderer_for: Callable[[SlideLayout], Renderer], progress: bool = True) -> Path:
+                  renderer_for: Callable[[SlideLayout], Renderer], progress: bool = True,
+                  compression: str = "jpeg") -> Path:
     """Write slides/, slides.csv, annotations/ (annotated slides) and truth/ (every tumour)."""
     out = Path(out)
     rows = []
     for lay in tqdm(layouts, desc="synth slides", unit="slide", disable=not progress):
         rel = Path("slides") / f"{lay.slide_id}.tiff"
-        write_pyramid(out / rel, lay.width, lay.height, renderer_for(lay), mpp)
+        write_pyramid(out / rel, lay.width, lay.height, renderer_for(lay), mpp,
+                      compression=compression)
         if lay.roi is not None:
             regions = [Region("ROI", "roi", lay.roi)]
             inside = lay.tumor.intersection(lay.roi)

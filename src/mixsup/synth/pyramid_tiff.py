@@ -40,8 +40,11 @@ def array_renderer(image: np.ndarray) -> Renderer:
 
 
 def write_pyramid(path: str | Path, width: int, height: int, render: Renderer, mpp: float,
-                  quality: int = 85, min_level_size: int = 512) -> None:
-    """Write level 0 and halvings down to ``min_level_size`` px, atomically."""
+                  quality: int = 85, min_level_size: int = 512,
+                  compression: str = "jpeg") -> None:
+    """Write level 0 and halvings down to ``min_level_size`` px, atomically.
+
+    ``compression="zlib"`` needs no imagecodecs (for machines without it)."""
     levels = [1]
     while max(width, height) / (levels[-1] * 2) >= min_level_size:
         levels.append(levels[-1] * 2)
@@ -55,8 +58,8 @@ def write_pyramid(path: str | Path, width: int, height: int, render: Renderer, m
                 dtype=np.uint8,
                 tile=(TILE, TILE),
                 photometric="rgb",
-                compression="jpeg",
-                compressionargs={"level": quality},
+                compression=compression,
+                compressionargs={"level": quality} if compression == "jpeg" else None,
                 resolution=(res / ds, res / ds),
                 resolutionunit="CENTIMETER",
                 subfiletype=0 if i == 0 else 1,
