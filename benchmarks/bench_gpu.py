@@ -111,7 +111,8 @@ def main(data_dir: str) -> None:
         preloaded()
     steps = max(1, n // BATCH)
     pre = steps * BATCH / timed(preloaded, steps)
-    print(f"E-step over {n} patches ({len(slides.records)} slides, 8 workers): {estep:8.1f} "
+    print(f"E-step over {n} patches ({len(slides.records)} slides, "
+          f"{cfg.runtime.num_workers} workers): {estep:8.1f} "
           f"patches/s | model-only on preloaded uint8 batches: {pre:8.1f} patches/s | "
           f"ratio {estep / pre:.2f}")
 
