@@ -45,6 +45,12 @@ class Dist:
         tdist.all_gather_object(out, obj)
         return out
 
+    def broadcast_buffers(self, module: torch.nn.Module) -> None:
+        """Make every rank's buffers (e.g. BatchNorm statistics) equal to rank 0's."""
+        if self.active:
+            for buf in module.buffers():
+                tdist.broadcast(buf, src=0)
+
     def mean(self, value: float) -> float:
         if not self.active:
             return value

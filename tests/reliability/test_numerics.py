@@ -37,3 +37,26 @@ def test_nan_loss_stops_with_a_diagnostic(tmp_path):
     assert len(diag["batch_indices"]) == 3 and len(diag["refs"]) == 3
     assert "nonfinite_epoch1.json" in str(err.value)
     assert not (tmp_path / "ckpt.pt").exists()  # nothing poisoned was saved
+
+
+def test_bn_recalibration_matches_the_final_weights():
+    from torch.utils.data import DataLoader
+
+    from mixsup.train.fit import recalibrate_bn
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.BatchNorm2d(4))
+    data = [torch.randn(16, 3, 4, 4) * 5 + 3 for _ in range(8)]
+    net[1].running_mean.fill_(-100.0)  # stale statistics, as after a short training
+
+    def forward(model, batch, device, runtime):
+        return model(batch).mean()
+
+    recalibrate_bn(net, DataLoader(data, batch_size=None), forward, torch.device("cpu"),
+                   RuntimeConfig(), max_batches=8)
+    assert not net.training
+    with torch.no_grad():
+        features = net[0](torch.cat(data))
+    torch.testing.assert_close(net[1].running_mean, features.mean(dim=(0, 2, 3)), atol=1e-4,
+                               rtol=1e-4)
+    assert net[1].momentum == 0.1

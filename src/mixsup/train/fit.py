@@ -102,9 +102,39 @@ def fit(model: torch.nn.Module, dataset, sampler, epochs: int, lr: float,
             if on_epoch:
                 on_epoch(epoch + 1, losses[-1])
         dist.barrier()
+    if epochs > 0:
+        loader = DataLoader(dataset, batch_sampler=sampler, num_workers=runtime.num_workers)
+        recalibrate_bn(net, loader, loss_fn, device, runtime, runtime.bn_recalibration_batches)
+        dist.broadcast_buffers(_unwrap(net))
     if net is not model:
         model.load_state_dict(_unwrap(net).state_dict())
     return losses
+
+
+@torch.no_grad()
+def recalibrate_bn(net: torch.nn.Module, loader: DataLoader, loss_fn: LossFn,
+                   device: torch.device, runtime: RuntimeConfig, max_batches: int) -> None:
+    """Recompute BatchNorm running statistics with the final weights ("precise BN").
+
+    The running averages lag behind weights that still move quickly at the end of a short
+    training; in eval mode that mismatch can saturate every output (seen with stage 2 on
+    PCam mosaics: eval-mode probabilities of exactly 0 or 1 for every slide).
+    """
+    bns = [m for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not bns or max_batches <= 0:
+        return
+    momenta = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the recalibration batches
+    net.train()
+    for k, batch in enumerate(loader):
+        if k >= max_batches:
+            break
+        loss_fn(net, batch, device, runtime)
+    for m, mom in zip(bns, momenta, strict=True):
+        m.momentum = mom
+    net.eval()
 
 
 def _unwrap(net: torch.nn.Module) -> torch.nn.Module:
