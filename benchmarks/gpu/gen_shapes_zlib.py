@@ -32,6 +32,7 @@ if __name__ == "__main__":
             src = f"{part}/{sub}/{lay.slide_id}.{ext}"
             if os.path.exists(src):
                 shutil.move(src, f"{OUT}/{sub}/{lay.slide_id}.{ext}")
-        rows += list(csv.DictReader(open(f"{part}/slides.csv")))
+        with open(f"{part}/slides.csv") as fh:
+            rows += list(csv.DictReader(fh))
     write_slides_csv(f"{OUT}/slides.csv", rows)
     print(f"generated {N} slides of {SIZE}^2 at {MPP} um/px in {time.time() - t:.0f} s")
