@@ -48,7 +48,7 @@ class MixedPatches(Dataset):
             mask = self.annotations[s].rasterize(x, y, p, p, ds)
             return (mask == POSITIVE).astype(np.float32), (mask != IGNORE).astype(np.float32)
         if kind == PSEUDO:
-            small = pseudo_positive(self.pseudo_maps[i - self.pseudo_start], 1.0, 0.0)
+            small = np.asarray(self.pseudo_maps[i - self.pseudo_start], dtype=np.float32)
             prob = cv2.resize(small, (p, p), interpolation=cv2.INTER_LINEAR)
             return pseudo_positive(prob, self.reweight, self.floor), np.ones((p, p), np.float32)
         return np.zeros((p, p), np.float32), np.ones((p, p), np.float32)
