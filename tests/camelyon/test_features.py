@@ -77,3 +77,19 @@ def test_patient_plan_has_physical_lesion_sizes():
         extent_um = max(maxx - minx, maxy - miny) * 0.972
         lo, hi = NODE_DIAMETER_UM[lay.node_class]
         assert 0.6 * lo <= extent_um <= 1.4 * hi, (lay.node_class, extent_um)
+
+
+def test_patient_dataset_writes_camelyon17_stage_labels(tmp_path):
+    from mixsup.camelyon.staging import read_stage_csv, stages_from_nodes
+    from mixsup.labels.table import load_dataset
+    from mixsup.synth.layout import plan_patients, write_dataset
+    from mixsup.synth.shapes import shapes_renderer
+
+    layouts = plan_patients(2, 512, 8.0, seed=2)
+    write_dataset(tmp_path, layouts, 8.0, shapes_renderer, progress=False)
+    patients, nodes = read_stage_csv(tmp_path / "stage_labels.csv")
+    assert set(patients) == {"patient_000", "patient_001"}
+    assert stages_from_nodes(nodes) == patients
+    ds = load_dataset(tmp_path)
+    assert {s.node_class for s in ds.slides} <= {"negative", "itc", "micro", "macro"}
+    assert all(s.patient for s in ds.slides)

@@ -171,7 +171,8 @@ def _random_point_in(rng: np.random.Generator, geom: BaseGeometry) -> tuple[floa
 def write_dataset(out: str | Path, layouts: list[SlideLayout], mpp: float,
                   renderer_for: Callable[[SlideLayout], Renderer], progress: bool = True,
                   compression: str = "jpeg") -> Path:
-    """Write slides/, slides.csv, annotations/ (annotated slides) and truth/ (every tumour)."""
+    """Write slides/, slides.csv, annotations/ (annotated slides), truth/ (every tumour) and,
+    for patient datasets, stage_labels.csv in the Camelyon17 format."""
     out = Path(out)
     rows = []
     for lay in tqdm(layouts, desc="synth slides", unit="slide", disable=not progress):
@@ -191,6 +192,15 @@ def write_dataset(out: str | Path, layouts: list[SlideLayout], mpp: float,
                      "split": lay.split, "center": lay.center, "patient": lay.patient,
                      "node_class": lay.node_class})
     write_slides_csv(out / "slides.csv", rows)
+    nodes: dict[str, dict[int, str]] = {}
+    for lay in layouts:
+        if lay.patient and lay.node_class:
+            nodes.setdefault(lay.patient, {})[int(lay.slide_id.rsplit("_", 1)[1])] = \
+                lay.node_class
+    if nodes:
+        from mixsup.camelyon.staging import stages_from_nodes, write_stage_csv
+
+        write_stage_csv(out / "stage_labels.csv", nodes, stages_from_nodes(nodes))
     return out
 
 
