@@ -227,7 +227,8 @@ def _write_tables(out: Path, rows: list[dict[str, Any]]) -> None:
         w = csv.writer(fh, lineterminator="\n")
         w.writerow(["slide_id", "probability", "prediction"])
         for r in rows:
-            w.writerow([r["slide_id"], f"{r['probability']:.6f}", r["prediction"]])
+            # repr: the exact value, so that re-reading it gives the same call at the threshold
+            w.writerow([r["slide_id"], repr(float(r["probability"])), r["prediction"]])
     with atomic_open(out / "topk.csv") as fh:
         w = csv.writer(fh, lineterminator="\n")
         w.writerow(["slide_id", "rank", "x", "y", "size_level0", "max_pixel_prob",

@@ -63,3 +63,12 @@ def test_slide_metrics_hand_computed():
     assert m["sensitivity"] == pytest.approx(2 / 3) and m["specificity"] == pytest.approx(2 / 3)
     at_tie = slide_metrics(scores, labels, threshold=0.65)
     assert at_tie["specificity"] == pytest.approx(2 / 3)  # a score equal to t is positive
+
+
+def test_predictions_csv_keeps_exact_probabilities(tmp_path):
+    from mixsup.evaluate.report import read_predictions
+    from mixsup.predict import _write_tables
+
+    p = float(np.float32(0.75) + np.float32(1e-7))  # just above a 6-decimal rounding
+    _write_tables(tmp_path, [{"slide_id": "a", "probability": p, "prediction": 1, "topk": []}])
+    assert read_predictions(tmp_path / "predictions.csv")["a"] == p

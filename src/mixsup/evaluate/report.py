@@ -91,7 +91,7 @@ def roc_figure(path: Path, curves: dict[str, tuple[np.ndarray, np.ndarray]]) -> 
         line, = ax.plot(fpr, tpr, lw=1.8, label=f"{name}")
         ax.plot([1 - spec], [1.0], "o", color=line.get_color(), ms=7,
                 label=f"{name}: spec {spec:.3f} @ sens 1 (t={thr:.3f})")
-    ax.plot([0, 1], [0, 1], ls=":", color="grey", lw=1)
+    ax.plot([0, 1], [0, 1], ls=":", color="grey", lw=1, label="chance")
     ax.set_xlabel("1 - specificity")
     ax.set_ylabel("sensitivity")
     ax.set_xlim(-0.02, 1.02)
