@@ -27,7 +27,9 @@ from mixsup.train.rounds import infer_slides
 
 class _Ctx:
     def __init__(self, cfg, device):
-        self.cfg, self.device, self.progress = cfg, device, False
+        from mixsup.dist import SINGLE
+
+        self.cfg, self.device, self.progress, self.dist = cfg, device, False, SINGLE
 
 
 def main() -> None:
