@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import re
 from pathlib import Path
@@ -127,7 +126,3 @@ def _write_features(path: Path, records: list[SlideRecord], rows: list[dict[str,
         for i, (rec, f) in enumerate(zip(records, rows, strict=True)):
             w.writerow([rec.slide_id, rec.node_class or "", *[p[i] for p in predictions],
                         *[f"{f[n]:.6g}" for n in names]])
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text())

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -113,7 +112,3 @@ def full_sensitivity_threshold(scores: np.ndarray, labels: np.ndarray) -> float 
     scores, labels = np.asarray(scores, float), np.asarray(labels, int)
     pos = scores[labels == 1]
     return float(pos.min()) if len(pos) else None
-
-
-def write_selection(path: Path, data: dict[str, Any]) -> None:
-    write_json(path, data)
