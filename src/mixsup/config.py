@@ -32,6 +32,7 @@ class ReaderConfig(_Frozen):
 class TissueConfig(_Frozen):
     method: Literal["otsu", "grey"] = "otsu"
     thumbnail_mpp: float = Field(8.0, gt=0)
+    thumbnail_max_dim: int = Field(4096, ge=64, description="coarser thumbnails past this size")
     min_saturation: int = Field(20, ge=0, le=255, description="Otsu threshold floor (HSV S)")
     grey_threshold: int = Field(204, ge=0, le=255)
     closing_px: int = Field(5, ge=0)

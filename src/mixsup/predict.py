@@ -43,6 +43,7 @@ from mixsup.train.store import write_maps
 from mixsup.train.topk import top_k
 
 log = logging.getLogger(__name__)
+HEATMAP_MAX_DIM = 2048  # heatmap PNGs and GeoJSON regions: bounded whatever the slide size
 SLIDE_SUFFIXES = {".svs", ".tif", ".tiff", ".ndpi", ".mrxs", ".scn", ".bif", ".vms", ".svslide",
                   ".dcm"}
 
@@ -177,7 +178,7 @@ def _predict_slide(bundle: Bundle, cfg: Config, slide_id: str, path: Path, out: 
                  "size": float(tiles.size0), "max_pixel_prob": float(maps.max_prob[j]),
                  "patch_prob": float(patch_probs[r]) if r < len(patch_probs) else None}
                 for r, j in enumerate(order)]
-        thumb, thumb_mpp = slide.thumbnail(cfg.tissue.thumbnail_mpp)
+        thumb, thumb_mpp = slide.thumbnail(cfg.tissue.thumbnail_mpp, HEATMAP_MAX_DIM)
         ds0 = thumb_mpp / slide.mpp
         heat, count = stitch(tiles.coords, maps.maps, tiles.size0, slide.dimensions, ds0)
         _heatmap_png(out / "heatmaps" / f"{slide_id}.png", thumb, heat, count, topk, ds0)

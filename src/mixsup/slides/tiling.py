@@ -119,7 +119,7 @@ def tile_slide(slide: Slide, slide_id: str, tiling: TilingConfig, tissue: Tissue
         if cached is not None:
             return cached
 
-    thumb, thumb_mpp = slide.thumbnail(tissue.thumbnail_mpp)
+    thumb, thumb_mpp = slide.thumbnail(tissue.thumbnail_mpp, tissue.thumbnail_max_dim)
     mask = tissue_mask(thumb, tissue, thumb_mpp)
     mask_ds = thumb_mpp / slide.mpp
     size0 = tiling.patch_size * tiling.mpp / slide.mpp
