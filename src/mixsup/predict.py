@@ -38,7 +38,7 @@ from mixsup.patches import SlideSource
 from mixsup.runtime import pick_device
 from mixsup.slides.reader import Slide
 from mixsup.slides.tiling import tile_slide
-from mixsup.train.stage2 import TopKPatches, score_slides
+from mixsup.train.stage2 import TopKPatches, mean_of_valid, patch_probs
 from mixsup.train.store import write_maps
 from mixsup.train.topk import top_k
 
@@ -165,18 +165,17 @@ def _predict_slide(bundle: Bundle, cfg: Config, slide_id: str, path: Path, out: 
             from mixsup.train.mil import aggregate
 
             prob = aggregate(maps.max_prob, cfg.mil)
-            patch_probs = maps.max_prob[order].tolist()
+            top_probs = maps.max_prob[order].tolist()
         elif len(order):
             ds = TopKPatches([source], [tiles.coords[order]], [0], cfg.stage2.top_k,
                              tiles.patch_size, tiles.mpp)
-            prob = float(score_slides(bundle.theta2, ds, device, rt, 1)[0])
-            patch_probs = _patch_probs(bundle, ds, device, rt)
+            prob, top_probs = _score_top_k(bundle, ds, device, rt)
         else:
             log.warning("%s: no tissue patch; probability set to 0", path)
-            prob, patch_probs = 0.0, []
+            prob, top_probs = 0.0, []
         topk = [{"rank": r + 1, "x": int(tiles.coords[j][0]), "y": int(tiles.coords[j][1]),
                  "size": float(tiles.size0), "max_pixel_prob": float(maps.max_prob[j]),
-                 "patch_prob": float(patch_probs[r]) if r < len(patch_probs) else None}
+                 "patch_prob": float(top_probs[r]) if r < len(top_probs) else None}
                 for r, j in enumerate(order)]
         thumb, thumb_mpp = slide.thumbnail(cfg.tissue.thumbnail_mpp, HEATMAP_MAX_DIM)
         ds0 = thumb_mpp / slide.mpp
@@ -189,16 +188,17 @@ def _predict_slide(bundle: Bundle, cfg: Config, slide_id: str, path: Path, out: 
     return row
 
 
-def _patch_probs(bundle: Bundle, ds: TopKPatches, device: Any, rt: Any) -> list[float]:
+def _score_top_k(bundle: Bundle, ds: TopKPatches, device: Any,
+                 rt: Any) -> tuple[float, list[float]]:
+    """(slide probability, each real top-K patch's probability) from one θ2 pass."""
     import torch
 
-    from mixsup.runtime import autocast, to_input
-
     patches, valid, _ = ds[0]
-    n = int(valid.sum())
-    with torch.inference_mode(), autocast(device, rt.amp):
-        logits = bundle.theta2(to_input(patches[:n], device, rt.channels_last))
-    return torch.sigmoid(logits.float()).flatten().cpu().tolist()
+    bundle.theta2.eval()
+    with torch.inference_mode():
+        probs = patch_probs(bundle.theta2, patches[None], device, rt)
+        slide = float(mean_of_valid(probs, valid[None])[0])
+    return slide, probs[0, : int(valid.sum())].cpu().tolist()
 
 
 def _heatmap_png(path: Path, thumb: np.ndarray, heat: np.ndarray, count: np.ndarray,

@@ -82,14 +82,25 @@ def _cycle(rng: np.random.Generator, items: list[int]) -> Iterator[int]:
         yield from (items[j] for j in rng.permutation(len(items)))
 
 
-def slide_probs(model: torch.nn.Module, patches: torch.Tensor, valid: torch.Tensor,
-                device: torch.device, runtime: RuntimeConfig) -> torch.Tensor:
+def patch_probs(model: torch.nn.Module, patches: torch.Tensor, device: torch.device,
+                runtime: RuntimeConfig) -> torch.Tensor:
+    """θ2's probability for each of the (B, K) patches."""
     b, k = patches.shape[:2]
     x = to_input(patches.reshape(b * k, *patches.shape[2:]), device, runtime.channels_last)
     with autocast(device, runtime.amp):
         logits = model(x).float().reshape(b, k)
-    v = valid.to(device).float()
-    return (torch.sigmoid(logits) * v).sum(1) / v.sum(1).clamp(min=1.0)
+    return torch.sigmoid(logits)
+
+
+def mean_of_valid(probs: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """The slide probability: the mean over each slide's real (unpadded) patches."""
+    v = valid.to(probs.device).float()
+    return (probs * v).sum(1) / v.sum(1).clamp(min=1.0)
+
+
+def slide_probs(model: torch.nn.Module, patches: torch.Tensor, valid: torch.Tensor,
+                device: torch.device, runtime: RuntimeConfig) -> torch.Tensor:
+    return mean_of_valid(patch_probs(model, patches, device, runtime), valid)
 
 
 def stage2_loss(model: torch.nn.Module, batch: Any, device: torch.device,
