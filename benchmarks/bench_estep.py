@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from cached_data import shapes_dataset
 
 from mixsup.config import load_config
 from mixsup.labels.table import load_dataset
@@ -43,12 +44,8 @@ def main() -> None:
     overrides = [] if args.workers is None else [f"runtime.num_workers={args.workers}"]
     cfg = load_config(args.preset, overrides=overrides)
     device = pick_device(cfg.runtime)
-    data_dir = Path(tempfile.gettempdir()) / f"mixsup-bench-estep-{args.slides}-{args.size}"
-    if not (data_dir / "slides.csv").is_file():
-        from mixsup.synth.shapes import make_shapes
-
-        make_shapes(data_dir, n_slides=args.slides, size=args.size, seed=11, progress=False)
-    data = load_dataset(data_dir)
+    data = load_dataset(shapes_dataset(f"estep-{args.slides}-{args.size}", args.slides,
+                                       args.size, seed=11))
     with tempfile.TemporaryDirectory() as tmp:
         slides = slide_set(data, ("train", "val", "test"), cfg, Path(tmp) / "tiles", False,
                            False)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import openslide
+from cached_data import shapes_dataset
 from torch.utils.data import DataLoader
 
 from mixsup.config import load_config
@@ -26,11 +27,7 @@ def main() -> None:
     ap.add_argument("--slides", type=int, default=4)
     ap.add_argument("--size", type=int, default=4096)
     args = ap.parse_args()
-    data_dir = Path(tempfile.gettempdir()) / f"mixsup-bench-read-{args.slides}-{args.size}"
-    if not (data_dir / "slides.csv").is_file():
-        from mixsup.synth.shapes import make_shapes
-
-        make_shapes(data_dir, n_slides=args.slides, size=args.size, seed=5, progress=False)
+    data_dir = shapes_dataset(f"read-{args.slides}-{args.size}", args.slides, args.size, seed=5)
     cfg = load_config("small")
     with tempfile.TemporaryDirectory() as tmp:
         slides = slide_set(load_dataset(data_dir), ("train", "val", "test"), cfg,

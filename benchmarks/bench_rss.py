@@ -12,19 +12,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from cached_data import shapes_dataset
+
 PROBE = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True); "
          "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
 
 
 def slide(size: int) -> Path:
-    path = Path(tempfile.gettempdir()) / f"mixsup-bench-{size // 1000}k" / "slides" / \
-        "slide_000.tiff"
-    if not path.is_file():
-        from mixsup.synth.shapes import make_shapes
-
-        print(f"generating a {size}x{size} slide...", flush=True)
-        make_shapes(path.parents[1], n_slides=1, size=size, seed=5, progress=False)
-    return path
+    return shapes_dataset(f"{size // 1000}k", 1, size, seed=5) / "slides" / "slide_000.tiff"
 
 
 def peak_rss_mb(bundle: str, path: Path) -> tuple[float, float]:

@@ -16,9 +16,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from cached_data import shapes_dataset
+
 WORKER = r'''
 import sys, time, torch
 from pathlib import Path
+
+from cached_data import shapes_dataset
 from mixsup.config import load_config
 from mixsup.dist import init_dist, close_dist
 from mixsup.labels.table import load_dataset
@@ -71,11 +75,7 @@ def main() -> None:
     ap.add_argument("--slides", type=int, default=6)
     ap.add_argument("--size", type=int, default=2048)
     args = ap.parse_args()
-    data = Path(tempfile.gettempdir()) / f"mixsup-bench-estep-{args.slides}-{args.size}"
-    if not (data / "slides.csv").is_file():
-        from mixsup.synth.shapes import make_shapes
-
-        make_shapes(data, n_slides=args.slides, size=args.size, seed=11, progress=False)
+    data = shapes_dataset(f"estep-{args.slides}-{args.size}", args.slides, args.size, seed=11)
     one, _ = run(1, data)
     two, _ = run(2, data)
     print(f"speed-up with 2 processes: {one / two:.2f}x")

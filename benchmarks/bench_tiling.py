@@ -16,6 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from cached_data import shapes_dataset
+
 from mixsup.config import load_config
 from mixsup.slides import open_slide, tile_slide
 
@@ -27,13 +29,7 @@ def default_slides() -> list[Path]:
     cmu = REPO.parent / "shared" / "data" / "slides" / "CMU-1-Small-Region.svs"
     if cmu.is_file():
         slides.append(cmu)
-    big = Path(tempfile.gettempdir()) / "mixsup-bench-20k" / "slides" / "slide_000.tiff"
-    if not big.is_file():
-        from mixsup.synth.shapes import make_shapes
-
-        print("generating a 20000x20000 shapes slide (about a minute)...", flush=True)
-        make_shapes(big.parents[1], n_slides=1, size=20000, seed=5, progress=False)
-    slides.append(big)
+    slides.append(shapes_dataset("20k", 1, 20000, seed=5) / "slides" / "slide_000.tiff")
     return slides
 
 

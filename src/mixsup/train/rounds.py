@@ -12,6 +12,7 @@ Each round's folder is complete once its ``summary.json`` exists:
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import time
@@ -163,8 +164,6 @@ def _run_round(ctx: RunContext, r: int, fine: np.ndarray, labelled: dict[int, in
 
 
 def _load_round(ctx: RunContext, r: int, labelled: dict[int, int]) -> RoundResult:
-    import json
-
     rdir = round_dir(ctx.run_dir, r)
     summary = json.loads((rdir / "summary.json").read_text())
     maps = {}
