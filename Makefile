@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench bench-env clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,8 +26,16 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 
-bench: $(STAMP)
+# Peer tools for the benchmarks live in their own environment, never in mixsup's.
+.venv-bench/.installed: benchmarks/requirements-peer.txt
+	$(PYTHON) -m venv .venv-bench
+	.venv-bench/bin/pip install --quiet -r benchmarks/requirements-peer.txt
+	touch $@
+
+bench-env: .venv-bench/.installed
+
+bench: $(STAMP) bench-env
 	$(BIN)/python benchmarks/bench_tiling.py
 
 clean:
-	rm -rf $(VENV) demo-out .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-bench demo-out .pytest_cache .ruff_cache

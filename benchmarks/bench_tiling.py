@@ -1,9 +1,12 @@
-"""Tiling time per slide (tissue mask + grid + store), against reading the thumbnail alone.
+"""Tiling time per slide (tissue mask + grid + store), against reading the thumbnail alone
+and against the peer tiler hs2p on the same slides and settings.
 
-The thumbnail read is the I/O that any tiler must do, so the ratio shows what mask, grid and
-storage add on top. Usage:
+The thumbnail read is the I/O that any tiler must do, so that ratio shows what mask, grid and
+storage add on top. hs2p runs in its own environment (``make bench-env`` makes
+``.venv-bench``; ``--peer-python`` points elsewhere), so it never becomes a mixsup dependency.
+Usage:
 
-    python benchmarks/bench_tiling.py [SLIDE ...]
+    python benchmarks/bench_tiling.py [--peer-python PY] [SLIDE ...]
 
 Without arguments it uses ../shared/data/slides/CMU-1-Small-Region.svs and a generated
 20,000 x 20,000 px shapes slide (made once under /tmp).
@@ -11,7 +14,9 @@ Without arguments it uses ../shared/data/slides/CMU-1-Small-Region.svs and a gen
 
 from __future__ import annotations
 
-import sys
+import argparse
+import json
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -42,10 +47,30 @@ def best_of(n: int, fn) -> float:
     return min(times)
 
 
-def main(argv: list[str]) -> None:
-    slides = [Path(a) for a in argv] or default_slides()
-    print(f"{'slide':<34} {'size':>13} {'preset':>6} {'patches':>8} {'thumb s':>8} "
-          f"{'tiling s':>9} {'ratio':>6}")
+def peer_seconds(python: Path, path: Path, cfg) -> tuple[float, int] | None:
+    """hs2p's best-of-3 seconds and patch count for one slide, or None without the peer env."""
+    if not python.is_file():
+        return None
+    t = cfg.tiling
+    cmd = [str(python), str(REPO / "benchmarks" / "peer_hs2p.py"), "--mpp", str(t.mpp),
+           "--size", str(t.patch_size), "--overlap", str(t.overlap),
+           "--seg-mpp", str(cfg.tissue.thumbnail_mpp), str(path)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    row = json.loads(out.strip().splitlines()[-1])
+    return row["seconds"], row["patches"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("slides", nargs="*", type=Path)
+    ap.add_argument("--peer-python", type=Path, default=REPO / ".venv-bench" / "bin" / "python")
+    args = ap.parse_args()
+    slides = args.slides or default_slides()
+    if not args.peer_python.is_file():
+        print(f"no peer environment at {args.peer_python}: run `make bench-env` for the hs2p "
+              "column")
+    print(f"{'slide':<30} {'size':>13} {'preset':>6} {'patches':>8} {'thumb s':>8} "
+          f"{'tiling s':>9} {'/thumb':>7} {'hs2p s':>7} {'hs2p n':>7} {'/hs2p':>6}")
     for path in slides:
         for preset in ("paper", "small"):
             cfg = load_config(preset)
@@ -60,9 +85,12 @@ def main(argv: list[str]) -> None:
 
             tile_s = best_of(3, tile)
             w, h = slide.dimensions
-            print(f"{path.name[:34]:<34} {f'{w}x{h}':>13} {preset:>6} {n:>8} {thumb_s:>8.3f} "
-                  f"{tile_s:>9.3f} {tile_s / thumb_s:>6.2f}")
+            peer = peer_seconds(args.peer_python, path, cfg)
+            peer_cols = (f"{peer[0]:>7.3f} {peer[1]:>7} {tile_s / peer[0]:>6.2f}" if peer
+                         else f"{'-':>7} {'-':>7} {'-':>6}")
+            print(f"{path.name[:30]:<30} {f'{w}x{h}':>13} {preset:>6} {n:>8} {thumb_s:>8.3f} "
+                  f"{tile_s:>9.3f} {tile_s / thumb_s:>7.2f} {peer_cols}", flush=True)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()

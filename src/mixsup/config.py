@@ -96,6 +96,8 @@ class RuntimeConfig(_Frozen):
     channels_last: bool = False
     threads: int | None = Field(None, ge=1, description="torch CPU threads (default: all)")
     sync_bn: bool = False  # SyncBatchNorm across ranks under torchrun (GPU only)
+    compile: bool = Field(False, description="torch.compile the forward passes (needs a C "
+                          "compiler; the first batches pay the compilation)")
     bn_recalibration_batches: int = Field(32, ge=0, description="precise-BN batches after "
                                           "training; 0 turns it off")
 

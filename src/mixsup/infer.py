@@ -65,6 +65,7 @@ def infer_slides_iter(model: torch.nn.Module, sources: list[SlideSource],
     if len(refs):
         loader = make_loader(PatchReader(sources, refs, patch_size, mpp), batch_size,
                              num_workers, device)
+        pending: _HostCopy | None = None
         with torch.inference_mode():
             for batch in loader:
                 x = to_input(batch, device, channels_last)
@@ -73,14 +74,41 @@ def infer_slides_iter(model: torch.nn.Module, sources: list[SlideSource],
                 prob = torch.sigmoid(logits.float())
                 if prob.ndim == 2:  # a patch classifier: one probability per patch
                     prob = prob[:, :1, None, None]
-                b = prob.shape[0]
-                max_prob[done:done + b] = prob.amax(dim=(1, 2, 3)).cpu().numpy()
                 small = F.adaptive_avg_pool2d(prob, m) if m != prob.shape[-1] else prob
-                maps[done:done + b] = small[:, 0].cpu().numpy().astype(np.float16)
-                done += b
-                bar.update(b)
+                staged = _HostCopy(prob.amax(dim=(1, 2, 3)), small[:, 0].half())
+                # The previous batch's results are collected only now, so the device has the
+                # next batch queued while the host waits for the copy.
+                if pending is not None:
+                    done = pending.into(max_prob, maps, done)
+                    bar.update(pending.n)
+                    yield from finished()
+                pending = staged
+            if pending is not None:
+                done = pending.into(max_prob, maps, done)
+                bar.update(pending.n)
                 yield from finished()
     bar.close()
+
+
+class _HostCopy:
+    """Device-to-host copy of one batch's results, started without blocking the host."""
+
+    def __init__(self, max_prob: torch.Tensor, maps: torch.Tensor) -> None:
+        self.n = int(max_prob.shape[0])
+        cuda = max_prob.device.type == "cuda"
+        self.max_prob = max_prob.to("cpu", non_blocking=cuda)
+        self.maps = maps.to("cpu", non_blocking=cuda)
+        self.event = None
+        if cuda:
+            self.event = torch.cuda.Event()
+            self.event.record()
+
+    def into(self, max_prob: np.ndarray, maps: np.ndarray, offset: int) -> int:
+        if self.event is not None:
+            self.event.synchronize()
+        max_prob[offset:offset + self.n] = self.max_prob.numpy()
+        maps[offset:offset + self.n] = self.maps.numpy()
+        return offset + self.n
 
 
 def infer_patches(model: torch.nn.Module, source: SlideSource, coords: np.ndarray,

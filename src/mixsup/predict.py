@@ -16,7 +16,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,7 @@ from mixsup.infer import infer_patches
 from mixsup.labels.annotations import Region, SlideAnnotations, mask_polygons, write_geojson
 from mixsup.labels.table import load_dataset
 from mixsup.patches import SlideSource
-from mixsup.runtime import pick_device
+from mixsup.runtime import compiled, pick_device
 from mixsup.slides.reader import Slide
 from mixsup.slides.tiling import tile_slide
 from mixsup.train.stage2 import TopKPatches, mean_of_valid, patch_probs
@@ -98,6 +98,9 @@ def predict(run_or_bundle: str | Path, inputs: list[tuple[str, Path]], out: str 
     bundle.theta1.to(device)
     if bundle.theta2 is not None:
         bundle.theta2.to(device)
+    bundle = replace(bundle, theta1=compiled(bundle.theta1, cfg.runtime),
+                     theta2=None if bundle.theta2 is None
+                     else compiled(bundle.theta2, cfg.runtime))
     skipped: dict[str, str] = {}
     mine = dist.shard(list(inputs))
     for slide_id, path in tqdm(mine, desc="predict", unit="slide",

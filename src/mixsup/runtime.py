@@ -56,6 +56,17 @@ def to_input(batch: torch.Tensor, device: torch.device, channels_last: bool) -> 
     return x
 
 
+def compiled(model: torch.nn.Module, cfg: RuntimeConfig) -> torch.nn.Module:
+    """The module to call for forward passes: ``torch.compile``'d when the config asks.
+
+    Callers keep the original module for ``state_dict`` and checkpoints: the compiled wrapper
+    shares its parameters but prefixes their names.
+    """
+    if not cfg.compile:
+        return model
+    return torch.compile(model, dynamic=False)
+
+
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     payload = {"format": CHECKPOINT_FORMAT, **state}
     with atomic_path(path, suffix=".pt") as tmp:

@@ -42,3 +42,18 @@ def test_transposed_conv_starts_as_bilinear(factor):
     inner = slice(factor, -factor)  # borders differ: the conv pads with zeros
     torch.testing.assert_close(y[..., inner, inner], ref[..., inner, inner], atol=1e-5,
                                rtol=1e-5)
+
+
+def test_compile_flag_wraps_forward_and_keeps_state_dict_names():
+    from mixsup.config import RuntimeConfig
+    from mixsup.runtime import compiled
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(),
+                              torch.nn.Conv2d(4, 1, 1)).eval()
+    assert compiled(net, RuntimeConfig()) is net
+    fast = compiled(net, RuntimeConfig(compile=True))
+    assert fast is not net
+    assert list(net.state_dict()) == [k.removeprefix("_orig_mod.") for k in fast.state_dict()]
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x), net(x), rtol=1e-4, atol=1e-4)

@@ -18,7 +18,7 @@ from mixsup.atomic import write_json
 from mixsup.config import RuntimeConfig
 from mixsup.dist import SINGLE, Dist
 from mixsup.errors import MixsupError
-from mixsup.runtime import autocast, load_checkpoint, save_checkpoint, to_input
+from mixsup.runtime import autocast, compiled, load_checkpoint, save_checkpoint, to_input
 from mixsup.train.loss import soft_bce
 
 log = logging.getLogger(__name__)
@@ -64,6 +64,7 @@ def fit(model: torch.nn.Module, dataset, sampler, epochs: int, lr: float,
         losses, start = list(state["losses"]), int(state["epoch"])
         log.info("%s: resuming after epoch %d of %d", desc, start, epochs)
     net = _distributed(model, runtime, device, dist)
+    forward = compiled(net, runtime)
     for epoch in range(start, epochs):
         sampler.set_epoch(epoch)
         dataset.epoch = epoch
@@ -78,7 +79,7 @@ def fit(model: torch.nn.Module, dataset, sampler, epochs: int, lr: float,
         for batch in bar:
             ids = next(batches, None)
             n_items = len(batch[0])
-            loss = loss_fn(net, batch, device, runtime)
+            loss = loss_fn(forward, batch, device, runtime)
             if not math.isfinite(loss.item()):
                 diag = ckpt_path.parent / f"nonfinite_epoch{epoch + 1}.json"
                 write_json(diag, {"epoch": epoch + 1, "batch_indices": ids,

@@ -26,6 +26,7 @@ from mixsup.models.classifier import build_classifier
 from mixsup.patches import SlidePool, augment
 from mixsup.runtime import (
     autocast,
+    compiled,
     load_checkpoint,
     load_weights_into,
     save_checkpoint,
@@ -114,9 +115,10 @@ def score_patches(model: torch.nn.Module, slides: SlideSet, which: list[int], cf
     rt = cfg.runtime
     jobs = dist.shard([(i, slides.tilesets[i].coords) for i in which])
     t = slides.tilesets[which[0]]
-    out = infer_slides_iter(model, slides.sources, jobs, t.patch_size, t.mpp, t.patch_size,
-                            device, cfg.stage1.infer_batch_size, rt.num_workers, rt.amp,
-                            rt.channels_last, progress=progress, desc=desc)
+    out = infer_slides_iter(compiled(model, rt), slides.sources, jobs, t.patch_size, t.mpp,
+                            t.patch_size, device, cfg.stage1.infer_batch_size,
+                            rt.num_workers, rt.amp, rt.channels_last, progress=progress,
+                            desc=desc)
     scores: dict[int, np.ndarray] = {}
     for part in dist.all_gather({i: maps.max_prob for i, maps in out}):
         scores.update(part)

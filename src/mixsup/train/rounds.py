@@ -28,7 +28,7 @@ from mixsup.errors import MixsupError
 from mixsup.infer import PatchMaps
 from mixsup.infer import infer_slides_iter as infer_patches_iter
 from mixsup.models.factory import build_segmenter
-from mixsup.runtime import load_checkpoint, save_checkpoint, seed_everything
+from mixsup.runtime import compiled, load_checkpoint, save_checkpoint, seed_everything
 from mixsup.train.context import RunContext, SlideSet
 from mixsup.train.dataset import MixedPatches
 from mixsup.train.fit import append_jsonl, fit
@@ -205,7 +205,8 @@ def infer_slides(model: torch.nn.Module, slides: SlideSet, which: dict[int, int]
     n_done = dist.mean(float(sum(len(c) for _, c in mine))) * dist.world
     if mine:
         t = slides.tilesets[mine[0][0]]
-        for i, maps in infer_patches_iter(model, slides.sources, mine, t.patch_size, t.mpp,
+        for i, maps in infer_patches_iter(compiled(model, cfg.runtime), slides.sources, mine,
+                                          t.patch_size, t.mpp,
                                           cfg.stage1.map_downsample, ctx.device,
                                           cfg.stage1.infer_batch_size, cfg.runtime.num_workers,
                                           cfg.runtime.amp, cfg.runtime.channels_last,
