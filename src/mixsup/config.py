@@ -118,6 +118,11 @@ class Stage1Config(_Frozen):
     min_labelled: float = Field(0.5, ge=0, le=1, description="labelled fraction of a y_p patch")
     negative_fallback: Literal["none", "previous", "random"] = "random"
     negative_topup: int = Field(500, ge=1, description="random negatives added by the fallback")
+    # Patches of negative slides are correctly labelled whichever round found them, so keeping
+    # them adds no label noise; without it, a pool that shrinks once θ1 stops firing on
+    # negative tissue lets the next M-step forget those patches (PCam mosaics: the positive
+    # fraction on negative slides fell 0.05 -> 0.002 in round 1, then rose to 0.15 in round 2).
+    keep_negatives: bool = Field(False, description="hard negatives accumulate over rounds")
     augment: bool = True
     infer_batch_size: int = Field(64, ge=1)
 

@@ -111,3 +111,16 @@ def test_em_pools_fallback_and_collapse_are_reported(caplog):
     assert pools.stats["pseudo_positive_collapsed"] is True
     assert pools.stats["negative_fallback"]["size_after"] == 3
     assert "EMPTY" in caplog.text
+
+
+@pytest.mark.parametrize("keep", [False, True])
+def test_hard_negatives_accumulate_over_rounds_when_asked(keep):
+    cfg = Stage1Config(batch_size=10, negative_fallback="none", keep_negatives=keep)
+    maps = {0: _maps([0.9]), 1: _maps([0.8, 0.1, 0.6])}
+    earlier = np.array([[1, 0, 1], [1, 50, 50]], np.int64)  # (1, 0, 1) is found again
+    pools = em_pools(np.zeros((1, 3), np.int64), {0: 1, 1: 0}, maps, cfg,
+                     np.random.default_rng(0), previous_negative=earlier)
+    current = {(1, 0, 1), (1, 4, 5)}
+    assert {tuple(r) for r in pools.negative.tolist()} == (
+        current | {(1, 50, 50)} if keep else current)
+    assert pools.stats["hard_negative_new"] == 2

@@ -75,7 +75,10 @@ def em_pools(fine: np.ndarray, labels: dict[int, int], maps: dict[int, tuple[np.
     pseudo_maps = (np.concatenate(pos_maps) if pos_maps
                    else np.zeros((0, m, m), np.float16))
     negative = np.concatenate(neg_rows) if neg_rows else _empty_refs()
-    stats: dict[str, Any] = {"threshold_kept_slides": kept, "negative_fallback": None}
+    stats: dict[str, Any] = {"threshold_kept_slides": kept, "negative_fallback": None,
+                             "hard_negative_new": len(negative)}
+    if cfg.keep_negatives and previous_negative is not None and len(previous_negative):
+        negative = np.unique(np.concatenate([negative, previous_negative]), axis=0)
 
     share = np.asarray(cfg.ratio, float) / sum(cfg.ratio) * cfg.batch_size
     need_neg = int(np.ceil(share[2]))
