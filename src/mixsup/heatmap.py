@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import cv2
 import numpy as np
 
 
-def stitch(coords: np.ndarray, maps: np.ndarray, size0: float, dimensions: tuple[int, int],
+def stitch(coords: np.ndarray, maps: Any, size0: float, dimensions: tuple[int, int],
            downsample: float) -> tuple[np.ndarray, np.ndarray]:
     """(mean probability, coverage count) on a grid of ``downsample`` level-0 px per cell.
+
+    ``maps`` is (N, m, m) array-like: an ndarray or a store's ``LazyMaps`` (read in chunks).
 
     Overlapping patches are averaged, never overwritten by the last one.
     """
@@ -41,7 +45,7 @@ def overlay(thumb: np.ndarray, prob: np.ndarray, covered: np.ndarray,
     return (out * (1 - a) + colour.astype(np.float32) * a).astype(np.uint8)
 
 
-def stitch_to_zarr(path, coords: np.ndarray, maps: np.ndarray, size0: float,
+def stitch_to_zarr(path, coords: np.ndarray, maps: Any, size0: float,
                    dimensions: tuple[int, int], downsample: float, band: int = 1024) -> None:
     """Write the averaged probability map to a zarr array, one band of rows at a time.
 
@@ -70,9 +74,10 @@ def stitch_to_zarr(path, coords: np.ndarray, maps: np.ndarray, size0: float,
             total = np.zeros((bottom - top, w), np.float32)
             count = np.zeros_like(total)
             hit = np.nonzero((cells[:, 1] < bottom) & (cells[:, 1] + side > top))[0]
-            for j in hit:
+            band_maps = maps[hit] if len(hit) else []  # one read per band from a store
+            for j, small in zip(hit, band_maps, strict=True):
                 cx, cy = cells[j]
-                tile = cv2.resize(np.asarray(maps[j], np.float32), (side, side),
+                tile = cv2.resize(np.asarray(small, np.float32), (side, side),
                                   interpolation=cv2.INTER_LINEAR)
                 y0, y1 = max(cy, top), min(cy + side, bottom)
                 x0, x1 = max(cx, 0), min(cx + side, w)

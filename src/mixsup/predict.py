@@ -34,12 +34,12 @@ from mixsup.heatmap import overlay, stitch, stitch_to_zarr
 from mixsup.infer import infer_patches
 from mixsup.labels.annotations import Region, SlideAnnotations, mask_polygons, write_geojson
 from mixsup.labels.table import load_dataset
+from mixsup.mapstore import MapWriter
 from mixsup.patches import SlideSource
 from mixsup.runtime import compiled, pick_device
 from mixsup.slides.reader import Slide
 from mixsup.slides.tiling import tile_slide
 from mixsup.train.stage2 import TopKPatches, mean_of_valid, patch_probs
-from mixsup.train.store import write_maps
 from mixsup.train.topk import top_k
 
 log = logging.getLogger(__name__)
@@ -153,13 +153,17 @@ def _predict_slide(bundle: Bundle, cfg: Config, slide_id: str, path: Path, out: 
                              cfg.reader.cache_bytes)
         image_mode = bundle.theta2 is None
         map_ds = tiles.patch_size if image_mode else cfg.stage1.map_downsample
+        # Maps stream into the store (one chunk in memory), and everything after reads them
+        # back from it, so memory does not grow with the slide.
         maps = infer_patches(bundle.theta1, source, tiles.coords, tiles.patch_size, tiles.mpp,
                              map_ds, device,
                              batch_size=cfg.stage1.infer_batch_size,
                              num_workers=rt.num_workers, amp=rt.amp,
-                             channels_last=rt.channels_last)
-        write_maps(out / "maps" / f"{slide_id}.zarr", tiles.coords, maps,
-                   {"key": tiles.key, "slide_id": slide_id, "size0": tiles.size0})
+                             channels_last=rt.channels_last,
+                             open_sink=lambda _i, _n, m: MapWriter(
+                                 out / "maps" / f"{slide_id}.zarr", tiles.coords, m,
+                                 {"key": tiles.key, "slide_id": slide_id,
+                                  "size0": tiles.size0}))
         m = maps.maps.shape[-1]
         stitch_to_zarr(out / "probmaps" / f"{slide_id}.zarr", tiles.coords, maps.maps,
                        tiles.size0, slide.dimensions, tiles.size0 / m)

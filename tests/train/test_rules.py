@@ -8,6 +8,7 @@ import torch
 
 from mixsup.config import Stage1Config
 from mixsup.infer import PatchMaps
+from mixsup.mapstore import write_maps
 from mixsup.train.loss import soft_bce
 from mixsup.train.pools import em_pools
 from mixsup.train.pseudo import keep_patches, pseudo_positive
@@ -84,15 +85,19 @@ def test_soft_bce_ignores_masked_pixels():
     assert soft_bce(logits, target, torch.zeros_like(valid)).item() == 0.0
 
 
-def _maps(max_probs, value=0.2):
+def _maps(root, max_probs, value=0.2):
     n = len(max_probs)
-    return (np.arange(n * 2).reshape(n, 2),
-            PatchMaps(np.full((n, 4, 4), value, np.float16), np.asarray(max_probs, np.float32)))
+    root.mkdir(parents=True, exist_ok=True)
+    return write_maps(root / f"{len(list(root.iterdir()))}.zarr",
+                      np.arange(n * 2).reshape(n, 2),
+                      PatchMaps(np.full((n, 4, 4), value, np.float16),
+                                np.asarray(max_probs, np.float32)), {})
 
 
-def test_em_pools_apply_t_and_split_by_slide_label():
+def test_em_pools_apply_t_and_split_by_slide_label(tmp_path):
     cfg = Stage1Config(batch_size=10, negative_fallback="none")
-    maps = {0: _maps([0.9, 0.1, 0.5]), 1: _maps([0.3, 0.45, 0.8, 0.41]), 2: _maps([0.99])}
+    maps = {0: _maps(tmp_path, [0.9, 0.1, 0.5]), 1: _maps(tmp_path, [0.3, 0.45, 0.8, 0.41]),
+            2: _maps(tmp_path, [0.99])}
     fine = np.zeros((4, 3), np.int64)
     pools = em_pools(fine, {0: 1, 1: 0}, maps, cfg, np.random.default_rng(0))
     assert pools.sizes == [4, 2, 3]  # slide 2 is unlabelled: skipped
@@ -101,9 +106,9 @@ def test_em_pools_apply_t_and_split_by_slide_label():
     assert pools.stats["pseudo_positive_pixel_fraction"] == pytest.approx(1.0)  # 0.2*4 = 0.8
 
 
-def test_em_pools_fallback_and_collapse_are_reported(caplog):
+def test_em_pools_fallback_and_collapse_are_reported(caplog, tmp_path):
     cfg = Stage1Config(batch_size=10, negative_fallback="random", negative_topup=3)
-    maps = {0: _maps([0.1, 0.2]), 1: _maps([0.1, 0.1, 0.1, 0.1, 0.1])}
+    maps = {0: _maps(tmp_path, [0.1, 0.2]), 1: _maps(tmp_path, [0.1, 0.1, 0.1, 0.1, 0.1])}
     with caplog.at_level(logging.WARNING):
         pools = em_pools(np.zeros((1, 3), np.int64), {0: 1, 1: 0}, maps, cfg,
                          np.random.default_rng(0))
@@ -114,9 +119,9 @@ def test_em_pools_fallback_and_collapse_are_reported(caplog):
 
 
 @pytest.mark.parametrize("keep", [False, True])
-def test_hard_negatives_accumulate_over_rounds_when_asked(keep):
+def test_hard_negatives_accumulate_over_rounds_when_asked(keep, tmp_path):
     cfg = Stage1Config(batch_size=10, negative_fallback="none", keep_negatives=keep)
-    maps = {0: _maps([0.9]), 1: _maps([0.8, 0.1, 0.6])}
+    maps = {0: _maps(tmp_path, [0.9]), 1: _maps(tmp_path, [0.8, 0.1, 0.6])}
     earlier = np.array([[1, 0, 1], [1, 50, 50]], np.int64)  # (1, 0, 1) is found again
     pools = em_pools(np.zeros((1, 3), np.int64), {0: 1, 1: 0}, maps, cfg,
                      np.random.default_rng(0), previous_negative=earlier)

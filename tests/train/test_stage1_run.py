@@ -115,27 +115,30 @@ def test_resume_mid_round_redoes_nothing(shapes_data, tmp_path, monkeypatch):
 def test_resume_during_estep_keeps_model_and_finished_slides(shapes_data, tmp_path,
                                                              monkeypatch):
     run = tmp_path / "run"
-    real = rounds_mod.write_maps
+    real = rounds_mod.MapWriter
     calls = {"n": 0}
 
-    def crash_on_third_slide_of_round1(*args, **kwargs):
-        if (run / "round_1" / "model.pt").is_file():
-            calls["n"] += 1
-            if calls["n"] == 3:
-                raise Crash
-        return real(*args, **kwargs)
+    class CrashOnThirdSlideOfRound1(real):
+        def finish(self):
+            if (run / "round_1" / "model.pt").is_file():
+                calls["n"] += 1
+                if calls["n"] == 3:
+                    raise Crash
+            return super().finish()
 
-    monkeypatch.setattr(rounds_mod, "write_maps", crash_on_third_slide_of_round1)
+    monkeypatch.setattr(rounds_mod, "MapWriter", CrashOnThirdSlideOfRound1)
     with pytest.raises(Crash):
         train(shapes_data, run, _cfg(1), progress=False)
-    monkeypatch.setattr(rounds_mod, "write_maps", real)
+    monkeypatch.setattr(rounds_mod, "MapWriter", real)
     model1 = (run / "round_1" / "model.pt").stat().st_mtime_ns
-    done = {p.name: p.stat().st_mtime_ns for p in (run / "round_1" / "maps").iterdir()}
+    done = {p.name: p.stat().st_mtime_ns for p in (run / "round_1" / "maps").iterdir()
+            if not p.name.startswith(".")}  # the crashed slide's store is a hidden temp dir
     assert len(done) == 2
 
     train(shapes_data, run, _cfg(1), resume=True, progress=False)
     assert (run / "round_1" / "model.pt").stat().st_mtime_ns == model1
     after = {p.name: p.stat().st_mtime_ns for p in (run / "round_1" / "maps").iterdir()}
     assert all(after[k] == v for k, v in done.items())
+    assert not [k for k in after if k.startswith(".")]  # resume cleared the partial store
     epochs = [(e["round"], e["epoch"]) for e in _events(run) if e["event"] == "epoch"]
     assert epochs.count((1, 2)) == 1

@@ -18,9 +18,9 @@ from mixsup.camelyon.staging import pn_stage, write_stage_csv
 from mixsup.errors import MixsupError
 from mixsup.heatmap import stitch
 from mixsup.labels.table import SlideRecord, load_dataset
+from mixsup.mapstore import open_maps
 from mixsup.predict import bundle_config, predict
 from mixsup.slides.reader import Slide
-from mixsup.train.store import read_maps
 
 log = logging.getLogger(__name__)
 _NODE_ID = re.compile(r"^(patient_\d+)_node_(\d+)$")
@@ -33,14 +33,14 @@ def slide_features(run: Path, records: list[SlideRecord], work: Path, heatmap_um
     predict(run, [(r.slide_id, r.path) for r in records], work, cfg, progress=progress)
     rows = []
     for rec in records:
-        got = read_maps(work / "maps" / f"{rec.slide_id}.zarr")
+        got = open_maps(work / "maps" / f"{rec.slide_id}.zarr")
         if got is None:
             raise MixsupError(f"no probability maps for {rec.slide_id}",
                               "check the prediction log; the slide may be unreadable", work)
-        coords, maps, attrs = got
         with Slide(rec.path, cfg.reader.backend, cfg.reader.mpp) as slide:
             ds = heatmap_um / slide.mpp
-            prob, count = stitch(coords, maps.maps, float(attrs["size0"]), slide.dimensions, ds)
+            prob, count = stitch(got.coords, got.maps, float(got.attrs["size0"]),
+                                 slide.dimensions, ds)
             rows.append(heatmap_features(Heatmap(prob, count > 0, ds * slide.mpp)))
     return rows
 

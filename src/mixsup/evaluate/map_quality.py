@@ -15,7 +15,7 @@ import numpy as np
 
 from mixsup.labels.annotations import POSITIVE, read_annotations
 from mixsup.labels.table import load_dataset
-from mixsup.train.store import read_maps
+from mixsup.mapstore import open_maps
 
 
 def round_map_quality(run_dir: str | Path, data_dir: str | Path,
@@ -31,18 +31,18 @@ def round_map_quality(run_dir: str | Path, data_dir: str | Path,
         per_slide_iou = []
         for store in sorted((rdir / "maps").glob("*.zarr")):
             sid = store.stem
-            got = read_maps(store)
+            got = open_maps(store)
             truth_path = truth_dir / f"{sid}.geojson"
             if got is None or labels.get(sid) is None or not truth_path.is_file():
                 continue
-            coords, maps, attrs = got
-            pred = maps.maps.astype(np.float32) >= 0.5
+            coords, attrs = got.coords, got.attrs
+            pred = got.maps[:] >= 0.5
             if labels[sid] == 0:
                 neg_pos += int(pred.sum())
                 neg_all += pred.size
                 continue
             truth = read_annotations(truth_path)
-            m = maps.maps.shape[-1]
+            m = got.maps.shape[-1]
             ds = float(attrs["size0"]) / m
             true = np.stack([truth.rasterize(x, y, m, m, ds) == POSITIVE for x, y in coords]) \
                 if len(coords) else np.zeros_like(pred)

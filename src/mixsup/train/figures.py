@@ -8,11 +8,10 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-import numpy as np
 
 from mixsup.atomic import atomic_path
 from mixsup.heatmap import overlay, stitch
-from mixsup.infer import PatchMaps
+from mixsup.mapstore import StoredMaps
 from mixsup.slides.reader import Slide
 from mixsup.slides.tiling import TileSet
 
@@ -24,7 +23,7 @@ def pick_figure_slides(labels: dict[int, int], n_each: int = 2) -> list[int]:
 
 
 def round_figure(path: Path, slide: Slide, tiles: TileSet, title: str,
-                 per_round: list[tuple[str, PatchMaps]], thumb_mpp: float = 8.0) -> None:
+                 per_round: list[tuple[str, StoredMaps]], thumb_mpp: float = 8.0) -> None:
     thumb, mpp = slide.thumbnail(thumb_mpp)
     ds = mpp / slide.mpp
     panels = [("slide", thumb)]
@@ -44,13 +43,13 @@ def round_figure(path: Path, slide: Slide, tiles: TileSet, title: str,
 
 
 def stage1_figures(out_dir: Path, slides, labels: dict[int, int],
-                   rounds: list[tuple[int, dict[int, tuple[np.ndarray, PatchMaps]]]]) -> list[Path]:
+                   rounds: list[tuple[int, dict[int, StoredMaps]]]) -> list[Path]:
     paths = []
     for i in pick_figure_slides(labels):
         rec = slides.records[i]
         src = slides.sources[i]
         with Slide(src.path, src.backend, src.mpp) as slide:
-            per_round = [(f"round {r}" if r else "init (round 0)", maps[i][1])
+            per_round = [(f"round {r}" if r else "init (round 0)", maps[i])
                          for r, maps in rounds if i in maps]
             path = out_dir / f"{rec.slide_id}.png"
             round_figure(path, slide, slides.tilesets[i],

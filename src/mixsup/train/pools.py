@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 
 from mixsup.config import Stage1Config
-from mixsup.infer import PatchMaps
 from mixsup.labels.annotations import IGNORE, SlideAnnotations
+from mixsup.mapstore import StoredMaps
 from mixsup.slides.tiling import TileSet
 from mixsup.train.pseudo import keep_patches, pseudo_positive
 
@@ -49,28 +49,29 @@ def fine_refs(tilesets: list[TileSet], annotations: dict[int, SlideAnnotations],
     return np.asarray(rows, np.int64).reshape(-1, 3)
 
 
-def em_pools(fine: np.ndarray, labels: dict[int, int], maps: dict[int, tuple[np.ndarray,
-             PatchMaps]], cfg: Stage1Config, rng: np.random.Generator,
+def em_pools(fine: np.ndarray, labels: dict[int, int], maps: dict[int, StoredMaps],
+             cfg: Stage1Config, rng: np.random.Generator,
              previous_negative: np.ndarray | None = None) -> Pools:
     """Apply the E-step rules to every labelled training slide's maps.
 
-    ``labels`` maps slide index -> 0/1; ``maps`` slide index -> (coords, PatchMaps).
+    ``labels`` maps slide index -> 0/1; ``maps`` slide index -> its store. Only the maps of
+    kept patches of positive slides are read into memory.
     """
     pos_rows, pos_maps, neg_rows, neg_all = [], [], [], []
     kept = {"positive_slides": 0, "negative_slides": 0}
     for idx, label in labels.items():
-        coords, pm = maps[idx]
-        keep = keep_patches(pm.max_prob, cfg.threshold)
-        rows = np.column_stack([np.full(len(coords), idx), coords]).astype(np.int64)
+        sm = maps[idx]
+        keep = keep_patches(sm.max_prob, cfg.threshold)
+        rows = np.column_stack([np.full(len(sm.coords), idx), sm.coords]).astype(np.int64)
         if label == 1:
             pos_rows.append(rows[keep])
-            pos_maps.append(pm.maps[keep])
+            pos_maps.append(sm.maps[keep])
             kept["positive_slides"] += int(keep.any())
         else:
             neg_rows.append(rows[keep])
             neg_all.append(rows)
             kept["negative_slides"] += int(keep.any())
-    m = next(iter(maps.values()))[1].maps.shape[-1] if maps else 1
+    m = next(iter(maps.values())).maps.shape[-1] if maps else 1
     pseudo = np.concatenate(pos_rows) if pos_rows else _empty_refs()
     pseudo_maps = (np.concatenate(pos_maps) if pos_maps
                    else np.zeros((0, m, m), np.float16))

@@ -25,8 +25,8 @@ import torch
 
 from mixsup.atomic import atomic_path, write_json
 from mixsup.errors import MixsupError
-from mixsup.infer import PatchMaps
 from mixsup.infer import infer_slides_iter as infer_patches_iter
+from mixsup.mapstore import MapWriter, StoredMaps, open_maps
 from mixsup.models.factory import build_segmenter
 from mixsup.runtime import compiled, load_checkpoint, save_checkpoint, seed_everything
 from mixsup.train.context import RunContext, SlideSet
@@ -34,7 +34,6 @@ from mixsup.train.dataset import MixedPatches
 from mixsup.train.fit import append_jsonl, fit
 from mixsup.train.pools import Pools, em_pools, fine_refs
 from mixsup.train.sampler import MixedBatchSampler, default_steps
-from mixsup.train.store import read_maps, write_maps
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +42,7 @@ log = logging.getLogger(__name__)
 class RoundResult:
     round: int
     model_path: Path
-    maps: dict[int, tuple[np.ndarray, PatchMaps]]  # slide index -> (coords, maps)
+    maps: dict[int, StoredMaps]  # slide index -> its E-step store
     summary: dict[str, Any]
 
 
@@ -168,79 +167,85 @@ def _load_round(ctx: RunContext, r: int, labelled: dict[int, int]) -> RoundResul
     summary = json.loads((rdir / "summary.json").read_text())
     maps = {}
     for i in labelled:
-        got = read_maps(rdir / "maps" / f"{ctx.train.records[i].slide_id}.zarr")
+        got = open_maps(rdir / "maps" / f"{ctx.train.records[i].slide_id}.zarr",
+                        expect_key=ctx.train.tilesets[i].key)
         if got is None:
             model = build_segmenter(ctx.cfg.model)
             model.load_state_dict(load_checkpoint(rdir / "model.pt")["model"])
             maps, _, _ = infer_slides(model, ctx.train, labelled, rdir / "maps", ctx,
                                       desc=f"E-step after round {r}")
             break
-        maps[i] = (got[0], got[1])
+        maps[i] = got
     return RoundResult(r, rdir / "model.pt", maps, summary)
 
 
 def infer_slides(model: torch.nn.Module, slides: SlideSet, which: dict[int, int] | list[int],
                  out_dir: Path, ctx: RunContext, desc: str = "infer"
-                 ) -> tuple[dict[int, tuple[np.ndarray, PatchMaps]], float, float]:
-    """Maps for the chosen slides; stores that already exist for the same tiling are reused.
+                 ) -> tuple[dict[int, StoredMaps], float, float]:
+    """Map stores for the chosen slides; stores that already exist for the same tiling are
+    reused. Maps stream into the stores, so memory does not grow with the number of slides.
 
     Under torchrun each rank infers a disjoint shard of the missing slides and writes their
-    stores; after a barrier every rank reads the others' from disk.
+    stores; after a barrier every rank opens the others' from disk.
     """
     cfg, dist = ctx.cfg, ctx.dist
     model.to(ctx.device)
     if cfg.runtime.channels_last:
         model.to(memory_format=torch.channels_last)
-    out: dict[int, tuple[np.ndarray, PatchMaps]] = {}
+    out: dict[int, StoredMaps] = {}
     todo = []
+
+    def store(i: int) -> Path:
+        return out_dir / f"{slides.records[i].slide_id}.zarr"
+
     for i in which:
-        tiles = slides.tilesets[i]
-        got = read_maps(out_dir / f"{slides.records[i].slide_id}.zarr", expect_key=tiles.key)
+        got = open_maps(store(i), expect_key=slides.tilesets[i].key)
         if got is None:
-            todo.append((i, tiles.coords))
+            todo.append((i, slides.tilesets[i].coords))
         else:
-            out[i] = (got[0], got[1])
+            out[i] = got
+
+    def open_sink(i: int, n: int, m: int) -> MapWriter:
+        tiles = slides.tilesets[i]
+        return MapWriter(store(i), tiles.coords, m,
+                         {"key": tiles.key, "slide_id": slides.records[i].slide_id,
+                          "size0": tiles.size0, "written_by_rank": dist.rank})
+
     start = time.perf_counter()
     mine = dist.shard(todo)
     n_done = dist.mean(float(sum(len(c) for _, c in mine))) * dist.world
     if mine:
         t = slides.tilesets[mine[0][0]]
-        for i, maps in infer_patches_iter(compiled(model, cfg.runtime), slides.sources, mine,
-                                          t.patch_size, t.mpp,
-                                          cfg.stage1.map_downsample, ctx.device,
-                                          cfg.stage1.infer_batch_size, cfg.runtime.num_workers,
-                                          cfg.runtime.amp, cfg.runtime.channels_last,
-                                          progress=ctx.progress, desc=desc):
-            tiles = slides.tilesets[i]
-            write_maps(out_dir / f"{slides.records[i].slide_id}.zarr", tiles.coords, maps,
-                       {"key": tiles.key, "slide_id": slides.records[i].slide_id,
-                        "size0": tiles.size0, "written_by_rank": dist.rank})
-            out[i] = (tiles.coords, maps)
+        for i, stored in infer_patches_iter(compiled(model, cfg.runtime), slides.sources, mine,
+                                            t.patch_size, t.mpp, cfg.stage1.map_downsample,
+                                            ctx.device, cfg.stage1.infer_batch_size,
+                                            cfg.runtime.num_workers, cfg.runtime.amp,
+                                            cfg.runtime.channels_last, progress=ctx.progress,
+                                            desc=desc, open_sink=open_sink):
+            out[i] = stored
     dist.barrier()
     for i, _ in todo:
         if i not in out:
-            got = read_maps(out_dir / f"{slides.records[i].slide_id}.zarr",
-                            expect_key=slides.tilesets[i].key)
+            got = open_maps(store(i), expect_key=slides.tilesets[i].key)
             if got is None:
                 raise MixsupError(f"rank {dist.rank}: the map store of "
                                   f"{slides.records[i].slide_id} is missing after the E-step",
                                   "check the other ranks' logs", out_dir)
-            out[i] = (got[0], got[1])
+            out[i] = got
     elapsed = time.perf_counter() - start
     return out, elapsed, n_done / max(elapsed, 1e-9)
 
 
-def map_stats(maps: dict[int, tuple[np.ndarray, PatchMaps]],
-              labelled: dict[int, int]) -> dict[str, float]:
-    """Fraction of pixels with p >= 0.5, on positive and on negative slides."""
-    pos = [m.maps for i, (_, m) in maps.items() if labelled.get(i) == 1 and len(m.maps)]
-    neg = [m.maps for i, (_, m) in maps.items() if labelled.get(i) == 0 and len(m.maps)]
+def map_stats(maps: dict[int, StoredMaps], labelled: dict[int, int]) -> dict[str, float]:
+    """Fraction of pixels with p >= 0.5, on positive and on negative slides (slide means)."""
 
-    def frac(xs: list[np.ndarray]) -> float:
-        return float(np.mean([(x >= 0.5).mean() for x in xs])) if xs else 0.0
+    def frac(label: int) -> float:
+        xs = [m.pixel_fraction for i, m in maps.items()
+              if labelled.get(i) == label and len(m.coords)]
+        return float(np.mean(xs)) if xs else 0.0
 
-    return {"positive_slides_pixel_fraction": frac(pos),
-            "negative_slides_pixel_fraction": frac(neg)}
+    return {"positive_slides_pixel_fraction": frac(1),
+            "negative_slides_pixel_fraction": frac(0)}
 
 
 def clean_partial(run_dir: Path) -> None:

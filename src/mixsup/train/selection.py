@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from mixsup.atomic import write_json
+from mixsup.mapstore import StoredMaps
 from mixsup.models.classifier import build_classifier
 from mixsup.models.factory import build_segmenter
 from mixsup.runtime import load_checkpoint, load_weights_into, save_checkpoint, seed_everything
@@ -27,9 +28,9 @@ from mixsup.train.topk import top_k
 log = logging.getLogger(__name__)
 
 
-def topk_dataset(slides: SlideSet, maps: dict[int, tuple[np.ndarray, Any]], indices: list[int],
+def topk_dataset(slides: SlideSet, maps: dict[int, StoredMaps], indices: list[int],
                  k: int, augment: bool, seed: int) -> TopKPatches:
-    coords = [maps[i][0][top_k(maps[i][1].max_prob, k)] for i in indices]
+    coords = [maps[i].coords[top_k(maps[i].max_prob, k)] for i in indices]
     labels = [slides.records[i].label or 0 for i in indices]
     t = slides.tilesets[indices[0]]
     return TopKPatches([slides.sources[i] for i in indices], coords, labels, k, t.patch_size,

@@ -1,0 +1,172 @@
+"""Per-slide probability-map stores (zarr, compressed), written as results arrive and read back
+by reference, so that no step holds more than one chunk of a slide's maps in memory.
+
+A store holds ``coords`` (N, 2) level-0 patch corners, ``max_prob`` (N,) and ``prob``
+(N, m, m) float16 reduced-resolution maps; it appears atomically when complete.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+
+from mixsup.infer import PatchMaps
+
+STORE_VERSION = 2
+CHUNK = 256  # patches per zarr chunk: the unit of every read and write
+
+
+class LazyMaps:
+    """The (N, m, m) ``prob`` array of a store, read on demand; iteration goes chunk by chunk."""
+
+    def __init__(self, array: zarr.Array) -> None:
+        self._array = array
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self._array.shape)
+
+    def __len__(self) -> int:
+        return int(self._array.shape[0])
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        if isinstance(key, np.ndarray | list):
+            idx = np.asarray(key)
+            if idx.dtype == bool:
+                idx = np.nonzero(idx)[0]
+            if len(idx) == 0:
+                return np.zeros((0, *self.shape[1:]), np.float16)
+            return self._array.oindex[idx.astype(np.int64)]
+        return self._array[key]
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for a in range(0, len(self), CHUNK):
+            yield from self._array[a:a + CHUNK]
+
+
+@dataclass
+class StoredMaps:
+    """One slide's maps by reference: coords and max probabilities in memory, maps on disk."""
+
+    path: Path
+    coords: np.ndarray
+    max_prob: np.ndarray
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    @cached_property
+    def maps(self) -> LazyMaps:
+        return LazyMaps(zarr.open_group(str(self.path), mode="r")["prob"])
+
+    @property
+    def pixel_fraction(self) -> float:
+        """Fraction of map pixels with p >= 0.5."""
+        return float(self.attrs.get("pixel_fraction", 0.0))
+
+
+class MapWriter:
+    """Write one slide's maps in arrival order; ``finish`` publishes the store atomically.
+
+    Memory: one chunk of maps, whatever the slide's size.
+    """
+
+    def __init__(self, path: str | Path, coords: np.ndarray, m: int,
+                 attrs: dict[str, Any]) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.coords = np.asarray(coords, np.int64).reshape(-1, 2)
+        self.n, self.m = len(self.coords), m
+        self.attrs = dict(attrs)
+        self._tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.tmp-",
+                                          dir=self.path.parent))
+        self._group = zarr.open_group(str(self._tmp / "g.zarr"), mode="w")
+        self._group.create_array("coords", data=self.coords)
+        self._prob = self._group.create_array("prob", shape=(self.n, m, m), dtype="float16",
+                                              chunks=(max(1, min(self.n, CHUNK)), m, m))
+        self.max_prob = np.zeros(self.n, np.float32)
+        self._buffer: list[np.ndarray] = []
+        self._buffered = 0
+        self._written = 0
+        self._positive = 0
+
+    def write(self, maps: np.ndarray, max_prob: np.ndarray) -> None:
+        k = len(maps)
+        start = self._written + self._buffered
+        if start + k > self.n:
+            raise ValueError(f"{self.path.name}: more results than its {self.n} patches")
+        self.max_prob[start:start + k] = max_prob
+        self._positive += int((maps >= 0.5).sum())
+        self._buffer.append(np.asarray(maps, np.float16))
+        self._buffered += k
+        if self._buffered >= CHUNK:
+            self._flush(whole_chunks=True)
+
+    def _flush(self, whole_chunks: bool) -> None:
+        if not self._buffered:
+            return
+        data = np.concatenate(self._buffer)
+        take = len(data) // CHUNK * CHUNK if whole_chunks else len(data)
+        if take:
+            self._prob[self._written:self._written + take] = data[:take]
+            self._written += take
+        rest = data[take:]
+        self._buffer, self._buffered = ([rest], len(rest)) if len(rest) else ([], 0)
+
+    def finish(self) -> StoredMaps:
+        self._flush(whole_chunks=False)
+        if self._written != self.n:
+            self.abort()
+            raise ValueError(f"{self.path.name}: {self._written} of {self.n} patches written")
+        pixels = self.n * self.m * self.m
+        self.attrs.update({"version": STORE_VERSION, "n_patches": self.n,
+                           "pixel_fraction": self._positive / pixels if pixels else 0.0})
+        self._group.create_array("max_prob", data=self.max_prob)
+        self._group.attrs.update(self.attrs)
+        if self.path.exists():
+            shutil.rmtree(self.path)
+        os.replace(self._tmp / "g.zarr", self.path)
+        shutil.rmtree(self._tmp, ignore_errors=True)
+        return StoredMaps(self.path, self.coords, self.max_prob, self.attrs)
+
+    def abort(self) -> None:
+        shutil.rmtree(self._tmp, ignore_errors=True)
+
+
+def write_maps(path: str | Path, coords: np.ndarray, maps: PatchMaps,
+               attrs: dict[str, Any]) -> StoredMaps:
+    """Write a slide's in-memory maps to ``path``; readers never see a partial store."""
+    writer = MapWriter(path, coords, int(maps.maps.shape[-1]), attrs)
+    try:
+        writer.write(maps.maps, maps.max_prob)
+        return writer.finish()
+    except BaseException:
+        writer.abort()
+        raise
+
+
+def open_maps(path: str | Path, expect_key: str | None = None) -> StoredMaps | None:
+    """The store at ``path`` by reference, or None when absent, stale or unreadable."""
+    path = Path(path)
+    if not path.is_dir():
+        return None
+    try:
+        group = zarr.open_group(str(path), mode="r")
+        attrs = dict(group.attrs)
+        if attrs.get("version") != STORE_VERSION:
+            return None
+        if expect_key is not None and attrs.get("key") != expect_key:
+            return None
+        coords, max_prob = group["coords"][:], group["max_prob"][:]
+        if len(coords) != attrs.get("n_patches") or group["prob"].shape[0] != len(coords):
+            return None
+    except Exception:
+        return None
+    return StoredMaps(path, coords, max_prob, attrs)

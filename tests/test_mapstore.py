@@ -1,0 +1,92 @@
+"""Map stores: streamed writes equal in-memory maps, atomic publication, lazy reads, and the
+inference iterator's routing of batches to per-slide sinks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mixsup import mapstore
+from mixsup.infer import PatchMaps, _Router, memory_sink
+from mixsup.mapstore import MapWriter, open_maps, write_maps
+
+
+def _random_maps(n: int, m: int = 4, seed: int = 0) -> PatchMaps:
+    rng = np.random.default_rng(seed)
+    return PatchMaps(rng.random((n, m, m)).astype(np.float16),
+                     rng.random(n).astype(np.float32))
+
+
+@pytest.mark.parametrize("batch", [1, 7, 64])
+def test_streamed_store_equals_the_maps(tmp_path, monkeypatch, batch):
+    monkeypatch.setattr(mapstore, "CHUNK", 16)
+    n = 53  # three whole chunks and a partial one
+    pm = _random_maps(n)
+    coords = np.arange(2 * n).reshape(n, 2)
+    writer = MapWriter(tmp_path / "s.zarr", coords, 4, {"key": "k"})
+    for a in range(0, n, batch):
+        writer.write(pm.maps[a:a + batch], pm.max_prob[a:a + batch])
+        assert not (tmp_path / "s.zarr").exists()  # nothing visible before finish
+    writer.finish()
+    got = open_maps(tmp_path / "s.zarr", expect_key="k")
+    assert got is not None
+    np.testing.assert_array_equal(got.coords, coords)
+    np.testing.assert_array_equal(got.max_prob, pm.max_prob)
+    np.testing.assert_array_equal(got.maps[:], pm.maps)
+    np.testing.assert_array_equal(np.stack(list(got.maps)), pm.maps)  # chunked iteration
+    rows = np.array([0, 17, 52])
+    np.testing.assert_array_equal(got.maps[rows], pm.maps[rows])
+    mask = pm.max_prob > 0.5
+    np.testing.assert_array_equal(got.maps[mask], pm.maps[mask])
+    assert got.pixel_fraction == pytest.approx(float((pm.maps >= 0.5).mean()))
+    assert open_maps(tmp_path / "s.zarr", expect_key="other tiling") is None
+
+
+def test_incomplete_or_aborted_writer_leaves_no_store(tmp_path):
+    pm = _random_maps(10)
+    writer = MapWriter(tmp_path / "s.zarr", np.zeros((10, 2)), 4, {})
+    writer.write(pm.maps[:4], pm.max_prob[:4])
+    with pytest.raises(ValueError, match="4 of 10"):
+        writer.finish()
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(ValueError, match="more results"):
+        MapWriter(tmp_path / "t.zarr", np.zeros((2, 2)), 4, {}).write(pm.maps, pm.max_prob)
+
+
+def test_empty_slide_gets_an_empty_store(tmp_path):
+    stored = write_maps(tmp_path / "e.zarr", np.zeros((0, 2)), _random_maps(0), {})
+    again = open_maps(tmp_path / "e.zarr")
+    assert again is not None and len(again.coords) == 0 and stored.pixel_fraction == 0.0
+
+
+def test_router_splits_batches_at_slide_boundaries():
+    sizes = [3, 0, 5, 2]
+    jobs = [(10 + j, np.zeros((n, 2))) for j, n in enumerate(sizes)]
+    pm = _random_maps(sum(sizes), m=2)
+    router = _Router(jobs, 2, memory_sink)
+    out = list(router.feed(np.zeros((0, 2, 2), np.float16), np.zeros(0, np.float32)))
+    for a in range(0, len(pm.max_prob), 4):  # batches of 4 straddle slides
+        out += list(router.feed(pm.maps[a:a + 4], pm.max_prob[a:a + 4]))
+    assert [i for i, _ in out] == [10, 11, 12, 13]
+    ends = np.cumsum(sizes)
+    for (_, got), end, n in zip(out, ends, sizes, strict=True):
+        np.testing.assert_array_equal(got.max_prob, pm.max_prob[end - n:end])
+        np.testing.assert_array_equal(got.maps, pm.maps[end - n:end])
+
+
+def test_stitching_from_a_store_equals_stitching_in_memory(tmp_path):
+    from mixsup.heatmap import stitch, stitch_to_zarr
+
+    n = 12
+    pm = _random_maps(n, m=8)
+    coords = np.array([(x * 48, y * 48) for y in range(3) for x in range(4)])
+    stored = write_maps(tmp_path / "s.zarr", coords, pm, {})
+    a = stitch(coords, pm.maps, 64, (240, 200), 8.0)
+    b = stitch(coords, stored.maps, 64, (240, 200), 8.0)
+    np.testing.assert_array_equal(a[0], b[0])
+    stitch_to_zarr(tmp_path / "p1.zarr", coords, pm.maps, 64, (240, 200), 8.0, band=5)
+    stitch_to_zarr(tmp_path / "p2.zarr", coords, stored.maps, 64, (240, 200), 8.0, band=5)
+    import zarr
+
+    np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "p1.zarr"))[:],
+                                  zarr.open_array(str(tmp_path / "p2.zarr"))[:])
