@@ -47,8 +47,9 @@ def best_of(n: int, fn) -> float:
     return min(times)
 
 
-def peer_seconds(python: Path, path: Path, cfg) -> tuple[float, int] | None:
-    """hs2p's best-of-3 seconds and patch count for one slide, or None without the peer env."""
+def peer_seconds(python: Path, path: Path, cfg) -> tuple[float, int] | str | None:
+    """hs2p's best-of-3 seconds and patch count for one slide, its refusal message, or None
+    without the peer environment."""
     if not python.is_file():
         return None
     t = cfg.tiling
@@ -57,7 +58,7 @@ def peer_seconds(python: Path, path: Path, cfg) -> tuple[float, int] | None:
            "--seg-mpp", str(cfg.tissue.thumbnail_mpp), str(path)]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     row = json.loads(out.strip().splitlines()[-1])
-    return row["seconds"], row["patches"]
+    return row["error"] if "error" in row else (row["seconds"], row["patches"])
 
 
 def main() -> None:
@@ -69,8 +70,11 @@ def main() -> None:
     if not args.peer_python.is_file():
         print(f"no peer environment at {args.peer_python}: run `make bench-env` for the hs2p "
               "column")
-    print(f"{'slide':<30} {'size':>13} {'preset':>6} {'patches':>8} {'thumb s':>8} "
-          f"{'tiling s':>9} {'/thumb':>7} {'hs2p s':>7} {'hs2p n':>7} {'/hs2p':>6}")
+    print("tiling s: mask + grid + store + preview PNG; bare s: without the preview (what hs2p "
+          "does); /thumb = tiling / thumbnail read; /hs2p = bare / hs2p (< 1: mixsup faster)")
+    print(f"{'slide':<24} {'size':>11} {'preset':>6} {'patches':>7} {'thumb s':>7} "
+          f"{'tiling s':>8} {'/thumb':>6} {'bare s':>8} {'hs2p s':>7} {'hs2p n':>7} "
+          f"{'/hs2p':>6}")
     for path in slides:
         for preset in ("paper", "small"):
             cfg = load_config(preset)
@@ -78,18 +82,24 @@ def main() -> None:
             thumb_s = best_of(3, lambda s=slide, c=cfg: s.thumbnail(c.tissue.thumbnail_mpp))
             n = 0
 
-            def tile(s=slide, c=cfg) -> None:
+            def tile(s=slide, c=cfg, preview=True) -> None:
                 nonlocal n
                 with tempfile.TemporaryDirectory() as out:
-                    n = len(tile_slide(s, "bench", c.tiling, c.tissue, out, preview=True))
+                    n = len(tile_slide(s, "bench", c.tiling, c.tissue, out, preview=preview))
 
             tile_s = best_of(3, tile)
+            bare_s = best_of(3, lambda: tile(preview=False))  # hs2p writes no preview either
             w, h = slide.dimensions
             peer = peer_seconds(args.peer_python, path, cfg)
-            peer_cols = (f"{peer[0]:>7.3f} {peer[1]:>7} {tile_s / peer[0]:>6.2f}" if peer
-                         else f"{'-':>7} {'-':>7} {'-':>6}")
-            print(f"{path.name[:30]:<30} {f'{w}x{h}':>13} {preset:>6} {n:>8} {thumb_s:>8.3f} "
-                  f"{tile_s:>9.3f} {tile_s / thumb_s:>7.2f} {peer_cols}", flush=True)
+            if isinstance(peer, tuple):
+                peer_cols = f"{peer[0]:>7.3f} {peer[1]:>7} {bare_s / peer[0]:>6.2f}"
+            else:
+                peer_cols = f"{'-':>7} {'-':>7} {'-':>6}"
+            print(f"{path.name[:24]:<24} {f'{w}x{h}':>11} {preset:>6} {n:>7} {thumb_s:>7.3f} "
+                  f"{tile_s:>8.3f} {tile_s / thumb_s:>6.2f} {bare_s:>8.3f} {peer_cols}",
+                  flush=True)
+            if isinstance(peer, str):
+                print(f"  hs2p refused: {peer}")
 
 
 if __name__ == "__main__":

@@ -38,12 +38,16 @@ def main() -> None:
         seg = SegmentationConfig(method="otsu",
                                  downsample=max(1, round(args.seg_mpp / mpp0)))
         best, n = float("inf"), 0
-        for _ in range(args.repeat):
-            start = time.perf_counter()
-            result = tile_slide(SlideSpec(sample_id=path.stem, image_path=path),
-                                tiling=tiling, segmentation=seg, filtering=FilterConfig())
-            best = min(best, time.perf_counter() - start)
-            n = int(result.num_tiles)
+        try:
+            for _ in range(args.repeat):
+                start = time.perf_counter()
+                result = tile_slide(SlideSpec(sample_id=path.stem, image_path=path),
+                                    tiling=tiling, segmentation=seg, filtering=FilterConfig())
+                best = min(best, time.perf_counter() - start)
+                n = int(result.num_tiles)
+        except ValueError as exc:  # e.g. hs2p refuses to upsample a slide to a finer MPP
+            print(json.dumps({"slide": str(path), "error": str(exc)}), flush=True)
+            continue
         print(json.dumps({"slide": str(path), "seconds": best, "patches": n}), flush=True)
 
 

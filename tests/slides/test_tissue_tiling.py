@@ -52,7 +52,7 @@ def test_tiling_real_slide_paper_settings(shared, tmp_path):
     # neighbouring patches are a stride of 384 target px apart
     xs = np.unique(tiles.coords[:, 0])
     assert np.diff(xs).min() == pytest.approx(384 * 0.5 / 0.499, abs=1)
-    assert (tmp_path / "cmu_tissue.png").is_file()
+    assert (tmp_path / "cmu_tissue.jpg").is_file()
 
 
 def test_tiling_is_reused_when_settings_match(shapes_data, tmp_path):
@@ -69,6 +69,15 @@ def test_tiling_is_reused_when_settings_match(shapes_data, tmp_path):
     assert load_tileset(tmp_path, "s0", first.key) is None  # replaced by the new settings
 
 
+def test_tiling_finer_than_level0_warns(shapes_data):
+    from mixsup.slides.tiling import UpsamplingWarning
+
+    slide = open_slide(shapes_data / "slides" / "slide_000.tiff")
+    with pytest.warns(UpsamplingWarning, match="slide_000.tiff.*upsampled 2x"):
+        tile_slide(slide, "s0", TilingConfig(mpp=slide.mpp / 2, patch_size=64, overlap=0),
+                   TissueConfig())
+
+
 def test_slide_without_tissue_warns_and_yields_nothing(tmp_path):
     blank = np.full((600, 600, 3), 244, np.uint8)
     write_pyramid(tmp_path / "blank.tiff", 600, 600, array_renderer(blank), mpp=1.0)
@@ -78,3 +87,16 @@ def test_slide_without_tissue_warns_and_yields_nothing(tmp_path):
                            TissueConfig(), tmp_path)
     assert len(tiles) == 0
     assert load_tileset(tmp_path, "blank") is not None
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_fill_holes_matches_scipy(seed):
+    from scipy import ndimage
+
+    from mixsup.slides.tissue import fill_holes
+
+    rng = np.random.default_rng(seed)
+    mask = rng.random((60, 80)) < 0.55  # many small holes, some touching the border
+    mask[10:30, 10:30] = True
+    mask[15:25, 15:25] = False  # one large hole
+    np.testing.assert_array_equal(fill_holes(mask), ndimage.binary_fill_holes(mask))

@@ -30,6 +30,10 @@ class NoTissueWarning(UserWarning):
     """A slide on which no tissue was found; it yields no patches."""
 
 
+class UpsamplingWarning(UserWarning):
+    """The tiling MPP is finer than the slide's level 0: patches are interpolated."""
+
+
 @dataclass(frozen=True)
 class TileSet:
     """Patch positions of one slide. ``coords`` are level-0 (x, y) of each patch's top-left."""
@@ -119,6 +123,12 @@ def tile_slide(slide: Slide, slide_id: str, tiling: TilingConfig, tissue: Tissue
         if cached is not None:
             return cached
 
+    if tiling.mpp < slide.mpp * 0.9:
+        warnings.warn(f"{slide.path}: level 0 is {slide.mpp:.3g} um/px, coarser than "
+                      f"tiling.mpp={tiling.mpp:g}; patches are upsampled "
+                      f"{slide.mpp / tiling.mpp:.2g}x. Use settings that match the scan "
+                      "(e.g. --preset small at 1.0 um/px) or check the slide's MPP (--mpp)",
+                      UpsamplingWarning, stacklevel=2)
     thumb, thumb_mpp = slide.thumbnail(tissue.thumbnail_mpp, tissue.thumbnail_max_dim)
     mask = tissue_mask(thumb, tissue, thumb_mpp)
     mask_ds = thumb_mpp / slide.mpp
@@ -148,7 +158,7 @@ def tile_slide(slide: Slide, slide_id: str, tiling: TilingConfig, tissue: Tissue
         if preview:
             boxes = np.column_stack([tiles.coords / mask_ds,
                                      np.full((len(tiles), 2), size0 / mask_ds)])
-            save_mask_preview(thumb, mask, Path(out_dir) / f"{slide_id}_tissue.png", boxes)
+            save_mask_preview(thumb, mask, Path(out_dir) / f"{slide_id}_tissue.jpg", boxes)
     return tiles
 
 

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from scipy import ndimage
 
 from mixsup.atomic import atomic_path
 from mixsup.config import TissueConfig
@@ -25,8 +24,16 @@ def tissue_mask(rgb: np.ndarray, cfg: TissueConfig, mpp: float) -> np.ndarray:
         grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
         mask = _close(grey < cfg.grey_threshold, cfg.closing_px)
     if cfg.fill_holes:
-        mask = ndimage.binary_fill_holes(mask)
+        mask = fill_holes(mask)
     return _drop_small(mask, cfg.min_region_um2 / (mpp * mpp))
+
+
+def fill_holes(mask: np.ndarray) -> np.ndarray:
+    """Background regions not 4-connected to the border become tissue (as scipy's
+    ``binary_fill_holes``, by one flood fill: ~10x faster on a 2,500^2 thumbnail)."""
+    outside = np.pad(mask.astype(np.uint8), 1)
+    cv2.floodFill(outside, None, (0, 0), 1, flags=4)
+    return mask | (outside[1:-1, 1:-1] == 0)
 
 
 def _kernel(size: int) -> np.ndarray:
@@ -66,7 +73,10 @@ def save_mask_preview(rgb: np.ndarray, mask: np.ndarray, path: str | Path,
     if boxes is not None:
         for x, y, w, h in np.asarray(boxes, dtype=int):
             cv2.rectangle(canvas, (x, y), (x + w - 1, y + h - 1), (40, 80, 220), 1)
-    with atomic_path(path, suffix=".png") as tmp:
-        ok = cv2.imwrite(str(tmp), cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))
+    # JPEG: previews are looked at, not measured; a 2,500^2 PNG took 0.19 s to encode (a third
+    # of tiling a 20k^2 slide), JPEG 0.02 s.
+    with atomic_path(path, suffix=".jpg") as tmp:
+        ok = cv2.imwrite(str(tmp), cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR),
+                         [cv2.IMWRITE_JPEG_QUALITY, 90])
         if not ok:
-            raise OSError(f"could not encode PNG {path}")
+            raise OSError(f"could not encode JPEG {path}")
