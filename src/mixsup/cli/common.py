@@ -1,0 +1,52 @@
+"""Helpers shared by the command groups: config options, loading, printing."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def config_args(p: argparse.ArgumentParser, default_preset: str = "paper") -> None:
+    p.add_argument("--preset", default=default_preset, choices=["paper", "small"],
+                   help=f"settings preset (default: {default_preset})")
+    p.add_argument("--config", action="append", default=[], metavar="FILE.yaml",
+                   help="YAML file overriding the preset (repeatable)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                   help="override one setting, e.g. --set tiling.mpp=1.0 (repeatable)")
+    p.add_argument("--mpp", type=float, default=None,
+                   help="microns per pixel for slides whose metadata has none")
+
+
+def load_cfg(args: argparse.Namespace):
+    from mixsup.config import load_config
+
+    overrides = list(args.overrides)
+    if getattr(args, "mpp", None) is not None:
+        overrides.append(f"reader.mpp={args.mpp}")
+    return load_config(args.preset, args.config, overrides)
+
+
+def print_dataset(root: str | Path) -> None:
+    from mixsup.labels.table import load_dataset
+
+    ds = load_dataset(root)
+    print(f"{'split':<6} {'slides':>6} {'pos':>5} {'neg':>5} {'unlab':>5} {'annot':>5}")
+    for split, row in ds.summary().items():
+        print(f"{split:<6} {row['slides']:>6} {row['positive']:>5} {row['negative']:>5} "
+              f"{row['unlabelled']:>5} {row['annotated']:>5}")
+
+
+def print_metrics(m: dict) -> None:
+    keys = ["n_pos", "n_neg", "auc", "specificity_at_full_sensitivity",
+            "threshold_at_full_sensitivity", "sensitivity", "specificity", "operating_threshold"]
+    width = max(map(len, keys))
+    for k in keys:
+        v = m[k]
+        print(f"{k:<{width}}  {v:.4f}" if isinstance(v, float) else f"{k:<{width}}  {v}")
+
+
+def fmt(v: float | None) -> str:
+    return "-" if v is None else f"{v:.4f}"

@@ -1,0 +1,150 @@
+"""Data commands: info, synth, validate, tile, annotations."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from mixsup.cli.common import Command, config_args, load_cfg, print_dataset
+from mixsup.errors import MixsupError
+
+
+def register(sub: argparse._SubParsersAction) -> dict[str, Command]:
+    p = sub.add_parser("info", help="print a slide's metadata as JSON")
+    p.add_argument("slide")
+    p.add_argument("--backend", default="auto", choices=["auto", "openslide", "tiffslide"])
+    p.add_argument("--mpp", type=float, default=None, help="MPP override")
+
+    p = sub.add_parser("synth", help="generate a dataset of pyramidal TIFF slides")
+    p.add_argument("out")
+    p.add_argument("--kind", choices=["shapes", "pcam"], default="shapes")
+    p.add_argument("--n-slides", type=int, default=None)
+    p.add_argument("--size", type=int, default=None, help="slide side in level-0 pixels")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--pcam", default="../shared/data/pcam",
+                   help="PatchCamelyon folder (for --kind pcam)")
+    p.add_argument("--patients", type=int, default=None,
+                   help="pcam only: N patients x 5 lymph nodes with Camelyon17 node classes")
+
+    p = sub.add_parser("validate", help="check a dataset directory and its annotations")
+    p.add_argument("data")
+    config_args(p)
+
+    p = sub.add_parser("tile", help="tissue-detect and tile every slide of a dataset")
+    p.add_argument("data")
+    p.add_argument("--out", default=None, help="tiles folder (default: DATA/tiles/<settings>)")
+    p.add_argument("--strict", action="store_true", help="fail on the first bad slide")
+    config_args(p)
+
+    p = sub.add_parser("annotations", help="convert annotations to GeoJSON or a mask PNG")
+    p.add_argument("source", help="ASAP/ImageScope XML, QuPath GeoJSON or NCRF JSON")
+    p.add_argument("dest", help="output .geojson or .png")
+    p.add_argument("--slide", default=None, help="slide, for the mask size and bounds checks")
+    p.add_argument("--downsample", type=float, default=32.0, help="mask pixel size (level 0 px)")
+    config_args(p)
+    return {"info": cmd_info, "synth": cmd_synth, "validate": cmd_validate, "tile": cmd_tile,
+            "annotations": cmd_annotations}
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from mixsup.slides import open_slide
+
+    with open_slide(args.slide, backend=args.backend, mpp=args.mpp) as slide:
+        print(json.dumps(slide.info.as_dict(), indent=2))
+    return 0
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    start = time.perf_counter()
+    if args.kind == "shapes":
+        from mixsup.synth.shapes import make_shapes
+
+        out = make_shapes(args.out, n_slides=args.n_slides or 20, size=args.size or 1280,
+                          seed=args.seed, progress=not args.quiet)
+    else:
+        from mixsup.synth.pcam import make_pcam
+
+        out = make_pcam(args.out, args.pcam, n_slides=args.n_slides or 60,
+                        size=args.size or 3072, seed=args.seed, patients=args.patients,
+                        progress=not args.quiet)
+    print_dataset(out)
+    print(f"wrote {out} in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from mixsup.labels.annotations import read_annotations
+    from mixsup.labels.table import load_dataset
+    from mixsup.slides import open_slide
+
+    cfg = load_cfg(args)
+    ds = load_dataset(args.data)
+    for rec in ds.slides:
+        if rec.annotation is not None:
+            with open_slide(rec.path, cfg.reader.backend, cfg.reader.mpp) as slide:
+                dims = slide.dimensions
+            read_annotations(rec.annotation, cfg.annotations, dims)
+    print_dataset(args.data)
+    print("dataset OK")
+    return 0
+
+
+def cmd_tile(args: argparse.Namespace) -> int:
+    from mixsup.labels.table import load_dataset
+    from mixsup.tile_dataset import tile_dataset
+
+    cfg = load_cfg(args)
+    ds = load_dataset(args.data)
+    out = Path(args.out) if args.out else default_tiles_dir(ds.root, cfg)
+    report = tile_dataset(ds, cfg, out, strict=args.strict, progress=not args.quiet)
+    _print_tiling(report, out)
+    return 1 if report.skipped and not report.tiles else 0
+
+
+def cmd_annotations(args: argparse.Namespace) -> int:
+    import cv2
+
+    from mixsup.atomic import atomic_path
+    from mixsup.labels.annotations import read_annotations, write_geojson
+    from mixsup.slides import open_slide
+
+    cfg = load_cfg(args)
+    dims = None
+    if args.slide:
+        with open_slide(args.slide, mpp=cfg.reader.mpp or 1.0) as slide:
+            dims = slide.dimensions
+    ann = read_annotations(args.source, cfg.annotations, dims)
+    dest = Path(args.dest)
+    if dest.suffix.lower() in (".geojson", ".json"):
+        write_geojson(dest, ann)
+    elif dest.suffix.lower() == ".png":
+        if dims is None:
+            *_, maxx, maxy = ann.tumor.union(ann.labelled_area or ann.tumor).bounds
+            dims = (int(maxx) + 1, int(maxy) + 1)
+        w, h = (max(1, round(d / args.downsample)) for d in dims)
+        mask = ann.rasterize(0, 0, w, h, args.downsample)
+        with atomic_path(dest, suffix=".png") as tmp:
+            cv2.imwrite(str(tmp), mask)
+    else:
+        raise MixsupError("unknown output type", "name the output .geojson or .png", dest)
+    print(f"wrote {dest} ({len(ann.regions)} outlines)")
+    return 0
+
+
+def default_tiles_dir(root: Path, cfg) -> Path:
+    t = cfg.tiling
+    return root / "tiles" / f"mpp{t.mpp:g}_p{t.patch_size}_o{t.overlap}"
+
+
+def _print_tiling(report, out: Path) -> None:
+    s = report.summary()
+    secs = list(report.seconds.values())
+    mean = sum(secs) / len(secs) if secs else 0.0
+    print(f"tiled {s['slides_tiled']} slide(s): {s['patches']} patches, "
+          f"{mean:.2f} s per slide on average -> {out}")
+    if report.no_tissue:
+        print(f"no tissue on: {', '.join(report.no_tissue)}")
+    for sid, reason in report.skipped.items():
+        print(f"skipped {sid}: {reason}")

@@ -1,0 +1,65 @@
+"""Scoring commands: predict and evaluate."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from mixsup.cli.common import Command, print_metrics
+
+
+def register(sub: argparse._SubParsersAction) -> dict[str, Command]:
+    p = sub.add_parser("predict", help="score slides with a trained run's model bundle")
+    p.add_argument("run", help="run folder (or its bundle/ folder)")
+    p.add_argument("slides", nargs="*", help="slide files or folders")
+    p.add_argument("--data", default=None, help="dataset directory (with --split)")
+    p.add_argument("--split", default=None, choices=["train", "val", "test"])
+    p.add_argument("--out", required=True)
+    p.add_argument("--threshold", type=float, default=None,
+                   help="operating threshold (default: the bundle's, chosen on val)")
+    p.add_argument("--strict", action="store_true", help="fail on the first bad slide")
+    p.add_argument("--config", action="append", default=[], metavar="FILE.yaml")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                   help="override a runtime setting, e.g. --set runtime.device=cuda")
+    p.add_argument("--mpp", type=float, default=None, help="MPP for slides without metadata")
+
+    p = sub.add_parser("evaluate", help="metrics, ROC and report from predictions.csv")
+    p.add_argument("predictions")
+    p.add_argument("--labels", required=True, help="slides.csv with slide_id,label")
+    p.add_argument("--out", required=True)
+    p.add_argument("--threshold", type=float, default=None)
+    return {"predict": cmd_predict, "evaluate": cmd_evaluate}
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from mixsup.dist import close_dist, init_dist
+    from mixsup.predict import bundle_config, collect_inputs, predict
+
+    overrides = list(args.overrides)
+    if args.mpp is not None:
+        overrides.append(f"reader.mpp={args.mpp}")
+    cfg = bundle_config(args.run, args.config, overrides)
+    inputs = collect_inputs(args.slides, args.data, args.split)
+    dist = init_dist(cfg.runtime.device)
+    try:
+        result = predict(args.run, inputs, args.out, cfg, strict=args.strict,
+                         progress=not args.quiet, threshold=args.threshold, dist=dist)
+    finally:
+        close_dist(dist)
+    if not dist.main:
+        return 0
+    for r in result.rows:
+        print(f"{r['slide_id']:<24} p={r['probability']:.4f} -> {r['prediction']}")
+    for sid, why in result.skipped.items():
+        print(f"skipped {sid}: {why}")
+    print(f"wrote {result.out / 'predictions.csv'} ({len(result.rows)} slides)")
+    return 1 if result.skipped and not result.rows else 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from mixsup.evaluate.report import evaluate
+
+    m = evaluate(args.predictions, args.labels, args.out, args.threshold)
+    print_metrics(m)
+    print(f"report: {Path(args.out) / 'report.md'}")
+    return 0

@@ -1,0 +1,52 @@
+"""Camelyon17 staging: stage train | predict | evaluate."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from mixsup.cli.common import Command
+
+
+def register(sub: argparse._SubParsersAction) -> dict[str, Command]:
+    p = sub.add_parser("stage", help="Camelyon17: lymph-node classes and patient pN stages")
+    stage = p.add_subparsers(dest="stage_command", required=True)
+    q = stage.add_parser("train", help="heatmap features + random forest on node classes")
+    q.add_argument("run", help="a trained run (its θ1 makes the heatmaps)")
+    q.add_argument("--data", required=True, help="dataset with patient and node_class columns")
+    q.add_argument("--split", default="train")
+    q.add_argument("--heatmap-um", type=float, default=16.0, help="heatmap pixel size (µm)")
+    q.add_argument("--folds", type=int, default=5)
+    q = stage.add_parser("predict", help="node classes and pN stages (Camelyon17 CSV)")
+    q.add_argument("run")
+    q.add_argument("--data", required=True)
+    q.add_argument("--split", default="test")
+    q.add_argument("--out", required=True)
+    q = stage.add_parser("evaluate", help="quadratic-weighted kappa of pN stages")
+    q.add_argument("predictions", help="Camelyon17-format CSV (patient and/or node rows)")
+    q.add_argument("--labels", required=True, help="e.g. stage_labels.csv")
+    q.add_argument("--out", required=True)
+    return {"stage": cmd_stage}
+
+
+def cmd_stage(args: argparse.Namespace) -> int:
+    from mixsup.camelyon.evaluate import evaluate_stages
+    from mixsup.camelyon.workflow import stage_predict, stage_train
+
+    if args.stage_command == "train":
+        r = stage_train(args.run, args.data, args.split, args.heatmap_um, args.folds,
+                        progress=not args.quiet)
+        print(f"node classifier on {r['slides']} slides: cross-validated accuracy "
+              f"{r['cv_accuracy']:.3f} (size rule: {r['rule_accuracy']:.3f})")
+        return 0
+    if args.stage_command == "predict":
+        r = stage_predict(args.run, args.data, args.out, args.split, progress=not args.quiet)
+        print(f"staged {r['patients']} patient(s) from {r['slides']} slides -> "
+              f"{Path(args.out) / 'submission.csv'} (size rule: submission_rule.csv)")
+        return 0
+    m = evaluate_stages(args.predictions, args.labels, args.out)
+    print(f"patients {m['n_patients']}  kappa {m['kappa']:.4f}  accuracy {m['accuracy']:.4f}")
+    print("confusion matrix (rows true, columns predicted):", " ".join(m["labels"]))
+    for label, row in zip(m["labels"], m["confusion_matrix"], strict=True):
+        print(f"  {label:<8} {' '.join(f'{v:>4}' for v in row)}")
+    return 0

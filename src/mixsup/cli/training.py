@@ -1,0 +1,170 @@
+"""Training commands: train, experiment, rounds, config, demo."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from mixsup.cli.common import (
+    Command,
+    config_args,
+    fmt,
+    load_cfg,
+    print_dataset,
+    print_metrics,
+)
+from mixsup.errors import MixsupError
+
+
+def register(sub: argparse._SubParsersAction) -> dict[str, Command]:
+    p = sub.add_parser("train", help="train θ1 (EM rounds) and θ2 on a dataset")
+    p.add_argument("data")
+    p.add_argument("--out", required=True, help="run folder")
+    p.add_argument("--mode", choices=["mixed", "pixel", "image"], default="mixed",
+                   help="mixed (the method), pixel (θ1 on pixel labels only, then θ2), "
+                        "image (top-k MIL on slide labels only)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    p.add_argument("--strict", action="store_true", help="fail on the first bad slide")
+    p.add_argument("--weights", default=None, help="local pretrained encoder weights")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--select-by", choices=["train_loss", "val"], default=None,
+                   help="round selection: lowest θ2 training loss (paper) or val loss")
+    config_args(p)
+
+    p = sub.add_parser("experiment", help="compare modes (and ablations) over seeds")
+    p.add_argument("data")
+    p.add_argument("--out", required=True)
+    p.add_argument("--modes", default="mixed,pixel,image")
+    p.add_argument("--seeds", default="0")
+    p.add_argument("--ablate", action="append", default=[],
+                   metavar="pixel-labels=200,100 | slides=1,0.5")
+    p.add_argument("--per-center", action="store_true")
+    config_args(p, default_preset="small")
+
+    p = sub.add_parser("rounds", help="θ1's map quality per round against truth outlines")
+    p.add_argument("run")
+    p.add_argument("--data", required=True, help="dataset with truth/<slide_id>.geojson")
+
+    p = sub.add_parser("config", help="print the full configuration as YAML")
+    config_args(p)
+
+    p = sub.add_parser("demo", help="run the main job end to end on the embedded shapes dataset")
+    p.add_argument("--out", default="demo-out")
+    return {"train": cmd_train, "experiment": cmd_experiment, "rounds": cmd_rounds,
+            "config": cmd_config, "demo": cmd_demo}
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from mixsup.dist import close_dist, init_dist
+    from mixsup.train.api import train
+
+    if args.weights:
+        args.overrides.append(f"model.weights={args.weights}")
+    if args.seed is not None:
+        args.overrides.append(f"seed={args.seed}")
+    if args.select_by:
+        args.overrides.append(f"stage2.select_by={args.select_by}")
+    cfg = load_cfg(args)
+    dist = init_dist(cfg.runtime.device)
+    try:
+        result = train(args.data, args.out, cfg, mode=args.mode, resume=args.resume,
+                       strict=args.strict, progress=not args.quiet, dist=dist)
+    finally:
+        close_dist(dist)
+    if not dist.main:
+        return 0
+    s = result.summary
+    if s["mode"] == "image":
+        print("MIL epoch losses:", " ".join(f"{v:.4f}" for v in s["mil_epoch_losses"]))
+        print(f"operating threshold {s['operating_threshold']:.4f} ({s['threshold_source']})")
+        print(f"run folder: {result.run_dir}; model bundle: {s['bundle']}")
+        return 0
+    print(f"{'round':>5} {'θ1 loss':>8} {'y_p':>6} {'y_p+':>6} {'y_p-':>6} {'pseudo+px':>9} "
+          f"{'pos px':>7} {'neg px':>7} {'θ2 train':>9} {'θ2 val':>7}")
+    for r in s["rounds"]:
+        pools = r["pools"] or {}
+        mark = " *" if r["round"] == s["selected_round"] else ""
+        print(f"{r['round']:>5} {r['final_loss'] or float('nan'):>8.4f} "
+              f"{pools.get('fine', 0):>6} {pools.get('pseudo_positive', 0):>6} "
+              f"{pools.get('hard_negative', 0):>6} "
+              f"{r['pseudo_positive_pixel_fraction'] or 0:>9.3f} "
+              f"{r['map_stats']['positive_slides_pixel_fraction']:>7.3f} "
+              f"{r['map_stats']['negative_slides_pixel_fraction']:>7.3f} "
+              f"{r['stage2_train_loss']:>9.4f} {fmt(r['stage2_val_loss']):>7}{mark}")
+    print(f"selected round {s['selected_round']} (by {s['select_by']}); operating threshold "
+          f"{s['operating_threshold']:.4f} ({s['threshold_source']})")
+    print(f"run folder: {result.run_dir}; model bundle: {s['bundle']}")
+    return 0
+
+
+def cmd_experiment(args: argparse.Namespace) -> int:
+    from mixsup.experiment import run_experiment
+
+    overrides = list(args.overrides)
+    if args.mpp is not None:
+        overrides.append(f"reader.mpp={args.mpp}")
+    modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
+    bad = [m for m in modes if m not in ("mixed", "pixel", "image")]
+    if bad:
+        raise MixsupError(f"unknown mode(s) {', '.join(bad)}", "use mixed, pixel, image")
+    seeds = tuple(int(s) for s in args.seeds.split(","))
+    try:
+        rows = run_experiment(args.data, args.out, args.preset, modes, seeds,
+                              tuple(args.ablate), tuple(args.config), tuple(overrides),
+                              args.per_center, progress=not args.quiet)
+    except ValueError as exc:
+        raise MixsupError(str(exc), "see mixsup experiment --help") from None
+    print(Path(args.out, "results.md").read_text(), end="")
+    print(f"{len(rows)} row(s) -> {Path(args.out) / 'results.csv'}")
+    return 0
+
+
+def cmd_rounds(args: argparse.Namespace) -> int:
+    from mixsup.evaluate.map_quality import round_map_quality, write_quality
+
+    rows = round_map_quality(args.run, args.data)
+    write_quality(Path(args.run) / "map_quality.json", rows)
+    print(f"{'round':>5} {'IoU (pos slides)':>17} {'mean slide IoU':>15} {'pos frac (neg)':>15}")
+    for r in rows:
+        print(f"{r['round']:>5} {r['iou_positive_slides']:>17.4f} {r['mean_slide_iou']:>15.4f} "
+              f"{r['negative_slides_positive_fraction']:>15.4f}")
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from mixsup.config import config_to_yaml
+
+    print(config_to_yaml(load_cfg(args)), end="")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from mixsup.config import load_config
+    from mixsup.evaluate.report import evaluate
+    from mixsup.predict import collect_inputs, predict
+    from mixsup.synth.shapes import make_shapes
+    from mixsup.train.api import train
+
+    out = Path(args.out)
+    data, run, pred, report = out / "data", out / "run", out / "pred", out / "report"
+    start = time.perf_counter()
+    print(f"[1/4] generating the embedded shapes dataset in {data}")
+    if not (data / "slides.csv").is_file():
+        make_shapes(data, progress=not args.quiet)
+    print_dataset(data)
+    print(f"[2/4] training (small preset: θ1 init + EM rounds, θ2 per round) into {run}")
+    cfg = load_config("small")
+    result = train(data, run, cfg, resume=(run / "config.yaml").is_file(),
+                   progress=not args.quiet)
+    s = result.summary
+    print(f"      selected round {s['selected_round']}, threshold "
+          f"{s['operating_threshold']:.4f}")
+    print(f"[3/4] predicting the test split into {pred}")
+    predict(run, collect_inputs([], str(data), "test"), pred, progress=not args.quiet)
+    print(f"[4/4] evaluating into {report}")
+    metrics = evaluate(pred / "predictions.csv", data / "slides.csv", report)
+    print_metrics(metrics)
+    print(f"done in {time.perf_counter() - start:.0f} s: see {report / 'report.md'}, "
+          f"{run / 'figures'} and {pred / 'heatmaps'}")
+    return 0
