@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from mixsup.evaluate.metrics import full_sensitivity_point, slide_metrics
-from mixsup.train.selection import select_round
+from mixsup.train.selection import full_sensitivity_threshold, select_round
 from mixsup.train.stage2 import BalancedSlideSampler, bce
 from mixsup.train.topk import slide_probability, top_k
 
@@ -72,3 +72,13 @@ def test_predictions_csv_keeps_exact_probabilities(tmp_path):
     p = float(np.float32(0.75) + np.float32(1e-7))  # just above a 6-decimal rounding
     _write_tables(tmp_path, [{"slide_id": "a", "probability": p, "prediction": 1, "topk": []}])
     assert read_predictions(tmp_path / "predictions.csv")["a"] == p
+
+
+def test_operating_threshold_keeps_ties_from_another_code_path():
+    val = np.array([0.7500000596, 0.9, 0.1])  # float32 noise on a tied 0.75 slide
+    thr = full_sensitivity_threshold(val, np.array([1, 1, 0]))
+    assert 0.75 >= thr > 0.7499  # the same slide scored alone (0.75) is still called positive
+    assert 0.1 < thr
+    assert full_sensitivity_threshold(val, np.array([0, 0, 0])) is None
+    tiny = full_sensitivity_threshold(np.array([1e-18, 0.0]), np.array([1, 0]))
+    assert 0.0 < tiny <= 1e-18  # relative, so tiny thresholds stay above zero scores
