@@ -10,6 +10,7 @@ import contextlib
 import errno
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -80,3 +81,12 @@ def _explain(exc: OSError, target: Path) -> MixsupError:
                            "or choose another --out; the previous file was left untouched", target)
     return MixsupError(f"could not write ({exc.strerror or exc})", "check the output folder",
                        target)
+
+
+def remove_partial(root: Path) -> None:
+    """Drop the temporary files and directories that a crash left under ``root``."""
+    for tmp in Path(root).rglob(".*.tmp-*"):
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)

@@ -25,7 +25,7 @@ import numpy as np
 import shapely
 from tqdm import tqdm
 
-from mixsup.atomic import atomic_open, atomic_path, write_json
+from mixsup.atomic import atomic_open, atomic_path, remove_partial, write_json
 from mixsup.bundle import Bundle, load_bundle
 from mixsup.config import Config
 from mixsup.dist import SINGLE, Dist
@@ -102,6 +102,9 @@ def predict(run_or_bundle: str | Path, inputs: list[tuple[str, Path]], out: str 
                      theta2=None if bundle.theta2 is None
                      else compiled(bundle.theta2, cfg.runtime))
     skipped: dict[str, str] = {}
+    if dist.main and out.is_dir():
+        remove_partial(out)  # a killed run's half-written stores; their slides are redone
+    dist.barrier()
     mine = dist.shard(list(inputs))
     for slide_id, path in tqdm(mine, desc="predict", unit="slide",
                                disable=not (progress and dist.main)):

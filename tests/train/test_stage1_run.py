@@ -76,11 +76,13 @@ def test_predict_and_evaluate_end_to_end(shapes_data, trained, tmp_path):
                 "operating_threshold"):
         assert key in metrics
     assert (report / "roc.png").is_file() and (report / "report.md").is_file()
-    # a second predict run reuses every finished slide
+    # a second predict run reuses every finished slide and drops a killed run's partial store
     before = (pred / "slides" / f"{sid}.json").stat().st_mtime_ns
+    (pred / "maps" / ".slide_x.zarr.tmp-abc" / "g.zarr").mkdir(parents=True)
     assert main(["-q", "predict", str(trained.run_dir), "--data", str(shapes_data),
                  "--split", "test", "--out", str(pred)]) == 0
     assert (pred / "slides" / f"{sid}.json").stat().st_mtime_ns == before
+    assert not list((pred / "maps").glob(".*"))
 
 
 class Crash(Exception):

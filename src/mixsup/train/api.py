@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mixsup.atomic import write_json
+from mixsup.atomic import remove_partial, write_json
 from mixsup.bundle import export_bundle
 from mixsup.config import Config
 from mixsup.dist import SINGLE, Dist
@@ -15,7 +15,7 @@ from mixsup.labels.table import load_dataset
 from mixsup.run import open_run
 from mixsup.train.context import prepare, slide_set
 from mixsup.train.figures import stage1_figures
-from mixsup.train.rounds import clean_partial, round_dir, run_stage1
+from mixsup.train.rounds import round_dir, run_stage1
 from mixsup.train.selection import full_sensitivity_threshold, run_stage2, select_round
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ def train(data_dir: str | Path, out: str | Path, cfg: Config, mode: str = "mixed
     run_dir = Path(out)
     if dist.main:
         cfg = open_run(run_dir, cfg, resume)
-        clean_partial(run_dir)
+        remove_partial(run_dir)
     dist.barrier()
     if not dist.main:
         cfg = open_run(run_dir, cfg, resume=True)

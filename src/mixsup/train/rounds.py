@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -246,12 +245,3 @@ def map_stats(maps: dict[int, StoredMaps], labelled: dict[int, int]) -> dict[str
 
     return {"positive_slides_pixel_fraction": frac(1),
             "negative_slides_pixel_fraction": frac(0)}
-
-
-def clean_partial(run_dir: Path) -> None:
-    """Drop temporary directories a crash may have left behind."""
-    for tmp in run_dir.rglob(".*.tmp-*"):
-        if tmp.is_dir():
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            tmp.unlink(missing_ok=True)
