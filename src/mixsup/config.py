@@ -26,7 +26,8 @@ class _Frozen(BaseModel):
 class ReaderConfig(_Frozen):
     backend: Literal["auto", "openslide", "tiffslide"] = "auto"
     mpp: float | None = Field(None, gt=0, description="override for slides without MPP metadata")
-    cache_bytes: int = Field(32 * 1024 * 1024, ge=0)
+    cache_bytes: int = Field(32 * 1024 * 1024, ge=0, description="OpenSlide tile cache per "
+                             "process, shared by its open slides")
 
 
 class TissueConfig(_Frozen):

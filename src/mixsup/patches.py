@@ -1,11 +1,12 @@
 """Patch datasets shared by training, the E-step and prediction.
 
 Datasets hold only picklable slide descriptions; each worker process opens its own handles
-lazily (and keeps them), so DataLoader workers never share an OpenSlide handle.
+lazily, so DataLoader workers never share an OpenSlide handle.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import cv2
@@ -26,22 +27,36 @@ class SlideSource:
 
 
 class SlidePool:
-    """Per-process cache of open slides."""
+    """Per-process slides: each is opened (and checked) once; only the ``max_open`` most
+    recently read keep a backend handle, since every handle holds a file descriptor and up to
+    ``cache_bytes`` of decoded tiles (an E-step over 1,000 slides would otherwise keep 1,000).
+    A closed handle reopens without the checks on the next read."""
 
-    def __init__(self, sources: list[SlideSource]) -> None:
+    def __init__(self, sources: list[SlideSource], max_open: int = 16) -> None:
         self.sources = sources
-        self._open: dict[int, Slide] = {}
+        self.max_open = max_open
+        self._slides: dict[int, Slide] = {}
+        self._recent: OrderedDict[int, None] = OrderedDict()
 
     def __getstate__(self) -> dict:
-        return {"sources": self.sources, "_open": {}}
+        return {"sources": self.sources, "max_open": self.max_open, "_slides": {},
+                "_recent": OrderedDict()}
 
     def get(self, idx: int) -> Slide:
-        slide = self._open.get(idx)
+        slide = self._slides.get(idx)
         if slide is None:
             s = self.sources[idx]
             slide = Slide(s.path, backend=s.backend, mpp=s.mpp, cache_bytes=s.cache_bytes)
-            self._open[idx] = slide
+            self._slides[idx] = slide
+        self._recent[idx] = None
+        self._recent.move_to_end(idx)
+        while len(self._recent) > self.max_open:
+            oldest, _ = self._recent.popitem(last=False)
+            self._slides[oldest].close()
         return slide
+
+    def open_handles(self) -> int:
+        return sum(s.is_open for s in self._slides.values())
 
     def read(self, idx: int, x: int, y: int, size: int, mpp: float) -> np.ndarray:
         return self.get(idx).read_at_mpp((x, y), size, mpp)

@@ -119,6 +119,11 @@ class Slide:
             self._pid = os.getpid()
         return self._handle
 
+    @property
+    def is_open(self) -> bool:
+        """Whether this process holds a backend handle (reads reopen one when not)."""
+        return self._handle is not None and self._pid == os.getpid()
+
     def close(self) -> None:
         if self._handle is not None and self._pid == os.getpid():
             self._handle.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import os
 from collections.abc import Mapping
 
 import numpy as np
@@ -16,8 +18,8 @@ class OpenSlideBackend:
         import openslide
 
         self._slide = openslide.OpenSlide(path)
-        if cache_bytes > 0 and hasattr(openslide, "OpenSlideCache"):
-            self._slide.set_cache(openslide.OpenSlideCache(cache_bytes))
+        if hasattr(openslide, "OpenSlideCache"):
+            self._slide.set_cache(_process_cache(cache_bytes, os.getpid()))
 
     @property
     def level_dimensions(self) -> tuple[tuple[int, int], ...]:
@@ -40,6 +42,16 @@ class OpenSlideBackend:
 
     def close(self) -> None:
         self._slide.close()
+
+
+@functools.cache
+def _process_cache(capacity: int, pid: int):
+    """One tile cache per process, shared by all its open slides: with a cache per slide,
+    memory grew by ``capacity`` with every slide an E-step opened. ``pid`` keeps a forked
+    worker from using its parent's cache."""
+    import openslide
+
+    return openslide.OpenSlideCache(capacity)
 
 
 def open_backend(path: str, cache_bytes: int) -> OpenSlideBackend:
