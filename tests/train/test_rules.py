@@ -129,3 +129,14 @@ def test_hard_negatives_accumulate_over_rounds_when_asked(keep, tmp_path):
     assert {tuple(r) for r in pools.negative.tolist()} == (
         current | {(1, 50, 50)} if keep else current)
     assert pools.stats["hard_negative_new"] == 2
+
+
+def test_a_shrinking_hard_negative_pool_is_reported(tmp_path, caplog):
+    cfg = Stage1Config(batch_size=10, negative_fallback="none")
+    maps = {0: _maps(tmp_path, [0.9]), 1: _maps(tmp_path, [0.8, 0.1, 0.1])}
+    earlier = np.column_stack([np.ones(10), np.arange(10) * 7, np.zeros(10)]).astype(np.int64)
+    with caplog.at_level(logging.WARNING):
+        pools = em_pools(np.zeros((1, 3), np.int64), {0: 1, 1: 0}, maps, cfg,
+                         np.random.default_rng(0), previous_negative=earlier)
+    assert pools.stats["hard_negative_shrank_from"] == 10
+    assert "keep_negatives" in caplog.text

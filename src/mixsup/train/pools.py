@@ -80,6 +80,12 @@ def em_pools(fine: np.ndarray, labels: dict[int, int], maps: dict[int, StoredMap
                              "hard_negative_new": len(negative)}
     if cfg.keep_negatives and previous_negative is not None and len(previous_negative):
         negative = np.unique(np.concatenate([negative, previous_negative]), axis=0)
+    elif previous_negative is not None and len(negative) < 0.25 * len(previous_negative):
+        log.warning("hard-negative pool shrank from %d to %d patches: this M-step may forget "
+                    "the earlier ones (seen on PCam mosaics: false positives came back); "
+                    "--set stage1.keep_negatives=true keeps them", len(previous_negative),
+                    len(negative))
+        stats["hard_negative_shrank_from"] = len(previous_negative)
 
     share = np.asarray(cfg.ratio, float) / sum(cfg.ratio) * cfg.batch_size
     need_neg = int(np.ceil(share[2]))
