@@ -110,6 +110,7 @@ class Stage1Config(_Frozen):
     steps_per_epoch: int | None = Field(None, ge=1, description="default: one pass over pools")
     batch_size: int = Field(20, ge=1)
     lr: float = Field(1e-3, gt=0)
+    round_lr: float | None = Field(None, gt=0, description="M-step learning rate (default: lr)")
     weight_decay: float = Field(1e-4, ge=0)
     threshold: float = Field(0.4, ge=0, le=1, description="T: drop patches with max p < T")
     reweight: float = Field(4.0, gt=0, description="V: y_p+ = clip(p * V, 0, 1)")

@@ -140,3 +140,11 @@ def test_a_shrinking_hard_negative_pool_is_reported(tmp_path, caplog):
                          np.random.default_rng(0), previous_negative=earlier)
     assert pools.stats["hard_negative_shrank_from"] == 10
     assert "keep_negatives" in caplog.text
+
+
+def test_m_steps_use_round_lr_when_set():
+    from mixsup.train.rounds import stage1_lr
+
+    assert [stage1_lr(Stage1Config(lr=1e-3), r) for r in (0, 1, 2)] == [1e-3] * 3
+    s1 = Stage1Config(lr=1e-3, round_lr=1e-4)
+    assert [stage1_lr(s1, r) for r in (0, 1, 2)] == [1e-3, 1e-4, 1e-4]

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from mixsup.atomic import atomic_path, write_json
+from mixsup.config import Stage1Config
 from mixsup.errors import MixsupError
 from mixsup.infer import infer_slides_iter as infer_patches_iter
 from mixsup.mapstore import MapWriter, StoredMaps, open_maps
@@ -85,6 +86,11 @@ def run_stage1(ctx: RunContext, rounds: int | None = None) -> list[RoundResult]:
     return results
 
 
+def stage1_lr(s1: Stage1Config, r: int) -> float:
+    """Round 0 trains at ``lr``; the warm-started M-steps at ``round_lr`` when set."""
+    return s1.lr if r == 0 or s1.round_lr is None else s1.round_lr
+
+
 def _run_round(ctx: RunContext, r: int, fine: np.ndarray, labelled: dict[int, int],
                previous: RoundResult | None, previous_negative: np.ndarray | None
                ) -> RoundResult:
@@ -132,8 +138,8 @@ def _run_round(ctx: RunContext, r: int, fine: np.ndarray, labelled: dict[int, in
             append_jsonl(ctx.run_dir / "log.jsonl",
                          {"event": "epoch", "round": r, "epoch": epoch, "loss": loss})
 
-        losses = fit(model, dataset, sampler, epochs, s1.lr, s1.weight_decay, cfg.runtime,
-                     ctx.device, rdir / "train_last.pt", on_epoch=on_epoch,
+        losses = fit(model, dataset, sampler, epochs, stage1_lr(s1, r), s1.weight_decay,
+                     cfg.runtime, ctx.device, rdir / "train_last.pt", on_epoch=on_epoch,
                      progress=ctx.progress, desc=f"θ1 round {r}", dist=ctx.dist)
         if ctx.dist.main:
             save_checkpoint(model_path, {"model": model.state_dict(), "round": r,
