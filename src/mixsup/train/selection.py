@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from mixsup.atomic import write_json
+from mixsup.evaluate.metrics import full_sensitivity_point
 from mixsup.mapstore import StoredMaps
 from mixsup.models.classifier import build_classifier
 from mixsup.models.factory import build_segmenter
@@ -118,6 +119,5 @@ def full_sensitivity_threshold(scores: np.ndarray, labels: np.ndarray) -> float 
     """The largest threshold that keeps every positive at or above it: the lowest positive,
     lowered by ``SCORE_TOLERANCE`` so that the same score from another code path still counts.
     """
-    scores, labels = np.asarray(scores, float), np.asarray(labels, int)
-    pos = scores[labels == 1]
-    return float(pos.min()) * (1 - SCORE_TOLERANCE) if len(pos) else None
+    thr, _ = full_sensitivity_point(scores, labels)
+    return None if np.isnan(thr) else thr * (1 - SCORE_TOLERANCE)
