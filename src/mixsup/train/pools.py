@@ -36,6 +36,11 @@ def _empty_refs() -> np.ndarray:
     return np.zeros((0, 3), np.int64)
 
 
+def _union(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Rows of either (slide, x, y) array, each once."""
+    return np.unique(np.concatenate([a, b]), axis=0)
+
+
 def fine_refs(tilesets: list[TileSet], annotations: dict[int, SlideAnnotations],
               min_labelled: float) -> np.ndarray:
     """Tissue patches of annotated slides whose labelled fraction reaches ``min_labelled``."""
@@ -79,7 +84,7 @@ def em_pools(fine: np.ndarray, labels: dict[int, int], maps: dict[int, StoredMap
     stats: dict[str, Any] = {"threshold_kept_slides": kept, "negative_fallback": None,
                              "hard_negative_new": len(negative)}
     if cfg.keep_negatives and previous_negative is not None and len(previous_negative):
-        negative = np.unique(np.concatenate([negative, previous_negative]), axis=0)
+        negative = _union(negative, previous_negative)
     elif previous_negative is not None and len(negative) < 0.25 * len(previous_negative):
         log.warning("hard-negative pool shrank from %d to %d patches: this M-step may forget "
                     "the earlier ones (seen on PCam mosaics: false positives came back); "
@@ -94,11 +99,11 @@ def em_pools(fine: np.ndarray, labels: dict[int, int], maps: dict[int, StoredMap
         log.warning("hard-negative pool holds %d patches, fewer than one batch's share (%d); "
                     "fallback: %s", len(negative), need_neg, cfg.negative_fallback)
         if cfg.negative_fallback == "previous" and previous_negative is not None:
-            negative = np.unique(np.concatenate([negative, previous_negative]), axis=0)
+            negative = _union(negative, previous_negative)
         elif cfg.negative_fallback == "random" and len(all_neg):
             extra = all_neg[rng.choice(len(all_neg), min(len(all_neg), cfg.negative_topup),
                                        replace=False)]
-            negative = np.unique(np.concatenate([negative, extra]), axis=0)
+            negative = _union(negative, extra)
         stats["negative_fallback"] = {"mode": cfg.negative_fallback, "size_after": len(negative)}
     if cfg.ratio[1] > 0 and len(pseudo) == 0:
         log.warning("pseudo-positive pool is EMPTY: no patch of a positive slide reached "
