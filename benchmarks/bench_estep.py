@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from cached_data import shapes_dataset
+from cached_data import estep_context, shapes_dataset
 
 from mixsup.config import load_config
 from mixsup.labels.table import load_dataset
@@ -24,13 +24,6 @@ from mixsup.models.factory import build_segmenter
 from mixsup.runtime import pick_device, to_input
 from mixsup.train.context import slide_set
 from mixsup.train.rounds import infer_slides
-
-
-class _Ctx:
-    def __init__(self, cfg, device):
-        from mixsup.dist import SINGLE
-
-        self.cfg, self.device, self.progress, self.dist = cfg, device, False, SINGLE
 
 
 def main() -> None:
@@ -61,7 +54,7 @@ def main() -> None:
 
         start = time.perf_counter()
         infer_slides(model, slides, list(range(len(slides.records))), Path(tmp) / "maps",
-                     _Ctx(cfg, device))
+                     estep_context(cfg, slides, device, Path(tmp)))
         estep_s = time.perf_counter() - start
 
         rng = np.random.default_rng(0)

@@ -22,10 +22,9 @@ import time
 from pathlib import Path
 
 import torch
-from cached_data import shapes_dataset
+from cached_data import estep_context, shapes_dataset
 
 from mixsup.config import load_config
-from mixsup.dist import SINGLE
 from mixsup.infer import infer_slides_iter
 from mixsup.labels.table import load_dataset
 from mixsup.train.context import slide_set
@@ -34,9 +33,6 @@ from mixsup.train.rounds import infer_slides
 OVERRIDES = ["stage1.map_downsample=1", "runtime.num_workers=0", "stage1.infer_batch_size=64"]
 
 
-class _Ctx:
-    def __init__(self, cfg, device):
-        self.cfg, self.device, self.progress, self.dist = cfg, device, False, SINGLE
 
 
 def _dataset(root: Path, n: int) -> Path:
@@ -61,7 +57,8 @@ def child(mode: str, n: int) -> None:
         which = list(range(len(slides.records)))
         start = time.perf_counter()
         if mode == "stream":
-            held = infer_slides(model, slides, which, Path(tmp) / "maps", _Ctx(cfg, device))[0]
+            held = infer_slides(model, slides, which, Path(tmp) / "maps",
+                                estep_context(cfg, slides, device, Path(tmp)))[0]
         else:
             t = slides.tilesets[0]
             jobs = [(i, slides.tilesets[i].coords) for i in which]

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import torch
+from cached_data import estep_context
 
 from mixsup.config import load_config
 from mixsup.labels.table import load_dataset
@@ -23,14 +24,6 @@ from mixsup.models.dla_up import DLAUpSegmenter
 from mixsup.runtime import autocast, pick_device
 from mixsup.train.context import slide_set
 from mixsup.train.rounds import infer_slides
-
-
-class _Ctx:
-    def __init__(self, cfg, device):
-        self.cfg, self.device, self.progress = cfg, device, False
-        from mixsup.dist import SINGLE
-
-        self.dist = SINGLE
 
 
 def sync() -> None:
@@ -96,7 +89,8 @@ def main(data_dir: str) -> None:
         for attempt in range(2):  # the first pass warms the page cache and cudnn
             start = time.perf_counter()
             infer_slides(model, slides, list(range(len(slides.records))),
-                         Path(tmp) / f"maps{attempt}", _Ctx(cfg, device))
+                         Path(tmp) / f"maps{attempt}",
+                         estep_context(cfg, slides, device, Path(tmp)))
             sync()
             estep = n / (time.perf_counter() - start)
     x = torch.randint(0, 255, (BATCH, 512, 512, 3), dtype=torch.uint8)
