@@ -14,8 +14,6 @@ from mixsup.atomic import atomic_path
 from mixsup.config import RuntimeConfig
 from mixsup.errors import MixsupError
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 CHECKPOINT_FORMAT = "mixsup-checkpoint-v1"
 
 
@@ -43,14 +41,12 @@ def autocast(device: torch.device, enabled: bool):
 
 
 def to_input(batch: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
-    """uint8 NHWC/NCHW batch -> normalised float NCHW on ``device`` (normalised on the device)."""
+    """uint8 NHWC/NCHW batch -> float NCHW in [0, 1] on ``device`` (converted on the device).
+    Each model applies its encoder's mean/std itself (``models.encoders.InputNorm``)."""
     x = batch.to(device, non_blocking=True)
     if x.ndim == 4 and x.shape[-1] == 3 and x.shape[1] != 3:
         x = x.permute(0, 3, 1, 2)
     x = x.float().div_(255.0)
-    mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
-    x = (x - mean) / std
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     return x
