@@ -21,7 +21,7 @@ def test_parse_ablation():
 def test_experiment_writes_every_mode(shapes_data, tmp_path):
     out = tmp_path / "exp"
     args = ["-q", "experiment", str(shapes_data), "--out", str(out), "--per-center",
-            "--ablate", "slides=0.5"]
+            "--ablate", "slides=0.5", "--preset", "tiny"]
     for item in [*FAST, "stage1.rounds=1", "mil.epochs=1", "mil.batch_size=8"]:
         args += ["--set", item]
     assert main(args) == 0
@@ -34,3 +34,9 @@ def test_experiment_writes_every_mode(shapes_data, tmp_path):
         assert "specificity_at_full_sensitivity" in r and "auc" in r
     for f in ("results.md", "roc.png", "heatmaps.png"):
         assert (out / f).is_file()
+    with open(out / "runs.csv") as fh:
+        runs = {r["mode"]: r for r in csv.DictReader(fh)}
+    assert runs["pixel"]["selected_round"] == "0" and runs["image"]["selected_round"] == ""
+    assert runs["mixed"]["selected_round"] in {"0", "1"}
+    assert float(runs["mixed"]["train_seconds"]) > 0
+    assert "selected round" in (out / "results.md").read_text()

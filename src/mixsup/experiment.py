@@ -7,6 +7,7 @@ import csv
 import json
 import logging
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,8 @@ from mixsup.train.api import MODES, train
 
 log = logging.getLogger(__name__)
 METRICS = ["specificity_at_full_sensitivity", "auc", "sensitivity", "specificity",
-           "threshold_at_full_sensitivity", "operating_threshold", "n_pos", "n_neg"]
+           "threshold_at_full_sensitivity", "operating_threshold", "tied_fraction", "n_pos",
+           "n_neg"]
 ABLATIONS = {"pixel-labels": "subset.max_fine_patches", "slides": "subset.slide_label_fraction"}
 
 
@@ -63,14 +65,20 @@ def run_experiment(data_dir: str | Path, out: str | Path, preset: str = "small",
             run = out / "runs" / f"{slug}_seed{seed}"
             cfg = load_config(preset, files, [*overrides, *v.overrides, f"seed={seed}"])
             log.info("experiment: %s, seed %d", v.name, seed)
-            train(data_dir, run / "train", cfg, mode=v.mode,
-                  resume=(run / "train" / "config.yaml").is_file(), progress=progress)
+            t0 = time.perf_counter()
+            trained = train(data_dir, run / "train", cfg, mode=v.mode,
+                            resume=(run / "train" / "config.yaml").is_file(),
+                            progress=progress)
+            seconds = _train_seconds(run / "train", time.perf_counter() - t0)
             predict(run / "train", test, run / "pred", progress=progress)
             m = evaluate(run / "pred" / "predictions.csv", data_dir / "slides.csv",
                          run / "report")
-            results.setdefault(v.name, []).append(m | {"seed": seed, "run": str(run)})
+            results.setdefault(v.name, []).append(
+                m | {"seed": seed, "run": str(run), "train_seconds": seconds,
+                     "selected_round": trained.summary.get("selected_round"),
+                     "selection_rule": trained.summary.get("selection", {}).get("rule", "")})
     rows = summarise(results, per_center)
-    write_results(out, rows, seeds)
+    write_results(out, rows, seeds, results)
     first = {name: Path(r[0]["run"]) for name, r in results.items()}
     roc_overlay(out / "roc.png", first, data_dir / "slides.csv")
     heatmap_grid(out / "heatmaps.png", first, data_dir)
@@ -99,12 +107,35 @@ def _row(name: str, center: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
     return row
 
 
-def write_results(out: Path, rows: list[dict[str, Any]], seeds: tuple[int, ...]) -> None:
+def _train_seconds(train_dir: Path, measured: float) -> float:
+    """Wall time of the training, kept beside the run so that a resumed experiment reports
+    the time of the run that did the work, not of the reload."""
+    path = train_dir / "wall_seconds.json"
+    if path.is_file():
+        return float(json.loads(path.read_text())["seconds"])
+    write_text(path, json.dumps({"seconds": round(measured, 1)}))
+    return measured
+
+
+RUN_COLUMNS = ["mode", "seed", "selected_round", "selection_rule", "auc",
+               "specificity_at_full_sensitivity", "sensitivity", "specificity",
+               "tied_fraction", "train_seconds", "run"]
+
+
+def write_results(out: Path, rows: list[dict[str, Any]], seeds: tuple[int, ...],
+                  results: dict[str, list[dict[str, Any]]] | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     with atomic_open(out / "results.csv") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]), lineterminator="\n")
         w.writeheader()
         w.writerows(rows)
+    runs = [r | {"mode": name} for name, rs in (results or {}).items() for r in rs]
+    if runs:
+        with atomic_open(out / "runs.csv") as fh:
+            w = csv.DictWriter(fh, fieldnames=RUN_COLUMNS, extrasaction="ignore",
+                               lineterminator="\n")
+            w.writeheader()
+            w.writerows(runs)
     show = [("spec @ sens 1", "specificity_at_full_sensitivity"), ("AUC", "auc"),
             ("sensitivity", "sensitivity"), ("specificity", "specificity")]
     lines = [f"Seeds: {', '.join(map(str, seeds))} (mean ± std over seeds)", "",
@@ -113,6 +144,16 @@ def write_results(out: Path, rows: list[dict[str, Any]], seeds: tuple[int, ...])
     for r in rows:
         cells = [_pm(r[k], r[f"{k}_std"], r["seeds"]) for _, k in show]
         lines.append(f"| {r['mode']} | {r['center']} | " + " | ".join(cells) + " |")
+    if runs:
+        lines += ["", "Every run (selected round: the one whose θ2 the criterion chose; "
+                  "tied: share of test slides whose score equals another's):", "",
+                  "| mode | seed | selected round | AUC | spec @ sens 1 | tied | train s |",
+                  "|---|---|---|---|---|---|---|"]
+        for r in runs:
+            sel = "-" if r.get("selected_round") is None else str(r["selected_round"])
+            lines.append(f"| {r['mode']} | {r['seed']} | {sel} | {r['auc']:.3f} | "
+                         f"{r['specificity_at_full_sensitivity']:.3f} | "
+                         f"{r['tied_fraction']:.2f} | {r['train_seconds']:.0f} |")
     write_text(out / "results.md", "\n".join(lines) + "\n")
 
 

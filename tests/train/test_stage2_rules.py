@@ -79,6 +79,19 @@ def test_slide_metrics_hand_computed():
     assert m["sensitivity"] == pytest.approx(2 / 3) and m["specificity"] == pytest.approx(2 / 3)
     at_tie = slide_metrics(scores, labels, threshold=0.65)
     assert at_tie["specificity"] == pytest.approx(2 / 3)  # a score equal to t is positive
+    assert m["tied_fraction"] == 0.0 and m["negatives_at_full_sensitivity_threshold"] == 0
+
+
+def test_tied_scores_are_counted():
+    """Saturated θ2: slide means on multiples of 1/K tie, and a negative tied with the lowest
+    positive sits on the knife edge of the 100%-sensitivity threshold."""
+    scores = np.array([1.0, 0.75, 0.75, 0.75, 0.5, 0.0, 0.0, 0.25])
+    labels = np.array([1, 1, 0, 0, 1, 0, 0, 0])
+    m = slide_metrics(scores, labels, threshold=0.5)
+    assert m["tied_fraction"] == pytest.approx(5 / 8)
+    assert m["negatives_at_full_sensitivity_threshold"] == 0
+    edge = slide_metrics(np.array([0.5, 0.5, 0.5 * (1 + 1e-8), 0.1]), np.array([1, 0, 0, 0]), 0.5)
+    assert edge["negatives_at_full_sensitivity_threshold"] == 2
 
 
 def test_predictions_csv_keeps_exact_probabilities(tmp_path):

@@ -38,11 +38,28 @@ def slide_metrics(scores: np.ndarray, labels: np.ndarray, threshold: float) -> d
         "sensitivity": float(called[pos].mean()) if pos.any() else float("nan"),
         "specificity": float((~called[neg]).mean()) if neg.any() else float("nan"),
         "operating_threshold": float(threshold),
+        "tied_fraction": tied_fraction(scores),
+        "negatives_at_full_sensitivity_threshold": int(
+            np.isclose(scores[neg], thr_full, rtol=1e-6, atol=0).sum()) if pos.any() else 0,
         "tp": int((called & pos).sum()),
         "fp": int((called & neg).sum()),
         "tn": int((~called & neg).sum()),
         "fn": int((~called & pos).sum()),
     }
+
+
+def tied_fraction(scores: np.ndarray) -> float:
+    """Share of slides whose score equals another slide's (to 1e-6): saturated scores pile up
+    on a few values (multiples of 1/K, or 0 and 1), and a threshold between them is a coin
+    toss."""
+    s = np.sort(np.asarray(scores, float))
+    if len(s) < 2:
+        return 0.0
+    close = np.isclose(s[1:], s[:-1], rtol=1e-6, atol=1e-9)
+    tied = np.zeros(len(s), bool)
+    tied[1:] |= close
+    tied[:-1] |= close
+    return float(tied.mean())
 
 
 def roc_points(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
