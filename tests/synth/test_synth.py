@@ -58,3 +58,28 @@ def test_pcam_mosaic(shared, tmp_path):
             assert 0 < area < 0.25 * 960 * 960  # small relative to the slide
     slide = open_slide(ds.slides[0].path)
     assert np.asarray(slide.read_region((0, 0), 0, (960, 960))).std() > 10
+
+
+def test_pcam_val_and_test_slides_share_no_source_patch():
+    """Every source patch has its own grey value, so a slide's values name its patches."""
+    from mixsup.synth.layout import plan_slides
+    from mixsup.synth.pcam import GLASS, PatchBank, pcam_renderer, slide_banks
+
+    def patches(first: int, n: int) -> np.ndarray:
+        values = np.arange(first, first + n, dtype=np.uint8)
+        return np.repeat(values, 8 * 8 * 3).reshape(n, 8, 8, 3)
+
+    train, valid = PatchBank(patches(1, 20), patches(21, 20)), PatchBank(patches(41, 20),
+                                                                         patches(61, 20))
+    banks = slide_banks({"train": train, "valid": valid})
+    assert banks["train"] is train
+    layouts = plan_slides(12, 160, 160, seed=0, splits=(0.34, 0.33, 0.33), centers=("A",))
+    used: dict[str, set[int]] = {}
+    render = pcam_renderer(banks)
+    for lay in layouts:
+        img = render(lay)(0, 0, lay.width, lay.height, 1.0)
+        used.setdefault(lay.split, set()).update(set(np.unique(img[..., 0]).tolist())
+                                                 - {int(GLASS[0])})
+    assert used["train"] and used["train"] <= set(range(1, 41))
+    assert used["val"] and used["test"] and not used["val"] & used["test"]
+    assert used["val"] | used["test"] <= set(range(41, 81))

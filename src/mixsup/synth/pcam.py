@@ -2,13 +2,15 @@
 
 Normal patches tile the tissue; inside each tumour outline the pixels come from tumour patches,
 so lesion borders follow the outline, not the 96-px patch grid. Train slides use PCam's
-``train`` patches and val/test slides its ``valid`` patches, so no patch is shared across.
+``train`` patches; PCam's ``valid`` patches are split in two halves, one for val slides and one
+for test slides, so no patch is shared between splits.
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from mixsup.synth.layout import SlideLayout, plan_patients, plan_slides, write_d
 from mixsup.synth.pyramid_tiff import Renderer, array_renderer
 from mixsup.synth.stain import apply_center
 
+log = logging.getLogger(__name__)
 PCAM_MPP = 0.972  # PatchCamelyon: Camelyon16 at 10x
 GLASS = np.array([242, 241, 245], np.uint8)
 
@@ -33,6 +36,10 @@ class PatchBank:
     @property
     def size(self) -> int:
         return int(self.normal.shape[1])
+
+    def half(self, which: int) -> PatchBank:
+        """Every other patch of each class from ``which`` (0 or 1): the two halves share none."""
+        return PatchBank(self.normal[which::2], self.tumor[which::2])
 
 
 def load_banks(root: str | Path) -> dict[str, PatchBank]:
@@ -69,6 +76,21 @@ def load_banks(root: str | Path) -> dict[str, PatchBank]:
     return banks
 
 
+def slide_banks(banks: dict[str, PatchBank]) -> dict[str, PatchBank]:
+    """The bank of each slide split: train <- PCam train; val and test <- the two halves of
+    PCam valid, so that no source patch sits in both a val and a test slide."""
+    train = banks.get("train") or next(iter(banks.values()))
+    held = banks.get("valid")
+    if held is None:
+        log.warning("the PatchCamelyon folder has no 'valid' split: val and test slides draw "
+                    "from the same patches as train slides")
+        held = train
+    if min(len(held.normal), len(held.tumor)) < 2:
+        raise MixsupError("too few 'valid' patches to give val and test slides their own",
+                          "provide at least 2 normal and 2 tumour patches in the valid split")
+    return {"train": train, "val": held.half(0), "test": held.half(1)}
+
+
 def _mosaic(bank: np.ndarray, w: int, h: int, rng: np.random.Generator,
             cells: np.ndarray) -> np.ndarray:
     """Fill the grid cells flagged in ``cells`` with random, randomly rotated/flipped patches."""
@@ -85,8 +107,10 @@ def _mosaic(bank: np.ndarray, w: int, h: int, rng: np.random.Generator,
 
 
 def pcam_renderer(banks: dict[str, PatchBank]) -> callable:
+    """``banks`` by slide split, as ``slide_banks`` makes them."""
+
     def renderer_for(lay: SlideLayout) -> Renderer:
-        bank = banks.get("train" if lay.split == "train" else "valid") or next(iter(banks.values()))
+        bank = banks[lay.split]
         rng = np.random.default_rng(lay.seed)
         p = bank.size
         gw, gh = -(-lay.width // p), -(-lay.height // p)
@@ -124,4 +148,5 @@ def make_pcam(out: str | Path, pcam_root: str | Path, n_slides: int = 60, size: 
         layouts = plan_slides(n_slides, size, size, seed=seed,
                               annotated_fraction=annotated_fraction, tumor_radius=tumor_radius,
                               splits=splits)
-    return write_dataset(out, layouts, PCAM_MPP, pcam_renderer(banks), progress=progress)
+    return write_dataset(out, layouts, PCAM_MPP, pcam_renderer(slide_banks(banks)),
+                         progress=progress)
