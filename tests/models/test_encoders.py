@@ -9,8 +9,8 @@ import torch
 from mixsup.config import ModelConfig
 from mixsup.errors import MixsupError
 from mixsup.models.encoders import (
-    HALF,
     IMAGENET_MEAN,
+    IMAGENET_STD,
     input_norm,
     map_by_position,
     packaged_file,
@@ -68,8 +68,8 @@ def test_packaged_weights_classify_an_imagenet_picture():
 
 def test_normalisation_lives_in_the_model_and_survives_checkpoints():
     cfg = ModelConfig(encoder="efficientnet_lite0", pretrained=True, head_channels=8)
-    assert input_norm("efficientnet_lite0", True) == (HALF, HALF)
-    assert input_norm("efficientnet_lite0", False)[0] == IMAGENET_MEAN
+    assert input_norm("efficientnet_lite0", True) == (IMAGENET_MEAN, IMAGENET_STD)
+    assert input_norm("mobilenetv3_small_100", False) == (IMAGENET_MEAN, IMAGENET_STD)
     seg = build_segmenter(cfg).eval()
     assert not any("input_norm" in k for k in seg.state_dict())
     again = build_segmenter(cfg, load_weights=False).eval()
@@ -79,6 +79,8 @@ def test_normalisation_lives_in_the_model_and_survives_checkpoints():
         torch.testing.assert_close(seg(x), again(x))
     cls = build_classifier("efficientnet_lite0", True).eval()
     with torch.inference_mode():
-        manual = cls.forward_head(cls.forward_features((x - 0.5) / 0.5))
+        mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+        std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+        manual = cls.forward_head(cls.forward_features((x - mean) / std))
         hooked = cls(x)
     np.testing.assert_allclose(hooked.numpy(), manual.numpy(), rtol=1e-5, atol=1e-6)
