@@ -30,6 +30,24 @@ def test_balanced_sampler():
         BalancedSlideSampler([1, 1], 2, 1)
 
 
+@pytest.mark.parametrize("per_batch", [1, 3, 5])
+@pytest.mark.parametrize("steps", [1, 3, 4])
+def test_balanced_sampler_with_odd_batches_balances_over_steps(per_batch, steps):
+    labels = [1, 0, 0, 0, 1, 0, 0]
+    sampler = BalancedSlideSampler(labels, per_batch, steps, seed=2)
+    diff = 0  # positives minus negatives drawn so far, across epochs
+    for epoch in range(3):
+        sampler.set_epoch(epoch)
+        for batch in sampler:
+            assert len(batch) == per_batch
+            diff += sum(2 * labels[i] - 1 for i in batch)
+            assert abs(diff) <= 1
+    other_rank = BalancedSlideSampler(labels, per_batch, steps, seed=2, rank=1)
+    other_rank.set_epoch(sampler.epoch)
+    for mine, theirs in zip(sampler, other_rank, strict=True):  # each global batch balanced
+        assert sum(labels[i] for i in mine + theirs) == per_batch
+
+
 def test_round_selection_rule():
     summaries = [{"round": 0, "train_loss": 0.3, "val_loss": 0.2},
                  {"round": 1, "train_loss": 0.1, "val_loss": 0.5},

@@ -52,7 +52,12 @@ class TopKPatches(Dataset):
 
 
 class BalancedSlideSampler(Sampler[list[int]]):
-    """Batches with equal numbers of positive and negative slides (the odd one is positive)."""
+    """Batches with equal numbers of positive and negative slides.
+
+    With an odd ``slides_per_batch`` the odd slot alternates between the classes from step to
+    step (counted across epochs, shifted by rank), so positives and negatives drawn so far
+    never differ by more than one.
+    """
 
     def __init__(self, labels: list[int], slides_per_batch: int, steps: int,
                  seed: int = 0, rank: int = 0) -> None:
@@ -60,8 +65,7 @@ class BalancedSlideSampler(Sampler[list[int]]):
         self.neg = [i for i, y in enumerate(labels) if y == 0]
         if not self.pos or not self.neg:
             raise ValueError("stage 2 needs positive and negative training slides")
-        self.n_pos = (slides_per_batch + 1) // 2
-        self.n_neg = slides_per_batch - self.n_pos
+        self.slides_per_batch = slides_per_batch
         self.steps, self.seed, self.epoch, self.rank = steps, seed, 0, rank
 
     def set_epoch(self, epoch: int) -> None:
@@ -73,8 +77,11 @@ class BalancedSlideSampler(Sampler[list[int]]):
     def __iter__(self) -> Iterator[list[int]]:
         rng = np.random.default_rng((self.seed, self.epoch, self.rank))
         pos, neg = _cycle(rng, self.pos), _cycle(rng, self.neg)
-        for _ in range(self.steps):
-            yield [next(pos) for _ in range(self.n_pos)] + [next(neg) for _ in range(self.n_neg)]
+        for step in range(self.steps):
+            odd = (self.epoch * self.steps + step + self.rank) % 2
+            n_pos = self.slides_per_batch // 2 + (self.slides_per_batch % 2) * (1 - odd)
+            n_neg = self.slides_per_batch - n_pos
+            yield [next(pos) for _ in range(n_pos)] + [next(neg) for _ in range(n_neg)]
 
 
 def _cycle(rng: np.random.Generator, items: list[int]) -> Iterator[int]:
