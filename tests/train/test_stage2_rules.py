@@ -4,10 +4,11 @@ import numpy as np
 import pytest
 import torch
 
+from mixsup.config import RuntimeConfig
 from mixsup.evaluate.metrics import full_sensitivity_point, slide_metrics
 from mixsup.train.selection import full_sensitivity_threshold, select_round
-from mixsup.train.stage2 import BalancedSlideSampler, bce
-from mixsup.train.topk import slide_probability, top_k
+from mixsup.train.stage2 import BalancedSlideSampler, bce, slide_probs
+from mixsup.train.topk import top_k
 
 
 def test_top_k_orders_by_max_probability_stably():
@@ -17,8 +18,15 @@ def test_top_k_orders_by_max_probability_stably():
 
 
 def test_slide_probability_is_mean_of_k():
-    logits = torch.tensor([[0.0, 0.0], [10.0, -10.0]])
-    torch.testing.assert_close(slide_probability(logits), torch.tensor([0.5, 0.5]))
+    class Logit(torch.nn.Module):  # each patch's logit is its first pixel's red value - 100
+        def forward(self, x):
+            return x[:, :1, 0, 0] * 0.229 * 255 + 0.485 * 255 - 100
+
+    patches = torch.zeros(2, 2, 1, 1, 3, dtype=torch.uint8)
+    patches[..., 0] = torch.tensor([[100, 100], [110, 90]]).view(2, 2, 1, 1)
+    valid = torch.ones(2, 2, dtype=torch.bool)
+    got = slide_probs(Logit(), patches, valid, torch.device("cpu"), RuntimeConfig(device="cpu"))
+    torch.testing.assert_close(got, torch.tensor([0.5, 0.5]))  # sigmoid(0); (sigmoid(±10))/2
 
 
 def test_balanced_sampler():

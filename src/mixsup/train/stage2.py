@@ -89,14 +89,21 @@ def _cycle(rng: np.random.Generator, items: list[int]) -> Iterator[int]:
         yield from (items[j] for j in rng.permutation(len(items)))
 
 
-def patch_probs(model: torch.nn.Module, patches: torch.Tensor, device: torch.device,
-                runtime: RuntimeConfig) -> torch.Tensor:
-    """θ2's probability for each of the (B, K) patches."""
+def patch_probs(model: torch.nn.Module, patches: torch.Tensor, valid: torch.Tensor,
+                device: torch.device, runtime: RuntimeConfig) -> torch.Tensor:
+    """θ2's probability for each of the (B, K) patches; padded slots get 0.
+
+    Only the valid patches reach the model: white padding would otherwise enter BatchNorm's
+    batch statistics in training and in the BN recalibration.
+    """
     b, k = patches.shape[:2]
-    x = to_input(patches.reshape(b * k, *patches.shape[2:]), device, runtime.channels_last)
+    keep = valid.reshape(b * k).bool()
+    x = to_input(patches.reshape(b * k, *patches.shape[2:])[keep.to(patches.device)], device,
+                 runtime.channels_last)
     with autocast(device, runtime.amp):
-        logits = model(x).float().reshape(b, k)
-    return torch.sigmoid(logits)
+        probs = torch.sigmoid(model(x).float().reshape(-1))
+    out = torch.zeros(b * k, device=probs.device, dtype=probs.dtype)
+    return out.masked_scatter(keep.to(probs.device), probs).reshape(b, k)
 
 
 def mean_of_valid(probs: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -107,7 +114,7 @@ def mean_of_valid(probs: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
 
 def slide_probs(model: torch.nn.Module, patches: torch.Tensor, valid: torch.Tensor,
                 device: torch.device, runtime: RuntimeConfig) -> torch.Tensor:
-    return mean_of_valid(patch_probs(model, patches, device, runtime), valid)
+    return mean_of_valid(patch_probs(model, patches, valid, device, runtime), valid)
 
 
 def stage2_loss(model: torch.nn.Module, batch: Any, device: torch.device,
