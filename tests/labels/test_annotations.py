@@ -15,6 +15,7 @@ from mixsup.labels.annotations import (
     Region,
     SlideAnnotations,
     mask_to_annotations,
+    rasterize_geometry,
     read_annotations,
     write_geojson,
 )
@@ -155,6 +156,11 @@ def test_hole_in_ignore_outline_outside_every_roi_stays_unlabelled():
     expect = np.full((40, 40), IGNORE, np.uint8)
     expect[30:, 30:] = NEGATIVE
     np.testing.assert_array_equal(_mask(("roi", (30, 30, 40, 40)), ("ignore", RING)), expect)
+
+
+def test_empty_geometry_rasterises_to_nothing():
+    assert not rasterize_geometry(shapely.Polygon(), 0, 0, 8, 8).any()
+    assert rasterize_geometry(shapely.box(2, 2, 4, 4), 0, 0, 8, 8).sum() == 4
 
 
 def test_hole_in_roi_is_unlabelled():

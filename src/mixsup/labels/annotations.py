@@ -135,6 +135,8 @@ def _polygons(geom: BaseGeometry) -> list[Polygon]:
 def _paint(mask: np.ndarray, poly: Polygon, x0: float, y0: float, ds: float,
            value: int) -> None:
     """Set the pixels inside ``poly`` to ``value``; its holes keep what lay beneath."""
+    if poly.is_empty:
+        return
     h, w = mask.shape
     minx, miny, maxx, maxy = poly.bounds
     c0, r0 = max(0, int(np.floor((minx - x0) / ds))), max(0, int(np.floor((miny - y0) / ds)))
