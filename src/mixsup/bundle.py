@@ -17,12 +17,13 @@ from typing import Any
 import torch
 
 from mixsup import __version__
+from mixsup.artefacts import load_checkpoint
 from mixsup.atomic import write_json
 from mixsup.config import Config, validate
 from mixsup.errors import MixsupError
 from mixsup.models.classifier import build_classifier
 from mixsup.models.factory import build_segmenter
-from mixsup.runtime import IMAGENET_MEAN, IMAGENET_STD, load_checkpoint
+from mixsup.runtime import IMAGENET_MEAN, IMAGENET_STD
 
 BUNDLE_FORMAT = "mixsup-bundle-v1"
 

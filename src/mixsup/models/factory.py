@@ -10,7 +10,7 @@ def build_segmenter(cfg: ModelConfig) -> DLAUpSegmenter:
     model = DLAUpSegmenter(cfg.encoder, pretrained=cfg.pretrained,
                            head_channels=cfg.head_channels)
     if cfg.weights:
-        from mixsup.runtime import load_weights_into
+        from mixsup.artefacts import load_weights_into
 
         load_weights_into(model.encoder, cfg.weights)
     return model

@@ -18,21 +18,14 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset, Sampler
 
+from mixsup.artefacts import load_checkpoint, load_weights_into, save_checkpoint
 from mixsup.atomic import write_json
 from mixsup.config import Config, MILConfig, RuntimeConfig
 from mixsup.dist import SINGLE, Dist
 from mixsup.infer import infer_slides_iter
 from mixsup.models.classifier import build_classifier
 from mixsup.patches import SlidePool, augment
-from mixsup.runtime import (
-    autocast,
-    compiled,
-    load_checkpoint,
-    load_weights_into,
-    save_checkpoint,
-    seed_everything,
-    to_input,
-)
+from mixsup.runtime import autocast, compiled, seed_everything, to_input
 from mixsup.train.context import RunContext, SlideSet
 from mixsup.train.fit import append_jsonl, fit
 from mixsup.train.topk import top_k
