@@ -16,14 +16,16 @@ from __future__ import annotations
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-import zarr
 
 from mixsup.atomic import atomic_path
 from mixsup.errors import MixsupError
+
+if TYPE_CHECKING:  # imported where used: tiling needs neither torch nor zarr
+    import torch
+    import zarr
 
 CHECKPOINT_FORMAT = "mixsup-checkpoint-v1"
 # skops trusts scikit-learn's estimators and plain data already; a tree's node table is trusted
@@ -37,6 +39,8 @@ STORE_CODECS = {"bytes", "zstd", "blosc", "gzip", "crc32c", "transpose"}
 # -- torch ----------------------------------------------------------------------------------
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
+    import torch
+
     payload = {"format": CHECKPOINT_FORMAT, **state}
     with atomic_path(path, suffix=".pt") as tmp:
         torch.save(payload, tmp)
@@ -44,6 +48,8 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a mixsup checkpoint; refuses pickles that would run code and foreign files."""
+    import torch
+
     path = Path(path)
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
@@ -61,6 +67,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
 def load_weights_into(module: torch.nn.Module, path: str | Path) -> None:
     """Local pretrained weights (.pth / .pt / .safetensors) into ``module``, matching by name."""
+    import torch
+
     path = Path(path)
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
@@ -173,15 +181,21 @@ def load_arrays(path: str | Path) -> dict[str, np.ndarray]:
 # -- zarr -----------------------------------------------------------------------------------
 
 def new_group(path: str | Path) -> zarr.Group:
+    import zarr
+
     return zarr.open_group(str(path), mode="w")
 
 
 def new_array(path: str | Path, **kwargs: Any) -> zarr.Array:
+    import zarr
+
     return zarr.create_array(str(path), **kwargs)
 
 
 def open_store(path: str | Path) -> zarr.Group:
     """A zarr group opened read-only; refused unless every array is numeric and plainly coded."""
+    import zarr
+
     group = zarr.open_group(str(path), mode="r")
     for name, array in group.arrays():
         meta = array.metadata.to_dict()
