@@ -37,7 +37,7 @@ FAST = ["stage1.rounds=2", "stage1.epochs_init=2", "stage1.epochs_per_round=2",
 def fast_config(rounds: int = 2):
     from mixsup.config import load_config
 
-    return load_config("small", overrides=[*FAST, f"stage1.rounds={rounds}"])
+    return load_config("tiny", overrides=[*FAST, f"stage1.rounds={rounds}"])
 
 
 @pytest.fixture(scope="session")

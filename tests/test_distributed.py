@@ -36,7 +36,7 @@ def _read(path: Path) -> dict[str, float]:
 
 @pytest.mark.slow
 def test_torchrun_training_and_sharded_estep(shapes_data, tmp_path):
-    args = ["train", str(shapes_data), "--out", str(tmp_path / "run"), "--preset", "small"]
+    args = ["train", str(shapes_data), "--out", str(tmp_path / "run"), "--preset", "tiny"]
     for item in [*FAST, "stage1.rounds=1"]:
         args += ["--set", item]
     done = _torchrun(*args)

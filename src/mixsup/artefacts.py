@@ -65,8 +65,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return state
 
 
-def load_weights_into(module: torch.nn.Module, path: str | Path) -> None:
-    """Local pretrained weights (.pth / .pt / .safetensors) into ``module``, matching by name."""
+def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    """The tensors of a .pth / .pt / .safetensors file, in file order."""
     import torch
 
     path = Path(path)
@@ -83,6 +83,12 @@ def load_weights_into(module: torch.nn.Module, path: str | Path) -> None:
                               path) from exc
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
+    return state
+
+
+def load_weights_into(module: torch.nn.Module, path: str | Path) -> None:
+    """Local pretrained weights (.pth / .pt / .safetensors) into ``module``, matching by name."""
+    state = read_weights(path)
     own = module.state_dict()
     usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     if not usable:

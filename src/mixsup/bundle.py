@@ -21,9 +21,8 @@ from mixsup.artefacts import load_checkpoint
 from mixsup.atomic import write_json
 from mixsup.config import Config, validate
 from mixsup.errors import MixsupError
-from mixsup.models.classifier import build_classifier
-from mixsup.models.factory import build_segmenter
-from mixsup.runtime import IMAGENET_MEAN, IMAGENET_STD
+from mixsup.models.encoders import input_norm
+from mixsup.models.factory import build_classifier, build_segmenter
 
 BUNDLE_FORMAT = "mixsup-bundle-v1"
 
@@ -61,7 +60,7 @@ def export_bundle(out_dir: Path, cfg: Config, theta1_ckpt: Path, theta2_ckpt: Pa
             "mpp": cfg.tiling.mpp,
             "patch_size": cfg.tiling.patch_size,
             "overlap": cfg.tiling.overlap,
-            "normalisation": {"mean": IMAGENET_MEAN, "std": IMAGENET_STD, "scale": 1 / 255},
+            "normalisation": _normalisation(cfg, info.get("mode")),
             "map_downsample": cfg.stage1.map_downsample,
             "top_k": cfg.stage2.top_k,
             "tissue": cfg.tissue.model_dump(mode="json"),
@@ -77,6 +76,18 @@ def export_bundle(out_dir: Path, cfg: Config, theta1_ckpt: Path, theta2_ckpt: Pa
     return out_dir
 
 
+def _normalisation(cfg: Config, mode: str | None) -> dict[str, Any]:
+    """Each model's input: RGB / 255, then (x - mean) / std (done inside the model)."""
+    def norm(encoder: str, pretrained: bool) -> dict[str, Any]:
+        mean, std = input_norm(encoder, pretrained)
+        return {"scale": 1 / 255, "mean": mean, "std": std}
+
+    if mode == "image":
+        return {"theta1": norm(cfg.mil.encoder, cfg.mil.pretrained)}
+    return {"theta1": norm(cfg.model.encoder, cfg.model.pretrained),
+            "theta2": norm(cfg.stage2.encoder, cfg.stage2.pretrained)}
+
+
 def load_bundle(path: str | Path, device: torch.device | str = "cpu") -> Bundle:
     path = Path(path)
     if (path / "bundle").is_dir():
@@ -90,14 +101,13 @@ def load_bundle(path: str | Path, device: torch.device | str = "cpu") -> Bundle:
         raise MixsupError("unknown bundle format", "re-export it with this mixsup", meta_path)
     cfg = validate(meta["config"])
     if meta.get("mode") == "image":
-        theta1 = build_classifier(cfg.mil.encoder, pretrained=False)
+        theta1 = build_classifier(cfg.mil.encoder, cfg.mil.pretrained, load_weights=False)
     else:
-        theta1 = build_segmenter(cfg.model.model_copy(update={"weights": None,
-                                                               "pretrained": False}))
+        theta1 = build_segmenter(cfg.model, load_weights=False)
     theta1.load_state_dict(load_checkpoint(path / "theta1.pt", device)["model"])
     theta2 = None
     if meta.get("theta2"):
-        theta2 = build_classifier(cfg.stage2.encoder, pretrained=False)
+        theta2 = build_classifier(cfg.stage2.encoder, cfg.stage2.pretrained, load_weights=False)
         theta2.load_state_dict(load_checkpoint(path / "theta2.pt", device)["model"])
         theta2.eval()
     return Bundle(meta, cfg, theta1.eval(), theta2)

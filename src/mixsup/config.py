@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from mixsup.errors import ConfigError
 
-PRESETS = ("paper", "small")
+PRESETS = ("paper", "small", "tiny")
 AnnotationRole = Literal["tumor", "negative", "roi", "ignore"]
 
 
@@ -103,6 +103,20 @@ class RuntimeConfig(_Frozen):
                                           "training; 0 turns it off")
 
 
+class TrainingConfig(_Frozen):
+    """What every training (θ1, θ2, the MIL baseline) shares, so that the modes differ only in
+    their supervision."""
+
+    stain_sigma: float = Field(0.05, ge=0, le=1, description="HED jitter: stain scale "
+                               "1 + U(-s, s) (Tellez et al. 2019)")
+    stain_bias: float = Field(0.05, ge=0, le=1, description="HED jitter: stain shift U(-b, b)")
+    lr_schedule: Literal["cosine", "constant"] = "cosine"
+    warmup_fraction: float = Field(0.05, ge=0, lt=1, description="linear warm-up, share of "
+                                   "a fit's steps")
+    label_smoothing: float = Field(0.0, ge=0, lt=1, description="θ2 and MIL targets "
+                                   "s/2 and 1 - s/2")
+
+
 class Stage1Config(_Frozen):
     rounds: int = Field(3, ge=0)
     epochs_init: int = Field(30, ge=0)
@@ -127,6 +141,12 @@ class Stage1Config(_Frozen):
     keep_negatives: bool = Field(False, description="hard negatives accumulate over rounds")
     augment: bool = True
     infer_batch_size: int = Field(64, ge=1)
+    collapse_ratio: float = Field(0.2, ge=0, le=1, description="a round whose E-step finds "
+                                  "fewer positive-slide patches >= T than this share of the "
+                                  "previous round's has collapsed")
+    on_collapse: Literal["warn", "rollback"] = Field(
+        "rollback", description="rollback: the collapsed round is left out of round selection "
+        "and the next round starts again from the last good one")
 
     @model_validator(mode="after")
     def _ratio_ok(self) -> Stage1Config:
@@ -146,7 +166,11 @@ class Stage2Config(_Frozen):
     lr: float = Field(1e-4, gt=0)
     weight_decay: float = Field(1e-4, ge=0)
     augment: bool = True
-    select_by: Literal["train_loss", "val"] = "train_loss"
+    select_by: Literal["train_curve", "train_loss", "val"] = Field(
+        "train_curve", description="round choice: mean θ2 training loss over epochs "
+        "(train_curve), final training loss (train_loss, the paper's), or val loss")
+    select_tolerance: float = Field(1e-3, ge=0, description="criterion values this close to "
+                                    "the best are a reported tie")
 
 
 class MILConfig(_Frozen):
@@ -157,6 +181,8 @@ class MILConfig(_Frozen):
     weights: str | None = None
     top_k: int = Field(1, ge=1, description="patches per slide trained on each epoch")
     epochs: int = Field(20, ge=0)
+    steps_per_epoch: int | None = Field(None, ge=1, description="default: one pass over the "
+                                        "epoch's selection")
     batch_size: int = Field(64, ge=1)
     lr: float = Field(1e-4, gt=0)
     weight_decay: float = Field(1e-4, ge=0)
@@ -172,7 +198,7 @@ class DataSubsetConfig(_Frozen):
 
 
 class Config(_Frozen):
-    preset: Literal["paper", "small", "custom"] = "custom"
+    preset: Literal["paper", "small", "tiny", "custom"] = "custom"
     seed: int = 0
     reader: ReaderConfig = ReaderConfig()
     tissue: TissueConfig = TissueConfig()
@@ -180,6 +206,7 @@ class Config(_Frozen):
     annotations: AnnotationConfig = AnnotationConfig()
     model: ModelConfig = ModelConfig()
     runtime: RuntimeConfig = RuntimeConfig()
+    training: TrainingConfig = TrainingConfig()
     stage1: Stage1Config = Stage1Config()
     stage2: Stage2Config = Stage2Config()
     mil: MILConfig = MILConfig()

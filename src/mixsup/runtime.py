@@ -1,4 +1,4 @@
-"""Devices, seeds, autocast and the input normalisation (checkpoints: ``artefacts``)."""
+"""Devices, seeds, autocast and model inputs (checkpoints: ``artefacts``)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,6 @@ import numpy as np
 import torch
 
 from mixsup.config import RuntimeConfig
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def pick_device(cfg: RuntimeConfig, local_rank: int = 0) -> torch.device:
@@ -38,14 +35,12 @@ def autocast(device: torch.device, enabled: bool):
 
 
 def to_input(batch: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
-    """uint8 NHWC/NCHW batch -> normalised float NCHW on ``device`` (normalised on the device)."""
+    """uint8 NHWC/NCHW batch -> float NCHW in [0, 1] on ``device`` (converted on the device).
+    Each model applies its encoder's mean/std itself (``models.encoders.InputNorm``)."""
     x = batch.to(device, non_blocking=True)
     if x.ndim == 4 and x.shape[-1] == 3 and x.shape[1] != 3:
         x = x.permute(0, 3, 1, 2)
     x = x.float().div_(255.0)
-    mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
-    x = (x - mean) / std
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     return x

@@ -21,7 +21,7 @@ LOSS_TOL = 1e-3
 
 def _train_cmd(data: Path, run: Path, resume: bool) -> list[str]:
     cmd = [sys.executable, "-m", "mixsup", "-q", "train", str(data), "--out", str(run),
-           "--preset", "small"]
+           "--preset", "tiny"]
     for item in FAST:
         cmd += ["--set", item]
     return [*cmd, "--resume"] if resume else cmd

@@ -43,8 +43,12 @@ def test_init_plus_two_rounds(shapes_data, trained):
 
 def test_stage2_per_round_selection_and_bundle(trained):
     run, s = trained.run_dir, trained.summary
-    losses = [r["stage2_train_loss"] for r in s["rounds"]]
-    assert s["selected_round"] == int(np.argmin(losses))
+    curves = [r["stage2_train_curve"] for r in s["rounds"]]
+    assert s["selection"]["criterion"] == "train_curve"
+    if len(s["selection"]["tied"]) == 1:
+        assert s["selected_round"] == int(np.argmin(curves))
+    else:
+        assert s["selected_round"] in s["selection"]["tied"]
     bundle = json.loads((run / "bundle" / "bundle.json").read_text())
     assert bundle["selected_round"] == s["selected_round"]
     assert bundle["preprocessing"]["mpp"] == 1.0 and bundle["preprocessing"]["patch_size"] == 128

@@ -19,8 +19,8 @@ def test_top_k_orders_by_max_probability_stably():
 
 def test_slide_probability_is_mean_of_k():
     class Logit(torch.nn.Module):  # each patch's logit is its first pixel's red value - 100
-        def forward(self, x):
-            return x[:, :1, 0, 0] * 0.229 * 255 + 0.485 * 255 - 100
+        def forward(self, x):  # x in [0, 1]
+            return x[:, :1, 0, 0] * 255 - 100
 
     patches = torch.zeros(2, 2, 1, 1, 3, dtype=torch.uint8)
     patches[..., 0] = torch.tensor([[100, 100], [110, 90]]).view(2, 2, 1, 1)
@@ -60,10 +60,26 @@ def test_round_selection_rule():
     summaries = [{"round": 0, "train_loss": 0.3, "val_loss": 0.2},
                  {"round": 1, "train_loss": 0.1, "val_loss": 0.5},
                  {"round": 2, "train_loss": 0.1, "val_loss": 0.4}]
-    assert select_round(summaries, "train_loss") == 1  # lowest, first on ties
-    assert select_round(summaries, "val") == 0
+    choice = select_round(summaries, "train_loss")
+    assert (choice.round, choice.tied) == (2, (1, 2))  # tie broken by the val loss
+    assert "tie" in choice.rule and "val_loss" in choice.rule
+    assert select_round(summaries, "val").round == 0
     with pytest.raises(ValueError):
         select_round([{"round": 0, "train_loss": 0.1}], "val")
+
+
+def test_round_selection_when_theta2_saturates():
+    """θ2 memorises every round (final loss at the clip floor): the paper's rule can only tie;
+    the training curve still tells the rounds apart and picks the one θ2 learnt fastest."""
+    floor = 1.0000005e-06
+    summaries = [{"round": 0, "train_loss": floor, "train_curve": 0.41},
+                 {"round": 1, "train_loss": floor, "train_curve": 0.22},
+                 {"round": 2, "train_loss": floor, "train_curve": 0.30}]
+    assert select_round(summaries, "train_curve").round == 1
+    paper = select_round(summaries, "train_loss")
+    assert paper.tied == (0, 1, 2) and paper.round == 2  # reported, not silently round 0
+    assert select_round(summaries, "train_curve", tolerance=0.1).tied == (1, 2)
+    assert select_round(summaries, "train_curve").to_json()["values"]["1"] == 0.22
 
 
 def test_bce():

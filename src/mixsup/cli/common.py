@@ -6,11 +6,13 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
+from mixsup.config import PRESETS
+
 Command = Callable[[argparse.Namespace], int]
 
 
 def config_args(p: argparse.ArgumentParser, default_preset: str = "paper") -> None:
-    p.add_argument("--preset", default=default_preset, choices=["paper", "small"],
+    p.add_argument("--preset", default=default_preset, choices=list(PRESETS),
                    help=f"settings preset (default: {default_preset})")
     p.add_argument("--config", action="append", default=[], metavar="FILE.yaml",
                    help="YAML file overriding the preset (repeatable)")

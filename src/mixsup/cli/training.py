@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Command]:
     p.add_argument("--strict", action="store_true", help="fail on the first bad slide")
     p.add_argument("--weights", default=None, help="local pretrained encoder weights")
     p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--select-by", choices=["train_loss", "val"], default=None,
+    p.add_argument("--select-by", choices=["train_curve", "train_loss", "val"], default=None,
                    help="round selection: lowest θ2 training loss (paper) or val loss")
     config_args(p)
 
@@ -81,7 +81,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"run folder: {result.run_dir}; model bundle: {s['bundle']}")
         return 0
     print(f"{'round':>5} {'θ1 loss':>8} {'y_p':>6} {'y_p+':>6} {'y_p-':>6} {'pseudo+px':>9} "
-          f"{'pos px':>7} {'neg px':>7} {'θ2 train':>9} {'θ2 val':>7}")
+          f"{'pos px':>7} {'neg px':>7} {'θ2 curve':>9} {'θ2 train':>9} {'θ2 val':>7}")
     for r in s["rounds"]:
         pools = r["pools"] or {}
         mark = " *" if r["round"] == s["selected_round"] else ""
@@ -91,9 +91,11 @@ def cmd_train(args: argparse.Namespace) -> int:
               f"{r['pseudo_positive_pixel_fraction'] or 0:>9.3f} "
               f"{r['map_stats']['positive_slides_pixel_fraction']:>7.3f} "
               f"{r['map_stats']['negative_slides_pixel_fraction']:>7.3f} "
-              f"{r['stage2_train_loss']:>9.4f} {fmt(r['stage2_val_loss']):>7}{mark}")
-    print(f"selected round {s['selected_round']} (by {s['select_by']}); operating threshold "
-          f"{s['operating_threshold']:.4f} ({s['threshold_source']})")
+              f"{fmt(r['stage2_train_curve']):>9} "
+              f"{fmt(r['stage2_train_loss']):>9} {fmt(r['stage2_val_loss']):>7}{mark}"
+              + ("  collapsed" if r.get("collapsed") else ""))
+    print(f"selected round {s['selected_round']} ({s['selection']['rule']}); operating "
+          f"threshold {s['operating_threshold']:.4f} ({s['threshold_source']})")
     print(f"run folder: {result.run_dir}; model bundle: {s['bundle']}")
     return 0
 
@@ -153,8 +155,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if not (data / "slides.csv").is_file():
         make_shapes(data, progress=not args.quiet)
     print_dataset(data)
-    print(f"[2/4] training (small preset: θ1 init + EM rounds, θ2 per round) into {run}")
-    cfg = load_config("small")
+    print(f"[2/4] training (tiny preset: θ1 init + EM rounds, θ2 per round) into {run}")
+    cfg = load_config("tiny")
     result = train(data, run, cfg, resume=(run / "config.yaml").is_file(),
                    progress=not args.quiet)
     s = result.summary

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mixsup.models.encoders import IMAGENET_MEAN, IMAGENET_STD, InputNorm
+
 
 def _conv_bn_relu(cin: int, cout: int, k: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, k, padding=k // 2, bias=False),
@@ -82,8 +84,10 @@ class DLAUpSegmenter(nn.Module):
     """Encoder features at strides 2..32 -> DLAUp -> IDAUp -> 1 logit at stride 2 -> input size."""
 
     def __init__(self, encoder: str = "dla34", pretrained: bool = False,
-                 head_channels: int = 64) -> None:
+                 head_channels: int = 64, mean: tuple[float, ...] = IMAGENET_MEAN,
+                 std: tuple[float, ...] = IMAGENET_STD) -> None:
         super().__init__()
+        self.input_norm = InputNorm(mean, std)
         self.encoder = timm.create_model(encoder, pretrained=pretrained, features_only=True)
         info = self.encoder.feature_info
         reductions = info.reduction()
@@ -107,6 +111,7 @@ class DLAUpSegmenter(nn.Module):
         nn.init.constant_(self.head[-1].bias, -2.19)  # start near p = 0.1: most pixels are benign
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.input_norm(x)
         h, w = x.shape[-2:]
         ph, pw = (-h) % self.stride, (-w) % self.stride
         if ph or pw:

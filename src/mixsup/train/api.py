@@ -46,15 +46,22 @@ def train(data_dir: str | Path, out: str | Path, cfg: Config, mode: str = "mixed
     ctx = prepare(data, cfg, run_dir, strict=strict, progress=progress, dist=dist)
     if mode == "image":
         return _train_image(ctx, data, cfg, run_dir, strict, progress)
-    rounds = cfg.stage1.rounds if mode == "mixed" else 0
-    results = run_stage1(ctx, rounds=rounds)
+    s1 = cfg.stage1
+    if mode == "mixed":
+        results = run_stage1(ctx)
+    else:  # the same θ1 optimiser steps as mixed, all on the pixel labels
+        results = run_stage1(ctx, rounds=0,
+                             init_epochs=s1.epochs_init + s1.rounds * s1.epochs_per_round)
     figures = stage1_figures(run_dir / "figures", ctx.train, ctx.train.labelled(),
                              [(res.round, res.maps) for res in results]) if dist.main else []
     val = slide_set(data, ("val",), cfg, run_dir / "tiles", strict, progress, dist)
     val = val if val.labelled() else None
-    stage2 = [run_stage2(ctx, res, val) for res in results]
-    selected = select_round(stage2, cfg.stage2.select_by)
-    chosen = stage2[selected]
+    usable = [res for res in results if not res.summary.get("collapsed")]
+    stage2 = [run_stage2(ctx, res, val) for res in usable]
+    choice = select_round(stage2, cfg.stage2.select_by, cfg.stage2.select_tolerance)
+    selected = choice.round
+    chosen = next(s for s in stage2 if s["round"] == selected)
+    by_round = {s["round"]: s for s in stage2}
     threshold, source = _operating_threshold(chosen)
     if not dist.main:
         dist.barrier()
@@ -64,8 +71,10 @@ def train(data_dir: str | Path, out: str | Path, cfg: Config, mode: str = "mixed
                                "mode": mode,
                                "selected_round": selected,
                                "select_by": cfg.stage2.select_by,
+                               "selection": choice.to_json(),
                                "stage2_losses": {s["round"]: {k: s.get(k) for k in
-                                                              ("train_loss", "val_loss")}
+                                                              ("train_curve", "train_loss",
+                                                               "val_loss")}
                                                  for s in stage2},
                                "operating_threshold": threshold,
                                "threshold_source": source,
@@ -74,6 +83,7 @@ def train(data_dir: str | Path, out: str | Path, cfg: Config, mode: str = "mixed
         "mode": mode,
         "selected_round": selected,
         "select_by": cfg.stage2.select_by,
+        "selection": choice.to_json(),
         "operating_threshold": threshold,
         "threshold_source": source,
         "bundle": str(bundle),
@@ -82,9 +92,11 @@ def train(data_dir: str | Path, out: str | Path, cfg: Config, mode: str = "mixed
                     "pseudo_positive_pixel_fraction":
                         res.summary["pools"].get("pseudo_positive_pixel_fraction"),
                     "map_stats": res.summary["map_stats"],
-                    "stage2_train_loss": s2["train_loss"],
-                    "stage2_val_loss": s2.get("val_loss")}
-                   for res, s2 in zip(results, stage2, strict=True)],
+                    "collapsed": bool(res.summary.get("collapsed")),
+                    "stage2_train_curve": by_round.get(res.round, {}).get("train_curve"),
+                    "stage2_train_loss": by_round.get(res.round, {}).get("train_loss"),
+                    "stage2_val_loss": by_round.get(res.round, {}).get("val_loss")}
+                   for res in results],
         "skipped_slides": ctx.train.skipped,
         "figures": [str(p.relative_to(run_dir)) for p in figures],
     }

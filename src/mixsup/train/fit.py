@@ -16,11 +16,12 @@ from tqdm import tqdm
 
 from mixsup.artefacts import load_checkpoint, save_checkpoint
 from mixsup.atomic import write_json
-from mixsup.config import RuntimeConfig
+from mixsup.config import RuntimeConfig, TrainingConfig
 from mixsup.dist import SINGLE, Dist
 from mixsup.errors import MixsupError
 from mixsup.runtime import autocast, compiled, to_input
 from mixsup.train.loss import soft_bce
+from mixsup.train.stain import hed_jitter
 
 log = logging.getLogger(__name__)
 
@@ -41,17 +42,35 @@ def segmenter_loss(model: torch.nn.Module, batch: Any, device: torch.device,
     return soft_bce(logits[:, 0], target.to(device), valid.to(device))
 
 
+def lr_at(step: int, total: int, base: float, cfg: TrainingConfig) -> float:
+    """Linear warm-up over the first ``warmup_fraction`` of the steps, then cosine to 0
+    (or constant)."""
+    warm = round(cfg.warmup_fraction * total)
+    if step < warm:
+        return base * (step + 1) / warm
+    if cfg.lr_schedule == "constant" or total <= warm:
+        return base
+    return base * 0.5 * (1 + math.cos(math.pi * (step - warm) / (total - warm)))
+
+
 def fit(model: torch.nn.Module, dataset, sampler, epochs: int, lr: float,
         weight_decay: float, runtime: RuntimeConfig, device: torch.device,
         ckpt_path: Path, loss_fn: LossFn = segmenter_loss,
         on_epoch: Callable[[int, float], None] | None = None,
-        progress: bool = True, desc: str = "train", dist: Dist = SINGLE) -> list[float]:
+        progress: bool = True, desc: str = "train", dist: Dist = SINGLE,
+        training: TrainingConfig | None = None,
+        before_epoch: Callable[[int], None] | None = None) -> list[float]:
     """Train for ``epochs``; resumes from ``ckpt_path`` when it holds finished epochs.
+
+    ``training`` sets the learning-rate schedule and the HED stain jitter applied to each
+    batch's images. ``before_epoch(epoch)`` runs before each epoch's loader is built, with the
+    model as trained so far (the MIL baseline re-selects its patches there).
 
     Under torchrun the model is wrapped in DistributedDataParallel, each rank draws its own
     batches from ``sampler`` (which must be rank-aware), rank 0 writes the checkpoints and the
     epoch loss is the mean over ranks.
     """
+    training = training or TrainingConfig()
     model.to(device)
     if runtime.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -66,7 +85,12 @@ def fit(model: torch.nn.Module, dataset, sampler, epochs: int, lr: float,
         log.info("%s: resuming after epoch %d of %d", desc, start, epochs)
     net = _distributed(model, runtime, device, dist)
     forward = compiled(net, runtime)
+    # one draw from the seeded global generator, so a resumed run jitters its epochs alike
+    stain_seed = int(torch.randint(2**31 - 1, ()).item())
+    total_steps = epochs * len(sampler)
     for epoch in range(start, epochs):
+        if before_epoch is not None:
+            before_epoch(epoch)
         sampler.set_epoch(epoch)
         dataset.epoch = epoch
         loader = DataLoader(dataset, batch_sampler=sampler, num_workers=runtime.num_workers,
@@ -77,9 +101,14 @@ def fit(model: torch.nn.Module, dataset, sampler, epochs: int, lr: float,
         bar = tqdm(loader, desc=f"{desc} epoch {epoch + 1}/{epochs}", unit="batch",
                    disable=not progress, leave=False)
         batches = iter(sampler)
-        for batch in bar:
+        gen = torch.Generator().manual_seed(stain_seed + epoch)
+        for step, batch in enumerate(bar):
             ids = next(batches, None)
             n_items = len(batch[0])
+            batch = (hed_jitter(batch[0], training.stain_sigma, training.stain_bias, gen),
+                     *batch[1:])
+            for group in opt.param_groups:
+                group["lr"] = lr_at(epoch * len(sampler) + step, total_steps, lr, training)
             loss = loss_fn(forward, batch, device, runtime)
             if not math.isfinite(loss.item()):
                 diag = ckpt_path.parent / f"nonfinite_epoch{epoch + 1}.json"

@@ -10,24 +10,28 @@ from __future__ import annotations
 
 import json
 import logging
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Dataset
 
-from mixsup.artefacts import load_checkpoint, load_weights_into, save_checkpoint
+from mixsup.artefacts import load_weights_into, save_checkpoint
 from mixsup.atomic import write_json
 from mixsup.config import Config, MILConfig, RuntimeConfig
 from mixsup.dist import SINGLE, Dist
+from mixsup.errors import MixsupError
 from mixsup.infer import infer_slides_iter
-from mixsup.models.classifier import build_classifier
+from mixsup.models.factory import build_classifier
 from mixsup.patches import SlidePool, augment
 from mixsup.runtime import autocast, compiled, seed_everything, to_input
 from mixsup.train.context import RunContext, SlideSet
 from mixsup.train.fit import append_jsonl, fit
+from mixsup.train.sampler import MixedBatchSampler, default_steps
+from mixsup.train.stage2 import smooth
 from mixsup.train.topk import top_k
 
 log = logging.getLogger(__name__)
@@ -43,15 +47,18 @@ def aggregate(patch_probs: np.ndarray, cfg: MILConfig) -> float:
 
 def mil_selection(scores: dict[int, np.ndarray], coords: dict[int, np.ndarray],
                   labels: dict[int, int], k: int) -> np.ndarray:
-    """Rows (slide, x, y, label) of every slide's top-k patches by the current scores."""
+    """Rows (slide, x, y, label) of every slide's top-k patches by the current scores, exactly
+    k per slide (a slide with fewer patches repeats its ranking), in the order of ``labels``."""
     rows = []
     for i, y in labels.items():
-        for j in top_k(scores[i], k):
+        for j in np.resize(top_k(scores[i], k), k):
             rows.append((i, int(coords[i][j][0]), int(coords[i][j][1]), int(y)))
     return np.asarray(rows, np.int64).reshape(-1, 4)
 
 
 class SelectedPatches(Dataset):
+    """This epoch's selected patches (``refs``, replaced before each epoch)."""
+
     def __init__(self, slides: SlidePool, rows: np.ndarray, patch_size: int, mpp: float,
                  augment: bool, seed: int) -> None:
         self.slides, self.refs = slides, rows
@@ -71,34 +78,13 @@ class SelectedPatches(Dataset):
         return torch.from_numpy(img), torch.tensor(float(label))
 
 
-class ShuffledBatches(Sampler[list[int]]):
-    """One shuffled pass; under torchrun every rank takes a disjoint share of the batches."""
-
-    def __init__(self, n: int, batch_size: int, seed: int, dist: Dist = SINGLE) -> None:
-        self.n, self.batch_size, self.seed, self.epoch = n, batch_size, seed, 0
-        self.dist = dist
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        # every rank runs the same number of steps, so DDP's collectives stay matched
-        return -(-self.n // (self.batch_size * self.dist.world))
-
-    def __iter__(self):
-        order = np.random.default_rng((self.seed, self.epoch)).permutation(self.n)
-        batches = [order[a:a + self.batch_size] for a in range(0, self.n, self.batch_size)]
-        mine = batches[self.dist.rank::self.dist.world]
-        for k in range(len(self)):
-            yield mine[k % len(mine)].tolist()
-
-
 def mil_loss(model: torch.nn.Module, batch: Any, device: torch.device,
-             runtime: RuntimeConfig) -> torch.Tensor:
+             runtime: RuntimeConfig, smoothing: float = 0.0) -> torch.Tensor:
     img, label = batch
     with autocast(device, runtime.amp):
         logits = model(to_input(img, device, runtime.channels_last))
-    return F.binary_cross_entropy_with_logits(logits.float()[:, 0], label.to(device))
+    return F.binary_cross_entropy_with_logits(logits.float()[:, 0],
+                                              smooth(label.to(device), smoothing))
 
 
 def score_patches(model: torch.nn.Module, slides: SlideSet, which: list[int], cfg: Config,
@@ -119,7 +105,11 @@ def score_patches(model: torch.nn.Module, slides: SlideSet, which: list[int], cf
 
 
 def run_mil(ctx: RunContext, val: SlideSet | None) -> dict[str, Any]:
-    """Train the MIL classifier; epochs resume from ``mil/train_last.pt``."""
+    """Train the MIL classifier as Campanella et al.: before every epoch the current model
+    scores every tissue patch of every labelled training slide, and the epoch trains on each
+    slide's top-k patches, in batches holding as many patches of positive as of negative
+    slides. One ``fit`` carries the optimiser, schedule, checkpoints (resume re-scores with the
+    restored model) and the final BatchNorm recalibration across epochs."""
     cfg, m = ctx.cfg, ctx.cfg.mil
     mdir = ctx.run_dir / "mil"
     if (mdir / "summary.json").is_file():
@@ -130,32 +120,37 @@ def run_mil(ctx: RunContext, val: SlideSet | None) -> dict[str, Any]:
     if m.weights:
         load_weights_into(model, m.weights)
     model.to(ctx.device)
-    labels = ctx.train.labelled()
+    labelled = {i: y for i, y in ctx.train.labelled().items()
+                if len(ctx.train.tilesets[i].coords)}
+    # positives first: the sampler's two pools are the first and second block of rows
+    labels = dict(sorted(labelled.items(), key=lambda t: -t[1]))
+    n_pos = sum(labels.values())
+    if n_pos == 0 or n_pos == len(labels):
+        raise MixsupError("the MIL baseline needs positive and negative training slides",
+                          "label both kinds in slides.csv", ctx.data.root)
     coords = {i: ctx.train.tilesets[i].coords for i in labels}
-    ckpt = mdir / "train_last.pt"
-    done = int(load_checkpoint(ckpt)["epoch"]) if ckpt.is_file() else 0
-    losses: list[float] = []
-    pool = SlidePool(ctx.train.sources)
     t = ctx.train.tilesets[next(iter(labels))]
-    for epoch in range(done, m.epochs):
-        if ckpt.is_file():
-            model.load_state_dict(load_checkpoint(ckpt)["model"])
+    ds = SelectedPatches(SlidePool(ctx.train.sources), np.zeros((0, 4), np.int64),
+                         t.patch_size, t.mpp, m.augment, cfg.seed)
+    sizes = [m.top_k * n_pos, m.top_k * (len(labels) - n_pos)]
+    steps = m.steps_per_epoch or default_steps(sizes, m.batch_size)
+    sampler = MixedBatchSampler(sizes, (1.0, 1.0), m.batch_size, steps, seed=cfg.seed,
+                                rank=ctx.dist.rank, world_size=ctx.dist.world)
+
+    def select(epoch: int) -> None:
         scores = score_patches(model, ctx.train, list(labels), cfg, ctx.device, ctx.progress,
                                f"MIL scoring, epoch {epoch + 1}", ctx.dist)
-        rows = mil_selection(scores, coords, labels, m.top_k)
-        ds = SelectedPatches(pool, rows, t.patch_size, t.mpp, m.augment, cfg.seed)
-        sampler = ShuffledBatches(len(rows), m.batch_size, cfg.seed, ctx.dist)
-        # one epoch on this epoch's selection; ``fit`` keeps the checkpoint and optimiser
-        losses = fit(model, ds, sampler, epoch + 1, m.lr, m.weight_decay, cfg.runtime,
-                     ctx.device, ckpt, loss_fn=mil_loss, progress=ctx.progress,
-                     desc="MIL", dist=ctx.dist)
-        if ctx.dist.main:
-            append_jsonl(ctx.run_dir / "log.jsonl", {"event": "mil_epoch", "epoch": epoch + 1,
-                                                     "loss": losses[-1]})
-    if ckpt.is_file():
-        state = load_checkpoint(ckpt)
-        model.load_state_dict(state["model"])
-        losses = list(state["losses"])
+        ds.refs = mil_selection(scores, coords, labels, m.top_k)
+
+    def on_epoch(epoch: int, loss: float) -> None:
+        append_jsonl(ctx.run_dir / "log.jsonl", {"event": "mil_epoch", "epoch": epoch,
+                                                 "loss": loss})
+
+    losses = fit(model, ds, sampler, m.epochs, m.lr, m.weight_decay, cfg.runtime, ctx.device,
+                 mdir / "train_last.pt",
+                 loss_fn=partial(mil_loss, smoothing=cfg.training.label_smoothing),
+                 on_epoch=on_epoch, progress=ctx.progress, desc="MIL", dist=ctx.dist,
+                 training=cfg.training, before_epoch=select)
     summary: dict[str, Any] = {"epoch_losses": losses}
     if val is not None and val.labelled():
         vl = val.labelled()
@@ -166,6 +161,7 @@ def run_mil(ctx: RunContext, val: SlideSet | None) -> dict[str, Any]:
     if ctx.dist.main:
         save_checkpoint(mdir / "model.pt", {"model": model.state_dict(), "encoder": m.encoder})
         write_json(mdir / "summary.json", summary)
+        (mdir / "train_last.pt").unlink(missing_ok=True)
     ctx.dist.barrier()
     return summary
 

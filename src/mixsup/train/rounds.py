@@ -51,7 +51,11 @@ def round_dir(run_dir: Path, r: int) -> Path:
     return run_dir / f"round_{r}"
 
 
-def run_stage1(ctx: RunContext, rounds: int | None = None) -> list[RoundResult]:
+def run_stage1(ctx: RunContext, rounds: int | None = None,
+               init_epochs: int | None = None) -> list[RoundResult]:
+    """Round 0 and ``rounds`` EM rounds. A collapsed round (see ``collapsed``) is kept in the
+    results, marked, and with ``on_collapse=rollback`` the next round warm-starts from, and
+    runs its E-step on, the last round that did not collapse."""
     s1 = ctx.cfg.stage1
     rounds = s1.rounds if rounds is None else rounds
     labelled = ctx.train.labelled()
@@ -76,15 +80,38 @@ def run_stage1(ctx: RunContext, rounds: int | None = None) -> list[RoundResult]:
             result = _load_round(ctx, r, labelled)
             log.info("round %d already finished; reusing it", r)
         else:
-            result = _run_round(ctx, r, fine, labelled, previous, previous_negative)
+            result = _run_round(ctx, r, fine, labelled, previous, previous_negative,
+                                init_epochs)
         neg_path = rdir / "negatives.npy"
         if neg_path.is_file():
             previous_negative = load_arrays(neg_path)["array"]
         results.append(result)
+        if previous is not None and collapsed(result.summary, previous.summary,
+                                              s1.collapse_ratio):
+            result.summary["collapsed"] = True
+            action = (f"; rolling back to round {previous.round}"
+                      if s1.on_collapse == "rollback" else "")
+            log.warning("round %d COLLAPSED: its E-step finds %d patches >= T on positive "
+                        "slides (round %d: %d)%s. Fix: lower stage1.round_lr, or keep more "
+                        "pseudo-positives (stage1.ratio)", r, _above(result.summary),
+                        previous.round, _above(previous.summary), action)
+            if s1.on_collapse == "rollback":
+                continue
         previous = result
     if ctx.dist.main:
         write_json(ctx.run_dir / "stage1.json", {"rounds": [res.summary for res in results]})
     return results
+
+
+def _above(summary: dict[str, Any]) -> int:
+    return int(summary["map_stats"].get("positive_patches_above_threshold", 0))
+
+
+def collapsed(summary: dict[str, Any], previous: dict[str, Any], ratio: float) -> bool:
+    """θ1 stopped firing on positive slides: its E-step finds fewer patches >= T there than
+    ``ratio`` times the previous round's (the pseudo-positive pool of the next round would
+    collapse with it)."""
+    return _above(summary) < ratio * _above(previous)
 
 
 def stage1_lr(s1: Stage1Config, r: int) -> float:
@@ -93,8 +120,8 @@ def stage1_lr(s1: Stage1Config, r: int) -> float:
 
 
 def _run_round(ctx: RunContext, r: int, fine: np.ndarray, labelled: dict[int, int],
-               previous: RoundResult | None, previous_negative: np.ndarray | None
-               ) -> RoundResult:
+               previous: RoundResult | None, previous_negative: np.ndarray | None,
+               init_epochs: int | None = None) -> RoundResult:
     cfg, s1 = ctx.cfg, ctx.cfg.stage1
     rdir = round_dir(ctx.run_dir, r)
     rdir.mkdir(parents=True, exist_ok=True)
@@ -105,7 +132,7 @@ def _run_round(ctx: RunContext, r: int, fine: np.ndarray, labelled: dict[int, in
         empty = np.zeros((0, 3), np.int64)
         pools = Pools(fine, empty, np.zeros((0, 1, 1), np.float16), empty,
                       {"sizes": {"fine": len(fine), "pseudo_positive": 0, "hard_negative": 0}})
-        ratio, epochs = (1.0, 0.0, 0.0), s1.epochs_init
+        ratio, epochs = (1.0, 0.0, 0.0), s1.epochs_init if init_epochs is None else init_epochs
     else:
         pools = em_pools(fine, labelled, previous.maps, s1, rng, previous_negative)
         ratio, epochs = s1.ratio, s1.epochs_per_round
@@ -140,7 +167,8 @@ def _run_round(ctx: RunContext, r: int, fine: np.ndarray, labelled: dict[int, in
 
         losses = fit(model, dataset, sampler, epochs, stage1_lr(s1, r), s1.weight_decay,
                      cfg.runtime, ctx.device, rdir / "train_last.pt", on_epoch=on_epoch,
-                     progress=ctx.progress, desc=f"θ1 round {r}", dist=ctx.dist)
+                     progress=ctx.progress, desc=f"θ1 round {r}", dist=ctx.dist,
+                     training=cfg.training)
         if ctx.dist.main:
             save_checkpoint(model_path, {"model": model.state_dict(), "round": r,
                                          "losses": losses,
@@ -155,7 +183,7 @@ def _run_round(ctx: RunContext, r: int, fine: np.ndarray, labelled: dict[int, in
         "losses": losses,
         "final_loss": losses[-1] if losses else None,
         "pools": pool_stats,
-        "map_stats": map_stats(maps, labelled),
+        "map_stats": map_stats(maps, labelled, s1.threshold),
         "seconds_train": round(t_train, 2),
         "seconds_infer": round(t_infer, 2),
         "infer_patches_per_s": round(rate, 2),
@@ -175,7 +203,7 @@ def _load_round(ctx: RunContext, r: int, labelled: dict[int, int]) -> RoundResul
         got = open_maps(rdir / "maps" / f"{ctx.train.records[i].slide_id}.zarr",
                         expect_key=ctx.train.tilesets[i].key)
         if got is None:
-            model = build_segmenter(ctx.cfg.model)
+            model = build_segmenter(ctx.cfg.model, load_weights=False)
             model.load_state_dict(load_checkpoint(rdir / "model.pt")["model"])
             maps, _, _ = infer_slides(model, ctx.train, labelled, rdir / "maps", ctx,
                                       desc=f"E-step after round {r}")
@@ -241,13 +269,18 @@ def infer_slides(model: torch.nn.Module, slides: SlideSet, which: dict[int, int]
     return out, elapsed, n_done / max(elapsed, 1e-9)
 
 
-def map_stats(maps: dict[int, StoredMaps], labelled: dict[int, int]) -> dict[str, float]:
-    """Fraction of pixels with p >= 0.5, on positive and on negative slides (slide means)."""
+def map_stats(maps: dict[int, StoredMaps], labelled: dict[int, int],
+              threshold: float) -> dict[str, float]:
+    """Fraction of pixels with p >= 0.5, on positive and on negative slides (slide means), and
+    the number of positive-slide patches whose max reaches T."""
 
     def frac(label: int) -> float:
         xs = [m.pixel_fraction for i, m in maps.items()
               if labelled.get(i) == label and len(m.coords)]
         return float(np.mean(xs)) if xs else 0.0
 
+    above = sum(int((m.max_prob >= threshold).sum()) for i, m in maps.items()
+                if labelled.get(i) == 1)
     return {"positive_slides_pixel_fraction": frac(1),
-            "negative_slides_pixel_fraction": frac(0)}
+            "negative_slides_pixel_fraction": frac(0),
+            "positive_patches_above_threshold": above}

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -12,8 +14,7 @@ from mixsup.artefacts import load_checkpoint, load_weights_into, save_checkpoint
 from mixsup.atomic import write_json
 from mixsup.evaluate.metrics import full_sensitivity_point
 from mixsup.mapstore import StoredMaps
-from mixsup.models.classifier import build_classifier
-from mixsup.models.factory import build_segmenter
+from mixsup.models.factory import build_classifier, build_segmenter
 from mixsup.runtime import seed_everything
 from mixsup.train.context import RunContext, SlideSet
 from mixsup.train.fit import append_jsonl, fit
@@ -46,7 +47,9 @@ def run_stage2(ctx: RunContext, res: RoundResult, val: SlideSet | None) -> dict[
     if (sdir / "summary.json").is_file():
         return json.loads((sdir / "summary.json").read_text())
     sdir.mkdir(parents=True, exist_ok=True)
-    seed_everything(cfg.seed * 1000 + 500 + res.round)
+    # The same initialisation and batch order in every round: rounds then differ only in their
+    # top-K patches, which is what the round selection compares.
+    seed_everything(cfg.seed * 1000 + 500)
     idx = [i for i in ctx.train.labelled() if i in res.maps]
     labels = [ctx.train.records[i].label for i in idx]
     model = build_classifier(s2.encoder, s2.pretrained)
@@ -54,21 +57,24 @@ def run_stage2(ctx: RunContext, res: RoundResult, val: SlideSet | None) -> dict[
         load_weights_into(model, s2.weights)
     train_ds = topk_dataset(ctx.train, res.maps, idx, s2.top_k, s2.augment, cfg.seed)
     steps = s2.steps_per_epoch or max(1, len(idx) // s2.slides_per_batch)
-    sampler = BalancedSlideSampler(labels, s2.slides_per_batch, steps, seed=cfg.seed + res.round,
+    sampler = BalancedSlideSampler(labels, s2.slides_per_batch, steps, seed=cfg.seed,
                                    rank=ctx.dist.rank)
 
     def on_epoch(epoch: int, loss: float) -> None:
         append_jsonl(ctx.run_dir / "log.jsonl", {"event": "stage2_epoch", "round": res.round,
                                                  "epoch": epoch, "loss": loss})
 
+    loss_fn = partial(stage2_loss, smoothing=cfg.training.label_smoothing)
     losses = fit(model, train_ds, sampler, s2.epochs, s2.lr, s2.weight_decay, cfg.runtime,
-                 ctx.device, sdir / "train_last.pt", loss_fn=stage2_loss, on_epoch=on_epoch,
-                 progress=ctx.progress, desc=f"θ2 round {res.round}", dist=ctx.dist)
+                 ctx.device, sdir / "train_last.pt", loss_fn=loss_fn, on_epoch=on_epoch,
+                 progress=ctx.progress, desc=f"θ2 round {res.round}", dist=ctx.dist,
+                 training=cfg.training)
     eval_ds = topk_dataset(ctx.train, res.maps, idx, s2.top_k, False, cfg.seed)
     train_probs = score_slides(model, eval_ds, ctx.device, cfg.runtime, s2.slides_per_batch)
     summary: dict[str, Any] = {
         "round": res.round,
         "epoch_losses": losses,
+        "train_curve": float(np.mean(losses)) if losses else float("nan"),
         "train_loss": bce(train_probs, labels),
         "train_slides": len(idx),
     }
@@ -85,7 +91,7 @@ def run_stage2(ctx: RunContext, res: RoundResult, val: SlideSet | None) -> dict[
 
 def _validate(ctx: RunContext, res: RoundResult, theta2: Any, val: SlideSet) -> dict[str, Any]:
     cfg = ctx.cfg
-    theta1 = build_segmenter(cfg.model)
+    theta1 = build_segmenter(cfg.model, load_weights=False)
     theta1.load_state_dict(load_checkpoint(res.model_path)["model"])
     labelled = val.labelled()
     maps, _, _ = infer_slides(theta1, val, list(labelled), round_dir(ctx.run_dir, res.round)
@@ -101,13 +107,58 @@ def _validate(ctx: RunContext, res: RoundResult, theta2: Any, val: SlideSet) -> 
                                                                           strict=True)}}
 
 
-def select_round(summaries: list[dict[str, Any]], select_by: str) -> int:
-    """The paper: the round whose θ2 has the lowest training loss (first one on ties)."""
-    key = "val_loss" if select_by == "val" else "train_loss"
-    values = [(s.get(key, float("inf")), s["round"]) for s in summaries]
-    if select_by == "val" and all(not np.isfinite(v) for v, _ in values):
-        raise ValueError("select_by=val needs labelled val slides")
-    return min(values, key=lambda t: (t[0] if np.isfinite(t[0]) else float("inf"), t[1]))[1]
+SELECT_KEYS = {"train_curve": "train_curve", "train_loss": "train_loss", "val": "val_loss"}
+
+
+@dataclass(frozen=True)
+class RoundChoice:
+    round: int
+    criterion: str
+    values: dict[int, float]  # round -> criterion value
+    tied: tuple[int, ...]  # rounds within the tolerance of the best, the chosen one included
+    rule: str  # how the choice was made, for the log and summary.json
+
+    def to_json(self) -> dict[str, Any]:
+        return {"round": self.round, "criterion": self.criterion,
+                "values": {str(r): v for r, v in self.values.items()},
+                "tied": list(self.tied), "rule": self.rule}
+
+
+def select_round(summaries: list[dict[str, Any]], select_by: str,
+                 tolerance: float = 1e-3) -> RoundChoice:
+    """The round whose θ2 learns best by ``select_by``:
+
+    - ``train_curve`` (default): the mean of θ2's per-epoch training losses, the area under its
+      training curve. Every round trains θ2 from the same initialisation and batch order, so
+      the curves differ only through the top-K patches; unlike the final loss it does not
+      saturate when θ2 memorises its few training slides.
+    - ``train_loss``: the paper's rule, θ2's final training loss (saturates on small data).
+    - ``val``: θ2's loss on the labelled val slides.
+
+    Rounds within ``tolerance`` (absolute) of the best are a tie: it is reported, and broken
+    by the val loss where there is one, else toward the later round (more EM refinement).
+    """
+    key = SELECT_KEYS[select_by]
+    values = {int(s["round"]): float(s.get(key, float("nan"))) for s in summaries}
+    finite = {r: v for r, v in values.items() if np.isfinite(v)}
+    if not finite:
+        if select_by == "val":
+            raise ValueError("select_by=val needs labelled val slides")
+        raise ValueError(f"no round has a finite {key}")
+    best = min(finite.values())
+    tied = tuple(sorted(r for r, v in finite.items() if v <= best + tolerance))
+    if len(tied) == 1:
+        return RoundChoice(tied[0], select_by, values, tied, f"lowest {key}")
+    by_val = {r: float(s.get("val_loss", float("nan"))) for s in summaries
+              if (r := int(s["round"])) in tied}
+    if key != "val_loss" and all(np.isfinite(v) for v in by_val.values()):
+        chosen = min(sorted(by_val), key=lambda r: by_val[r])
+        rule = f"rounds {list(tied)} tie on {key} (within {tolerance:g}); lowest val_loss"
+    else:
+        chosen = tied[-1]
+        rule = f"rounds {list(tied)} tie on {key} (within {tolerance:g}); the latest"
+    log.warning("round selection: %s -> round %d", rule, chosen)
+    return RoundChoice(chosen, select_by, values, tied, rule)
 
 
 # Slide scores are means of float32 probabilities, and the same slide scored in a batch (val)

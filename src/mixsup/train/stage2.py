@@ -117,11 +117,17 @@ def slide_probs(model: torch.nn.Module, patches: torch.Tensor, valid: torch.Tens
     return mean_of_valid(patch_probs(model, patches, valid, device, runtime), valid)
 
 
+def smooth(label: torch.Tensor, smoothing: float) -> torch.Tensor:
+    """Targets ``smoothing / 2`` and ``1 - smoothing / 2``: the loss stops rewarding scores of
+    exactly 0 or 1, so slide means stay apart instead of piling up on multiples of 1/K."""
+    return label * (1 - smoothing) + smoothing / 2
+
+
 def stage2_loss(model: torch.nn.Module, batch: Any, device: torch.device,
-                runtime: RuntimeConfig) -> torch.Tensor:
+                runtime: RuntimeConfig, smoothing: float = 0.0) -> torch.Tensor:
     patches, valid, label = batch
     prob = slide_probs(model, patches, valid, device, runtime).clamp(EPS, 1 - EPS)
-    return F.binary_cross_entropy(prob, label.to(device).float())
+    return F.binary_cross_entropy(prob, smooth(label.to(device).float(), smoothing))
 
 
 @torch.inference_mode()
