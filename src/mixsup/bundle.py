@@ -17,12 +17,12 @@ from typing import Any
 import torch
 
 from mixsup import __version__
+from mixsup.artefacts import load_checkpoint
 from mixsup.atomic import write_json
 from mixsup.config import Config, validate
 from mixsup.errors import MixsupError
 from mixsup.models.encoders import input_norm
 from mixsup.models.factory import build_classifier, build_segmenter
-from mixsup.runtime import load_checkpoint
 
 BUNDLE_FORMAT = "mixsup-bundle-v1"
 

@@ -55,7 +55,7 @@ def stitch_to_zarr(path, coords: np.ndarray, maps: Any, size0: float,
     import tempfile
     from pathlib import Path
 
-    import zarr
+    from mixsup.artefacts import new_array
 
     path = Path(path)
     w, h = (max(1, int(np.ceil(d / downsample))) for d in dimensions)
@@ -65,8 +65,8 @@ def stitch_to_zarr(path, coords: np.ndarray, maps: Any, size0: float,
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
     try:
-        arr = zarr.create_array(str(tmp / "a.zarr"), shape=(h, w), dtype="float16",
-                                chunks=(min(band, h), min(band, w)), fill_value=0)
+        arr = new_array(tmp / "a.zarr", shape=(h, w), dtype="float16",
+                        chunks=(min(band, h), min(band, w)), fill_value=0)
         arr.attrs.update({"downsample": downsample, "level0_dimensions": list(dimensions),
                           "meaning": "mean patch probability; 0 where no patch was scored"})
         for top in range(0, h, band):

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import zarr
 
+from mixsup.artefacts import new_group, open_store
 from mixsup.infer import PatchMaps
 
 STORE_VERSION = 2
@@ -64,7 +65,7 @@ class StoredMaps:
 
     @cached_property
     def maps(self) -> LazyMaps:
-        return LazyMaps(zarr.open_group(str(self.path), mode="r")["prob"])
+        return LazyMaps(open_store(self.path)["prob"])
 
     @property
     def pixel_fraction(self) -> float:
@@ -87,7 +88,7 @@ class MapWriter:
         self.attrs = dict(attrs)
         self._tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.tmp-",
                                           dir=self.path.parent))
-        self._group = zarr.open_group(str(self._tmp / "g.zarr"), mode="w")
+        self._group = new_group(self._tmp / "g.zarr")
         self._group.create_array("coords", data=self.coords)
         self._prob = self._group.create_array("prob", shape=(self.n, m, m), dtype="float16",
                                               chunks=(max(1, min(self.n, CHUNK)), m, m))
@@ -158,7 +159,7 @@ def open_maps(path: str | Path, expect_key: str | None = None) -> StoredMaps | N
     if not path.is_dir():
         return None
     try:
-        group = zarr.open_group(str(path), mode="r")
+        group = open_store(path)
         attrs = dict(group.attrs)
         if attrs.get("version") != STORE_VERSION:
             return None

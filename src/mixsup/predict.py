@@ -206,7 +206,7 @@ def _score_top_k(bundle: Bundle, ds: TopKPatches, device: Any,
     patches, valid, _ = ds[0]
     bundle.theta2.eval()
     with torch.inference_mode():
-        probs = patch_probs(bundle.theta2, patches[None], device, rt)
+        probs = patch_probs(bundle.theta2, patches[None], valid[None], device, rt)
         slide = float(mean_of_valid(probs, valid[None])[0])
     return slide, probs[0, : int(valid.sum())].cpu().tolist()
 

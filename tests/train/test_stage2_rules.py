@@ -4,10 +4,11 @@ import numpy as np
 import pytest
 import torch
 
+from mixsup.config import RuntimeConfig
 from mixsup.evaluate.metrics import full_sensitivity_point, slide_metrics
 from mixsup.train.selection import full_sensitivity_threshold, select_round
-from mixsup.train.stage2 import BalancedSlideSampler, bce
-from mixsup.train.topk import slide_probability, top_k
+from mixsup.train.stage2 import BalancedSlideSampler, bce, slide_probs
+from mixsup.train.topk import top_k
 
 
 def test_top_k_orders_by_max_probability_stably():
@@ -17,8 +18,15 @@ def test_top_k_orders_by_max_probability_stably():
 
 
 def test_slide_probability_is_mean_of_k():
-    logits = torch.tensor([[0.0, 0.0], [10.0, -10.0]])
-    torch.testing.assert_close(slide_probability(logits), torch.tensor([0.5, 0.5]))
+    class Logit(torch.nn.Module):  # each patch's logit is its first pixel's red value - 100
+        def forward(self, x):  # x in [0, 1]
+            return x[:, :1, 0, 0] * 255 - 100
+
+    patches = torch.zeros(2, 2, 1, 1, 3, dtype=torch.uint8)
+    patches[..., 0] = torch.tensor([[100, 100], [110, 90]]).view(2, 2, 1, 1)
+    valid = torch.ones(2, 2, dtype=torch.bool)
+    got = slide_probs(Logit(), patches, valid, torch.device("cpu"), RuntimeConfig(device="cpu"))
+    torch.testing.assert_close(got, torch.tensor([0.5, 0.5]))  # sigmoid(0); (sigmoid(±10))/2
 
 
 def test_balanced_sampler():
@@ -28,6 +36,24 @@ def test_balanced_sampler():
         assert sum(labels[i] for i in batch) == 2 and len(batch) == 4
     with pytest.raises(ValueError):
         BalancedSlideSampler([1, 1], 2, 1)
+
+
+@pytest.mark.parametrize("per_batch", [1, 3, 5])
+@pytest.mark.parametrize("steps", [1, 3, 4])
+def test_balanced_sampler_with_odd_batches_balances_over_steps(per_batch, steps):
+    labels = [1, 0, 0, 0, 1, 0, 0]
+    sampler = BalancedSlideSampler(labels, per_batch, steps, seed=2)
+    diff = 0  # positives minus negatives drawn so far, across epochs
+    for epoch in range(3):
+        sampler.set_epoch(epoch)
+        for batch in sampler:
+            assert len(batch) == per_batch
+            diff += sum(2 * labels[i] - 1 for i in batch)
+            assert abs(diff) <= 1
+    other_rank = BalancedSlideSampler(labels, per_batch, steps, seed=2, rank=1)
+    other_rank.set_epoch(sampler.epoch)
+    for mine, theirs in zip(sampler, other_rank, strict=True):  # each global batch balanced
+        assert sum(labels[i] for i in mine + theirs) == per_batch
 
 
 def test_round_selection_rule():

@@ -8,10 +8,11 @@ import re
 from pathlib import Path
 from typing import Any
 
-import joblib
 import numpy as np
+from sklearn.ensemble import RandomForestClassifier
 
-from mixsup.atomic import atomic_open, atomic_path, write_json
+from mixsup.artefacts import load_sklearn, save_sklearn
+from mixsup.atomic import atomic_open, write_json
 from mixsup.camelyon.classifier import NodeForest, train_node_forest
 from mixsup.camelyon.features import Heatmap, heatmap_features, rule_node_class
 from mixsup.camelyon.staging import pn_stage, write_stage_csv
@@ -24,6 +25,8 @@ from mixsup.slides.reader import Slide
 
 log = logging.getLogger(__name__)
 _NODE_ID = re.compile(r"^(patient_\d+)_node_(\d+)$")
+FOREST_FORMAT = "mixsup-node-forest-v1"
+FOREST_FILE, OLD_FOREST_FILE = "node_forest.skops", "node_forest.joblib"
 
 
 def slide_features(run: Path, records: list[SlideRecord], work: Path, heatmap_um: float,
@@ -73,8 +76,7 @@ def stage_train(run: str | Path, data: str | Path, split: str = "train",
                           progress)
     classes = [r.node_class.lower() for r in records]
     forest = train_node_forest(rows, classes, folds=folds, seed=seed)
-    with atomic_path(run / "stage" / "node_forest.joblib", suffix=".joblib") as tmp:
-        joblib.dump({"forest": forest, "heatmap_um": heatmap_um}, tmp)
+    save_node_forest(run, forest, heatmap_um)
     rules = [rule_node_class(f) for f in rows]
     report = {
         "slides": len(records),
@@ -91,14 +93,9 @@ def stage_train(run: str | Path, data: str | Path, split: str = "train",
 def stage_predict(run: str | Path, data: str | Path, out: str | Path, split: str = "test",
                   progress: bool = True) -> dict[str, Any]:
     run, out = Path(run), Path(out)
-    model_path = run / "stage" / "node_forest.joblib"
-    if not model_path.is_file():
-        raise MixsupError("no node classifier in this run",
-                          "run `mixsup stage train RUN --data DATA` first", run)
-    saved = joblib.load(model_path)  # our own file from `stage train`; joblib is a pickle
-    forest: NodeForest = saved["forest"]
+    forest, heatmap_um = load_node_forest(run)
     records = load_dataset(data).split(split)
-    rows = slide_features(run, records, out / "heatmaps", saved["heatmap_um"], progress)
+    rows = slide_features(run, records, out / "heatmaps", heatmap_um, progress)
     nodes_rf = forest.predict(rows)
     nodes_rule = [rule_node_class(f) for f in rows]
     outputs = {}
@@ -114,6 +111,38 @@ def stage_predict(run: str | Path, data: str | Path, out: str | Path, split: str
     summary = {"slides": len(records), "patients": len(outputs["forest"])}
     write_json(out / "predict.json", summary)
     return summary
+
+
+def save_node_forest(run: str | Path, forest: NodeForest, heatmap_um: float) -> None:
+    save_sklearn(Path(run) / "stage" / FOREST_FILE,
+                 {"format": FOREST_FORMAT, "heatmap_um": float(heatmap_um),
+                  "feature_names": list(forest.feature_names), "models": list(forest.models),
+                  "cv_predictions": list(forest.cv_predictions)})
+
+
+def load_node_forest(run: str | Path) -> tuple[NodeForest, float]:
+    """The forest ``stage train`` wrote, and its heatmap resolution; never a pickle."""
+    stage = Path(run) / "stage"
+    path = stage / FOREST_FILE
+    if not path.is_file() and (stage / OLD_FOREST_FILE).is_file():
+        old = stage / OLD_FOREST_FILE
+        raise MixsupError(
+            "refused to load a joblib node classifier (a pickle: loading it can run code)",
+            f"retrain it with `mixsup stage train {run} --data DATA` (the heatmaps are reused), "
+            "or, only where you trust the file, convert it in a trusted environment: python -c "
+            "\"import joblib; from mixsup.camelyon.workflow import save_node_forest; "
+            f"d = joblib.load('{old}'); save_node_forest('{run}', d['forest'], "
+            "d['heatmap_um'])\"", old)
+    if not path.is_file():
+        raise MixsupError("no node classifier in this run",
+                          "run `mixsup stage train RUN --data DATA` first", run)
+    saved = load_sklearn(path, f"rerun `mixsup stage train {run} --data DATA`")
+    if (not isinstance(saved, dict) or saved.get("format") != FOREST_FORMAT
+            or not all(isinstance(m, RandomForestClassifier) for m in saved["models"])):
+        raise MixsupError("not a mixsup node classifier", "rerun `mixsup stage train`", path)
+    forest = NodeForest([str(n) for n in saved["feature_names"]], list(saved["models"]),
+                        [str(c) for c in saved["cv_predictions"]])
+    return forest, float(saved["heatmap_um"])
 
 
 def _write_features(path: Path, records: list[SlideRecord], rows: list[dict[str, float]],

@@ -84,16 +84,13 @@ class SlideAnnotations:
         """
         mask = np.full((height, width), IGNORE if self.has_roi else NEGATIVE, dtype=np.uint8)
         window = shapely.box(x0, y0, x0 + width * downsample, y0 + height * downsample)
-        hole_value = {"roi": IGNORE, "ignore": NEGATIVE, "tumor": NEGATIVE, "negative": POSITIVE}
         fill_value = {"roi": NEGATIVE, "ignore": IGNORE, "tumor": POSITIVE, "negative": NEGATIVE}
         for role in ("roi", "ignore", "tumor", "negative"):
             for geom in self.of_role(role):
                 if not geom.intersects(window):
                     continue
                 for poly in _polygons(geom):
-                    _fill(mask, poly.exterior.coords, x0, y0, downsample, fill_value[role])
-                    for ring in poly.interiors:
-                        _fill(mask, ring.coords, x0, y0, downsample, hole_value[role])
+                    _paint(mask, poly, x0, y0, downsample, fill_value[role])
         return mask
 
     def to_geojson(self) -> dict[str, Any]:
@@ -125,9 +122,7 @@ def rasterize_geometry(geom: BaseGeometry, x0: float, y0: float, width: int, hei
     """Boolean mask of ``geom`` (with holes) over a window, in the same frame as ``rasterize``."""
     mask = np.zeros((height, width), dtype=np.uint8)
     for poly in _polygons(geom):
-        _fill(mask, poly.exterior.coords, x0, y0, downsample, 1)
-        for ring in poly.interiors:
-            _fill(mask, ring.coords, x0, y0, downsample, 0)
+        _paint(mask, poly, x0, y0, downsample, 1)
     return mask.astype(bool)
 
 
@@ -137,14 +132,34 @@ def _polygons(geom: BaseGeometry) -> list[Polygon]:
     return [g for g in getattr(geom, "geoms", []) if isinstance(g, Polygon)]
 
 
+def _paint(mask: np.ndarray, poly: Polygon, x0: float, y0: float, ds: float,
+           value: int) -> None:
+    """Set the pixels inside ``poly`` to ``value``; its holes keep what lay beneath."""
+    if poly.is_empty:
+        return
+    h, w = mask.shape
+    minx, miny, maxx, maxy = poly.bounds
+    c0, r0 = max(0, int(np.floor((minx - x0) / ds))), max(0, int(np.floor((miny - y0) / ds)))
+    c1 = min(w, int(np.ceil((maxx - x0) / ds)) + 1)
+    r1 = min(h, int(np.ceil((maxy - y0) / ds)) + 1)
+    if c0 >= c1 or r0 >= r1:
+        return
+    inside = np.zeros((r1 - r0, c1 - c0), dtype=np.uint8)
+    _fill(inside, poly.exterior.coords, x0, y0, ds, 1, (c0, r0))
+    for ring in poly.interiors:
+        _fill(inside, ring.coords, x0, y0, ds, 0, (c0, r0))
+    mask[r0:r1, c0:c1][inside.astype(bool)] = value
+
+
 def _fill(mask: np.ndarray, coords: Iterable, x0: float, y0: float, ds: float,
-          value: int) -> None:
+          value: int, offset: tuple[int, int] = (0, 0)) -> None:
     """Set the pixels whose centres lie inside one ring (even-odd rule) to ``value``.
 
-    A scanline fill on pixel centres, so a 40-px square covers exactly 40x40 pixels at any
-    offset (cv2.fillPoly also paints boundary pixels, which inflates every outline by a pixel).
+    ``mask`` covers the window from pixel ``offset`` (column, row) on. A scanline fill on
+    pixel centres, so a 40-px square covers exactly 40x40 pixels at any offset (cv2.fillPoly
+    also paints boundary pixels, which inflates every outline by a pixel).
     """
-    pts = (np.asarray(coords, dtype=np.float64)[:, :2] - (x0, y0)) / ds
+    pts = (np.asarray(coords, dtype=np.float64)[:, :2] - (x0, y0)) / ds - offset
     if len(pts) < 3:
         return
     h, w = mask.shape

@@ -16,6 +16,7 @@ import timm
 import torch
 from torch import nn
 
+from mixsup.artefacts import read_weights
 from mixsup.errors import MixsupError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -86,7 +87,7 @@ def map_by_position(source: dict[str, torch.Tensor], target_names: list[str],
 def packaged_state_dict(encoder: str) -> dict[str, torch.Tensor]:
     """The packaged weights in timm's names for the full ``timm.create_model(encoder)``."""
     path = packaged_file(encoder)
-    source = torch.load(path, map_location="cpu", weights_only=True)
+    source = read_weights(path)
     reference = timm.create_model(encoder, pretrained=False).state_dict()
     return map_by_position(source, list(reference), [tuple(v.shape) for v in
                                                      reference.values()], path)

@@ -21,7 +21,7 @@ def build_segmenter(cfg: ModelConfig, load_weights: bool = True) -> DLAUpSegment
     if packaged and load_weights:
         load_packaged(model.encoder, cfg.encoder)
     if cfg.weights and load_weights:
-        from mixsup.runtime import load_weights_into
+        from mixsup.artefacts import load_weights_into
 
         load_weights_into(model.encoder, cfg.weights)
     return model

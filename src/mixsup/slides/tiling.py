@@ -17,7 +17,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from mixsup.atomic import atomic_path, write_json
+from mixsup.artefacts import load_arrays, save_arrays
+from mixsup.atomic import write_json
 from mixsup.config import TilingConfig, TissueConfig
 from mixsup.slides.reader import Slide
 from mixsup.slides.tissue import save_mask_preview, tissue_mask
@@ -164,8 +165,7 @@ def tile_slide(slide: Slide, slide_id: str, tiling: TilingConfig, tissue: Tissue
 
 def save_tileset(out_dir: str | Path, tiles: TileSet) -> None:
     out = Path(out_dir)
-    with atomic_path(out / f"{tiles.slide_id}.npz", suffix=".npz") as tmp, open(tmp, "wb") as fh:
-        np.savez(fh, coords=tiles.coords, tissue=tiles.tissue)
+    save_arrays(out / f"{tiles.slide_id}.npz", coords=tiles.coords, tissue=tiles.tissue)
     write_json(out / f"{tiles.slide_id}.json", tiles.meta())
 
 
@@ -179,8 +179,8 @@ def load_tileset(out_dir: str | Path, slide_id: str, key: str | None = None) -> 
         meta = json.loads(meta_path.read_text())
         if meta.get("format_version") != FORMAT_VERSION or (key and meta.get("key") != key):
             return None
-        with np.load(npz_path) as data:
-            coords, tissue = data["coords"], data["tissue"]
+        data = load_arrays(npz_path)
+        coords, tissue = data["coords"], data["tissue"]
     except (OSError, ValueError, KeyError) as exc:
         log.warning("ignoring unreadable stored tiling %s (%s)", meta_path, exc)
         return None

@@ -14,11 +14,12 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from mixsup.artefacts import load_checkpoint, save_checkpoint
 from mixsup.atomic import write_json
 from mixsup.config import RuntimeConfig, TrainingConfig
 from mixsup.dist import SINGLE, Dist
 from mixsup.errors import MixsupError
-from mixsup.runtime import autocast, compiled, load_checkpoint, save_checkpoint, to_input
+from mixsup.runtime import autocast, compiled, to_input
 from mixsup.train.loss import soft_bce
 from mixsup.train.stain import hed_jitter
 

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from mixsup.artefacts import load_weights_into, save_checkpoint
 from mixsup.atomic import write_json
 from mixsup.config import Config, MILConfig, RuntimeConfig
 from mixsup.dist import SINGLE, Dist
@@ -26,14 +27,7 @@ from mixsup.errors import MixsupError
 from mixsup.infer import infer_slides_iter
 from mixsup.models.factory import build_classifier
 from mixsup.patches import SlidePool, augment
-from mixsup.runtime import (
-    autocast,
-    compiled,
-    load_weights_into,
-    save_checkpoint,
-    seed_everything,
-    to_input,
-)
+from mixsup.runtime import autocast, compiled, seed_everything, to_input
 from mixsup.train.context import RunContext, SlideSet
 from mixsup.train.fit import append_jsonl, fit
 from mixsup.train.sampler import MixedBatchSampler, default_steps

@@ -22,13 +22,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from mixsup.atomic import atomic_path, write_json
+from mixsup.artefacts import load_arrays, load_checkpoint, save_arrays, save_checkpoint
+from mixsup.atomic import write_json
 from mixsup.config import Stage1Config
 from mixsup.errors import MixsupError
 from mixsup.infer import infer_slides_iter as infer_patches_iter
 from mixsup.mapstore import MapWriter, StoredMaps, open_maps
 from mixsup.models.factory import build_segmenter
-from mixsup.runtime import compiled, load_checkpoint, save_checkpoint, seed_everything
+from mixsup.runtime import compiled, seed_everything
 from mixsup.train.context import RunContext, SlideSet
 from mixsup.train.dataset import MixedPatches
 from mixsup.train.fit import append_jsonl, fit
@@ -83,7 +84,7 @@ def run_stage1(ctx: RunContext, rounds: int | None = None,
                                 init_epochs)
         neg_path = rdir / "negatives.npy"
         if neg_path.is_file():
-            previous_negative = np.load(neg_path)
+            previous_negative = load_arrays(neg_path)["array"]
         results.append(result)
         if previous is not None and collapsed(result.summary, previous.summary,
                                               s1.collapse_ratio):
@@ -138,8 +139,7 @@ def _run_round(ctx: RunContext, r: int, fine: np.ndarray, labelled: dict[int, in
     pool_stats = dict(pools.stats)
     if ctx.dist.main:
         write_json(rdir / "pools.json", pool_stats)
-        with atomic_path(rdir / "negatives.npy", suffix=".npy") as tmp, open(tmp, "wb") as fh:
-            np.save(fh, pools.negative)
+        save_arrays(rdir / "negatives.npy", array=pools.negative)
         append_jsonl(ctx.run_dir / "log.jsonl", {"event": "pools", "round": r, **pool_stats})
     log.info("round %d pools: %s", r, pools.stats.get("sizes"))
 

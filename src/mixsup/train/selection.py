@@ -10,11 +10,12 @@ from typing import Any
 
 import numpy as np
 
+from mixsup.artefacts import load_checkpoint, load_weights_into, save_checkpoint
 from mixsup.atomic import write_json
 from mixsup.evaluate.metrics import full_sensitivity_point
 from mixsup.mapstore import StoredMaps
 from mixsup.models.factory import build_classifier, build_segmenter
-from mixsup.runtime import load_checkpoint, load_weights_into, save_checkpoint, seed_everything
+from mixsup.runtime import seed_everything
 from mixsup.train.context import RunContext, SlideSet
 from mixsup.train.fit import append_jsonl, fit
 from mixsup.train.rounds import RoundResult, infer_slides, round_dir

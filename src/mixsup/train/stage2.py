@@ -52,7 +52,12 @@ class TopKPatches(Dataset):
 
 
 class BalancedSlideSampler(Sampler[list[int]]):
-    """Batches with equal numbers of positive and negative slides (the odd one is positive)."""
+    """Batches with equal numbers of positive and negative slides.
+
+    With an odd ``slides_per_batch`` the odd slot alternates between the classes from step to
+    step (counted across epochs, shifted by rank), so positives and negatives drawn so far
+    never differ by more than one.
+    """
 
     def __init__(self, labels: list[int], slides_per_batch: int, steps: int,
                  seed: int = 0, rank: int = 0) -> None:
@@ -60,8 +65,7 @@ class BalancedSlideSampler(Sampler[list[int]]):
         self.neg = [i for i, y in enumerate(labels) if y == 0]
         if not self.pos or not self.neg:
             raise ValueError("stage 2 needs positive and negative training slides")
-        self.n_pos = (slides_per_batch + 1) // 2
-        self.n_neg = slides_per_batch - self.n_pos
+        self.slides_per_batch = slides_per_batch
         self.steps, self.seed, self.epoch, self.rank = steps, seed, 0, rank
 
     def set_epoch(self, epoch: int) -> None:
@@ -73,8 +77,11 @@ class BalancedSlideSampler(Sampler[list[int]]):
     def __iter__(self) -> Iterator[list[int]]:
         rng = np.random.default_rng((self.seed, self.epoch, self.rank))
         pos, neg = _cycle(rng, self.pos), _cycle(rng, self.neg)
-        for _ in range(self.steps):
-            yield [next(pos) for _ in range(self.n_pos)] + [next(neg) for _ in range(self.n_neg)]
+        for step in range(self.steps):
+            odd = (self.epoch * self.steps + step + self.rank) % 2
+            n_pos = self.slides_per_batch // 2 + (self.slides_per_batch % 2) * (1 - odd)
+            n_neg = self.slides_per_batch - n_pos
+            yield [next(pos) for _ in range(n_pos)] + [next(neg) for _ in range(n_neg)]
 
 
 def _cycle(rng: np.random.Generator, items: list[int]) -> Iterator[int]:
@@ -82,14 +89,21 @@ def _cycle(rng: np.random.Generator, items: list[int]) -> Iterator[int]:
         yield from (items[j] for j in rng.permutation(len(items)))
 
 
-def patch_probs(model: torch.nn.Module, patches: torch.Tensor, device: torch.device,
-                runtime: RuntimeConfig) -> torch.Tensor:
-    """θ2's probability for each of the (B, K) patches."""
+def patch_probs(model: torch.nn.Module, patches: torch.Tensor, valid: torch.Tensor,
+                device: torch.device, runtime: RuntimeConfig) -> torch.Tensor:
+    """θ2's probability for each of the (B, K) patches; padded slots get 0.
+
+    Only the valid patches reach the model: white padding would otherwise enter BatchNorm's
+    batch statistics in training and in the BN recalibration.
+    """
     b, k = patches.shape[:2]
-    x = to_input(patches.reshape(b * k, *patches.shape[2:]), device, runtime.channels_last)
+    keep = valid.reshape(b * k).bool()
+    x = to_input(patches.reshape(b * k, *patches.shape[2:])[keep.to(patches.device)], device,
+                 runtime.channels_last)
     with autocast(device, runtime.amp):
-        logits = model(x).float().reshape(b, k)
-    return torch.sigmoid(logits)
+        probs = torch.sigmoid(model(x).float().reshape(-1))
+    out = torch.zeros(b * k, device=probs.device, dtype=probs.dtype)
+    return out.masked_scatter(keep.to(probs.device), probs).reshape(b, k)
 
 
 def mean_of_valid(probs: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -100,7 +114,7 @@ def mean_of_valid(probs: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
 
 def slide_probs(model: torch.nn.Module, patches: torch.Tensor, valid: torch.Tensor,
                 device: torch.device, runtime: RuntimeConfig) -> torch.Tensor:
-    return mean_of_valid(patch_probs(model, patches, device, runtime), valid)
+    return mean_of_valid(patch_probs(model, patches, valid, device, runtime), valid)
 
 
 def smooth(label: torch.Tensor, smoothing: float) -> torch.Tensor:

@@ -1,9 +1,8 @@
-"""Top-K patch selection and the mean-of-K slide probability."""
+"""Top-K patch selection (the mean-of-K slide probability is ``stage2.mean_of_valid``)."""
 
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 
 def top_k(max_prob: np.ndarray, k: int) -> np.ndarray:
@@ -14,7 +13,3 @@ def top_k(max_prob: np.ndarray, k: int) -> np.ndarray:
     order = np.argsort(-np.asarray(max_prob, dtype=np.float64), kind="stable")
     return order[:k]
 
-
-def slide_probability(patch_logits: torch.Tensor) -> torch.Tensor:
-    """Mean of the K patch probabilities; ``patch_logits`` is (slides, K)."""
-    return torch.sigmoid(patch_logits.float()).mean(dim=1)
