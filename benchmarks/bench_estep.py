@@ -28,7 +28,7 @@ from mixsup.train.rounds import infer_slides
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--preset", default="small")
+    ap.add_argument("--preset", default="tiny")
     ap.add_argument("--slides", type=int, default=6)
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument("--size", type=int, default=2048)

@@ -48,7 +48,7 @@ def _dataset(root: Path, n: int) -> Path:
 
 
 def child(mode: str, n: int) -> None:
-    cfg = load_config("small", overrides=OVERRIDES)
+    cfg = load_config("tiny", overrides=OVERRIDES)
     device = torch.device("cpu")
     model = torch.nn.Conv2d(3, 1, 1).eval()
     with tempfile.TemporaryDirectory() as tmp:

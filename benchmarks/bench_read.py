@@ -28,7 +28,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=4096)
     args = ap.parse_args()
     data_dir = shapes_dataset(f"read-{args.slides}-{args.size}", args.slides, args.size, seed=5)
-    cfg = load_config("small")
+    cfg = load_config("tiny")
     with tempfile.TemporaryDirectory() as tmp:
         slides = slide_set(load_dataset(data_dir), ("train", "val", "test"), cfg,
                            Path(tmp) / "tiles", False, False)

@@ -31,7 +31,7 @@ from mixsup.runtime import pick_device
 from mixsup.train.context import RunContext, slide_set
 from mixsup.train.rounds import infer_slides
 data, out = sys.argv[1], Path(sys.argv[2])
-cfg = load_config("small", overrides=["runtime.num_workers=0"])
+cfg = load_config("tiny", overrides=["runtime.num_workers=0"])
 dist = init_dist("cpu")
 torch.manual_seed(0)
 slides = slide_set(load_dataset(data), ("train", "val", "test"), cfg, out / "tiles", False,
