@@ -62,6 +62,10 @@ class SlidePool:
     def read(self, idx: int, x: int, y: int, size: int, mpp: float) -> np.ndarray:
         return self.get(idx).read_at_mpp((x, y), size, mpp)
 
+    def where(self, idx: int, x: int, y: int) -> dict[str, str | int]:
+        """A patch reference that stays meaningful outside this run (diagnostics)."""
+        return {"slide_id": self.sources[idx].slide_id, "x": int(x), "y": int(y)}
+
 
 class PatchReader(Dataset):
     """Patches at ``refs`` = rows of (slide index, x, y) in level-0 pixels -> uint8 HWC."""

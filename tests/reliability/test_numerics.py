@@ -23,6 +23,9 @@ class _Toy(torch.utils.data.Dataset):
         img = torch.full((8, 8, 3), i, dtype=torch.uint8)
         return img, torch.zeros(8, 8), torch.ones(8, 8)
 
+    def describe(self, indices):
+        return [self.refs[i].tolist() for i in indices]
+
 
 def test_nan_loss_stops_with_a_diagnostic(tmp_path):
     model = torch.nn.Conv2d(3, 1, 1)
@@ -34,9 +37,43 @@ def test_nan_loss_stops_with_a_diagnostic(tmp_path):
         fit(model, _Toy(6), sampler, 1, 1e-3, 0.0, rt, torch.device("cpu"),
             tmp_path / "ckpt.pt", progress=False)
     diag = json.loads((tmp_path / "nonfinite_epoch1.json").read_text())
-    assert len(diag["batch_indices"]) == 3 and len(diag["refs"]) == 3
+    assert len(diag["batch_indices"]) == 3
+    assert diag["items"] == [[3 * i, 3 * i + 1, 3 * i + 2] for i in diag["batch_indices"]]
     assert "nonfinite_epoch1.json" in str(err.value)
     assert not (tmp_path / "ckpt.pt").exists()  # nothing poisoned was saved
+
+
+def test_nan_loss_in_stage2_names_the_slides(shapes_data, tmp_path, monkeypatch):
+    """The real stage-2 path: run_stage2 -> TopKPatches -> fit, with a θ2 that outputs NaN."""
+    from mixsup.labels.table import load_dataset
+    from mixsup.mapstore import StoredMaps
+    from mixsup.train import selection
+    from mixsup.train.context import prepare
+    from mixsup.train.rounds import RoundResult
+    from tests.conftest import fast_config
+
+    real = selection.build_classifier
+
+    def nan_classifier(*args, **kwargs):
+        model = real(*args, **kwargs)
+        with torch.no_grad():
+            for p in model.parameters():
+                p.fill_(float("nan"))
+        return model
+
+    monkeypatch.setattr(selection, "build_classifier", nan_classifier)
+    ctx = prepare(load_dataset(shapes_data), fast_config(), tmp_path, progress=False)
+    rng = np.random.default_rng(0)
+    maps = {i: StoredMaps(tmp_path / "unused.zarr", t.coords, rng.uniform(size=len(t)))
+            for i, t in enumerate(ctx.train.tilesets)}
+    res = RoundResult(0, tmp_path / "unused.pt", maps, {})
+    with pytest.raises(NonFiniteLoss, match="nan"):
+        selection.run_stage2(ctx, res, None)
+    diag = json.loads((tmp_path / "round_0" / "stage2" / "nonfinite_epoch1.json").read_text())
+    ids = {r.slide_id for r in ctx.train.records}
+    assert diag["items"] and all(item["slide_id"] in ids and len(item["patches"]) == 2
+                                 for item in diag["items"])
+    assert not (tmp_path / "round_0" / "stage2" / "train_last.pt").exists()
 
 
 def test_bn_recalibration_matches_the_final_weights():

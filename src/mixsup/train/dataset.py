@@ -13,6 +13,7 @@ from mixsup.train.pools import Pools
 from mixsup.train.pseudo import pseudo_positive
 
 FINE, PSEUDO, NEGATIVE = 0, 1, 2
+POOL_NAMES = ("fine", "pseudo_positive", "hard_negative")
 
 
 class MixedPatches(Dataset):
@@ -38,6 +39,10 @@ class MixedPatches(Dataset):
 
     def __len__(self) -> int:
         return len(self.refs)
+
+    def describe(self, indices: list[int]) -> list[dict[str, str | int]]:
+        return [self.slides.where(*(int(v) for v in self.refs[i]))
+                | {"pool": POOL_NAMES[self.kinds[i]]} for i in indices]
 
     def label(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         p = self.patch_size

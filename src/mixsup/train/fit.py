@@ -8,7 +8,7 @@ import math
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch.utils.data import DataLoader
@@ -28,6 +28,21 @@ log = logging.getLogger(__name__)
 
 class NonFiniteLoss(MixsupError):
     """A NaN or inf loss; the batch is saved for diagnosis."""
+
+
+class TrainingSet(Protocol):
+    """What ``fit`` needs from a training dataset besides indexing."""
+
+    epoch: int  # set by ``fit`` before each epoch, for per-epoch augmentation seeds
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, i: int) -> Any: ...
+
+    def describe(self, indices: list[int]) -> list[Any]:
+        """JSON-serialisable references to these items (slide and coordinates), so that a
+        failing batch can be found again."""
+        ...
 
 
 LossFn = Callable[[torch.nn.Module, Any, torch.device, RuntimeConfig], torch.Tensor]
@@ -53,7 +68,7 @@ def lr_at(step: int, total: int, base: float, cfg: TrainingConfig) -> float:
     return base * 0.5 * (1 + math.cos(math.pi * (step - warm) / (total - warm)))
 
 
-def fit(model: torch.nn.Module, dataset, sampler, epochs: int, lr: float,
+def fit(model: torch.nn.Module, dataset: TrainingSet, sampler, epochs: int, lr: float,
         weight_decay: float, runtime: RuntimeConfig, device: torch.device,
         ckpt_path: Path, loss_fn: LossFn = segmenter_loss,
         on_epoch: Callable[[int, float], None] | None = None,
@@ -113,7 +128,7 @@ def fit(model: torch.nn.Module, dataset, sampler, epochs: int, lr: float,
             if not math.isfinite(loss.item()):
                 diag = ckpt_path.parent / f"nonfinite_epoch{epoch + 1}.json"
                 write_json(diag, {"epoch": epoch + 1, "batch_indices": ids,
-                                  "refs": [dataset.refs[i].tolist() for i in (ids or [])]})
+                                  "items": dataset.describe(list(ids or []))})
                 raise NonFiniteLoss(f"loss became {loss.item()} in epoch {epoch + 1}",
                                     f"inspect the saved batch in {diag}; lower stage1.lr or "
                                     "check those patches", ckpt_path.parent)

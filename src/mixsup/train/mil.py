@@ -68,6 +68,10 @@ class SelectedPatches(Dataset):
     def __len__(self) -> int:
         return len(self.refs)
 
+    def describe(self, indices: list[int]) -> list[dict[str, str | int]]:
+        return [self.slides.where(*(int(v) for v in self.refs[i][:3]))
+                | {"label": int(self.refs[i][3])} for i in indices]
+
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         s, x, y, label = (int(v) for v in self.refs[i])
         img = self.slides.read(s, x, y, self.patch_size, self.mpp)

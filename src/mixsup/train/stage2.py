@@ -7,7 +7,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from mixsup.config import RuntimeConfig
@@ -34,6 +33,10 @@ class TopKPatches(Dataset):
 
     def __len__(self) -> int:
         return len(self.coords)
+
+    def describe(self, indices: list[int]) -> list[dict[str, Any]]:
+        return [{"slide_id": self.slides.sources[i].slide_id, "label": int(self.labels[i]),
+                 "patches": self.coords[i].tolist()} for i in indices]
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         p = self.patch_size
@@ -127,7 +130,10 @@ def stage2_loss(model: torch.nn.Module, batch: Any, device: torch.device,
                 runtime: RuntimeConfig, smoothing: float = 0.0) -> torch.Tensor:
     patches, valid, label = batch
     prob = slide_probs(model, patches, valid, device, runtime).clamp(EPS, 1 - EPS)
-    return F.binary_cross_entropy(prob, smooth(label.to(device).float(), smoothing))
+    y = smooth(label.to(device).float(), smoothing)
+    # Written out: F.binary_cross_entropy raises on NaN inputs instead of returning NaN, which
+    # ``fit`` turns into NonFiniteLoss with the batch saved.
+    return -(y * prob.log() + (1 - y) * (1 - prob).log()).mean()
 
 
 @torch.inference_mode()
