@@ -9,12 +9,12 @@ import warnings
 
 from mixsup import __version__
 from mixsup.cli import data, scoring, staging, training
-from mixsup.cli.common import Command
+from mixsup.cli.common import Command, IntermixedParser
 from mixsup.errors import MixsupError
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
-    parser = argparse.ArgumentParser(
+    parser = IntermixedParser(
         prog="mixsup", description="Whole-slide-image classifiers from mixed supervision: a few "
         "pixel annotations plus many slide labels (Li et al.).")
     parser.add_argument("--version", action="version", version=f"mixsup {__version__}")

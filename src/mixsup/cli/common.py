@@ -11,6 +11,25 @@ from mixsup.config import PRESETS
 Command = Callable[[argparse.Namespace], int]
 
 
+class IntermixedParser(argparse.ArgumentParser):
+    """Options and positionals in any order: ``predict RUN --out PRED a.svs``.
+
+    argparse cannot intermix on a parser that has subcommands, so every leaf parser does it
+    (subparsers inherit this class).
+    """
+
+    _intermixing = False
+
+    def parse_known_args(self, args=None, namespace=None):
+        if self._intermixing or self._subparsers is not None:
+            return super().parse_known_args(args, namespace)
+        self._intermixing = True  # parse_known_intermixed_args calls back into this method
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._intermixing = False
+
+
 def config_args(p: argparse.ArgumentParser, default_preset: str = "paper") -> None:
     p.add_argument("--preset", default=default_preset, choices=list(PRESETS),
                    help=f"settings preset (default: {default_preset})")
