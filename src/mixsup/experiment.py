@@ -25,6 +25,7 @@ from mixsup.evaluate.report import evaluate, read_labels, read_predictions, roc_
 from mixsup.labels.table import load_dataset
 from mixsup.predict import collect_inputs, predict
 from mixsup.train.api import MODES, train
+from mixsup.train.preflight import check_training
 
 log = logging.getLogger(__name__)
 METRICS = ["specificity_at_full_sensitivity", "auc", "sensitivity", "specificity",
@@ -57,26 +58,31 @@ def run_experiment(data_dir: str | Path, out: str | Path, preset: str = "small",
     variants = [Variant(m, m) for m in modes]
     for spec in ablations:
         variants += parse_ablation(spec)
+    # Everything that can fail is checked before the first run folder exists.
     test = collect_inputs([], str(data_dir), "test")
+    data = load_dataset(data_dir)
+    jobs = [(seed, v, load_config(preset, files, [*overrides, *v.overrides, f"seed={seed}"]))
+            for seed in seeds for v in variants]
+    checked: set[str] = set()
+    for _, v, cfg in jobs:  # variants of one mode differ only in what the check ignores
+        if v.mode not in checked:
+            check_training(data, cfg, v.mode, strict=False)
+            checked.add(v.mode)
     results: dict[str, list[dict[str, Any]]] = {}
-    for seed in seeds:
-        for v in variants:
-            slug = v.name.replace(" ", "_").replace("=", "")
-            run = out / "runs" / f"{slug}_seed{seed}"
-            cfg = load_config(preset, files, [*overrides, *v.overrides, f"seed={seed}"])
-            log.info("experiment: %s, seed %d", v.name, seed)
-            t0 = time.perf_counter()
-            trained = train(data_dir, run / "train", cfg, mode=v.mode,
-                            resume=(run / "train" / "config.yaml").is_file(),
-                            progress=progress)
-            seconds = _train_seconds(run / "train", time.perf_counter() - t0)
-            predict(run / "train", test, run / "pred", progress=progress)
-            m = evaluate(run / "pred" / "predictions.csv", data_dir / "slides.csv",
-                         run / "report")
-            results.setdefault(v.name, []).append(
-                m | {"seed": seed, "run": str(run), "train_seconds": seconds,
-                     "selected_round": trained.summary.get("selected_round"),
-                     "selection_rule": trained.summary.get("selection", {}).get("rule", "")})
+    for seed, v, cfg in jobs:
+        slug = v.name.replace(" ", "_").replace("=", "")
+        run = out / "runs" / f"{slug}_seed{seed}"
+        log.info("experiment: %s, seed %d", v.name, seed)
+        t0 = time.perf_counter()
+        trained = train(data_dir, run / "train", cfg, mode=v.mode,
+                        resume=(run / "train" / "config.yaml").is_file(), progress=progress)
+        seconds = _train_seconds(run / "train", time.perf_counter() - t0)
+        predict(run / "train", test, run / "pred", progress=progress)
+        m = evaluate(run / "pred" / "predictions.csv", data_dir / "slides.csv", run / "report")
+        results.setdefault(v.name, []).append(
+            m | {"seed": seed, "run": str(run), "train_seconds": seconds,
+                 "selected_round": trained.summary.get("selected_round"),
+                 "selection_rule": trained.summary.get("selection", {}).get("rule", "")})
     rows = summarise(results, per_center)
     write_results(out, rows, seeds, results)
     first = {name: Path(r[0]["run"]) for name, r in results.items()}

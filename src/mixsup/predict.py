@@ -88,6 +88,9 @@ def predict(run_or_bundle: str | Path, inputs: list[tuple[str, Path]], out: str 
     Under torchrun each rank predicts a disjoint shard of the slides; rank 0 then writes the
     tables from every slide's result file.
     """
+    if threshold is not None and not 0.0 <= threshold <= 1.0:
+        raise MixsupError(f"threshold {threshold} is not a probability",
+                          "pass --threshold between 0 and 1")
     out = Path(out)
     cfg = cfg or bundle_config(run_or_bundle)
     device = pick_device(cfg.runtime, dist.local_rank)

@@ -15,8 +15,9 @@ from mixsup.errors import MixsupError
 log = logging.getLogger(__name__)
 
 
-def open_run(run_dir: str | Path, cfg: Config, resume: bool) -> Config:
-    """Create ``run_dir`` with ``cfg``, or on resume return the config it was started with."""
+def check_run(run_dir: str | Path, cfg: Config, resume: bool) -> Config:
+    """The config a run in ``run_dir`` goes on with: ``cfg`` for a new run, the saved one on
+    resume. Refuses to overwrite a run; creates nothing."""
     run_dir = Path(run_dir)
     saved = run_dir / "config.yaml"
     if saved.is_file():
@@ -31,6 +32,12 @@ def open_run(run_dir: str | Path, cfg: Config, resume: bool) -> Config:
     if resume and run_dir.exists() and any(run_dir.iterdir()):
         raise MixsupError("cannot resume: no config.yaml in the run folder",
                           "start a new run with another --out", run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_text(saved, f"# mixsup {__version__}\n" + config_to_yaml(cfg))
     return cfg
+
+
+def create_run(run_dir: str | Path, cfg: Config) -> None:
+    """Create ``run_dir`` with its frozen config (kept as it is on resume)."""
+    saved = Path(run_dir) / "config.yaml"
+    if not saved.is_file():
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        write_text(saved, f"# mixsup {__version__}\n" + config_to_yaml(cfg))

@@ -12,9 +12,10 @@ from mixsup.bundle import export_bundle
 from mixsup.config import Config
 from mixsup.dist import SINGLE, Dist
 from mixsup.labels.table import load_dataset
-from mixsup.run import open_run
+from mixsup.run import check_run, create_run
 from mixsup.train.context import prepare, slide_set
 from mixsup.train.figures import stage1_figures
+from mixsup.train.preflight import check_training
 from mixsup.train.rounds import round_dir, run_stage1
 from mixsup.train.selection import full_sensitivity_threshold, run_stage2, select_round
 
@@ -37,13 +38,19 @@ def train(data_dir: str | Path, out: str | Path, cfg: Config, mode: str = "mixed
         raise ValueError(f"mode must be one of {MODES}")
     run_dir = Path(out)
     if dist.main:
-        cfg = open_run(run_dir, cfg, resume)
+        cfg = check_run(run_dir, cfg, resume)
+    # Every check that can fail runs before the folder exists (on every rank, so that all
+    # ranks stop together), so a corrected command is not refused as an existing run.
+    data = load_dataset(data_dir)
+    checked = check_training(data, cfg, mode, strict)
+    if dist.main:
+        create_run(run_dir, cfg)
         remove_partial(run_dir)
     dist.barrier()
     if not dist.main:
-        cfg = open_run(run_dir, cfg, resume=True)
-    data = load_dataset(data_dir)
-    ctx = prepare(data, cfg, run_dir, strict=strict, progress=progress, dist=dist)
+        cfg = check_run(run_dir, cfg, resume=True)
+    ctx = prepare(data, cfg, run_dir, strict=strict, progress=progress, dist=dist,
+                  checked=checked)
     if mode == "image":
         return _train_image(ctx, data, cfg, run_dir, strict, progress)
     s1 = cfg.stage1

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -12,14 +11,13 @@ import torch
 from mixsup.config import Config
 from mixsup.dist import SINGLE, Dist
 from mixsup.errors import MixsupError
-from mixsup.labels.annotations import SlideAnnotations, read_annotations
+from mixsup.labels.annotations import SlideAnnotations
 from mixsup.labels.table import Dataset, SlideRecord
 from mixsup.patches import SlideSource
 from mixsup.runtime import pick_device
 from mixsup.slides.tiling import TileSet
 from mixsup.tile_dataset import tile_dataset
-
-log = logging.getLogger(__name__)
+from mixsup.train.preflight import CheckedInputs, read_train_annotations
 
 
 @dataclass
@@ -68,25 +66,20 @@ def slide_set(data: Dataset, splits: tuple[str, ...], cfg: Config, tiles_dir: Pa
 
 
 def prepare(data: Dataset, cfg: Config, run_dir: Path, strict: bool = False,
-            progress: bool = True, dist: Dist = SINGLE) -> RunContext:
+            progress: bool = True, dist: Dist = SINGLE,
+            checked: CheckedInputs | None = None) -> RunContext:
+    """``checked``: the pixel labels ``check_training`` parsed (read here when not given)."""
+    if checked is None:
+        checked = read_train_annotations(data.split("train"), cfg, strict)
     train = slide_set(data, ("train",), cfg, run_dir / "tiles", strict, progress, dist)
     if cfg.subset.slide_label_fraction < 1.0:
         train = _drop_slide_labels(train, cfg.subset.slide_label_fraction, cfg.seed)
     if not train.records:
         raise MixsupError("no training slide with tissue",
                           "check slides.csv (split=train) and the tissue previews", data.root)
-    annotations: dict[int, SlideAnnotations] = {}
-    for i, rec in enumerate(train.records):
-        if rec.annotation is None:
-            continue
-        try:
-            annotations[i] = read_annotations(rec.annotation, cfg.annotations,
-                                              train.tilesets[i].dimensions)
-        except MixsupError as exc:
-            if strict:
-                raise
-            log.warning("ignoring the pixel labels of %s: %s", rec.slide_id, exc)
-            train.skipped[f"{rec.slide_id} (annotations)"] = str(exc)
+    annotations = {i: checked.annotations[rec.slide_id] for i, rec in enumerate(train.records)
+                   if rec.slide_id in checked.annotations}
+    train.skipped.update({f"{sid} (annotations)": why for sid, why in checked.rejected.items()})
     return RunContext(cfg, run_dir, data, train, annotations,
                       pick_device(cfg.runtime, dist.local_rank), progress and dist.main, strict,
                       dist)

@@ -1,0 +1,85 @@
+"""What a training run checks before it creates its folder: a failed check leaves nothing
+behind, so the corrected command starts a fresh run instead of being told to ``--resume``."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mixsup.config import Config
+from mixsup.errors import MixsupError
+from mixsup.labels.annotations import SlideAnnotations, read_annotations
+from mixsup.labels.table import Dataset, SlideRecord
+from mixsup.slides.reader import open_slide
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CheckedInputs:
+    annotations: dict[str, SlideAnnotations] = field(default_factory=dict)  # by slide id
+    rejected: dict[str, str] = field(default_factory=dict)  # slide id -> why labels unusable
+
+
+def check_training(data: Dataset, cfg: Config, mode: str, strict: bool) -> CheckedInputs:
+    """Raise ``MixsupError`` for anything that would stop ``mode`` later; return the parsed
+    pixel labels of the train slides (none for the image mode, which does not use them)."""
+    table = data.root / "slides.csv"
+    train = data.split("train")
+    if {0, 1} - {r.label for r in train}:
+        raise MixsupError("training needs positive (label 1) and negative (label 0) train slides",
+                          "label at least one slide of each class with split=train", table)
+    if (mode != "image" and cfg.stage2.select_by == "val"
+            and all(r.label is None for r in data.split("val"))):
+        raise MixsupError("selecting the round by val loss needs labelled val slides",
+                          "label some val slides, or select by train_loss", table)
+    for path in _weight_files(cfg, mode):
+        if not Path(path).is_file():
+            raise MixsupError("weights file not found", "check --weights or the *.weights "
+                              "settings", path)
+    if strict:  # otherwise tiling skips and lists bad slides
+        for rec in [*train, *data.split("val")]:
+            with open_slide(rec.path, cfg.reader.backend, cfg.reader.mpp,
+                            cfg.reader.cache_bytes) as slide:
+                _ = slide.mpp  # raises MissingMPPError
+    if mode == "image":
+        return CheckedInputs()
+    checked = read_train_annotations(train, cfg, strict)
+    if not checked.annotations:
+        raise MixsupError("no train slide has usable pixel annotations",
+                          "add annotations/<slide_id>.geojson (Tumor outlines, optionally an "
+                          "ROI) for some train slides, or use --mode image", data.root)
+    return checked
+
+
+def read_train_annotations(records: list[SlideRecord], cfg: Config,
+                           strict: bool) -> CheckedInputs:
+    """Parse every annotation against its slide's size; a bad file is an error with
+    ``strict``, else a warning and the slide trains on its slide label only."""
+    out = CheckedInputs()
+    for rec in records:
+        if rec.annotation is None:
+            continue
+        try:
+            with open_slide(rec.path, cfg.reader.backend, cfg.reader.mpp,
+                            cfg.reader.cache_bytes) as slide:
+                dims = slide.dimensions
+        except MixsupError:
+            if strict:
+                raise
+            continue  # tiling skips the slide and lists why
+        try:
+            out.annotations[rec.slide_id] = read_annotations(rec.annotation, cfg.annotations,
+                                                             dims)
+        except MixsupError as exc:
+            if strict:
+                raise
+            log.warning("ignoring the pixel labels of %s: %s", rec.slide_id, exc)
+            out.rejected[rec.slide_id] = str(exc)
+    return out
+
+
+def _weight_files(cfg: Config, mode: str) -> list[str]:
+    files = [cfg.mil.weights] if mode == "image" else [cfg.model.weights, cfg.stage2.weights]
+    return [f for f in files if f]
