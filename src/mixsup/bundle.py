@@ -88,14 +88,24 @@ def _normalisation(cfg: Config, mode: str | None) -> dict[str, Any]:
             "theta2": norm(cfg.stage2.encoder, cfg.stage2.pretrained)}
 
 
-def load_bundle(path: str | Path, device: torch.device | str = "cpu") -> Bundle:
+def bundle_dir(path: str | Path) -> Path:
+    """The bundle folder of a run folder (or the bundle folder itself)."""
     path = Path(path)
     if (path / "bundle").is_dir():
         path = path / "bundle"
-    meta_path = path / "bundle.json"
-    if not meta_path.is_file():
+    if not (path / "bundle.json").is_file():
         raise MixsupError("no model bundle here",
                           "pass a finished run folder (with bundle/) or its bundle folder", path)
+    return path
+
+
+def bundle_meta(path: str | Path) -> dict[str, Any]:
+    return json.loads((bundle_dir(path) / "bundle.json").read_text())
+
+
+def load_bundle(path: str | Path, device: torch.device | str = "cpu") -> Bundle:
+    path = bundle_dir(path)
+    meta_path = path / "bundle.json"
     meta = json.loads(meta_path.read_text())
     if meta.get("format") != BUNDLE_FORMAT:
         raise MixsupError("unknown bundle format", "re-export it with this mixsup", meta_path)

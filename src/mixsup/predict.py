@@ -26,7 +26,7 @@ import shapely
 from tqdm import tqdm
 
 from mixsup.atomic import atomic_open, atomic_path, remove_partial, write_json
-from mixsup.bundle import Bundle, load_bundle
+from mixsup.bundle import Bundle, bundle_meta, load_bundle
 from mixsup.config import Config
 from mixsup.dist import SINGLE, Dist
 from mixsup.errors import MixsupError
@@ -142,12 +142,7 @@ def bundle_config(path: str | Path, files: tuple = (), overrides: tuple = ()) ->
     """The bundle's config with optional YAML files and ``key=value`` overrides on top."""
     from mixsup.config import apply_overrides
 
-    p = Path(path)
-    meta = p / "bundle" / "bundle.json" if (p / "bundle").is_dir() else p / "bundle.json"
-    if not meta.is_file():
-        raise MixsupError("no model bundle here",
-                          "pass a finished run folder (with bundle/) or its bundle folder", p)
-    return apply_overrides(json.loads(meta.read_text())["config"], files, overrides)
+    return apply_overrides(bundle_meta(path)["config"], files, overrides)
 
 
 def _predict_slide(bundle: Bundle, cfg: Config, slide_id: str, path: Path, out: Path,

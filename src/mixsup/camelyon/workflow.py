@@ -13,12 +13,13 @@ from sklearn.ensemble import RandomForestClassifier
 
 from mixsup.artefacts import load_sklearn, save_sklearn
 from mixsup.atomic import atomic_open, write_json
+from mixsup.bundle import bundle_meta
 from mixsup.camelyon.classifier import NodeForest, train_node_forest
 from mixsup.camelyon.features import Heatmap, heatmap_features, rule_node_class
-from mixsup.camelyon.staging import pn_stage, write_stage_csv
+from mixsup.camelyon.staging import NODE_CLASSES, pn_stage, write_stage_csv
 from mixsup.errors import MixsupError
 from mixsup.heatmap import stitch
-from mixsup.labels.table import SlideRecord, load_dataset
+from mixsup.labels.table import Dataset, SlideRecord, load_dataset
 from mixsup.mapstore import open_maps
 from mixsup.predict import bundle_config, predict
 from mixsup.slides.reader import Slide
@@ -64,28 +65,98 @@ def _patient_nodes(records: list[SlideRecord]) -> list[tuple[str, int]]:
     return out
 
 
-def stage_train(run: str | Path, data: str | Path, split: str = "train",
-                heatmap_um: float = 16.0, folds: int = 5, seed: int = 0,
-                progress: bool = True) -> dict[str, Any]:
-    run = Path(run)
-    records = [r for r in load_dataset(data).split(split) if r.node_class]
-    if len(records) < 4:
-        raise MixsupError(f"only {len(records)} {split} slide(s) carry a node_class",
-                          "add node_class (negative, itc, micro, macro) to slides.csv", data)
-    rows = slide_features(run, records, run / "stage" / f"heatmaps_{split}", heatmap_um,
-                          progress)
+FEATURE_SOURCES = ("auto", "heldout", "val", "train")
+MIN_SLIDES = 4
+_SOURCE_NAMES = {"heldout": "train slide(s) θ1 did not train on", "val": "val slide(s)",
+                 "train": "train slide(s)"}
+
+
+def feature_sets(run: Path, data: Dataset) -> dict[str, list[SlideRecord]]:
+    """Slides with a node_class: the train split, split by whether the run's θ1 learnt from
+    them (``heldout`` / ``in_sample``), and the val split. Bundles that do not list θ1's
+    slides count every train slide as in-sample."""
+    seen = bundle_meta(run).get("theta1_slides")
+    train = [r for r in data.split("train") if r.node_class]
+    heldout = [r for r in train if seen is not None and r.slide_id not in seen]
+    return {"train": train, "heldout": heldout,
+            "in_sample": [r for r in train if r not in heldout],
+            "val": [r for r in data.split("val") if r.node_class]}
+
+
+def _choose_source(features_from: str, sets: dict[str, list[SlideRecord]], table: Path) -> str:
+    if features_from != "auto":
+        if len(sets[features_from]) < MIN_SLIDES:
+            raise MixsupError(f"only {len(sets[features_from])} "
+                              f"{_SOURCE_NAMES[features_from]} carry a node_class",
+                              f"the forest needs {MIN_SLIDES}: add node_class (negative, itc, "
+                              "micro, macro) to slides.csv or pick another --features-from",
+                              table)
+        return features_from
+    for name in ("heldout", "val", "train"):
+        if len(sets[name]) >= MIN_SLIDES:
+            if name == "train":
+                log.warning("no %d held-out or val slides with a node_class: the forest learns "
+                            "from heatmaps of θ1's own training slides (optimistic)", MIN_SLIDES)
+            return name
+    return _choose_source("train", sets, table)  # raises, naming the train split
+
+
+def _check_node_classes(records: list[SlideRecord], table: Path) -> None:
+    bad = sorted({r.node_class for r in records if r.node_class.lower() not in NODE_CLASSES})
+    if bad:
+        raise MixsupError(f"unknown node_class value(s) {', '.join(bad)}",
+                          f"use {', '.join(NODE_CLASSES)}", table)
+
+
+def _forest_scores(rows: list[dict[str, float]], records: list[SlideRecord], folds: int,
+                   seed: int) -> tuple[NodeForest, dict[str, Any]]:
     classes = [r.node_class.lower() for r in records]
     forest = train_node_forest(rows, classes, folds=folds, seed=seed)
-    save_node_forest(run, forest, heatmap_um)
     rules = [rule_node_class(f) for f in rows]
-    report = {
+    return forest, {
         "slides": len(records),
-        "heatmap_um": heatmap_um,
         "cv_accuracy": float(np.mean([a == b for a, b in zip(forest.cv_predictions, classes,
                                                             strict=True)])),
         "rule_accuracy": float(np.mean([a == b for a, b in zip(rules, classes, strict=True)])),
     }
-    _write_features(run / "stage" / f"features_{split}.csv", records, rows)
+
+
+def stage_train(run: str | Path, data: str | Path, features_from: str = "auto",
+                heatmap_um: float = 16.0, folds: int = 5, seed: int = 0,
+                progress: bool = True) -> dict[str, Any]:
+    """Train the node forest on the heatmap features of ``features_from`` (``auto``: held-out
+    train slides, else val, else train). Reports the cross-validated accuracy there and, for
+    comparison, on θ1's own training slides (``in_sample``) and on held-out ones."""
+    if features_from not in FEATURE_SOURCES:
+        raise ValueError(f"features_from must be one of {FEATURE_SOURCES}")
+    run, table = Path(run), Path(data) / "slides.csv"
+    sets = feature_sets(run, load_dataset(data))  # checks come before anything is written
+    source = _choose_source(features_from, sets, table)
+    held = source if source != "train" else next(
+        (n for n in ("heldout", "val") if len(sets[n]) >= MIN_SLIDES), None)
+    in_sample = len(sets["in_sample"]) >= MIN_SLIDES
+    needed = {r.slide_id: r for name in (source, held, "in_sample" if in_sample else None)
+              if name for r in sets[name]}
+    _check_node_classes(list(needed.values()), table)
+    rows: dict[str, dict[str, float]] = {}
+    for split in ("train", "val"):  # one heatmap folder per split, as before (reused)
+        records = [r for r in needed.values() if r.split == split]
+        if records:
+            rows.update(zip([r.slide_id for r in records], slide_features(
+                run, records, run / "stage" / f"heatmaps_{split}", heatmap_um, progress),
+                strict=True))
+
+    def scores(name: str) -> tuple[NodeForest, dict[str, Any]]:
+        return _forest_scores([rows[r.slide_id] for r in sets[name]], sets[name], folds, seed)
+
+    forest, main = scores(source)
+    report = {"features_from": source, "heatmap_um": heatmap_um, **main,
+              "in_sample": scores("in_sample")[1] if in_sample else None,
+              "held_out": None if held is None else
+              {"set": held, **(main if held == source else scores(held)[1])}}
+    save_node_forest(run, forest, heatmap_um)
+    _write_features(run / "stage" / f"features_{source}.csv", sets[source],
+                    [rows[r.slide_id] for r in sets[source]])
     write_json(run / "stage" / "train.json", report)
     return report
 
@@ -95,13 +166,17 @@ def stage_predict(run: str | Path, data: str | Path, out: str | Path, split: str
     run, out = Path(run), Path(out)
     forest, heatmap_um = load_node_forest(run)
     records = load_dataset(data).split(split)
+    if not records:
+        raise MixsupError(f"no {split} slide in the dataset", "pick another --split",
+                          Path(data) / "slides.csv")
+    nodes = _patient_nodes(records)  # before any output exists
     rows = slide_features(run, records, out / "heatmaps", heatmap_um, progress)
     nodes_rf = forest.predict(rows)
     nodes_rule = [rule_node_class(f) for f in rows]
     outputs = {}
     for name, preds in (("forest", nodes_rf), ("rule", nodes_rule)):
         per_patient: dict[str, dict[int, str]] = {}
-        for (p, n), c in zip(_patient_nodes(records), preds, strict=True):
+        for (p, n), c in zip(nodes, preds, strict=True):
             per_patient.setdefault(p, {})[n] = c
         stages = {p: pn_stage(n.values()) for p, n in per_patient.items()}
         suffix = "" if name == "forest" else "_rule"

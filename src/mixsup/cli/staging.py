@@ -14,7 +14,11 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Command]:
     q = stage.add_parser("train", help="heatmap features + random forest on node classes")
     q.add_argument("run", help="a trained run (its θ1 makes the heatmaps)")
     q.add_argument("--data", required=True, help="dataset with patient and node_class columns")
-    q.add_argument("--split", default="train")
+    q.add_argument("--features-from", default="auto",
+                   choices=["auto", "heldout", "val", "train"],
+                   help="slides whose heatmap features train the forest: heldout (train slides "
+                        "θ1 did not train on), val, or train (all, including θ1's own: "
+                        "optimistic); auto: heldout, else val, else train")
     q.add_argument("--heatmap-um", type=float, default=16.0, help="heatmap pixel size (µm)")
     q.add_argument("--folds", type=int, default=5)
     q = stage.add_parser("predict", help="node classes and pN stages (Camelyon17 CSV)")
@@ -31,13 +35,21 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Command]:
 
 def cmd_stage(args: argparse.Namespace) -> int:
     from mixsup.camelyon.evaluate import evaluate_stages
-    from mixsup.camelyon.workflow import stage_predict, stage_train
+    from mixsup.camelyon.workflow import MIN_SLIDES, stage_predict, stage_train
 
     if args.stage_command == "train":
-        r = stage_train(args.run, args.data, args.split, args.heatmap_um, args.folds,
+        r = stage_train(args.run, args.data, args.features_from, args.heatmap_um, args.folds,
                         progress=not args.quiet)
-        print(f"node classifier on {r['slides']} slides: cross-validated accuracy "
-              f"{r['cv_accuracy']:.3f} (size rule: {r['rule_accuracy']:.3f})")
+        print(f"node classifier on {r['slides']} slides (features from {r['features_from']}): "
+              f"cross-validated accuracy {r['cv_accuracy']:.3f} "
+              f"(size rule: {r['rule_accuracy']:.3f})")
+        for key, what in (("in_sample", "in-sample: slides θ1 trained on"),
+                          ("held_out", "held-out: slides θ1 did not train on")):
+            m = r[key]
+            print(f"  {what}" + (f" ({m['set']})" if m and "set" in m else "") + ": " + (
+                f"fewer than {MIN_SLIDES} with a node_class" if m is None else
+                f"{m['slides']} slides, cross-validated accuracy {m['cv_accuracy']:.3f} "
+                f"(size rule: {m['rule_accuracy']:.3f})"))
         return 0
     if args.stage_command == "predict":
         r = stage_predict(args.run, args.data, args.out, args.split, progress=not args.quiet)

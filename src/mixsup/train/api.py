@@ -13,7 +13,7 @@ from mixsup.config import Config
 from mixsup.dist import SINGLE, Dist
 from mixsup.labels.table import load_dataset
 from mixsup.run import check_run, create_run
-from mixsup.train.context import prepare, slide_set
+from mixsup.train.context import RunContext, prepare, slide_set
 from mixsup.train.figures import stage1_figures
 from mixsup.train.preflight import check_training
 from mixsup.train.rounds import round_dir, run_stage1
@@ -76,6 +76,7 @@ def train(data_dir: str | Path, out: str | Path, cfg: Config, mode: str = "mixed
     bundle = export_bundle(run_dir / "bundle", cfg, round_dir(run_dir, selected) / "model.pt",
                            round_dir(run_dir, selected) / "stage2" / "model.pt", {
                                "mode": mode,
+                               "theta1_slides": theta1_slides(ctx, mode),
                                "selected_round": selected,
                                "select_by": cfg.stage2.select_by,
                                "selection": choice.to_json(),
@@ -123,7 +124,8 @@ def _train_image(ctx, data, cfg: Config, run_dir: Path, strict: bool,
         return TrainResult(run_dir, {})
     threshold, source = _operating_threshold(mil)
     bundle = export_bundle(run_dir / "bundle", cfg, mil_model_path(run_dir), None, {
-        "mode": "image", "selected_round": None, "operating_threshold": threshold,
+        "mode": "image", "theta1_slides": theta1_slides(ctx, "image"),
+        "selected_round": None, "operating_threshold": threshold,
         "threshold_source": source, "mil_losses": mil["epoch_losses"]})
     summary = {"mode": "image", "selected_round": None, "operating_threshold": threshold,
                "threshold_source": source, "bundle": str(bundle), "rounds": [],
@@ -131,6 +133,15 @@ def _train_image(ctx, data, cfg: Config, run_dir: Path, strict: bool,
     write_json(run_dir / "summary.json", summary)
     ctx.dist.barrier()
     return TrainResult(run_dir, summary)
+
+
+def theta1_slides(ctx: RunContext, mode: str) -> list[str]:
+    """The slides θ1 learnt from: annotated ones (pixel labels) and, except in the pixel
+    mode, labelled ones (EM pools, MIL). ``stage train`` keeps them out of the forest."""
+    used = set() if mode == "image" else set(ctx.annotations)
+    if mode != "pixel":
+        used |= set(ctx.train.labelled())
+    return sorted(ctx.train.records[i].slide_id for i in used)
 
 
 def _operating_threshold(chosen: dict[str, Any]) -> tuple[float, str]:
