@@ -137,3 +137,15 @@ def test_operating_threshold_keeps_ties_from_another_code_path():
     assert full_sensitivity_threshold(val, np.array([0, 0, 0])) is None
     tiny = full_sensitivity_threshold(np.array([1e-18, 0.0]), np.array([1, 0]))
     assert 0.0 < tiny <= 1e-18  # relative, so tiny thresholds stay above zero scores
+
+
+def test_collapse_rule():
+    from mixsup.train.rounds import collapsed
+
+    def summary(above: int) -> dict:
+        return {"map_stats": {"positive_patches_above_threshold": above}}
+
+    assert collapsed(summary(100), summary(555), 0.2)  # 0.18 of the previous round's
+    assert not collapsed(summary(209), summary(555), 0.2)
+    assert not collapsed(summary(0), summary(0), 0.2)  # nothing to lose
+    assert not collapsed(summary(5), {"map_stats": {}}, 0.2)  # summaries from before the rule
