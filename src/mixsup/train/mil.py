@@ -30,8 +30,8 @@ from mixsup.patches import SlidePool, augment
 from mixsup.runtime import autocast, compiled, seed_everything, to_input
 from mixsup.train.context import RunContext, SlideSet
 from mixsup.train.fit import append_jsonl, fit
+from mixsup.train.loss import smooth
 from mixsup.train.sampler import MixedBatchSampler, default_steps
-from mixsup.train.stage2 import smooth
 from mixsup.train.topk import top_k
 
 log = logging.getLogger(__name__)

@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from mixsup.config import RuntimeConfig
 from mixsup.patches import SlidePool, SlideSource, augment
 from mixsup.runtime import autocast, to_input
+from mixsup.train.loss import smooth
 
 EPS = 1e-6
 
@@ -118,12 +119,6 @@ def mean_of_valid(probs: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
 def slide_probs(model: torch.nn.Module, patches: torch.Tensor, valid: torch.Tensor,
                 device: torch.device, runtime: RuntimeConfig) -> torch.Tensor:
     return mean_of_valid(patch_probs(model, patches, valid, device, runtime), valid)
-
-
-def smooth(label: torch.Tensor, smoothing: float) -> torch.Tensor:
-    """Targets ``smoothing / 2`` and ``1 - smoothing / 2``: the loss stops rewarding scores of
-    exactly 0 or 1, so slide means stay apart instead of piling up on multiples of 1/K."""
-    return label * (1 - smoothing) + smoothing / 2
 
 
 def stage2_loss(model: torch.nn.Module, batch: Any, device: torch.device,
