@@ -67,8 +67,8 @@ def train(data_dir: str | Path, out: str | Path, cfg: Config, mode: str = "mixed
     stage2 = [run_stage2(ctx, res, val) for res in usable]
     choice = select_round(stage2, cfg.stage2.select_by, cfg.stage2.select_tolerance)
     selected = choice.round
-    chosen = next(s for s in stage2 if s["round"] == selected)
     by_round = {s["round"]: s for s in stage2}
+    chosen = by_round[selected]
     threshold, source = _operating_threshold(chosen)
     if not dist.main:
         dist.barrier()
