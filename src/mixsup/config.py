@@ -166,6 +166,8 @@ class Stage2Config(_Frozen):
     lr: float = Field(1e-4, gt=0)
     weight_decay: float = Field(1e-4, ge=0)
     augment: bool = True
+    init_from_theta1: bool = Field(False, description="start θ2's encoder from its round's "
+                                   "θ1 encoder (needs stage2.encoder == model.encoder)")
     select_by: Literal["train_curve", "train_loss", "val"] = Field(
         "train_curve", description="round choice: mean θ2 training loss over epochs "
         "(train_curve), final training loss (train_loss, the paper's), or val loss")
@@ -211,6 +213,14 @@ class Config(_Frozen):
     stage2: Stage2Config = Stage2Config()
     mil: MILConfig = MILConfig()
     subset: DataSubsetConfig = DataSubsetConfig()
+
+    @model_validator(mode="after")
+    def _theta1_init_matches(self) -> Config:
+        if self.stage2.init_from_theta1 and self.stage2.encoder != self.model.encoder:
+            raise ValueError(f"stage2.init_from_theta1 needs stage2.encoder "
+                             f"({self.stage2.encoder}) to equal model.encoder "
+                             f"({self.model.encoder})")
+        return self
 
 
 def preset_dict(name: str) -> dict[str, Any]:

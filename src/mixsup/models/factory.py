@@ -3,10 +3,13 @@ normalisation and, where ``pretrained`` names packaged weights, those weights.""
 
 from __future__ import annotations
 
+from typing import Any
+
 import timm
 from torch import nn
 
 from mixsup.config import ModelConfig
+from mixsup.errors import MixsupError
 from mixsup.models.dla_up import DLAUpSegmenter
 from mixsup.models.encoders import PACKAGED, InputNorm, input_norm, load_packaged
 
@@ -43,3 +46,26 @@ def build_classifier(encoder: str, pretrained: bool = False,
     model.input_norm = InputNorm(*input_norm(encoder, pretrained))
     model.register_forward_pre_hook(_normalise_input)
     return model
+
+
+ENCODER_PREFIX = "encoder."
+
+
+def init_from_segmenter(classifier: nn.Module, segmenter_state: dict[str, Any]) -> list[str]:
+    """Copy a θ1 checkpoint's encoder into a classifier with the same timm encoder.
+
+    A features-only encoder's names are the classifier's own (``blocks.0.0.conv.weight``); the
+    classifier's head (for EfficientNet also ``conv_head``/``bn2``) keeps its own weights.
+    Returns the names left as they were; refuses when any encoder tensor has no counterpart.
+    """
+    own = classifier.state_dict()
+    enc = {k[len(ENCODER_PREFIX):]: v for k, v in segmenter_state.items()
+           if k.startswith(ENCODER_PREFIX)}
+    bad = sorted(k for k, v in enc.items() if k not in own or own[k].shape != v.shape)
+    if not enc or bad:
+        raise MixsupError("θ1's encoder does not fit θ2's network"
+                          + (f" (first mismatch: {bad[0]})" if bad else " (no encoder tensors)"),
+                          "use the same encoder for model.encoder and stage2.encoder, or set "
+                          "stage2.init_from_theta1=false")
+    classifier.load_state_dict(enc, strict=False)
+    return sorted(set(own) - set(enc))

@@ -14,7 +14,7 @@ from mixsup.artefacts import load_checkpoint, load_weights_into, save_checkpoint
 from mixsup.atomic import write_json
 from mixsup.evaluate.metrics import full_sensitivity_point
 from mixsup.mapstore import StoredMaps
-from mixsup.models.factory import build_classifier, build_segmenter
+from mixsup.models.factory import build_classifier, build_segmenter, init_from_segmenter
 from mixsup.runtime import seed_everything
 from mixsup.train.context import RunContext, SlideSet
 from mixsup.train.fit import append_jsonl, fit
@@ -55,6 +55,8 @@ def run_stage2(ctx: RunContext, res: RoundResult, val: SlideSet | None) -> dict[
     model = build_classifier(s2.encoder, s2.pretrained)
     if s2.weights:
         load_weights_into(model, s2.weights)
+    if s2.init_from_theta1:
+        init_from_segmenter(model, load_checkpoint(res.model_path, ctx.device)["model"])
     train_ds = topk_dataset(ctx.train, res.maps, idx, s2.top_k, s2.augment, cfg.seed)
     steps = s2.steps_per_epoch or max(1, len(idx) // s2.slides_per_batch)
     sampler = BalancedSlideSampler(labels, s2.slides_per_batch, steps, seed=cfg.seed,
