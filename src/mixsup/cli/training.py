@@ -127,10 +127,13 @@ def cmd_rounds(args: argparse.Namespace) -> int:
 
     rows = round_map_quality(args.run, args.data)
     write_quality(Path(args.run) / "map_quality.json", rows)
-    print(f"{'round':>5} {'IoU (pos slides)':>17} {'mean slide IoU':>15} {'pos frac (neg)':>15}")
+    k = rows[0].top_k if rows else 0
+    print(f"{'round':>5} {'IoU (pos slides)':>17} {'mean slide IoU':>15} {'pos frac (neg)':>15} "
+          f"{f'top-{k} hits':>12} {f'top-{k} AUC':>11}")
     for r in rows:
-        print(f"{r['round']:>5} {r['iou_positive_slides']:>17.4f} {r['mean_slide_iou']:>15.4f} "
-              f"{r['negative_slides_positive_fraction']:>15.4f}")
+        print(f"{r.round:>5} {r.iou_positive_slides:>17.4f} {r.mean_slide_iou:>15.4f} "
+              f"{r.negative_slides_positive_fraction:>15.4f} {r.topk_hit_rate:>12.3f} "
+              f"{r.topk_slide_auc:>11.3f}")
     return 0
 
 

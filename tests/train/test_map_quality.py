@@ -1,0 +1,34 @@
+"""`mixsup rounds`: θ1's maps per round against the generator's true outlines."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+
+from mixsup.evaluate.map_quality import round_map_quality, topk_hit_rate, write_quality
+
+
+def test_topk_hit_rate_counts_top_patches_touching_tumour():
+    masks = np.zeros((5, 4, 4), bool)
+    masks[1, 0, 0] = True  # one tumour pixel is enough
+    masks[3] = True
+    max_prob = np.array([0.9, 0.8, 0.1, 0.7, 0.2])
+    assert topk_hit_rate(masks, max_prob, 2) == 0.5  # patches 0 and 1
+    assert topk_hit_rate(masks, max_prob, 3) == 2 / 3  # 0, 1, 3
+    assert topk_hit_rate(masks, max_prob, 10) == 2 / 5  # every patch
+    assert math.isnan(topk_hit_rate(masks[:0], max_prob[:0], 2))
+
+
+def test_every_round_is_measured_with_the_run_top_k(shapes_data, trained, tmp_path):
+    rows = round_map_quality(trained.run_dir, shapes_data)
+    assert [r.round for r in rows] == [0, 1, 2]
+    for r in rows:
+        assert r.top_k == 2  # the FAST config's stage2.top_k, read from the run's config.yaml
+        assert 0 <= r.iou_positive_slides <= 1 and 0 <= r.topk_hit_rate <= 1
+        assert 0 <= r.topk_slide_auc <= 1
+        assert 0 <= r.negative_slides_positive_fraction <= 1
+    out = tmp_path / "q.json"
+    write_quality(out, rows)
+    assert json.loads(out.read_text())[0]["round"] == 0
