@@ -22,7 +22,7 @@ from mixsup.atomic import write_json
 from mixsup.config import Config, validate
 from mixsup.errors import MixsupError
 from mixsup.models.encoders import input_norm
-from mixsup.models.factory import build_classifier, build_segmenter
+from mixsup.models.factory import build_classifier, build_segmenter, build_theta2, theta2_input
 
 BUNDLE_FORMAT = "mixsup-bundle-v1"
 
@@ -67,8 +67,9 @@ def export_bundle(out_dir: Path, cfg: Config, theta1_ckpt: Path, theta2_ckpt: Pa
         },
         "theta1": {"encoder": cfg.mil.encoder if info.get("mode") == "image"
                    else cfg.model.encoder, "file": "theta1.pt"},
-        "theta2": None if theta2_ckpt is None else {"encoder": cfg.stage2.encoder,
-                                                    "file": "theta2.pt"},
+        "theta2": None if theta2_ckpt is None else {
+            "encoder": theta2_input(cfg.model, cfg.stage2)[0], "init": cfg.stage2.init,
+            "file": "theta2.pt"},
         **info,
         "config": cfg.model_dump(mode="json"),
     }
@@ -85,7 +86,7 @@ def _normalisation(cfg: Config, mode: str | None) -> dict[str, Any]:
     if mode == "image":
         return {"theta1": norm(cfg.mil.encoder, cfg.mil.pretrained)}
     return {"theta1": norm(cfg.model.encoder, cfg.model.pretrained),
-            "theta2": norm(cfg.stage2.encoder, cfg.stage2.pretrained)}
+            "theta2": norm(*theta2_input(cfg.model, cfg.stage2))}
 
 
 def bundle_dir(path: str | Path) -> Path:
@@ -117,7 +118,7 @@ def load_bundle(path: str | Path, device: torch.device | str = "cpu") -> Bundle:
     theta1.load_state_dict(load_checkpoint(path / "theta1.pt", device)["model"])
     theta2 = None
     if meta.get("theta2"):
-        theta2 = build_classifier(cfg.stage2.encoder, cfg.stage2.pretrained, load_weights=False)
+        theta2 = build_theta2(cfg.model, cfg.stage2, load_weights=False)
         theta2.load_state_dict(load_checkpoint(path / "theta2.pt", device)["model"])
         theta2.eval()
     return Bundle(meta, cfg, theta1.eval(), theta2)

@@ -166,8 +166,10 @@ class Stage2Config(_Frozen):
     lr: float = Field(1e-4, gt=0)
     weight_decay: float = Field(1e-4, ge=0)
     augment: bool = True
-    init_from_theta1: bool = Field(False, description="start θ2's encoder from its round's "
-                                   "θ1 encoder (needs stage2.encoder == model.encoder)")
+    init: Literal["encoder", "theta1_encoder", "theta1"] = Field(
+        "encoder", description="θ2's starting point: its own encoder's weights (encoder), its "
+        "round's θ1 encoder (theta1_encoder), or its round's whole θ1 with a max over the map as "
+        "the patch logit, so that θ2 starts as θ1's patch score (theta1)")
     select_by: Literal["train_curve", "train_loss", "val"] = Field(
         "train_curve", description="round choice: mean θ2 training loss over epochs "
         "(train_curve), final training loss (train_loss, the paper's), or val loss")
@@ -216,8 +218,8 @@ class Config(_Frozen):
 
     @model_validator(mode="after")
     def _theta1_init_matches(self) -> Config:
-        if self.stage2.init_from_theta1 and self.stage2.encoder != self.model.encoder:
-            raise ValueError(f"stage2.init_from_theta1 needs stage2.encoder "
+        if self.stage2.init == "theta1_encoder" and self.stage2.encoder != self.model.encoder:
+            raise ValueError(f"stage2.init=theta1_encoder needs stage2.encoder "
                              f"({self.stage2.encoder}) to equal model.encoder "
                              f"({self.model.encoder})")
         return self

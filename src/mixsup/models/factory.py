@@ -8,10 +8,11 @@ from typing import Any
 import timm
 from torch import nn
 
-from mixsup.config import ModelConfig
+from mixsup.config import ModelConfig, Stage2Config
 from mixsup.errors import MixsupError
 from mixsup.models.dla_up import DLAUpSegmenter
 from mixsup.models.encoders import PACKAGED, InputNorm, input_norm, load_packaged
+from mixsup.models.max_logit import MaxLogitClassifier
 
 
 def build_segmenter(cfg: ModelConfig, load_weights: bool = True) -> DLAUpSegmenter:
@@ -66,6 +67,34 @@ def init_from_segmenter(classifier: nn.Module, segmenter_state: dict[str, Any]) 
         raise MixsupError("θ1's encoder does not fit θ2's network"
                           + (f" (first mismatch: {bad[0]})" if bad else " (no encoder tensors)"),
                           "use the same encoder for model.encoder and stage2.encoder, or set "
-                          "stage2.init_from_theta1=false")
+                          "stage2.init=encoder")
     classifier.load_state_dict(enc, strict=False)
     return sorted(set(own) - set(enc))
+
+
+def build_theta2(model: ModelConfig, s2: Stage2Config,
+                 theta1_state: dict[str, Any] | None = None,
+                 load_weights: bool = True) -> nn.Module:
+    """θ2 as ``stage2.init`` says: its own encoder (``encoder``), that encoder started from
+    θ1's (``theta1_encoder``), or θ1 itself with a max-logit head (``theta1``).
+    ``theta1_state`` is the round's θ1 checkpoint; ``load_weights=False`` builds the network
+    for a saved θ2 to be loaded into."""
+    if s2.init == "theta1":
+        net: nn.Module = MaxLogitClassifier(build_segmenter(model, load_weights=False))
+        if theta1_state is not None:
+            net.segmenter.load_state_dict(theta1_state)
+        return net
+    net = build_classifier(s2.encoder, s2.pretrained, load_weights)
+    if load_weights and s2.weights:
+        from mixsup.artefacts import load_weights_into
+
+        load_weights_into(net, s2.weights)
+    if s2.init == "theta1_encoder" and theta1_state is not None:
+        init_from_segmenter(net, theta1_state)
+    return net
+
+
+def theta2_input(model: ModelConfig, s2: Stage2Config) -> tuple[str, bool]:
+    """The (encoder, pretrained) pair that sets θ2's input normalisation."""
+    return (model.encoder, model.pretrained) if s2.init == "theta1" else (s2.encoder,
+                                                                          s2.pretrained)

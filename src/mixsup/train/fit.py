@@ -167,7 +167,7 @@ def recalibrate_bn(net: torch.nn.Module, loader: DataLoader, loss_fn: LossFn,
     PCam mosaics: eval-mode probabilities of exactly 0 or 1 for every slide).
     """
     bns = [m for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    if not bns or max_batches <= 0:
+    if not bns or max_batches <= 0 or getattr(_unwrap(net), "frozen_bn", False):
         return
     momenta = [m.momentum for m in bns]
     for m in bns:

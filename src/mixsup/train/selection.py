@@ -10,11 +10,11 @@ from typing import Any
 
 import numpy as np
 
-from mixsup.artefacts import load_checkpoint, load_weights_into, save_checkpoint
+from mixsup.artefacts import load_checkpoint, save_checkpoint
 from mixsup.atomic import write_json
 from mixsup.evaluate.metrics import full_sensitivity_point
 from mixsup.mapstore import StoredMaps
-from mixsup.models.factory import build_classifier, build_segmenter, init_from_segmenter
+from mixsup.models.factory import build_segmenter, build_theta2
 from mixsup.runtime import seed_everything
 from mixsup.train.context import RunContext, SlideSet
 from mixsup.train.fit import append_jsonl, fit
@@ -52,11 +52,9 @@ def run_stage2(ctx: RunContext, res: RoundResult, val: SlideSet | None) -> dict[
     seed_everything(cfg.seed * 1000 + 500)
     idx = [i for i in ctx.train.labelled() if i in res.maps]
     labels = [ctx.train.records[i].label for i in idx]
-    model = build_classifier(s2.encoder, s2.pretrained)
-    if s2.weights:
-        load_weights_into(model, s2.weights)
-    if s2.init_from_theta1:
-        init_from_segmenter(model, load_checkpoint(res.model_path, ctx.device)["model"])
+    theta1_state = (load_checkpoint(res.model_path, ctx.device)["model"]
+                    if s2.init != "encoder" else None)
+    model = build_theta2(cfg.model, s2, theta1_state)
     train_ds = topk_dataset(ctx.train, res.maps, idx, s2.top_k, s2.augment, cfg.seed)
     steps = s2.steps_per_epoch or max(1, len(idx) // s2.slides_per_batch)
     sampler = BalancedSlideSampler(labels, s2.slides_per_batch, steps, seed=cfg.seed,
@@ -84,7 +82,7 @@ def run_stage2(ctx: RunContext, res: RoundResult, val: SlideSet | None) -> dict[
         summary.update(_validate(ctx, res, model, val))
     if ctx.dist.main:
         save_checkpoint(sdir / "model.pt", {"model": model.state_dict(), "round": res.round,
-                                            "encoder": s2.encoder})
+                                            "encoder": s2.encoder, "init": s2.init})
         write_json(sdir / "summary.json", summary)
         (sdir / "train_last.pt").unlink(missing_ok=True)
     ctx.dist.barrier()
