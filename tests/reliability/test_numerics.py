@@ -45,14 +45,15 @@ def test_nan_loss_stops_with_a_diagnostic(tmp_path):
 
 def test_nan_loss_in_stage2_names_the_slides(shapes_data, tmp_path, monkeypatch):
     """The real stage-2 path: run_stage2 -> TopKPatches -> fit, with a θ2 that outputs NaN."""
+    from mixsup.config import load_config
     from mixsup.labels.table import load_dataset
     from mixsup.mapstore import StoredMaps
     from mixsup.train import selection
     from mixsup.train.context import prepare
     from mixsup.train.rounds import RoundResult
-    from tests.conftest import fast_config
+    from tests.conftest import FAST
 
-    real = selection.build_classifier
+    real = selection.build_theta2
 
     def nan_classifier(*args, **kwargs):
         model = real(*args, **kwargs)
@@ -61,8 +62,9 @@ def test_nan_loss_in_stage2_names_the_slides(shapes_data, tmp_path, monkeypatch)
                 p.fill_(float("nan"))
         return model
 
-    monkeypatch.setattr(selection, "build_classifier", nan_classifier)
-    ctx = prepare(load_dataset(shapes_data), fast_config(), tmp_path, progress=False)
+    monkeypatch.setattr(selection, "build_theta2", nan_classifier)
+    cfg = load_config("tiny", overrides=[*FAST, "stage2.init=encoder"])  # no θ1 file here
+    ctx = prepare(load_dataset(shapes_data), cfg, tmp_path, progress=False)
     rng = np.random.default_rng(0)
     maps = {i: StoredMaps(tmp_path / "unused.zarr", t.coords, rng.uniform(size=len(t)))
             for i, t in enumerate(ctx.train.tilesets)}
