@@ -222,6 +222,9 @@ class Config(_Frozen):
             raise ValueError(f"stage2.init=theta1_encoder needs stage2.encoder "
                              f"({self.stage2.encoder}) to equal model.encoder "
                              f"({self.model.encoder})")
+        if self.stage2.init == "theta1" and self.stage2.weights:
+            raise ValueError("stage2.weights is unused with stage2.init=theta1 (θ2 starts as "
+                             "θ1); set stage2.init=encoder to load them")
         return self
 
 

@@ -42,6 +42,8 @@ def test_config_refuses_mismatched_encoders():
         load_config("tiny", overrides=["stage2.init=theta1_encoder", "stage2.encoder=resnet18"])
     with pytest.raises(ConfigError, match="stage2.init"):
         load_config("tiny", overrides=["stage2.init=imagenet"])
+    with pytest.raises(ConfigError, match="stage2.weights is unused"):
+        load_config("tiny", overrides=["stage2.init=theta1", "stage2.weights=w.pth"])
     # θ1 with a max head does not use stage2.encoder at all
     assert load_config("tiny", overrides=["stage2.init=theta1",
                                           "stage2.encoder=resnet18"]).stage2.init == "theta1"
