@@ -14,7 +14,7 @@ from mixsup.artefacts import load_checkpoint, save_checkpoint
 from mixsup.atomic import write_json
 from mixsup.evaluate.metrics import full_sensitivity_point
 from mixsup.mapstore import StoredMaps
-from mixsup.models.factory import build_segmenter, build_theta2
+from mixsup.models.factory import build_segmenter, build_theta2, theta2_input
 from mixsup.runtime import seed_everything
 from mixsup.train.context import RunContext, SlideSet
 from mixsup.train.fit import append_jsonl, fit
@@ -47,8 +47,8 @@ def run_stage2(ctx: RunContext, res: RoundResult, val: SlideSet | None) -> dict[
     if (sdir / "summary.json").is_file():
         return json.loads((sdir / "summary.json").read_text())
     sdir.mkdir(parents=True, exist_ok=True)
-    # The same initialisation and batch order in every round: rounds then differ only in their
-    # top-K patches, which is what the round selection compares.
+    # The same batch order in every round (and, with stage2.init=encoder, the same
+    # initialisation): rounds then differ only in their top-K patches and their θ1 start.
     seed_everything(cfg.seed * 1000 + 500)
     idx = [i for i in ctx.train.labelled() if i in res.maps]
     labels = [ctx.train.records[i].label for i in idx]
@@ -82,7 +82,8 @@ def run_stage2(ctx: RunContext, res: RoundResult, val: SlideSet | None) -> dict[
         summary.update(_validate(ctx, res, model, val))
     if ctx.dist.main:
         save_checkpoint(sdir / "model.pt", {"model": model.state_dict(), "round": res.round,
-                                            "encoder": s2.encoder, "init": s2.init})
+                                            "encoder": theta2_input(cfg.model, s2)[0],
+                                            "init": s2.init})
         write_json(sdir / "summary.json", summary)
         (sdir / "train_last.pt").unlink(missing_ok=True)
     ctx.dist.barrier()
@@ -129,8 +130,9 @@ def select_round(summaries: list[dict[str, Any]], select_by: str,
     """The round whose θ2 learns best by ``select_by``:
 
     - ``train_curve`` (default): the mean of θ2's per-epoch training losses, the area under its
-      training curve. Every round trains θ2 from the same initialisation and batch order, so
-      the curves differ only through the top-K patches; unlike the final loss it does not
+      training curve. Every round trains θ2 in the same batch order (from the same weights with
+      ``stage2.init=encoder``, from its own θ1 otherwise), so the curves differ through the
+      top-K patches and θ1's start; unlike the final loss it does not
       saturate when θ2 memorises its few training slides.
     - ``train_loss``: the paper's rule, θ2's final training loss (saturates on small data).
     - ``val``: θ2's loss on the labelled val slides.
