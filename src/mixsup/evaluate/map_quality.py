@@ -71,7 +71,7 @@ def round_map_quality(run_dir: str | Path, data_dir: str | Path,
             coords, attrs = got.coords, got.attrs
             if len(coords):
                 slide_y.append(int(labels[sid]))
-                slide_score.append(float(np.sort(got.max_prob)[::-1][:k].mean()))
+                slide_score.append(float(got.max_prob[top_k(got.max_prob, k)].mean()))
             pred = got.maps[:] >= 0.5
             if labels[sid] == 0:
                 neg_pos += int(pred.sum())
