@@ -27,6 +27,8 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Command]:
                    help="PatchCamelyon folder (for --kind pcam)")
     p.add_argument("--patients", type=int, default=None,
                    help="pcam only: N patients x 5 lymph nodes with Camelyon17 node classes")
+    p.add_argument("--compression", choices=["jpeg", "zlib"], default="jpeg",
+                   help="tile compression; zlib needs no imagecodecs (bigger, lossless files)")
 
     p = sub.add_parser("validate", help="check a dataset directory and its annotations")
     p.add_argument("data")
@@ -62,13 +64,14 @@ def cmd_synth(args: argparse.Namespace) -> int:
         from mixsup.synth.shapes import make_shapes
 
         out = make_shapes(args.out, n_slides=args.n_slides or 20, size=args.size or 1280,
-                          seed=args.seed, progress=not args.quiet)
+                          seed=args.seed, progress=not args.quiet,
+                          compression=args.compression)
     else:
         from mixsup.synth.pcam import make_pcam
 
         out = make_pcam(args.out, args.pcam, n_slides=args.n_slides or 60,
                         size=args.size or 3072, seed=args.seed, patients=args.patients,
-                        progress=not args.quiet)
+                        progress=not args.quiet, compression=args.compression)
     print_dataset(out)
     print(f"wrote {out} in {time.perf_counter() - start:.1f} s")
     return 0

@@ -120,7 +120,10 @@ def fit(model: torch.nn.Module, dataset: TrainingSet, sampler, epochs: int, lr: 
         for step, batch in enumerate(bar):
             ids = next(batches, None)
             n_items = len(batch[0])
-            batch = (hed_jitter(batch[0], training.stain_sigma, training.stain_bias, gen),
+            # On the device: on the host this float math took 0.28 s per batch of 20 at 512 px
+            # and held GPU training to about 35 patches/s per run.
+            images = batch[0].to(device, non_blocking=True)
+            batch = (hed_jitter(images, training.stain_sigma, training.stain_bias, gen),
                      *batch[1:])
             for group in opt.param_groups:
                 group["lr"] = lr_at(epoch * len(sampler) + step, total_steps, lr, training)
