@@ -1,13 +1,23 @@
-"""Patch reading through mixsup's dataset (DataLoader, slides opened lazily per worker) vs a
-bare ``openslide.read_region`` loop over the same coordinates, in the same run.
+"""Patches per second from one process: a bare ``openslide.read_region`` loop (the baseline),
+tiffslide, NKI-AI's fastslide (run inside ``.venv-bench``; `make bench-env`) and mixsup's
+reader (``Slide`` with the ``tifftiles`` backend), in the same run, over the same coordinates
+(row-major, 128 px overlap), plus mixsup's ``PatchReader`` through a DataLoader with 0 and 2
+worker processes.
 
-    python benchmarks/bench_read.py [--slides N] [--size PX]
+    python benchmarks/bench_read.py [--patches N]
+
+Sizes: 512 px at level 0 (the paper preset) and 128 px (the small preset, 1.0 um/px) on a
+generated 20,000 px JPEG slide, then 512 px on the real SVS files in ../shared/data/slides when
+present. The last line is ``ratio_512 X.XX``: mixsup's reader over bare ``read_region``, one
+process, 512 px, on the generated slide.
 """
 
 from __future__ import annotations
 
 import argparse
-import tempfile
+import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -16,45 +26,85 @@ import openslide
 from cached_data import shapes_dataset
 from torch.utils.data import DataLoader
 
-from mixsup.config import load_config
-from mixsup.labels.table import load_dataset
-from mixsup.patches import PatchReader
-from mixsup.train.context import slide_set
+from mixsup.patches import PatchReader, SlideSource
+from mixsup.slides import open_slide
+
+HERE = Path(__file__).resolve().parent
+PEER_PYTHON = HERE.parent / ".venv-bench" / "bin" / "python"
+SHARED_SLIDES = HERE.parent.parent / "shared" / "data" / "slides"
+
+
+def grid(dims: tuple[int, int], size: int, n: int) -> list[tuple[int, int]]:
+    stride = size - size // 4
+    w, h = dims
+    coords = [(x, y) for y in range(0, h - size + 1, stride)
+              for x in range(0, w - size + 1, stride)]
+    return coords[:n]
+
+
+def rate(read, coords: list[tuple[int, int]]) -> float:
+    start = time.perf_counter()
+    for c in coords:
+        read(c)
+    return len(coords) / (time.perf_counter() - start)
+
+
+def fastslide_rate(path: Path, coords: list[tuple[int, int]], size: int) -> float | None:
+    if not PEER_PYTHON.is_file():
+        return None
+    out = subprocess.run([str(PEER_PYTHON), str(HERE / "peer_fastslide.py"), str(path),
+                          str(size), json.dumps(coords)], capture_output=True, text=True)
+    if out.returncode != 0:
+        print(f"  fastslide failed: {out.stderr.strip().splitlines()[-1:]}")
+        return None
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def compare(path: Path, size: int, n: int, loaders: bool) -> float:
+    """Prints one block; returns mixsup's reader over bare read_region."""
+    import tiffslide
+
+    bare_slide = openslide.OpenSlide(str(path))
+    coords = grid(bare_slide.dimensions, size, n)
+    print(f"\n{path.name}: {len(coords)} patches of {size} px at level 0")
+    bare = rate(lambda c: np.asarray(bare_slide.read_region(c, 0, (size, size))), coords)
+    print(f"  bare openslide.read_region   {bare:8.1f} patches/s  (1.00)")
+    ts = tiffslide.TiffSlide(str(path))
+    r = rate(lambda c: ts.read_region(c, 0, (size, size), as_array=True), coords)
+    print(f"  tiffslide                    {r:8.1f} patches/s  ({r / bare:.2f})")
+    r = fastslide_rate(path, coords, size)
+    print(f"  fastslide                    {r:8.1f} patches/s  ({r / bare:.2f})" if r else
+          "  fastslide                    not installed (make bench-env)")
+    mine = open_slide(path, backend="tifftiles")
+    ours = rate(lambda c: mine.read_region(c, 0, (size, size)), coords)
+    print(f"  mixsup Slide (tifftiles)     {ours:8.1f} patches/s  ({ours / bare:.2f})")
+    if loaders:
+        refs = np.array([(0, x, y) for x, y in coords])
+        for workers in (0, 2):
+            ds = PatchReader([SlideSource("s", str(path))], refs, size, mine.mpp)
+            loader = DataLoader(ds, batch_size=32, num_workers=workers,
+                                prefetch_factor=4 if workers else None)
+            start = time.perf_counter()
+            count = sum(len(b) for b in loader)
+            r = count / (time.perf_counter() - start)
+            print(f"  mixsup PatchReader, {workers} worker(s) {r:8.1f} patches/s  ({r / bare:.2f})")
+    return ours / bare
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--slides", type=int, default=4)
-    ap.add_argument("--size", type=int, default=4096)
+    ap.add_argument("--patches", type=int, default=400)
     args = ap.parse_args()
-    data_dir = shapes_dataset(f"read-{args.slides}-{args.size}", args.slides, args.size, seed=5)
-    cfg = load_config("tiny")
-    with tempfile.TemporaryDirectory() as tmp:
-        slides = slide_set(load_dataset(data_dir), ("train", "val", "test"), cfg,
-                           Path(tmp) / "tiles", False, False)
-    refs = np.concatenate([np.column_stack([np.full(len(t), i), t.coords])
-                           for i, t in enumerate(slides.tilesets)])
-    p, mpp = cfg.tiling.patch_size, cfg.tiling.mpp
-    size0 = round(slides.tilesets[0].size0)
-
-    handles = [openslide.OpenSlide(s.path) for s in slides.sources]
-    start = time.perf_counter()
-    for s, x, y in refs:
-        np.asarray(handles[s].read_region((int(x), int(y)), 0, (size0, size0)))[..., :3]
-    bare = len(refs) / (time.perf_counter() - start)
-
-    print(f"{len(refs)} patches of {p} px at {mpp} um/px from {len(slides.records)} slides")
-    print(f"bare openslide.read_region loop (1 process): {bare:8.1f} patches/s")
-    for workers in (0, 2):
-        ds = PatchReader(slides.sources, refs, p, mpp)
-        loader = DataLoader(ds, batch_size=64, num_workers=workers,
-                            prefetch_factor=4 if workers else None)
-        start = time.perf_counter()
-        n = sum(len(b) for b in loader)
-        rate = n / (time.perf_counter() - start)
-        print(f"mixsup PatchReader, {workers} worker(s):          {rate:8.1f} patches/s "
-              f"(ratio {rate / bare:.2f})")
+    big = shapes_dataset("20k", 1, 20000, seed=5) / "slides" / "slide_000.tiff"
+    ratio_512 = compare(big, 512, args.patches, loaders=True)
+    compare(big, 128, args.patches * 4, loaders=True)
+    for name in ("CMU-1-Small-Region.svs", "tcga-cr-7395-01a-01-ts1.svs"):
+        if (SHARED_SLIDES / name).is_file():
+            compare(SHARED_SLIDES / name, 512, args.patches, loaders=False)
+        else:
+            print(f"\n{name}: skipped, ../shared/data/slides is not beside the checkout")
+    print(f"\nratio_512 {ratio_512:.2f}")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

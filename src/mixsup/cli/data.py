@@ -14,7 +14,8 @@ from mixsup.errors import MixsupError
 def register(sub: argparse._SubParsersAction) -> dict[str, Command]:
     p = sub.add_parser("info", help="print a slide's metadata as JSON")
     p.add_argument("slide")
-    p.add_argument("--backend", default="auto", choices=["auto", "openslide", "tiffslide"])
+    p.add_argument("--backend", default="auto",
+                   choices=["auto", "tifftiles", "openslide", "tiffslide"])
     p.add_argument("--mpp", type=float, default=None, help="MPP override")
 
     p = sub.add_parser("synth", help="generate a dataset of pyramidal TIFF slides")

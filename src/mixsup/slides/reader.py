@@ -18,7 +18,8 @@ import numpy as np
 from mixsup.errors import MissingMPPError, SlideReadError
 from mixsup.slides.backends.base import Backend
 
-BACKENDS = ("openslide", "tiffslide")
+# "auto" tries them in this order: the direct tile reader, then OpenSlide for what it refuses.
+BACKENDS = ("tifftiles", "openslide", "tiffslide")
 # A level counts as fine enough for a target MPP when it is at most this much coarser.
 LEVEL_MPP_TOLERANCE = 1.02
 
@@ -174,14 +175,14 @@ class Slide:
         Transparent pixels (outside the scanned area) become white, like glass.
         """
         try:
-            rgba = self._backend.read_rgba((int(location[0]), int(location[1])), level,
-                                           (int(size[0]), int(size[1])))
+            rgb = self._backend.read_rgb((int(location[0]), int(location[1])), level,
+                                         (int(size[0]), int(size[1])))
         except Exception as exc:
             raise SlideReadError(f"failed to read region {location} at level {level} "
                                  f"({type(exc).__name__}: {exc})",
                                  "the file may be truncated or corrupt; re-export it",
                                  self.path) from exc
-        return _rgba_to_rgb(rgba)
+        return rgb
 
     def read_at_mpp(self, location: tuple[int, int], size: int | tuple[int, int],
                     mpp: float) -> np.ndarray:
@@ -213,29 +214,15 @@ class Slide:
         return region, w0 / size[0] * self.mpp
 
 
-def _rgba_to_rgb(rgba: np.ndarray) -> np.ndarray:
-    if rgba.ndim == 3 and rgba.shape[2] == 4:
-        rgb = np.ascontiguousarray(rgba[..., :3])
-        alpha = rgba[..., 3]
-        if alpha.min() < 255:
-            # OpenSlide returns premultiplied RGBA; composited on white that is rgb + (255 - a),
-            # exact in integers (and a quarter of the memory of a float32 copy).
-            rgb = (rgb.astype(np.uint16) + (255 - alpha)[..., None]).clip(0, 255).astype(np.uint8)
-        return rgb
-    if rgba.ndim == 2:
-        return np.repeat(rgba[..., None], 3, axis=2)
-    return np.ascontiguousarray(rgba[..., :3])
-
-
 def _probe(handle: Backend) -> None:
     """Decode a few small regions so that files which open but cannot be decoded (corrupt or
     truncated: the last tiles of level 0 are the last bytes written) fail now, not mid-run."""
     top = len(handle.level_dimensions) - 1
     w, h = handle.level_dimensions[top]
-    handle.read_rgba((0, 0), top, (min(w, 64), min(h, 64)))
+    handle.read_rgb((0, 0), top, (min(w, 64), min(h, 64)))
     w0, h0 = handle.level_dimensions[0]
     size = (min(w0, 64), min(h0, 64))
-    handle.read_rgba((w0 - size[0], h0 - size[1]), 0, size)
+    handle.read_rgb((w0 - size[0], h0 - size[1]), 0, size)
 
 
 def open_slide(path: str | Path, backend: str = "auto", mpp: float | None = None,

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from mixsup.slides.backends.base import parse_mpp
+from mixsup.slides.backends.base import parse_mpp, rgba_to_rgb
 
 
 class OpenSlideBackend:
@@ -36,9 +36,9 @@ class OpenSlideBackend:
     def mpp(self) -> tuple[float, float] | None:
         return parse_mpp(self._slide.properties, "openslide")
 
-    def read_rgba(self, location: tuple[int, int], level: int,
-                  size: tuple[int, int]) -> np.ndarray:
-        return np.asarray(self._slide.read_region(location, level, size))
+    def read_rgb(self, location: tuple[int, int], level: int,
+                 size: tuple[int, int]) -> np.ndarray:
+        return rgba_to_rgb(np.asarray(self._slide.read_region(location, level, size)))
 
     def close(self) -> None:
         self._slide.close()

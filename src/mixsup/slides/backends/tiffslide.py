@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from mixsup.slides.backends.base import parse_mpp
+from mixsup.slides.backends.base import parse_mpp, rgba_to_rgb
 
 
 class TiffSlideBackend:
@@ -33,15 +33,10 @@ class TiffSlideBackend:
     def mpp(self) -> tuple[float, float] | None:
         return parse_mpp(self.properties, "tiffslide")
 
-    def read_rgba(self, location: tuple[int, int], level: int,
-                  size: tuple[int, int]) -> np.ndarray:
-        arr = np.asarray(self._slide.read_region(location, level, size, as_array=True))
-        if arr.ndim == 2:
-            arr = np.repeat(arr[..., None], 3, axis=2)
-        if arr.shape[2] == 3:
-            alpha = np.full((*arr.shape[:2], 1), 255, dtype=np.uint8)
-            arr = np.concatenate([arr, alpha], axis=2)
-        return arr
+    def read_rgb(self, location: tuple[int, int], level: int,
+                 size: tuple[int, int]) -> np.ndarray:
+        return rgba_to_rgb(np.asarray(self._slide.read_region(location, level, size,
+                                                              as_array=True)))
 
     def close(self) -> None:
         self._slide.close()
