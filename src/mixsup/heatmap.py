@@ -34,14 +34,15 @@ def stitch(coords: np.ndarray, maps: Any, size0: float, dimensions: tuple[int, i
 
 
 def overlay(thumb: np.ndarray, prob: np.ndarray, covered: np.ndarray,
-            alpha: float = 0.55) -> np.ndarray:
-    """Colour the heatmap (jet) over the thumbnail where patches were scored."""
+            alpha: float = 0.55, floor: float = 0.0) -> np.ndarray:
+    """Colour the heatmap (jet) over the thumbnail where patches were scored and the
+    probability is at least ``floor``."""
     prob = cv2.resize(prob, (thumb.shape[1], thumb.shape[0]), interpolation=cv2.INTER_LINEAR)
     covered = cv2.resize(covered.astype(np.uint8), (thumb.shape[1], thumb.shape[0]),
                          interpolation=cv2.INTER_NEAREST).astype(bool)
     colour = cv2.applyColorMap((prob * 255).astype(np.uint8), cv2.COLORMAP_JET)[..., ::-1]
     out = thumb.astype(np.float32)
-    a = (alpha * covered)[..., None]
+    a = (alpha * (covered & (prob >= floor)))[..., None]
     return (out * (1 - a) + colour.astype(np.float32) * a).astype(np.uint8)
 
 

@@ -4,7 +4,7 @@ Per slide it writes (atomically; ``slides/<id>.json`` last, as the done marker):
 
     maps/<id>.zarr        per-patch probability maps and max probabilities
     probmaps/<id>.zarr    the stitched probability map (mean over overlaps)
-    heatmaps/<id>.png     heatmap over the thumbnail, top-K boxes ranked
+    heatmaps/<id>.png     heatmap (1,000-2,000 px), top-K boxes, colour and scale bars
     regions/<id>.geojson  suspicious regions (p >= 0.5) and ranked top-K boxes, for QuPath
     slides/<id>.json      slide probability, prediction and top-K patches
 
@@ -20,17 +20,17 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import shapely
 from tqdm import tqdm
 
-from mixsup.atomic import atomic_open, atomic_path, remove_partial, write_json
+from mixsup.atomic import atomic_open, remove_partial, write_json
 from mixsup.bundle import Bundle, bundle_meta, load_bundle
 from mixsup.config import Config
 from mixsup.dist import SINGLE, Dist
 from mixsup.errors import MixsupError
-from mixsup.heatmap import overlay, stitch, stitch_to_zarr
+from mixsup.heatmap import stitch, stitch_to_zarr
+from mixsup.heatmap_figure import LONG_SIDE, heatmap_png, png_mpp
 from mixsup.infer import infer_patches
 from mixsup.labels.annotations import Region, SlideAnnotations, mask_polygons, write_geojson
 from mixsup.labels.table import load_dataset
@@ -43,7 +43,6 @@ from mixsup.train.stage2 import TopKPatches, mean_of_valid, patch_probs
 from mixsup.train.topk import top_k
 
 log = logging.getLogger(__name__)
-HEATMAP_MAX_DIM = 2048  # heatmap PNGs and GeoJSON regions: bounded whatever the slide size
 SLIDE_SUFFIXES = {".svs", ".tif", ".tiff", ".ndpi", ".mrxs", ".scn", ".bif", ".vms", ".svslide",
                   ".dcm"}
 
@@ -185,10 +184,13 @@ def _predict_slide(bundle: Bundle, cfg: Config, slide_id: str, path: Path, out: 
                  "size": float(tiles.size0), "max_pixel_prob": float(maps.max_prob[j]),
                  "patch_prob": float(top_probs[r]) if r < len(top_probs) else None}
                 for r, j in enumerate(order)]
-        thumb, thumb_mpp = slide.thumbnail(cfg.tissue.thumbnail_mpp, HEATMAP_MAX_DIM)
+        thumb, thumb_mpp = slide.thumbnail(
+            png_mpp(slide.mpp, slide.dimensions, cfg.tissue.thumbnail_mpp), LONG_SIDE[1])
         ds0 = thumb_mpp / slide.mpp
         heat, count = stitch(tiles.coords, maps.maps, tiles.size0, slide.dimensions, ds0)
-        _heatmap_png(out / "heatmaps" / f"{slide_id}.png", thumb, heat, count, topk, ds0)
+        heatmap_png(out / "heatmaps" / f"{slide_id}.png", thumb, heat, count > 0,
+                    [(t["rank"], t["x"] / ds0, t["y"] / ds0, t["size"] / ds0) for t in topk],
+                    thumb_mpp, title=f"{slide_id}: probability {prob:.4g}")
         _regions(out / "regions" / f"{slide_id}.geojson", heat, ds0, topk)
     row = {"slide_id": slide_id, "path": str(path), "probability": prob,
            "prediction": int(prob >= thr), "n_patches": len(tiles), "topk": topk}
@@ -209,25 +211,16 @@ def _score_top_k(bundle: Bundle, ds: TopKPatches, device: Any,
     return slide, probs[0, : int(valid.sum())].cpu().tolist()
 
 
-def _heatmap_png(path: Path, thumb: np.ndarray, heat: np.ndarray, count: np.ndarray,
-                 topk: list[dict[str, Any]], ds0: float) -> None:
-    img = overlay(thumb, heat, count > 0)
-    for t in topk:
-        x, y, s = t["x"] / ds0, t["y"] / ds0, t["size"] / ds0
-        cv2.rectangle(img, (int(x), int(y)), (int(x + s), int(y + s)), (255, 255, 255), 1)
-        cv2.putText(img, str(t["rank"]), (int(x) + 1, int(y) + 9), cv2.FONT_HERSHEY_SIMPLEX,
-                    0.3, (255, 255, 255), 1, cv2.LINE_AA)
-    with atomic_path(path, suffix=".png") as tmp:
-        cv2.imwrite(str(tmp), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
-
-
 def _regions(path: Path, heat: np.ndarray, ds0: float, topk: list[dict[str, Any]]) -> None:
     regions = [Region("Suspicious (p>=0.5)", "tumor", g)
                for g in mask_polygons(heat >= 0.5, ds0)]
     for t in topk:
         box = shapely.box(t["x"], t["y"], t["x"] + t["size"], t["y"] + t["size"])
-        regions.append(Region(f"Top-K #{t['rank']} (max p={t['max_pixel_prob']:.3f})",
-                              "ignore", box))
+        scores = [("rank", float(t["rank"])), ("max pixel probability", t["max_pixel_prob"])]
+        if t["patch_prob"] is not None:
+            scores.append(("patch probability", t["patch_prob"]))
+        regions.append(Region(f"Top-K #{t['rank']}", "ignore", box, classification="Top-K",
+                              measurements=tuple(scores)))
     write_geojson(path, SlideAnnotations(tuple(regions)))
 
 

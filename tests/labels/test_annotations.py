@@ -230,3 +230,19 @@ def test_mask_image_round_trip():
     ann = mask_to_annotations(mask, downsample=4.0)
     back = ann.rasterize(0, 0, 60, 60, 4.0)
     assert (back == mask).mean() > 0.97
+
+
+def test_geojson_gives_one_qupath_class_and_measurements_when_set():
+    import shapely
+
+    from mixsup.labels.annotations import Region, SlideAnnotations
+
+    regions = tuple(Region(f"Top-K #{k}", "ignore", shapely.box(0, 0, 10, 10),
+                           classification="Top-K", measurements=(("rank", float(k)),))
+                    for k in (1, 2))
+    feats = SlideAnnotations(regions).to_geojson()["features"]
+    assert {f["properties"]["classification"]["name"] for f in feats} == {"Top-K"}
+    assert [f["properties"]["measurements"]["rank"] for f in feats] == [1.0, 2.0]
+    plain = SlideAnnotations((Region("x", "tumor", shapely.box(0, 0, 1, 1)),)).to_geojson()
+    assert plain["features"][0]["properties"]["classification"]["name"] == "Tumor"
+    assert "measurements" not in plain["features"][0]["properties"]

@@ -46,6 +46,8 @@ class Region:
     name: str
     role: AnnotationRole
     geometry: BaseGeometry  # Polygon or MultiPolygon, level-0 pixels
+    classification: str | None = None  # QuPath class; None: derived from the role
+    measurements: tuple[tuple[str, float], ...] = ()  # QuPath measurements (name, value)
 
 
 @dataclass(frozen=True)
@@ -97,15 +99,16 @@ class SlideAnnotations:
         """A FeatureCollection that QuPath (0.3+) imports as annotations."""
         features = []
         for r in self.regions:
-            features.append({
-                "type": "Feature",
-                "geometry": mapping(r.geometry),
-                "properties": {
-                    "objectType": "annotation",
-                    "name": r.name,
-                    "classification": {"name": _qupath_class(r), "color": ROLE_COLORS[r.role]},
-                },
-            })
+            props: dict[str, Any] = {
+                "objectType": "annotation",
+                "name": r.name,
+                "classification": {"name": r.classification or _qupath_class(r),
+                                   "color": ROLE_COLORS[r.role]},
+            }
+            if r.measurements:
+                props["measurements"] = dict(r.measurements)
+            features.append({"type": "Feature", "geometry": mapping(r.geometry),
+                             "properties": props})
         return {"type": "FeatureCollection", "features": features}
 
 
