@@ -1,8 +1,8 @@
 """Patches per second from one process: a bare ``openslide.read_region`` loop (the baseline),
 tiffslide, NKI-AI's fastslide (run inside ``.venv-bench``; `make bench-env`) and mixsup's
 reader (``Slide`` with the ``tifftiles`` backend), in the same run, over the same coordinates
-(row-major, 128 px overlap), plus mixsup's ``PatchReader`` through a DataLoader with 0 and 2
-worker processes.
+(row-major, 128 px overlap), plus mixsup's ``PatchReader`` through the E-step's DataLoader
+(one stretch of patches per worker) with 0 and 2 worker processes.
 
     python benchmarks/bench_read.py [--patches N]
 
@@ -23,9 +23,10 @@ from pathlib import Path
 
 import numpy as np
 import openslide
+import torch
 from cached_data import shapes_dataset
-from torch.utils.data import DataLoader
 
+from mixsup.infer import make_loader, worker_batches
 from mixsup.patches import PatchReader, SlideSource
 from mixsup.slides import open_slide
 
@@ -80,10 +81,10 @@ def compare(path: Path, size: int, n: int, loaders: bool) -> float:
     print(f"  mixsup Slide (tifftiles)     {ours:8.1f} patches/s  ({ours / bare:.2f})")
     if loaders:
         refs = np.array([(0, x, y) for x, y in coords])
-        for workers in (0, 2):
+        for workers in (0, 2):  # in the E-step's order: one stretch of patches per worker
             ds = PatchReader([SlideSource("s", str(path))], refs, size, mine.mpp)
-            loader = DataLoader(ds, batch_size=32, num_workers=workers,
-                                prefetch_factor=4 if workers else None)
+            loader = make_loader(ds, worker_batches([len(refs)], 32, workers), workers,
+                                 torch.device("cpu"))
             start = time.perf_counter()
             count = sum(len(b) for b in loader)
             r = count / (time.perf_counter() - start)

@@ -64,14 +64,48 @@ def test_router_splits_batches_at_slide_boundaries():
     jobs = [(10 + j, np.zeros((n, 2))) for j, n in enumerate(sizes)]
     pm = _random_maps(sum(sizes), m=2)
     router = _Router(jobs, 2, memory_sink)
-    out = list(router.feed(np.zeros((0, 2, 2), np.float16), np.zeros(0, np.float32)))
+    out = list(router.empty())
     for a in range(0, len(pm.max_prob), 4):  # batches of 4 straddle slides
-        out += list(router.feed(pm.maps[a:a + 4], pm.max_prob[a:a + 4]))
-    assert [i for i, _ in out] == [10, 11, 12, 13]
+        out += list(router.feed(a, pm.maps[a:a + 4], pm.max_prob[a:a + 4]))
+    assert sorted(i for i, _ in out) == [10, 11, 12, 13]
     ends = np.cumsum(sizes)
-    for (_, got), end, n in zip(out, ends, sizes, strict=True):
-        np.testing.assert_array_equal(got.max_prob, pm.max_prob[end - n:end])
-        np.testing.assert_array_equal(got.maps, pm.maps[end - n:end])
+    got = dict(out)
+    for j, (end, n) in enumerate(zip(ends, sizes, strict=True)):
+        np.testing.assert_array_equal(got[10 + j].max_prob, pm.max_prob[end - n:end])
+        np.testing.assert_array_equal(got[10 + j].maps, pm.maps[end - n:end])
+
+
+def test_router_reassembles_a_slide_whose_later_part_arrives_first():
+    """Two workers' stretches meet inside slide 1: its tail comes before its head."""
+    sizes = [4, 6, 3]
+    jobs = [(j, np.zeros((n, 2))) for j, n in enumerate(sizes)]
+    pm = _random_maps(sum(sizes), m=2)
+    router = _Router(jobs, 2, memory_sink)
+    order = [(7, 3), (0, 3), (10, 3), (3, 2), (5, 2)]  # (first patch, count), as delivered
+    out = []
+    for a, k in order:
+        out += list(router.feed(a, pm.maps[a:a + k], pm.max_prob[a:a + k]))
+    assert [i for i, _ in out] == [2, 0, 1]
+    got = dict(out)
+    np.testing.assert_array_equal(got[1].maps, pm.maps[4:10])
+    np.testing.assert_array_equal(got[1].max_prob, pm.max_prob[4:10])
+    assert not router.pending and not router.sinks
+
+
+def test_worker_batches_give_each_worker_one_contiguous_stretch():
+    from mixsup.infer import worker_batches
+
+    for sizes, workers in (([100], 2), ([30, 0, 41, 7, 22], 2), ([5, 5, 5], 3), ([9], 1),
+                           ([50, 3], 3), ([26], 3), ([9, 8, 9], 3)):
+        batches = worker_batches(sizes, 8, workers)
+        flat = [i for b in batches for i in b]
+        assert sorted(flat) == list(range(sum(sizes)))
+        for b in batches:
+            assert list(b) == list(range(b.start, b.start + len(b)))
+        per_worker = [[i for k, b in enumerate(batches) if k % workers == w for i in b]
+                      for w in range(workers)]
+        for got in per_worker:  # what the DataLoader's round-robin hands each worker
+            assert got == list(range(got[0], got[0] + len(got))) if got else True
 
 
 def test_stitching_from_a_store_equals_stitching_in_memory(tmp_path):

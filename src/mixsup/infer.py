@@ -4,6 +4,7 @@ classifiers give one probability (a 1x1 map)."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -26,8 +27,9 @@ class PatchMaps:
     max_prob: np.ndarray  # (N,) float32
 
 
-def make_loader(dataset, batch_size: int, num_workers: int, device: torch.device) -> DataLoader:
-    return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+def make_loader(dataset, batches: list[range], num_workers: int,
+                device: torch.device) -> DataLoader:
+    return DataLoader(dataset, batch_sampler=[list(b) for b in batches], num_workers=num_workers,
                       pin_memory=device.type == "cuda",
                       prefetch_factor=4 if num_workers > 0 else None,
                       persistent_workers=False)
@@ -66,32 +68,75 @@ def memory_sink(slide: int, n: int, m: int) -> SlideSink:
 
 
 class _Router:
-    """Hands consecutive results to the sink of the slide they belong to, one slide open at a
-    time, so memory follows the sink (a slide's maps in RAM, or one chunk for a store)."""
+    """Hands each result to the sink of the slide it belongs to and yields a slide's
+    ``finish()`` once all its patches are in. Results come in stretches (one per loader
+    worker, see ``worker_batches``), each in patch order; a slide that two stretches share
+    gets its later part early, and that part waits in ``pending`` until the gap is filled."""
 
     def __init__(self, jobs: list[tuple[int, np.ndarray]], m: int, open_sink: SinkFactory):
         self.jobs, self.m, self.open_sink = jobs, m, open_sink
-        self.job, self.pos = 0, 0
-        self.sink: SlideSink | None = None
+        self.sizes = [len(c) for _, c in jobs]
+        self.starts = np.concatenate([[0], np.cumsum(self.sizes)]).astype(np.int64)
+        self.filled = [0] * len(jobs)
+        self.sinks: dict[int, SlideSink] = {}
+        self.pending: dict[int, dict[int, tuple[np.ndarray, np.ndarray]]] = {}
 
-    def _size(self) -> int:
-        return len(self.jobs[self.job][1])
+    def empty(self) -> Iterator[tuple[int, Any]]:
+        """The slides without patches."""
+        for j, n in enumerate(self.sizes):
+            if n == 0:
+                yield self.jobs[j][0], self.open_sink(self.jobs[j][0], 0, self.m).finish()
 
-    def feed(self, maps: np.ndarray, max_prob: np.ndarray) -> Iterator[tuple[int, Any]]:
-        i = 0
-        while True:
-            while self.job < len(self.jobs) and self.pos == self._size():
-                sink = self.sink or self.open_sink(self.jobs[self.job][0], 0, self.m)
-                yield self.jobs[self.job][0], sink.finish()
-                self.job, self.pos, self.sink = self.job + 1, 0, None
-            if i >= len(maps):
-                return
-            if self.sink is None:
-                self.sink = self.open_sink(self.jobs[self.job][0], self._size(), self.m)
-            take = min(len(maps) - i, self._size() - self.pos)
-            self.sink.write(maps[i:i + take], max_prob[i:i + take])
-            self.pos += take
-            i += take
+    def feed(self, first: int, maps: np.ndarray, max_prob: np.ndarray
+             ) -> Iterator[tuple[int, Any]]:
+        """Results of the patches ``first``, ``first + 1``, ... (global order of the jobs)."""
+        pos = 0
+        while pos < len(maps):
+            g = first + pos
+            j = int(np.searchsorted(self.starts, g, side="right")) - 1
+            take = min(len(maps) - pos, int(self.starts[j + 1]) - g)
+            yield from self._put(j, g - int(self.starts[j]), maps[pos:pos + take],
+                                 max_prob[pos:pos + take])
+            pos += take
+
+    def _put(self, j: int, offset: int, maps: np.ndarray, max_prob: np.ndarray
+             ) -> Iterator[tuple[int, Any]]:
+        if offset != self.filled[j]:
+            self.pending.setdefault(j, {})[offset] = (maps, max_prob)
+            return
+        sink = self.sinks.get(j)
+        if sink is None:
+            sink = self.sinks[j] = self.open_sink(self.jobs[j][0], self.sizes[j], self.m)
+        sink.write(maps, max_prob)
+        self.filled[j] += len(maps)
+        waiting = self.pending.get(j, {})
+        while self.filled[j] in waiting:
+            more = waiting.pop(self.filled[j])
+            sink.write(*more)
+            self.filled[j] += len(more[0])
+        if self.filled[j] == self.sizes[j]:
+            del self.sinks[j]
+            self.pending.pop(j, None)
+            yield self.jobs[j][0], sink.finish()
+
+
+def worker_batches(sizes: list[int], batch_size: int, workers: int) -> list[range]:
+    """Batches of consecutive patches, ordered so that the DataLoader's round-robin (batch i to
+    worker i mod ``workers``) gives each worker one contiguous stretch of the patch order:
+    neighbours share slide tiles, so each tile is decoded by one worker, from its own cache,
+    instead of by every worker in turn. The stretches are equal (their batch counts differ
+    by at most one); where one ends inside a slide, the router holds that slide's later part
+    until the earlier part is in (at most one slide's results per stretch border)."""
+    n = int(sum(sizes))
+    if workers <= 1 or n == 0:
+        return [range(a, min(a + batch_size, n)) for a in range(0, n, batch_size)]
+    cuts = [round(n * k / workers) for k in range(workers + 1)]
+    streams = [[range(a, min(a + batch_size, hi)) for a in range(lo, hi, batch_size)]
+               for lo, hi in itertools.pairwise(cuts)]
+    # The stretches with one batch more go first, so that in the last round, which only they
+    # fill, each still lands on its own worker.
+    streams.sort(key=len, reverse=True)
+    return [s[k] for k in range(len(streams[0])) for s in streams if k < len(s)]
 
 
 def infer_slides_iter(model: torch.nn.Module, sources: list[SlideSource],
@@ -112,14 +157,14 @@ def infer_slides_iter(model: torch.nn.Module, sources: list[SlideSource],
                            for s, c in jobs]) if jobs else np.zeros((0, 3), np.int64)
     router = _Router(jobs, m, open_sink)
     bar = tqdm(total=len(refs), desc=desc, unit="patch", disable=not progress)
-    no_results = (np.zeros((0, m, m), np.float16), np.zeros(0, np.float32))
-    yield from router.feed(*no_results)  # slides without patches
+    yield from router.empty()
     if len(refs):
-        loader = make_loader(PatchReader(sources, refs, patch_size, mpp), batch_size,
+        batches = worker_batches(router.sizes, batch_size, num_workers)
+        loader = make_loader(PatchReader(sources, refs, patch_size, mpp), batches,
                              num_workers, device)
         pending: _HostCopy | None = None
         with torch.inference_mode():
-            for batch in loader:
+            for rows, batch in zip(batches, loader, strict=True):
                 x = to_input(batch, device, channels_last)
                 with autocast(device, amp):
                     logits = model(x)
@@ -127,15 +172,15 @@ def infer_slides_iter(model: torch.nn.Module, sources: list[SlideSource],
                 if prob.ndim == 2:  # a patch classifier: one probability per patch
                     prob = prob[:, :1, None, None]
                 small = F.adaptive_avg_pool2d(prob, m) if m != prob.shape[-1] else prob
-                staged = _HostCopy(prob.amax(dim=(1, 2, 3)), small[:, 0].half())
+                staged = _HostCopy(rows.start, prob.amax(dim=(1, 2, 3)), small[:, 0].half())
                 # The previous batch's results are collected only now, so the device has the
                 # next batch queued while the host waits for the copy.
                 if pending is not None:
-                    yield from router.feed(*pending.collect())
+                    yield from router.feed(pending.first, *pending.collect())
                     bar.update(pending.n)
                 pending = staged
             if pending is not None:
-                yield from router.feed(*pending.collect())
+                yield from router.feed(pending.first, *pending.collect())
                 bar.update(pending.n)
     bar.close()
 
@@ -143,7 +188,8 @@ def infer_slides_iter(model: torch.nn.Module, sources: list[SlideSource],
 class _HostCopy:
     """Device-to-host copy of one batch's results, started without blocking the host."""
 
-    def __init__(self, max_prob: torch.Tensor, maps: torch.Tensor) -> None:
+    def __init__(self, first: int, max_prob: torch.Tensor, maps: torch.Tensor) -> None:
+        self.first = first  # the batch's first patch in the global order
         self.n = int(max_prob.shape[0])
         cuda = max_prob.device.type == "cuda"
         self.max_prob = max_prob.to("cpu", non_blocking=cuda)
