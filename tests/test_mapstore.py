@@ -124,3 +124,21 @@ def test_stitching_from_a_store_equals_stitching_in_memory(tmp_path):
 
     np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "p1.zarr"))[:],
                                   zarr.open_array(str(tmp_path / "p2.zarr"))[:])
+
+
+def test_a_failed_write_on_the_writer_thread_fails_finish_and_leaves_no_store(tmp_path):
+    from mixsup.mapstore import CHUNK, MapWriter
+
+    class Broken:
+        def __setitem__(self, key, value):
+            raise OSError("disk full")
+
+    n = 3 * CHUNK
+    writer = MapWriter(tmp_path / "b.zarr", np.zeros((n, 2)), 2, {})
+    writer._prob = Broken()
+    pm = _random_maps(n, m=2)
+    with pytest.raises(OSError, match="disk full"):
+        writer.write(pm.maps, pm.max_prob)
+        writer.finish()
+    assert not (tmp_path / "b.zarr").exists()
+    assert not list(tmp_path.iterdir())

@@ -7,10 +7,13 @@ A store holds ``coords`` (N, 2) level-0 patch corners, ``max_prob`` (N,) and ``p
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import tempfile
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -76,7 +79,8 @@ class StoredMaps:
 class MapWriter:
     """Write one slide's maps in arrival order; ``finish`` publishes the store atomically.
 
-    Memory: one chunk of maps, whatever the slide's size.
+    Memory: the chunk being filled plus at most ``IN_FLIGHT`` chunks queued for the writer
+    thread, whatever the slide's size.
     """
 
     def __init__(self, path: str | Path, coords: np.ndarray, m: int,
@@ -97,6 +101,7 @@ class MapWriter:
         self._buffered = 0
         self._written = 0
         self._positive = 0
+        self._in_flight: deque[Future[None]] = deque()
 
     def write(self, maps: np.ndarray, max_prob: np.ndarray) -> None:
         k = len(maps)
@@ -116,13 +121,27 @@ class MapWriter:
         data = np.concatenate(self._buffer)
         take = len(data) // CHUNK * CHUNK if whole_chunks else len(data)
         if take:
-            self._prob[self._written:self._written + take] = data[:take]
+            # Compressing and writing happen on the writer thread, so that the inference loop
+            # goes on; at most IN_FLIGHT blocks wait there, which bounds the memory.
+            while len(self._in_flight) >= IN_FLIGHT:
+                self._in_flight.popleft().result()
+            region = slice(self._written, self._written + take)
+            self._in_flight.append(_writer().submit(self._prob.__setitem__, region, data[:take]))
             self._written += take
         rest = data[take:]
         self._buffer, self._buffered = ([rest], len(rest)) if len(rest) else ([], 0)
 
+    def _drain(self) -> None:
+        while self._in_flight:
+            self._in_flight.popleft().result()
+
     def finish(self) -> StoredMaps:
         self._flush(whole_chunks=False)
+        try:
+            self._drain()
+        except BaseException:
+            self.abort()
+            raise
         if self._written != self.n:
             self.abort()
             raise ValueError(f"{self.path.name}: {self._written} of {self.n} patches written")
@@ -138,7 +157,24 @@ class MapWriter:
         return StoredMaps(self.path, self.coords, self.max_prob, self.attrs)
 
     def abort(self) -> None:
+        for f in self._in_flight:
+            f.cancel()
+        wait(list(self._in_flight))
+        self._in_flight.clear()
         shutil.rmtree(self._tmp, ignore_errors=True)
+
+
+IN_FLIGHT = 2  # blocks of maps queued for the writer thread, per store
+
+
+@functools.cache
+def _writer_for(pid: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(1, thread_name_prefix="mixsup-mapstore")
+
+
+def _writer() -> ThreadPoolExecutor:
+    """One writer thread per process (``pid``: a forked child gets its own)."""
+    return _writer_for(os.getpid())
 
 
 def write_maps(path: str | Path, coords: np.ndarray, maps: PatchMaps,
