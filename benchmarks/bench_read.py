@@ -54,7 +54,7 @@ def fastslide_rate(path: Path, coords: list[tuple[int, int]], size: int) -> floa
     if not PEER_PYTHON.is_file():
         return None
     out = subprocess.run([str(PEER_PYTHON), str(HERE / "peer_fastslide.py"), str(path),
-                          str(size), json.dumps(coords)], capture_output=True, text=True)
+                          str(size)], input=json.dumps(coords), capture_output=True, text=True)
     if out.returncode != 0:
         print(f"  fastslide failed: {out.stderr.strip().splitlines()[-1:]}")
         return None
@@ -76,6 +76,7 @@ def compare(path: Path, size: int, n: int, loaders: bool) -> float:
     r = fastslide_rate(path, coords, size)
     print(f"  fastslide                    {r:8.1f} patches/s  ({r / bare:.2f})" if r else
           "  fastslide                    not installed (make bench-env)")
+    ts.close()
     mine = open_slide(path, backend="tifftiles")
     ours = rate(lambda c: mine.read_region(c, 0, (size, size)), coords)
     print(f"  mixsup Slide (tifftiles)     {ours:8.1f} patches/s  ({ours / bare:.2f})")
@@ -89,6 +90,8 @@ def compare(path: Path, size: int, n: int, loaders: bool) -> float:
             count = sum(len(b) for b in loader)
             r = count / (time.perf_counter() - start)
             print(f"  mixsup PatchReader, {workers} worker(s) {r:8.1f} patches/s  ({r / bare:.2f})")
+    mine.close()
+    bare_slide.close()
     return ours / bare
 
 

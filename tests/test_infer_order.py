@@ -51,3 +51,29 @@ def test_results_are_the_same_with_0_and_2_workers(shapes_data):
         np.testing.assert_array_equal(a[k].maps, b[k].maps)
         np.testing.assert_array_equal(a[k].max_prob, b[k].max_prob)
     assert len(a[2].max_prob) == len(grid)
+
+
+def test_stopping_part_way_aborts_the_slides_begun(shapes_data):
+    from mixsup.infer import _MemorySink
+
+    aborted: list[int] = []
+
+    class Sink(_MemorySink):
+        def __init__(self, slide: int, n: int, m: int) -> None:
+            super().__init__(n, m)
+            self.slide = slide
+
+        def abort(self) -> None:
+            aborted.append(self.slide)
+
+    model = torch.nn.Conv2d(3, 1, 1)
+    path = sorted((shapes_data / "slides").glob("*.tiff"))[0]
+    grid = np.array([(x, y) for y in range(0, 640, 96) for x in range(0, 640, 96)])
+    # two workers, one slide each: while one slide finishes, the other is half written
+    out = infer_slides_iter(model, [SlideSource("a", str(path))] * 2, [(0, grid), (1, grid)],
+                            128, 1.0, 8, torch.device("cpu"), batch_size=8, num_workers=2,
+                            amp=False, channels_last=False, open_sink=Sink)
+    first, _ = next(out)
+    assert not aborted
+    out.close()
+    assert aborted == [1 - first]

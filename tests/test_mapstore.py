@@ -49,7 +49,7 @@ def test_incomplete_or_aborted_writer_leaves_no_store(tmp_path):
     with pytest.raises(ValueError, match="4 of 10"):
         writer.finish()
     assert list(tmp_path.iterdir()) == []
-    with pytest.raises(ValueError, match="more results"):
+    with pytest.raises(ValueError, match="outside its 2 patches"):
         MapWriter(tmp_path / "t.zarr", np.zeros((2, 2)), 4, {}).write(pm.maps, pm.max_prob)
 
 
@@ -89,7 +89,41 @@ def test_router_reassembles_a_slide_whose_later_part_arrives_first():
     got = dict(out)
     np.testing.assert_array_equal(got[1].maps, pm.maps[4:10])
     np.testing.assert_array_equal(got[1].max_prob, pm.max_prob[4:10])
-    assert not router.pending and not router.sinks
+    assert not router.sinks
+
+
+def test_a_store_written_in_runs_out_of_order_equals_one_written_in_order(tmp_path):
+    """Rows of one slide from two loader workers: the later run first, neither aligned to a
+    chunk; only a chunk and the queued blocks stay in memory."""
+    from mixsup.mapstore import CHUNK, MapWriter
+
+    n = 3 * CHUNK + 77
+    pm = _random_maps(n, m=3)
+    coords = np.zeros((n, 2))
+    cut = CHUNK + 45
+    writer = MapWriter(tmp_path / "runs.zarr", coords, 3, {})
+    for a in range(cut, n, 50):  # the second stretch, in batches of 50
+        b = min(a + 50, n)
+        writer.write(pm.maps[a:b], pm.max_prob[a:b], a)
+    for a in range(0, cut, 50):
+        b = min(a + 50, cut)
+        writer.write(pm.maps[a:b], pm.max_prob[a:b], a)
+        assert sum(r.rows for r in writer._runs.values()) < 2 * CHUNK
+    got = writer.finish()
+    np.testing.assert_array_equal(got.maps[:], pm.maps)
+    np.testing.assert_array_equal(got.max_prob, pm.max_prob)
+
+
+def test_an_unfinished_store_is_refused_and_leaves_nothing(tmp_path):
+    from mixsup.mapstore import MapWriter
+
+    pm = _random_maps(10, m=2)
+    writer = MapWriter(tmp_path / "u.zarr", np.zeros((10, 2)), 2, {})
+    writer.write(pm.maps[:4], pm.max_prob[:4], 0)
+    writer.write(pm.maps[6:], pm.max_prob[6:], 6)
+    with pytest.raises(ValueError, match="8 of 10"):
+        writer.finish()
+    assert not list(tmp_path.iterdir())
 
 
 def test_worker_batches_give_each_worker_one_contiguous_stretch():

@@ -26,8 +26,9 @@ class _Frozen(BaseModel):
 class ReaderConfig(_Frozen):
     backend: Literal["auto", "tifftiles", "openslide", "tiffslide"] = "auto"
     mpp: float | None = Field(None, gt=0, description="override for slides without MPP metadata")
-    cache_bytes: int = Field(32 * 1024 * 1024, ge=0, description="OpenSlide tile cache per "
-                             "process, shared by its open slides")
+    cache_bytes: int = Field(32 * 1024 * 1024, ge=0, description="decoded-tile cache per "
+                             "process, shared by its open slides; tifftiles and the OpenSlide "
+                             "it falls back on each keep one, so up to twice this")
 
 
 class TissueConfig(_Frozen):

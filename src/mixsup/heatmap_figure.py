@@ -6,13 +6,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
+import cv2
 import numpy as np
 
 from mixsup.atomic import atomic_path
 from mixsup.heatmap import overlay
-
-matplotlib.use("Agg")
 
 FLOOR = 0.1  # probabilities below this are not painted
 LONG_SIDE = (1000, 2000)  # the PNG's longer side in pixels, when the slide has that many
@@ -37,16 +35,17 @@ def heatmap_png(path: Path, thumb: np.ndarray, prob: np.ndarray, covered: np.nda
                 boxes: Sequence[tuple[int, float, float, float]], mpp: float,
                 title: str = "") -> None:
     """``boxes``: (rank, x, y, side) in thumbnail pixels; ``mpp``: microns per thumbnail pixel."""
-    import matplotlib.pyplot as plt
+    # A bare Figure, not pyplot: no global backend switch, nothing left open on an error.
     from matplotlib.cm import ScalarMappable
-    from matplotlib.colors import Normalize
+    from matplotlib.colors import ListedColormap, Normalize
+    from matplotlib.figure import Figure
     from matplotlib.patches import Rectangle
     from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
 
     img = overlay(thumb, prob, covered, floor=FLOOR)
     h, w = img.shape[:2]
     dpi = 100
-    fig = plt.figure(figsize=((w + 110) / dpi, (h + 40) / dpi), dpi=dpi)
+    fig = Figure(figsize=((w + 110) / dpi, (h + 40) / dpi), dpi=dpi)
     ax = fig.add_axes((0, 0, w / (w + 110), h / (h + 40)))
     ax.imshow(img, interpolation="nearest")
     ax.set_axis_off()
@@ -60,10 +59,12 @@ def heatmap_png(path: Path, thumb: np.ndarray, prob: np.ndarray, covered: np.nda
     ax.add_artist(AnchoredSizeBar(ax.transData, bar / mpp, label, "lower left", pad=0.4,
                                   color="black", frameon=True, size_vertical=max(2, h / 200)))
     cax = fig.add_axes((w / (w + 110) + 0.02, 0.1, 12 / (w + 110), 0.8))
-    fig.colorbar(ScalarMappable(Normalize(0, 1), "jet"), cax=cax,
+    # the colours ``overlay`` paints with (OpenCV's jet, which differs from matplotlib's)
+    lut = cv2.applyColorMap(np.arange(256, dtype=np.uint8)[:, None], cv2.COLORMAP_JET)
+    fig.colorbar(ScalarMappable(Normalize(0, 1), ListedColormap(lut[:, 0, ::-1] / 255.0)),
+                 cax=cax,
                  label=f"tumour probability (not painted below {FLOOR:g})")
     if title:
         fig.text(0.01, 0.995, title, va="top", fontsize=9)
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=dpi, format="png")
-    plt.close(fig)

@@ -29,7 +29,7 @@ class PatchMaps:
 
 def make_loader(dataset, batches: list[range], num_workers: int,
                 device: torch.device) -> DataLoader:
-    return DataLoader(dataset, batch_sampler=[list(b) for b in batches], num_workers=num_workers,
+    return DataLoader(dataset, batch_sampler=batches, num_workers=num_workers,
                       pin_memory=device.type == "cuda",
                       prefetch_factor=4 if num_workers > 0 else None,
                       persistent_workers=False)
@@ -38,25 +38,27 @@ def make_loader(dataset, batches: list[range], num_workers: int,
 class SlideSink(Protocol):
     """Receives one slide's results in patch order; ``finish`` returns what the iterator yields."""
 
-    def write(self, maps: np.ndarray, max_prob: np.ndarray) -> None: ...
+    def write(self, maps: np.ndarray, max_prob: np.ndarray, offset: int) -> None: ...
 
     def finish(self) -> Any: ...
+
+    def abort(self) -> None: ...
 
 
 class _MemorySink:
     def __init__(self, n: int, m: int) -> None:
         self.maps = np.zeros((n, m, m), np.float16)
         self.max_prob = np.zeros(n, np.float32)
-        self.filled = 0
 
-    def write(self, maps: np.ndarray, max_prob: np.ndarray) -> None:
-        k = len(maps)
-        self.maps[self.filled:self.filled + k] = maps
-        self.max_prob[self.filled:self.filled + k] = max_prob
-        self.filled += k
+    def write(self, maps: np.ndarray, max_prob: np.ndarray, offset: int) -> None:
+        self.maps[offset:offset + len(maps)] = maps
+        self.max_prob[offset:offset + len(maps)] = max_prob
 
     def finish(self) -> PatchMaps:
         return PatchMaps(self.maps, self.max_prob)
+
+    def abort(self) -> None:
+        pass
 
 
 # (slide index, number of patches, map side) -> the sink for that slide's results
@@ -68,10 +70,10 @@ def memory_sink(slide: int, n: int, m: int) -> SlideSink:
 
 
 class _Router:
-    """Hands each result to the sink of the slide it belongs to and yields a slide's
-    ``finish()`` once all its patches are in. Results come in stretches (one per loader
-    worker, see ``worker_batches``), each in patch order; a slide that two stretches share
-    gets its later part early, and that part waits in ``pending`` until the gap is filled."""
+    """Hands each result to the sink of the slide it belongs to, at its row, and yields a
+    slide's ``finish()`` once all its patches are in. Results come in stretches (one per loader
+    worker, see ``worker_batches``), so a slide two stretches share arrives in two runs; the
+    sink takes each where it belongs, and nothing waits here."""
 
     def __init__(self, jobs: list[tuple[int, np.ndarray]], m: int, open_sink: SinkFactory):
         self.jobs, self.m, self.open_sink = jobs, m, open_sink
@@ -79,7 +81,6 @@ class _Router:
         self.starts = np.concatenate([[0], np.cumsum(self.sizes)]).astype(np.int64)
         self.filled = [0] * len(jobs)
         self.sinks: dict[int, SlideSink] = {}
-        self.pending: dict[int, dict[int, tuple[np.ndarray, np.ndarray]]] = {}
 
     def empty(self) -> Iterator[tuple[int, Any]]:
         """The slides without patches."""
@@ -95,29 +96,21 @@ class _Router:
             g = first + pos
             j = int(np.searchsorted(self.starts, g, side="right")) - 1
             take = min(len(maps) - pos, int(self.starts[j + 1]) - g)
-            yield from self._put(j, g - int(self.starts[j]), maps[pos:pos + take],
-                                 max_prob[pos:pos + take])
+            sink = self.sinks.get(j)
+            if sink is None:
+                sink = self.sinks[j] = self.open_sink(self.jobs[j][0], self.sizes[j], self.m)
+            sink.write(maps[pos:pos + take], max_prob[pos:pos + take], g - int(self.starts[j]))
+            self.filled[j] += take
             pos += take
+            if self.filled[j] == self.sizes[j]:
+                del self.sinks[j]
+                yield self.jobs[j][0], sink.finish()
 
-    def _put(self, j: int, offset: int, maps: np.ndarray, max_prob: np.ndarray
-             ) -> Iterator[tuple[int, Any]]:
-        if offset != self.filled[j]:
-            self.pending.setdefault(j, {})[offset] = (maps, max_prob)
-            return
-        sink = self.sinks.get(j)
-        if sink is None:
-            sink = self.sinks[j] = self.open_sink(self.jobs[j][0], self.sizes[j], self.m)
-        sink.write(maps, max_prob)
-        self.filled[j] += len(maps)
-        waiting = self.pending.get(j, {})
-        while self.filled[j] in waiting:
-            more = waiting.pop(self.filled[j])
-            sink.write(*more)
-            self.filled[j] += len(more[0])
-        if self.filled[j] == self.sizes[j]:
-            del self.sinks[j]
-            self.pending.pop(j, None)
-            yield self.jobs[j][0], sink.finish()
+    def abort(self) -> None:
+        """Drop the slides begun but not finished (inference stopped part-way)."""
+        for sink in self.sinks.values():
+            sink.abort()
+        self.sinks.clear()
 
 
 def worker_batches(sizes: list[int], batch_size: int, workers: int) -> list[range]:
@@ -125,8 +118,7 @@ def worker_batches(sizes: list[int], batch_size: int, workers: int) -> list[rang
     worker i mod ``workers``) gives each worker one contiguous stretch of the patch order:
     neighbours share slide tiles, so each tile is decoded by one worker, from its own cache,
     instead of by every worker in turn. The stretches are equal (their batch counts differ
-    by at most one); where one ends inside a slide, the router holds that slide's later part
-    until the earlier part is in (at most one slide's results per stretch border)."""
+    by at most one); where one ends inside a slide, that slide arrives in two runs."""
     n = int(sum(sizes))
     if workers <= 1 or n == 0:
         return [range(a, min(a + batch_size, n)) for a in range(0, n, batch_size)]
@@ -163,25 +155,30 @@ def infer_slides_iter(model: torch.nn.Module, sources: list[SlideSource],
         loader = make_loader(PatchReader(sources, refs, patch_size, mpp), batches,
                              num_workers, device)
         pending: _HostCopy | None = None
-        with torch.inference_mode():
-            for rows, batch in zip(batches, loader, strict=True):
-                x = to_input(batch, device, channels_last)
-                with autocast(device, amp):
-                    logits = model(x)
-                prob = torch.sigmoid(logits.float())
-                if prob.ndim == 2:  # a patch classifier: one probability per patch
-                    prob = prob[:, :1, None, None]
-                small = F.adaptive_avg_pool2d(prob, m) if m != prob.shape[-1] else prob
-                staged = _HostCopy(rows.start, prob.amax(dim=(1, 2, 3)), small[:, 0].half())
-                # The previous batch's results are collected only now, so the device has the
-                # next batch queued while the host waits for the copy.
+        try:
+            with torch.inference_mode():
+                for rows, batch in zip(batches, loader, strict=True):
+                    x = to_input(batch, device, channels_last)
+                    with autocast(device, amp):
+                        logits = model(x)
+                    prob = torch.sigmoid(logits.float())
+                    if prob.ndim == 2:  # a patch classifier: one probability per patch
+                        prob = prob[:, :1, None, None]
+                    small = F.adaptive_avg_pool2d(prob, m) if m != prob.shape[-1] else prob
+                    staged = _HostCopy(rows.start, prob.amax(dim=(1, 2, 3)),
+                                       small[:, 0].half())
+                    # The previous batch's results are collected only now, so the device has
+                    # the next batch queued while the host waits for the copy.
+                    if pending is not None:
+                        yield from router.feed(pending.first, *pending.collect())
+                        bar.update(pending.n)
+                    pending = staged
                 if pending is not None:
                     yield from router.feed(pending.first, *pending.collect())
                     bar.update(pending.n)
-                pending = staged
-            if pending is not None:
-                yield from router.feed(pending.first, *pending.collect())
-                bar.update(pending.n)
+        except BaseException:  # an error, or the caller stopped iterating
+            router.abort()
+            raise
     bar.close()
 
 

@@ -76,6 +76,15 @@ class StoredMaps:
         return float(self.attrs.get("pixel_fraction", 0.0))
 
 
+@dataclass
+class _Run:
+    """Consecutive rows of one store; ``start`` is the first row not yet sent to be written."""
+
+    start: int
+    blocks: list[np.ndarray] = field(default_factory=list)
+    rows: int = 0
+
+
 class MapWriter:
     """Write one slide's maps in arrival order; ``finish`` publishes the store atomically.
 
@@ -97,54 +106,64 @@ class MapWriter:
         self._prob = self._group.create_array("prob", shape=(self.n, m, m), dtype="float16",
                                               chunks=(max(1, min(self.n, CHUNK)), m, m))
         self.max_prob = np.zeros(self.n, np.float32)
-        self._buffer: list[np.ndarray] = []
-        self._buffered = 0
-        self._written = 0
+        self._runs: dict[int, _Run] = {}  # keyed by the row that would continue each run
+        self._next = 0
+        self._received = 0
         self._positive = 0
         self._in_flight: deque[Future[None]] = deque()
 
-    def write(self, maps: np.ndarray, max_prob: np.ndarray) -> None:
+    def write(self, maps: np.ndarray, max_prob: np.ndarray, offset: int | None = None) -> None:
+        """Rows ``offset`` onwards (by default, right after the previous write). Loader
+        workers deliver one stretch each, so a slide may arrive as a few runs of rows."""
         k = len(maps)
-        start = self._written + self._buffered
-        if start + k > self.n:
-            raise ValueError(f"{self.path.name}: more results than its {self.n} patches")
-        self.max_prob[start:start + k] = max_prob
+        offset = self._next if offset is None else offset
+        if offset < 0 or offset + k > self.n:
+            raise ValueError(f"{self.path.name}: rows {offset}..{offset + k} outside its "
+                             f"{self.n} patches")
+        self.max_prob[offset:offset + k] = max_prob
         self._positive += int((maps >= 0.5).sum())
-        self._buffer.append(np.asarray(maps, np.float16))
-        self._buffered += k
-        if self._buffered >= CHUNK:
-            self._flush(whole_chunks=True)
+        self._received += k
+        run = self._runs.pop(offset, None) or _Run(offset)
+        run.blocks.append(np.asarray(maps, np.float16))
+        run.rows += k
+        if run.rows >= CHUNK:
+            self._send(run, whole_chunks=True)
+        self._next = offset + k
+        self._runs[self._next] = run
 
-    def _flush(self, whole_chunks: bool) -> None:
-        if not self._buffered:
+    def _send(self, run: _Run, whole_chunks: bool) -> None:
+        if not run.rows:
             return
-        data = np.concatenate(self._buffer)
+        data = np.concatenate(run.blocks)
         take = len(data) // CHUNK * CHUNK if whole_chunks else len(data)
         if take:
             # Compressing and writing happen on the writer thread, so that the inference loop
-            # goes on; at most IN_FLIGHT blocks wait there, which bounds the memory.
+            # goes on; at most IN_FLIGHT blocks wait there, which bounds the memory. One thread
+            # runs them in order, so two runs' writes into one chunk cannot interleave.
             while len(self._in_flight) >= IN_FLIGHT:
                 self._in_flight.popleft().result()
-            region = slice(self._written, self._written + take)
+            region = slice(run.start, run.start + take)
             self._in_flight.append(_writer().submit(self._prob.__setitem__, region, data[:take]))
-            self._written += take
+            run.start += take
         rest = data[take:]
-        self._buffer, self._buffered = ([rest], len(rest)) if len(rest) else ([], 0)
+        run.blocks, run.rows = ([rest], len(rest)) if len(rest) else ([], 0)
 
     def _drain(self) -> None:
         while self._in_flight:
             self._in_flight.popleft().result()
 
     def finish(self) -> StoredMaps:
-        self._flush(whole_chunks=False)
         try:
+            for run in self._runs.values():
+                self._send(run, whole_chunks=False)
+            self._runs.clear()
             self._drain()
         except BaseException:
             self.abort()
             raise
-        if self._written != self.n:
+        if self._received != self.n:
             self.abort()
-            raise ValueError(f"{self.path.name}: {self._written} of {self.n} patches written")
+            raise ValueError(f"{self.path.name}: {self._received} of {self.n} patches written")
         pixels = self.n * self.m * self.m
         self.attrs.update({"version": STORE_VERSION, "n_patches": self.n,
                            "pixel_fraction": self._positive / pixels if pixels else 0.0})

@@ -153,7 +153,7 @@ def _predict_slide(bundle: Bundle, cfg: Config, slide_id: str, path: Path, out: 
                              cfg.reader.cache_bytes)
         image_mode = bundle.theta2 is None
         map_ds = tiles.patch_size if image_mode else cfg.stage1.map_downsample
-        # Maps stream into the store (one chunk in memory), and everything after reads them
+        # Maps stream into the store (a few chunks in memory), and everything after reads them
         # back from it, so memory does not grow with the slide.
         maps = infer_patches(bundle.theta1, source, tiles.coords, tiles.patch_size, tiles.mpp,
                              map_ds, device,

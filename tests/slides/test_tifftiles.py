@@ -103,3 +103,28 @@ def test_tile_cache_is_bounded_and_shared_by_the_process(shapes_data, monkeypatc
     finally:
         b.close()
 
+
+
+def test_a_tile_it_cannot_decode_is_read_by_openslide(shared):
+    path = str(shared / "slides" / "CMU-1-Small-Region.svs")
+    mine, ref = TiffTilesBackend(path, 0), OpenSlideBackend(path, 1 << 20)
+    try:
+        def broken(*args, **kw):
+            raise RuntimeError("corrupt JPEG data")
+
+        mine._levels[0] = dataclasses.replace(mine._levels[0], decode=broken)
+        want = ref.read_rgb((100, 50), 0, (300, 200))
+        assert np.array_equal(mine.read_rgb((100, 50), 0, (300, 200)), want)
+    finally:
+        mine.close()
+        ref.close()
+
+
+def test_only_vendors_openslide_reads_as_a_plain_grid(shared, monkeypatch):
+    from mixsup.slides.backends import openslide as os_backend
+
+    real = os_backend.OpenSlideBackend.properties
+    monkeypatch.setattr(os_backend.OpenSlideBackend, "properties",
+                        property(lambda self: {**real.fget(self), "openslide.vendor": "ventana"}))
+    with pytest.raises(tifftiles.UnsupportedLayout, match="ventana"):
+        TiffTilesBackend(str(shared / "slides" / "CMU-1-Small-Region.svs"), 1 << 20)

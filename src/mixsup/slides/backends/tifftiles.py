@@ -24,12 +24,17 @@ CODECS = frozenset({"NONE", "JPEG", "ADOBE_DEFLATE", "DEFLATE", "LZW", "APERIO_J
                     "APERIO_JP2000_YCBC", "JPEG2000"})
 
 
+# What OpenSlide reads as a plain grid of tiles per level; other TIFF vendors overlap tiles or
+# place levels their own way.
+VENDORS = frozenset({"aperio", "generic-tiff"})
+
+
 class UnsupportedLayout(ValueError):
     """The file is not a tiled TIFF this reader decodes; OpenSlide reads it instead."""
 
 
 class _MissingTile(LookupError):
-    """A tile the scanner never wrote (byte count 0): OpenSlide paints such regions."""
+    """A tile the scanner never wrote (byte count 0) or stored smaller than its place."""
 
 
 @dataclass(frozen=True)
@@ -50,8 +55,6 @@ class TiledLevel:
 def tiled_levels(tif: Any, dims: tuple[tuple[int, int], ...]) -> list[TiledLevel | None]:
     """For each OpenSlide level size, the tiled 8-bit RGB page of exactly that size (None where
     none or several match, or the page's codec or layout is not decoded here)."""
-    if tif.is_ndpi or tif.is_philips or tif.is_scn:
-        raise UnsupportedLayout("NDPI, Philips and Leica TIFFs place levels their own way")
     levels: list[TiledLevel | None] = []
     for w, h in dims:
         pages = [p for p in tif.pages if p.is_tiled and (p.imagewidth, p.imagelength) == (w, h)]
@@ -92,6 +95,10 @@ class TiffTilesBackend:
 
         self._fallback = OpenSlideBackend(path, cache_bytes)
         try:
+            vendor = self._fallback.properties.get("openslide.vendor")
+            if vendor not in VENDORS:
+                # Ventana, Trestle, Hamamatsu, ...: OpenSlide places their tiles its own way.
+                raise UnsupportedLayout(f"OpenSlide vendor {vendor!r} is not read directly")
             # Tiles are read with pread below; the pages' decoders need no open file.
             with tifffile.TiffFile(path) as tif:
                 self._levels = tiled_levels(tif, self._fallback.level_dimensions)
@@ -126,10 +133,10 @@ class TiffTilesBackend:
         if lv is not None and x0 == int(x0) and y0 == int(y0):
             try:
                 return self._paste(lv, level, int(x0), int(y0), size)
-            except _MissingTile:
+            except Exception:  # a missing or undecodable tile: OpenSlide's turn
                 pass
-        # Sub-pixel origins on reduced levels, untiled levels and missing tiles: OpenSlide's
-        # pixels, so that the two backends never disagree.
+        # Sub-pixel origins on reduced levels, untiled levels and tiles this reader cannot
+        # decode: OpenSlide's pixels, so that the two backends never disagree.
         return self._fallback.read_rgb(location, level, size)
 
     def _paste(self, lv: TiledLevel, level: int, x: int, y: int,
@@ -148,7 +155,10 @@ class TiffTilesBackend:
                 gx, gy = tx * lv.tile_w, ty * lv.tile_h
                 sx0, sy0 = max(left, gx), max(top, gy)
                 sx1, sy1 = min(right, gx + lv.tile_w), min(bottom, gy + lv.tile_h)
-                out[sy0 - y:sy1 - y, sx0 - x:sx1 - x] = tile[sy0 - gy:sy1 - gy, sx0 - gx:sx1 - gx]
+                part = tile[sy0 - gy:sy1 - gy, sx0 - gx:sx1 - gx]
+                if part.shape[:2] != (sy1 - sy0, sx1 - sx0):
+                    raise _MissingTile(f"tile {tx},{ty} smaller than its place in the image")
+                out[sy0 - y:sy1 - y, sx0 - x:sx1 - x] = part
         return out
 
     def _tile(self, lv: TiledLevel, level: int, index: int) -> np.ndarray:
@@ -159,8 +169,8 @@ class TiffTilesBackend:
             if count == 0:
                 raise _MissingTile(index)
             data = os.pread(self._fd, count, lv.offsets[index])
-            decoded = lv.decode(data, index, jpegtables=lv.jpegtables)[0]
-            tile = decoded.reshape(lv.tile_h, lv.tile_w, 3)
+            # Some writers store edge tiles cropped to the image: keep the shape as decoded.
+            tile = lv.decode(data, index, jpegtables=lv.jpegtables)[0][0]
             if tile.nbytes <= self._cache.maxsize:
                 self._cache[key] = tile
         return tile
