@@ -97,7 +97,7 @@ def compare(path: Path, size: int, n: int, loaders: bool) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--patches", type=int, default=400)
+    ap.add_argument("--patches", type=int, default=1000)
     args = ap.parse_args()
     big = shapes_dataset("20k", 1, 20000, seed=5) / "slides" / "slide_000.tiff"
     ratio_512 = compare(big, 512, args.patches, loaders=True)
