@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import os
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,7 +41,7 @@ class _MissingTile(LookupError):
 class TiledLevel:
     """One pyramid level stored as a tiled TIFF page."""
 
-    decode: Any  # tifffile's decoder of this page's tiles (built while the file is open)
+    decode: Callable[..., Any]  # tifffile's decoder of the page's tiles (made while open)
     jpegtables: bytes | None
     width: int
     height: int
