@@ -67,4 +67,5 @@ def heatmap_png(path: Path, thumb: np.ndarray, prob: np.ndarray, covered: np.nda
     if title:
         fig.text(0.01, 0.995, title, va="top", fontsize=9)
     with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=dpi, format="png")
+        # zlib level 1: a quarter of the default level's encoding time, files about 30% larger
+        fig.savefig(tmp, dpi=dpi, format="png", pil_kwargs={"compress_level": 1})
