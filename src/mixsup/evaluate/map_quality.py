@@ -14,12 +14,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import yaml
 from sklearn.metrics import roc_auc_score
 
 from mixsup.labels.annotations import POSITIVE, read_annotations
 from mixsup.labels.table import load_dataset
 from mixsup.mapstore import open_maps
+from mixsup.run import saved_config
 from mixsup.train.topk import top_k
 
 
@@ -43,10 +43,8 @@ def topk_hit_rate(true_masks: np.ndarray, max_prob: np.ndarray, k: int) -> float
 
 
 def run_top_k(run_dir: Path, default: int = 16) -> int:
-    cfg = run_dir / "config.yaml"
-    if not cfg.is_file():
-        return default
-    return int((yaml.safe_load(cfg.read_text()) or {}).get("stage2", {}).get("top_k", default))
+    cfg = saved_config(run_dir)
+    return default if cfg is None else cfg.stage2.top_k
 
 
 def round_map_quality(run_dir: str | Path, data_dir: str | Path,
