@@ -92,14 +92,16 @@ class TiffTilesBackend:
     name = "tifftiles"
 
     def __init__(self, path: str, cache_bytes: int) -> None:
+        import openslide
         import tifffile
 
+        # Checked before opening anything, so that the formats refused here (Ventana, Trestle,
+        # Hamamatsu, DICOM, ...: OpenSlide places their tiles its own way) are not opened twice.
+        vendor = openslide.OpenSlide.detect_format(path)
+        if vendor not in VENDORS:
+            raise UnsupportedLayout(f"OpenSlide vendor {vendor!r} is not read directly")
         self._fallback = OpenSlideBackend(path, cache_bytes)
         try:
-            vendor = self._fallback.properties.get("openslide.vendor")
-            if vendor not in VENDORS:
-                # Ventana, Trestle, Hamamatsu, ...: OpenSlide places their tiles its own way.
-                raise UnsupportedLayout(f"OpenSlide vendor {vendor!r} is not read directly")
             # Tiles are read with pread below; the pages' decoders need no open file.
             with tifffile.TiffFile(path) as tif:
                 self._levels = tiled_levels(tif, self._fallback.level_dimensions)
