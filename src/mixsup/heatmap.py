@@ -33,6 +33,11 @@ def stitch(coords: np.ndarray, maps: Any, size0: float, dimensions: tuple[int, i
     return prob, count
 
 
+def jet_rgb(levels: np.ndarray) -> np.ndarray:
+    """OpenCV's jet colours (RGB uint8) of uint8 levels, the heatmaps' colour scale."""
+    return cv2.applyColorMap(levels, cv2.COLORMAP_JET)[..., ::-1]
+
+
 def overlay(thumb: np.ndarray, prob: np.ndarray, covered: np.ndarray,
             alpha: float = 0.55, floor: float = 0.0) -> np.ndarray:
     """Colour the heatmap (jet) over the thumbnail where patches were scored and the
@@ -40,7 +45,7 @@ def overlay(thumb: np.ndarray, prob: np.ndarray, covered: np.ndarray,
     prob = cv2.resize(prob, (thumb.shape[1], thumb.shape[0]), interpolation=cv2.INTER_LINEAR)
     covered = cv2.resize(covered.astype(np.uint8), (thumb.shape[1], thumb.shape[0]),
                          interpolation=cv2.INTER_NEAREST).astype(bool)
-    colour = cv2.applyColorMap((prob * 255).astype(np.uint8), cv2.COLORMAP_JET)[..., ::-1]
+    colour = jet_rgb((prob * 255).astype(np.uint8))
     out = thumb.astype(np.float32)
     a = (alpha * (covered & (prob >= floor)))[..., None]
     return (out * (1 - a) + colour.astype(np.float32) * a).astype(np.uint8)

@@ -6,11 +6,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from mixsup.atomic import atomic_path
-from mixsup.heatmap import overlay
+from mixsup.heatmap import jet_rgb, overlay
 
 FLOOR = 0.1  # probabilities below this are not painted
 LONG_SIDE = (1000, 2000)  # the PNG's longer side in pixels, when the slide has that many
@@ -60,8 +59,8 @@ def heatmap_png(path: Path, thumb: np.ndarray, prob: np.ndarray, covered: np.nda
                                   color="black", frameon=True, size_vertical=max(2, h / 200)))
     cax = fig.add_axes((w / (w + 110) + 0.02, 0.1, 12 / (w + 110), 0.8))
     # the colours ``overlay`` paints with (OpenCV's jet, which differs from matplotlib's)
-    lut = cv2.applyColorMap(np.arange(256, dtype=np.uint8)[:, None], cv2.COLORMAP_JET)
-    fig.colorbar(ScalarMappable(Normalize(0, 1), ListedColormap(lut[:, 0, ::-1] / 255.0)),
+    lut = jet_rgb(np.arange(256, dtype=np.uint8)[:, None])[:, 0]
+    fig.colorbar(ScalarMappable(Normalize(0, 1), ListedColormap(lut / 255.0)),
                  cax=cax,
                  label=f"tumour probability (not painted below {FLOOR:g})")
     if title:

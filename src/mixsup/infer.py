@@ -36,7 +36,8 @@ def make_loader(dataset, batches: list[range], num_workers: int,
 
 
 class SlideSink(Protocol):
-    """Receives one slide's results in patch order; ``finish`` returns what the iterator yields."""
+    """Receives one slide's results, each block at its row ``offset`` (a slide that two loader
+    workers share arrives in two runs); ``finish`` returns what the iterator yields."""
 
     def write(self, maps: np.ndarray, max_prob: np.ndarray, offset: int) -> None: ...
 

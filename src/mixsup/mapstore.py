@@ -86,7 +86,8 @@ class _Run:
 
 
 class MapWriter:
-    """Write one slide's maps in arrival order; ``finish`` publishes the store atomically.
+    """Write one slide's maps as blocks arrive, each at its rows; ``finish`` publishes the
+    store atomically.
 
     Memory: the chunk being filled plus at most ``IN_FLIGHT`` chunks queued for the writer
     thread, whatever the slide's size.
