@@ -16,14 +16,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from cached_data import estep_context, shapes_dataset
+from cached_data import shapes_dataset
 
 from mixsup.config import load_config
 from mixsup.labels.table import load_dataset
 from mixsup.models.factory import build_segmenter
 from mixsup.runtime import pick_device, to_input
-from mixsup.train.context import slide_set
-from mixsup.train.rounds import infer_slides
+from mixsup.scoring.settings import InferSettings
+from mixsup.scoring.stores import map_to_stores
+from mixsup.tile_dataset import slide_set
 
 
 def main() -> None:
@@ -53,8 +54,8 @@ def main() -> None:
                            cfg.runtime.channels_last))
 
         start = time.perf_counter()
-        infer_slides(model, slides, list(range(len(slides.records))), Path(tmp) / "maps",
-                     estep_context(cfg, slides, device, Path(tmp)))
+        map_to_stores(model, slides, list(range(len(slides.records))), Path(tmp) / "maps",
+                      InferSettings.from_config(cfg, device))
         estep_s = time.perf_counter() - start
 
         rng = np.random.default_rng(0)

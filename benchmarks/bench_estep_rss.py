@@ -1,5 +1,5 @@
 """Peak RSS of the E-step over N and 2N slides: maps streamed into zarr stores (mixsup's
-``infer_slides``) vs every slide's maps held in RAM until the round ends (the baseline, as
+``map_to_stores``) vs every slide's maps held in RAM until the round ends (the baseline, as
 the E-step worked before streaming). Each measurement runs in a fresh process.
 
     python benchmarks/bench_estep_rss.py [--slides N]
@@ -22,13 +22,14 @@ import time
 from pathlib import Path
 
 import torch
-from cached_data import estep_context, shapes_dataset
+from cached_data import shapes_dataset
 
 from mixsup.config import load_config
-from mixsup.infer import infer_slides_iter
 from mixsup.labels.table import load_dataset
-from mixsup.train.context import slide_set
-from mixsup.train.rounds import infer_slides
+from mixsup.scoring.patch_maps import map_slides
+from mixsup.scoring.settings import InferSettings
+from mixsup.scoring.stores import map_to_stores
+from mixsup.tile_dataset import slide_set
 
 OVERRIDES = ["stage1.map_downsample=1", "runtime.num_workers=0", "stage1.infer_batch_size=64"]
 
@@ -55,16 +56,14 @@ def child(mode: str, n: int) -> None:
         data = load_dataset(_dataset(Path(tmp) / "data", n))
         slides = slide_set(data, ("train",), cfg, Path(tmp) / "tiles", False, False)
         which = list(range(len(slides.records)))
+        settings = InferSettings.from_config(cfg, device)
         start = time.perf_counter()
         if mode == "stream":
-            held = infer_slides(model, slides, which, Path(tmp) / "maps",
-                                estep_context(cfg, slides, device, Path(tmp)))[0]
+            held = map_to_stores(model, slides, which, Path(tmp) / "maps", settings).maps
         else:
             t = slides.tilesets[0]
             jobs = [(i, slides.tilesets[i].coords) for i in which]
-            held = dict(infer_slides_iter(model, slides.sources, jobs, t.patch_size, t.mpp,
-                                          cfg.stage1.map_downsample, device,
-                                          cfg.stage1.infer_batch_size, 0))
+            held = dict(map_slides(model, slides.sources, jobs, t.patch_size, t.mpp, settings))
         secs = time.perf_counter() - start
         patches = sum(len(t) for t in slides.tilesets)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

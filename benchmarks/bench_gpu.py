@@ -16,14 +16,14 @@ import time
 from pathlib import Path
 
 import torch
-from cached_data import estep_context
 
 from mixsup.config import load_config
 from mixsup.labels.table import load_dataset
 from mixsup.models.dla_up import DLAUpSegmenter
 from mixsup.runtime import autocast, pick_device
-from mixsup.train.context import slide_set
-from mixsup.train.rounds import infer_slides
+from mixsup.scoring.settings import InferSettings
+from mixsup.scoring.stores import map_to_stores
+from mixsup.tile_dataset import slide_set
 
 
 def sync() -> None:
@@ -88,9 +88,8 @@ def main(data_dir: str) -> None:
         model.eval()
         for attempt in range(2):  # the first pass warms the page cache and cudnn
             start = time.perf_counter()
-            infer_slides(model, slides, list(range(len(slides.records))),
-                         Path(tmp) / f"maps{attempt}",
-                         estep_context(cfg, slides, device, Path(tmp)))
+            map_to_stores(model, slides, list(range(len(slides.records))),
+                          Path(tmp) / f"maps{attempt}", InferSettings.from_config(cfg, device))
             sync()
             estep = n / (time.perf_counter() - start)
     x = torch.randint(0, 255, (BATCH, 512, 512, 3), dtype=torch.uint8)

@@ -26,8 +26,8 @@ import openslide
 import torch
 from cached_data import shapes_dataset
 
-from mixsup.infer import make_loader, worker_batches
 from mixsup.patches import PatchReader, SlideSource
+from mixsup.scoring.patch_maps import make_loader, worker_batches
 from mixsup.slides import open_slide
 
 HERE = Path(__file__).resolve().parent

@@ -28,19 +28,20 @@ from mixsup.dist import init_dist, close_dist
 from mixsup.labels.table import load_dataset
 from mixsup.models.factory import build_segmenter
 from mixsup.runtime import pick_device
-from mixsup.train.context import RunContext, slide_set
-from mixsup.train.rounds import infer_slides
+from mixsup.scoring.settings import InferSettings
+from mixsup.scoring.stores import map_to_stores
+from mixsup.tile_dataset import slide_set
 data, out = sys.argv[1], Path(sys.argv[2])
 cfg = load_config("tiny", overrides=["runtime.num_workers=0"])
 dist = init_dist("cpu")
 torch.manual_seed(0)
 slides = slide_set(load_dataset(data), ("train", "val", "test"), cfg, out / "tiles", False,
                    False, dist)
-ctx = RunContext(cfg, out, None, slides, {}, pick_device(cfg.runtime), False, False, dist)
+settings = InferSettings.from_config(cfg, pick_device(cfg.runtime))
 dist.barrier()
 t = time.perf_counter()
-infer_slides(build_segmenter(cfg.model), slides, list(range(len(slides.records))),
-             out / "maps", ctx)
+map_to_stores(build_segmenter(cfg.model), slides, list(range(len(slides.records))),
+              out / "maps", settings, dist)
 if dist.main:
     print(f"SECONDS {time.perf_counter() - t:.3f} PATCHES {sum(len(x) for x in slides.tilesets)}")
 close_dist(dist)

@@ -1,5 +1,5 @@
 """Shared by the benchmarks: generated datasets, made once and kept in the temp folder between
-runs, and the run context that ``infer_slides`` needs outside a training run."""
+runs."""
 
 from __future__ import annotations
 
@@ -17,11 +17,3 @@ def shapes_dataset(name: str, n_slides: int, size: int, seed: int) -> Path:
               flush=True)
         make_shapes(root, n_slides=n_slides, size=size, seed=seed, progress=False)
     return root
-
-
-def estep_context(cfg, slides, device, out: Path):
-    """A single-process ``RunContext`` over ``slides`` (no annotations, no progress bars)."""
-    from mixsup.train.context import RunContext
-
-    return RunContext(cfg=cfg, run_dir=out, data=None, train=slides, annotations={},
-                      device=device, progress=False, strict=False)

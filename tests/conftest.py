@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import fast_config
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 REPO = Path(__file__).resolve().parents[1]
@@ -25,19 +27,6 @@ def shapes_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     return make_shapes(tmp_path_factory.mktemp("shapes"), n_slides=6, size=768, seed=1,
                        annotated_fraction=1.0, progress=False)
-
-
-# Small enough for 2 CPU cores: init + 2 rounds + stage 2 on the shapes fixture in about a minute.
-FAST = ["stage1.rounds=2", "stage1.epochs_init=2", "stage1.epochs_per_round=2",
-        "stage1.steps_per_epoch=3", "stage1.batch_size=10", "runtime.num_workers=0",
-        "tiling.overlap=0", "stage2.epochs=1", "stage2.steps_per_epoch=2", "stage2.top_k=2",
-        "stage2.slides_per_batch=2"]
-
-
-def fast_config(rounds: int = 2):
-    from mixsup.config import load_config
-
-    return load_config("tiny", overrides=[*FAST, f"stage1.rounds={rounds}"])
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ from mixsup.camelyon.classifier import train_node_forest
 from mixsup.camelyon.workflow import load_node_forest, save_node_forest
 from mixsup.cli import main
 from mixsup.errors import MixsupError
-from mixsup.mapstore import open_maps
+from mixsup.scoring.map_store import open_maps
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "mixsup"
 ONE_PLACE = "artefacts.py"

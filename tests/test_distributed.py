@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import zarr
 
-from tests.conftest import FAST
+from tests.helpers import FAST
 
 
 def _port() -> int:

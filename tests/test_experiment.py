@@ -6,7 +6,7 @@ import pytest
 
 from mixsup.cli import main
 from mixsup.experiment import parse_ablation
-from tests.conftest import FAST
+from tests.helpers import FAST
 
 
 def test_parse_ablation():

@@ -8,7 +8,7 @@ The public API, imported lazily so that ``import mixsup`` stays light:
     load_config(preset="paper", files=(), overrides=()) -> Config
     train(data_dir, out, cfg, mode="mixed", resume=False) -> TrainResult
     predict(run, [(slide_id, path), ...], out) -> PredictResult
-    evaluate(predictions_csv, labels_csv, out) -> dict
+    evaluate(predictions_csv, labels_csv, out) -> Evaluation
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ load functions, or when pickle, joblib or an unsafe loader appears anywhere in t
 from __future__ import annotations
 
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -70,6 +70,7 @@ def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
     import torch
 
     path = Path(path)
+    state: Any  # torch.load returns whatever the file holds
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
@@ -83,6 +84,9 @@ def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
                               path) from exc
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise MixsupError(f"not a state_dict (holds a {type(state).__name__})",
+                          "pass a state_dict saved with torch.save or safetensors", path)
     return state
 
 
@@ -172,7 +176,7 @@ def save_arrays(path: str | Path, **arrays: np.ndarray) -> None:
             (array,) = arrays.values()
             np.save(fh, array, allow_pickle=False)
         else:
-            np.savez(fh, **arrays)
+            np.savez(fh, allow_pickle=False, **arrays)
 
 
 def load_arrays(path: str | Path) -> dict[str, np.ndarray]:
@@ -205,7 +209,9 @@ def open_store(path: str | Path) -> zarr.Group:
     group = zarr.open_group(str(path), mode="r")
     for name, array in group.arrays():
         meta = array.metadata.to_dict()
-        codecs = {c.get("name") if isinstance(c, dict) else c for c in meta.get("codecs", [])}
+        raw = meta.get("codecs", ())
+        entries = raw if isinstance(raw, Sequence) and not isinstance(raw, str) else (raw,)
+        codecs = {str(c.get("name")) if isinstance(c, Mapping) else str(c) for c in entries}
         if (meta.get("zarr_format") != 3 or not codecs <= STORE_CODECS
                 or array.dtype.kind not in "biuf"):
             raise MixsupError(f"refused to read array {name!r} ({array.dtype}, codecs "

@@ -22,29 +22,38 @@ from mixsup.atomic import write_json
 from mixsup.config import Config, validate
 from mixsup.errors import MixsupError
 from mixsup.models.encoders import input_norm
-from mixsup.models.factory import build_classifier, build_segmenter, build_theta2, theta2_input
+from mixsup.models.factory import build_theta2, theta2_input
+from mixsup.modes import Mode, get_mode
 
 BUNDLE_FORMAT = "mixsup-bundle-v1"
 
 
-@dataclass
-class Bundle:
-    meta: dict[str, Any]
+@dataclass(frozen=True)
+class BundleFile:
+    """A bundle folder and its ``bundle.json``, read and checked once."""
+
+    dir: Path
+    meta: dict[str, Any]  # bundle.json as written by ``export_bundle``
     cfg: Config
-    theta1: torch.nn.Module
-    theta2: torch.nn.Module | None  # None for the image-level (MIL) baseline
 
     @property
-    def mode(self) -> str:
-        return str(self.meta.get("mode", "mixed"))
+    def mode(self) -> Mode:
+        return get_mode(str(self.meta.get("mode", "mixed")))
 
     @property
     def threshold(self) -> float:
         return float(self.meta["operating_threshold"])
 
 
-def export_bundle(out_dir: Path, cfg: Config, theta1_ckpt: Path, theta2_ckpt: Path | None,
-                  info: dict[str, Any]) -> Path:
+@dataclass(frozen=True)
+class Bundle:
+    file: BundleFile
+    theta1: torch.nn.Module
+    theta2: torch.nn.Module | None  # None for the image-level (MIL) baseline
+
+
+def export_bundle(out_dir: Path, cfg: Config, mode: Mode, theta1_ckpt: Path,
+                  theta2_ckpt: Path | None, info: dict[str, Any]) -> Path:
     """``theta1`` is the segmenter (or, for the image mode, the MIL patch classifier)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "bundle.json").unlink(missing_ok=True)
@@ -56,17 +65,17 @@ def export_bundle(out_dir: Path, cfg: Config, theta1_ckpt: Path, theta2_ckpt: Pa
         "format": BUNDLE_FORMAT,
         "mixsup_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "mode": mode.name,
         "preprocessing": {
             "mpp": cfg.tiling.mpp,
             "patch_size": cfg.tiling.patch_size,
             "overlap": cfg.tiling.overlap,
-            "normalisation": _normalisation(cfg, info.get("mode")),
-            "map_downsample": cfg.stage1.map_downsample,
-            "top_k": cfg.stage2.top_k,
+            "normalisation": _normalisation(cfg, mode),
+            "map_downsample": mode.map_downsample(cfg),
+            "top_k": mode.top_k(cfg),
             "tissue": cfg.tissue.model_dump(mode="json"),
         },
-        "theta1": {"encoder": cfg.mil.encoder if info.get("mode") == "image"
-                   else cfg.model.encoder, "file": "theta1.pt"},
+        "theta1": {"encoder": mode.theta1_input(cfg)[0], "file": "theta1.pt"},
         "theta2": None if theta2_ckpt is None else {
             "encoder": theta2_input(cfg.model, cfg.stage2)[0], "init": cfg.stage2.init,
             "file": "theta2.pt"},
@@ -77,48 +86,40 @@ def export_bundle(out_dir: Path, cfg: Config, theta1_ckpt: Path, theta2_ckpt: Pa
     return out_dir
 
 
-def _normalisation(cfg: Config, mode: str | None) -> dict[str, Any]:
+def _normalisation(cfg: Config, mode: Mode) -> dict[str, Any]:
     """Each model's input: RGB / 255, then (x - mean) / std (done inside the model)."""
     def norm(encoder: str, pretrained: bool) -> dict[str, Any]:
         mean, std = input_norm(encoder, pretrained)
         return {"scale": 1 / 255, "mean": mean, "std": std}
 
-    if mode == "image":
-        return {"theta1": norm(cfg.mil.encoder, cfg.mil.pretrained)}
-    return {"theta1": norm(cfg.model.encoder, cfg.model.pretrained),
-            "theta2": norm(*theta2_input(cfg.model, cfg.stage2))}
+    out = {"theta1": norm(*mode.theta1_input(cfg))}
+    if mode.theta2:
+        out["theta2"] = norm(*theta2_input(cfg.model, cfg.stage2))
+    return out
 
 
-def bundle_dir(path: str | Path) -> Path:
-    """The bundle folder of a run folder (or the bundle folder itself)."""
+def read_bundle(path: str | Path) -> BundleFile:
+    """The bundle of a run folder (or the bundle folder itself)."""
     path = Path(path)
     if (path / "bundle").is_dir():
         path = path / "bundle"
-    if not (path / "bundle.json").is_file():
+    meta_path = path / "bundle.json"
+    if not meta_path.is_file():
         raise MixsupError("no model bundle here",
                           "pass a finished run folder (with bundle/) or its bundle folder", path)
-    return path
-
-
-def bundle_meta(path: str | Path) -> dict[str, Any]:
-    return json.loads((bundle_dir(path) / "bundle.json").read_text())
-
-
-def load_bundle(path: str | Path, device: torch.device | str = "cpu") -> Bundle:
-    path = bundle_dir(path)
-    meta_path = path / "bundle.json"
     meta = json.loads(meta_path.read_text())
     if meta.get("format") != BUNDLE_FORMAT:
         raise MixsupError("unknown bundle format", "re-export it with this mixsup", meta_path)
-    cfg = validate(meta["config"])
-    if meta.get("mode") == "image":
-        theta1 = build_classifier(cfg.mil.encoder, cfg.mil.pretrained, load_weights=False)
-    else:
-        theta1 = build_segmenter(cfg.model, load_weights=False)
-    theta1.load_state_dict(load_checkpoint(path / "theta1.pt", device)["model"])
+    return BundleFile(path, meta, validate(meta["config"]))
+
+
+def load_bundle(bundle: BundleFile | str | Path, device: torch.device | str = "cpu") -> Bundle:
+    bf = bundle if isinstance(bundle, BundleFile) else read_bundle(bundle)
+    theta1 = bf.mode.build_theta1(bf.cfg, load_weights=False)
+    theta1.load_state_dict(load_checkpoint(bf.dir / "theta1.pt", device)["model"])
     theta2 = None
-    if meta.get("theta2"):
-        theta2 = build_theta2(cfg.model, cfg.stage2, load_weights=False)
-        theta2.load_state_dict(load_checkpoint(path / "theta2.pt", device)["model"])
+    if bf.meta.get("theta2"):
+        theta2 = build_theta2(bf.cfg.model, bf.cfg.stage2, load_weights=False)
+        theta2.load_state_dict(load_checkpoint(bf.dir / "theta2.pt", device)["model"])
         theta2.eval()
-    return Bundle(meta, cfg, theta1.eval(), theta2)
+    return Bundle(bf, theta1.eval(), theta2)

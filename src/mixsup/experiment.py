@@ -13,18 +13,18 @@ from pathlib import Path
 from typing import Any
 
 import cv2
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.figure import Figure
 
-from mixsup.atomic import atomic_open, atomic_path, write_text
+from mixsup.atomic import atomic_open, write_text
 from mixsup.config import load_config
+from mixsup.errors import MixsupError
 from mixsup.evaluate.report import evaluate, read_labels, read_predictions, roc_figure
 from mixsup.labels.table import load_dataset
+from mixsup.modes import MODES
+from mixsup.plotting import save_png
 from mixsup.predict import collect_inputs, predict
-from mixsup.train.api import MODES, train
+from mixsup.train.api import train
 from mixsup.train.preflight import check_training
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ def parse_ablation(spec: str) -> list[Variant]:
 
 
 def run_experiment(data_dir: str | Path, out: str | Path, preset: str = "small",
-                   modes: tuple[str, ...] = MODES, seeds: tuple[int, ...] = (0,),
+                   modes: tuple[str, ...] = tuple(MODES), seeds: tuple[int, ...] = (0,),
                    ablations: tuple[str, ...] = (), files: tuple = (),
                    overrides: tuple[str, ...] = (), per_center: bool = False,
                    progress: bool = True) -> list[dict[str, Any]]:
@@ -78,11 +78,13 @@ def run_experiment(data_dir: str | Path, out: str | Path, preset: str = "small",
                         resume=(run / "train" / "config.yaml").is_file(), progress=progress)
         seconds = _train_seconds(run / "train", time.perf_counter() - t0)
         predict(run / "train", test, run / "pred", progress=progress)
-        m = evaluate(run / "pred" / "predictions.csv", data_dir / "slides.csv", run / "report")
+        m = evaluate(run / "pred" / "predictions.csv", data_dir / "slides.csv",
+                     run / "report").to_json()
+        s = trained.summary
         results.setdefault(v.name, []).append(
             m | {"seed": seed, "run": str(run), "train_seconds": seconds,
-                 "selected_round": trained.summary.get("selected_round"),
-                 "selection_rule": trained.summary.get("selection", {}).get("rule", "")})
+                 "selected_round": s.selected_round if s else None,
+                 "selection_rule": s.selection.rule if s and s.selection else ""})
     rows = summarise(results, per_center)
     write_results(out, rows, seeds, results)
     first = {name: Path(r[0]["run"]) for name, r in results.items()}
@@ -186,19 +188,21 @@ def heatmap_grid(path: Path, runs: dict[str, Path], data_dir: Path, n_each: int 
               [s for s in test if s.label == 0][:n_each])
     if not chosen or not runs:
         return
-    fig, axes = plt.subplots(len(chosen), len(runs), squeeze=False,
-                             figsize=(2.8 * len(runs), 2.8 * len(chosen)))
+    fig = Figure(figsize=(2.8 * len(runs), 2.8 * len(chosen)))
+    axes = fig.subplots(len(chosen), len(runs), squeeze=False)
     for r, rec in enumerate(chosen):
         for c, (name, run) in enumerate(runs.items()):
             ax = axes[r][c]
             png = run / "pred" / "heatmaps" / f"{rec.slide_id}.png"
             if png.is_file():
-                ax.imshow(cv2.cvtColor(cv2.imread(str(png)), cv2.COLOR_BGR2RGB))
+                bgr = cv2.imread(str(png))
+                if bgr is None:
+                    raise MixsupError("cannot read heatmap image",
+                                      "delete it and re-run the prediction", png)
+                ax.imshow(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
             p = json.loads((run / "pred" / "slides" / f"{rec.slide_id}.json").read_text())
             ax.set_title(f"{name}\n{rec.slide_id} (y={rec.label}) p={p['probability']:.2f}",
                          fontsize=8)
             ax.axis("off")
     fig.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=90, format="png")
-    plt.close(fig)
+    save_png(fig, path, dpi=90)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mixsup.atomic import atomic_path
 from mixsup.heatmap import jet_rgb, overlay
+from mixsup.plotting import save_png
 
 FLOOR = 0.1  # probabilities below this are not painted
 LONG_SIDE = (1000, 2000)  # the PNG's longer side in pixels, when the slide has that many
@@ -34,7 +34,6 @@ def heatmap_png(path: Path, thumb: np.ndarray, prob: np.ndarray, covered: np.nda
                 boxes: Sequence[tuple[int, float, float, float]], mpp: float,
                 title: str = "") -> None:
     """``boxes``: (rank, x, y, side) in thumbnail pixels; ``mpp``: microns per thumbnail pixel."""
-    # A bare Figure, not pyplot: no global backend switch, nothing left open on an error.
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import ListedColormap, Normalize
     from matplotlib.figure import Figure
@@ -65,6 +64,5 @@ def heatmap_png(path: Path, thumb: np.ndarray, prob: np.ndarray, covered: np.nda
                  label=f"tumour probability (not painted below {FLOOR:g})")
     if title:
         fig.text(0.01, 0.995, title, va="top", fontsize=9)
-    with atomic_path(path, suffix=".png") as tmp:
-        # zlib level 1: a quarter of the default level's encoding time, files about 30% larger
-        fig.savefig(tmp, dpi=dpi, format="png", pil_kwargs={"compress_level": 1})
+    # zlib level 1: a quarter of the default level's encoding time, files about 30% larger
+    save_png(fig, path, dpi=dpi, compress_level=1)

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from mixsup.config import ReaderConfig
 from mixsup.slides.reader import Slide
 
 
@@ -24,6 +26,10 @@ class SlideSource:
     backend: str = "auto"
     mpp: float | None = None  # override for slides without MPP
     cache_bytes: int = 32 * 1024 * 1024
+
+    @classmethod
+    def of(cls, slide_id: str, path: str | Path, reader: ReaderConfig) -> SlideSource:
+        return cls(slide_id, str(path), reader.backend, reader.mpp, reader.cache_bytes)
 
 
 class SlidePool:

@@ -18,40 +18,60 @@ import json
 import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import shapely
-from tqdm import tqdm
+import torch
 
 from mixsup.atomic import atomic_open, remove_partial, write_json
-from mixsup.bundle import Bundle, bundle_meta, load_bundle
-from mixsup.config import Config
+from mixsup.bundle import Bundle, BundleFile, load_bundle, read_bundle
+from mixsup.config import Config, apply_overrides
 from mixsup.dist import SINGLE, Dist
 from mixsup.errors import MixsupError
-from mixsup.heatmap import stitch, stitch_to_zarr
+from mixsup.heatmap import stitch_to_zarr
 from mixsup.heatmap_figure import LONG_SIDE, heatmap_png, png_mpp
-from mixsup.infer import infer_patches
-from mixsup.labels.annotations import Region, SlideAnnotations, mask_polygons, write_geojson
+from mixsup.labels.formats.qupath import write_geojson
+from mixsup.labels.raster import mask_polygons
+from mixsup.labels.regions import Region, SlideAnnotations
 from mixsup.labels.table import load_dataset
-from mixsup.mapstore import MapWriter
 from mixsup.patches import SlideSource
+from mixsup.progress import progress_bar
+from mixsup.records import from_json, to_json
 from mixsup.runtime import compiled, pick_device
+from mixsup.scoring.map_store import MapWriter
+from mixsup.scoring.patch_maps import map_slide
+from mixsup.scoring.settings import InferSettings
+from mixsup.scoring.slide import TopKPatch, score_slide
 from mixsup.slides.reader import Slide
 from mixsup.slides.tiling import tile_slide
-from mixsup.train.stage2 import TopKPatches, mean_of_valid, patch_probs
-from mixsup.train.topk import top_k
 
 log = logging.getLogger(__name__)
 SLIDE_SUFFIXES = {".svs", ".tif", ".tiff", ".ndpi", ".mrxs", ".scn", ".bif", ".vms", ".svslide",
                   ".dcm"}
 
 
-@dataclass
+@dataclass(frozen=True)
+class SlidePrediction:
+    """``slides/<id>.json``."""
+
+    slide_id: str
+    path: str
+    probability: float
+    prediction: int  # at the operating threshold
+    n_patches: int
+    topk: tuple[TopKPatch, ...]
+
+
+@dataclass(frozen=True)
 class PredictResult:
     out: Path
-    rows: list[dict[str, Any]]
+    rows: list[SlidePrediction]
     skipped: dict[str, str] = field(default_factory=dict)
+
+
+# Settings the models were trained with: prediction takes them from the bundle.
+MODEL_SECTIONS = ("tiling", "tissue", "model", "stage1", "stage2", "mil")
+PREDICT_SETTINGS = "runtime.*, reader.* and stage1.infer_batch_size"
 
 
 def collect_inputs(paths: list[str], data: str | None = None,
@@ -78,11 +98,11 @@ def collect_inputs(paths: list[str], data: str | None = None,
     return items
 
 
-def predict(run_or_bundle: str | Path, inputs: list[tuple[str, Path]], out: str | Path,
+def predict(bundle: BundleFile | str | Path, inputs: list[tuple[str, Path]], out: str | Path,
             cfg: Config | None = None, strict: bool = False, progress: bool = True,
             threshold: float | None = None, dist: Dist = SINGLE) -> PredictResult:
-    """``cfg`` defaults to the bundle's; pass one (see ``bundle_config``) to change e.g. the
-    device, workers or an MPP override. Settings the models depend on come from the bundle.
+    """``bundle``: a run folder, its bundle folder or a ``read_bundle`` result; ``cfg``
+    defaults to the bundle's (see ``predict_config`` to change the device, workers or MPP).
 
     Under torchrun each rank predicts a disjoint shard of the slides; rank 0 then writes the
     tables from every slide's result file.
@@ -91,29 +111,22 @@ def predict(run_or_bundle: str | Path, inputs: list[tuple[str, Path]], out: str 
         raise MixsupError(f"threshold {threshold} is not a probability",
                           "pass --threshold between 0 and 1")
     out = Path(out)
-    cfg = cfg or bundle_config(run_or_bundle)
+    bf = bundle if isinstance(bundle, BundleFile) else read_bundle(bundle)
+    cfg = cfg or bf.cfg
     device = pick_device(cfg.runtime, dist.local_rank)
-    bundle = load_bundle(run_or_bundle, device)
-    cfg = cfg.model_copy(update={k: getattr(bundle.cfg, k)
-                                 for k in ("tiling", "tissue", "model", "stage1", "stage2")})
-    thr = bundle.threshold if threshold is None else threshold
-    bundle.theta1.to(device)
-    if bundle.theta2 is not None:
-        bundle.theta2.to(device)
-    bundle = replace(bundle, theta1=compiled(bundle.theta1, cfg.runtime),
-                     theta2=None if bundle.theta2 is None
-                     else compiled(bundle.theta2, cfg.runtime))
+    models = load_bundle(bf, device)
+    thr = bf.threshold if threshold is None else threshold
     skipped: dict[str, str] = {}
     if dist.main and out.is_dir():
         remove_partial(out)  # a killed run's half-written stores; their slides are redone
     dist.barrier()
-    mine = dist.shard(list(inputs))
-    for slide_id, path in tqdm(mine, desc="predict", unit="slide",
-                               disable=not (progress and dist.main)):
+    slide_predictor = _SlidePredictor(models, cfg, out, device)
+    for slide_id, path in progress_bar(dist.shard(list(inputs)), desc="predict",
+                                       unit="slide", disable=not (progress and dist.main)):
         if (out / "slides" / f"{slide_id}.json").is_file():
             continue
         try:
-            _predict_slide(bundle, cfg, slide_id, path, out, device, thr)
+            slide_predictor(slide_id, path, thr)
         except MixsupError as exc:
             if strict:
                 raise
@@ -122,121 +135,107 @@ def predict(run_or_bundle: str | Path, inputs: list[tuple[str, Path]], out: str 
     for part in dist.all_gather(skipped):
         skipped.update(part)
     dist.barrier()
-    rows = [json.loads((out / "slides" / f"{sid}.json").read_text())
-            for sid, _ in inputs if sid not in skipped]
-    if not dist.main:
-        dist.barrier()
-        return PredictResult(out, rows, skipped)
-    for r in rows:
-        r["prediction"] = int(r["probability"] >= thr)
-    _write_tables(out, rows)
-    write_json(out / "predict.json", {"operating_threshold": thr, "bundle": str(run_or_bundle),
-                                      "selected_round": bundle.meta.get("selected_round"),
-                                      "n_slides": len(rows), "skipped": skipped})
+    rows = [replace(row, prediction=int(row.probability >= thr))
+            for row in (from_json(SlidePrediction, json.loads(
+                (out / "slides" / f"{sid}.json").read_text()))
+                for sid, _ in inputs if sid not in skipped)]
+    if dist.main:
+        _write_tables(out, rows)
+        write_json(out / "predict.json", {"operating_threshold": thr, "bundle": str(bf.dir),
+                                          "mode": bf.mode.name,
+                                          "selected_round": bf.meta.get("selected_round"),
+                                          "n_slides": len(rows), "skipped": skipped})
     dist.barrier()
     return PredictResult(out, rows, skipped)
 
 
-def bundle_config(path: str | Path, files: tuple = (), overrides: tuple = ()) -> Config:
-    """The bundle's config with optional YAML files and ``key=value`` overrides on top."""
-    from mixsup.config import apply_overrides
+def predict_config(bundle: BundleFile, files: tuple | list = (),
+                   overrides: tuple | list = ()) -> Config:
+    """The bundle's config with YAML files and ``key=value`` overrides on top; settings the
+    models were trained with (``MODEL_SECTIONS``) cannot change here."""
+    cfg = apply_overrides(bundle.meta["config"], files, overrides)
+    kept = {"stage1": {"infer_batch_size": bundle.cfg.stage1.infer_batch_size}}
+    changed = [name for name in MODEL_SECTIONS
+               if getattr(cfg, name).model_copy(update=kept.get(name, {}))
+               != getattr(bundle.cfg, name).model_copy(update=kept.get(name, {}))]
+    if changed:
+        raise MixsupError(f"the overrides change {', '.join(changed)}, which the bundle's "
+                          "models were trained with",
+                          f"at predict time set only {PREDICT_SETTINGS}; retrain to change "
+                          "the others", bundle.dir)
+    return cfg
 
-    return apply_overrides(bundle_meta(path)["config"], files, overrides)
 
+class _SlidePredictor:
+    """Everything one slide's prediction needs, set up once per run."""
 
-def _predict_slide(bundle: Bundle, cfg: Config, slide_id: str, path: Path, out: Path,
-                   device: Any, thr: float) -> dict[str, Any]:
-    rt = cfg.runtime
-    with Slide(path, cfg.reader.backend, cfg.reader.mpp, cfg.reader.cache_bytes) as slide:
-        tiles = tile_slide(slide, slide_id, cfg.tiling, cfg.tissue, out / "tiles")
-        source = SlideSource(slide_id, str(path), cfg.reader.backend, cfg.reader.mpp,
-                             cfg.reader.cache_bytes)
-        image_mode = bundle.theta2 is None
-        map_ds = tiles.patch_size if image_mode else cfg.stage1.map_downsample
-        # Maps stream into the store (a few chunks in memory), and everything after reads them
-        # back from it, so memory does not grow with the slide.
-        maps = infer_patches(bundle.theta1, source, tiles.coords, tiles.patch_size, tiles.mpp,
-                             map_ds, device,
-                             batch_size=cfg.stage1.infer_batch_size,
-                             num_workers=rt.num_workers, amp=rt.amp,
-                             channels_last=rt.channels_last,
-                             open_sink=lambda _i, _n, m: MapWriter(
+    def __init__(self, models: Bundle, cfg: Config, out: Path, device: torch.device) -> None:
+        self.mode, self.cfg, self.out = models.file.mode, cfg, out
+        self.settings = InferSettings.from_config(cfg, device).with_map_downsample(
+            self.mode.map_downsample(cfg))
+        self.theta1 = models.theta1.to(device)
+        self.theta2 = (None if models.theta2 is None
+                       else compiled(models.theta2.to(device), cfg.runtime.compile))
+
+    def __call__(self, slide_id: str, path: Path, thr: float) -> SlidePrediction:
+        cfg, out = self.cfg, self.out
+        with Slide(path, cfg.reader.backend, cfg.reader.mpp, cfg.reader.cache_bytes) as slide:
+            tiles = tile_slide(slide, slide_id, cfg.tiling, cfg.tissue, out / "tiles")
+            source = SlideSource.of(slide_id, path, cfg.reader)
+            # Maps stream into the store (a few chunks in memory), and everything after reads
+            # them back from it, so memory does not grow with the slide.
+            maps = map_slide(self.theta1, source, tiles.coords, tiles.patch_size, tiles.mpp,
+                             self.settings, open_sink=lambda _i, _n, m: MapWriter(
                                  out / "maps" / f"{slide_id}.zarr", tiles.coords, m,
                                  {"key": tiles.key, "slide_id": slide_id,
                                   "size0": tiles.size0}))
-        m = maps.maps.shape[-1]
-        stitch_to_zarr(out / "probmaps" / f"{slide_id}.zarr", tiles.coords, maps.maps,
-                       tiles.size0, slide.dimensions, tiles.size0 / m)
-        order = top_k(maps.max_prob, cfg.mil.top_k if image_mode else cfg.stage2.top_k)
-        if image_mode:
-            from mixsup.train.mil import aggregate
-
-            prob = aggregate(maps.max_prob, cfg.mil)
-            top_probs = maps.max_prob[order].tolist()
-        elif len(order):
-            ds = TopKPatches([source], [tiles.coords[order]], [0], cfg.stage2.top_k,
-                             tiles.patch_size, tiles.mpp)
-            prob, top_probs = _score_top_k(bundle, ds, device, rt)
-        else:
-            log.warning("%s: no tissue patch; probability set to 0", path)
-            prob, top_probs = 0.0, []
-        topk = [{"rank": r + 1, "x": int(tiles.coords[j][0]), "y": int(tiles.coords[j][1]),
-                 "size": float(tiles.size0), "max_pixel_prob": float(maps.max_prob[j]),
-                 "patch_prob": float(top_probs[r]) if r < len(top_probs) else None}
-                for r, j in enumerate(order)]
-        thumb, thumb_mpp = slide.thumbnail(
-            png_mpp(slide.mpp, slide.dimensions, cfg.tissue.thumbnail_mpp), LONG_SIDE[1])
-        ds0 = thumb_mpp / slide.mpp
-        heat, count = stitch(tiles.coords, maps.maps, tiles.size0, slide.dimensions, ds0)
-        heatmap_png(out / "heatmaps" / f"{slide_id}.png", thumb, heat, count > 0,
-                    [(t["rank"], t["x"] / ds0, t["y"] / ds0, t["size"] / ds0) for t in topk],
-                    thumb_mpp, title=f"{slide_id}: probability {prob:.4g}")
-        _regions(out / "regions" / f"{slide_id}.geojson", heat, ds0, topk)
-    row = {"slide_id": slide_id, "path": str(path), "probability": prob,
-           "prediction": int(prob >= thr), "n_patches": len(tiles), "topk": topk}
-    write_json(out / "slides" / f"{slide_id}.json", row)
-    return row
+            if not len(tiles):
+                log.warning("%s: no tissue patch; probability set to 0", path)
+            score = score_slide(self.mode, cfg, self.theta2, source, tiles, maps.max_prob,
+                                self.settings)
+            thumb, thumb_mpp = slide.thumbnail(
+                png_mpp(slide.mpp, slide.dimensions, cfg.tissue.thumbnail_mpp), LONG_SIDE[1])
+            ds0 = thumb_mpp / slide.mpp
+            m = maps.maps.shape[-1]
+            heat, count = stitch_to_zarr(out / "probmaps" / f"{slide_id}.zarr", tiles.coords,
+                                         maps.maps, tiles.size0, slide.dimensions,
+                                         tiles.size0 / m, overview_downsample=ds0)
+            heatmap_png(out / "heatmaps" / f"{slide_id}.png", thumb, heat, count > 0,
+                        [(t.rank, t.x / ds0, t.y / ds0, t.size / ds0) for t in score.topk],
+                        thumb_mpp, title=f"{slide_id}: probability {score.probability:.4g}")
+            _regions(out / "regions" / f"{slide_id}.geojson", heat, ds0, score.topk)
+        row = SlidePrediction(slide_id, str(path), score.probability,
+                              int(score.probability >= thr), len(tiles), score.topk)
+        write_json(out / "slides" / f"{slide_id}.json", to_json(row))
+        return row
 
 
-def _score_top_k(bundle: Bundle, ds: TopKPatches, device: Any,
-                 rt: Any) -> tuple[float, list[float]]:
-    """(slide probability, each real top-K patch's probability) from one θ2 pass."""
-    import torch
-
-    patches, valid, _ = ds[0]
-    bundle.theta2.eval()
-    with torch.inference_mode():
-        probs = patch_probs(bundle.theta2, patches[None], valid[None], device, rt)
-        slide = float(mean_of_valid(probs, valid[None])[0])
-    return slide, probs[0, : int(valid.sum())].cpu().tolist()
-
-
-def _regions(path: Path, heat: np.ndarray, ds0: float, topk: list[dict[str, Any]]) -> None:
+def _regions(path: Path, heat: np.ndarray, ds0: float, topk: tuple[TopKPatch, ...]) -> None:
     regions = [Region("Suspicious (p>=0.5)", "tumor", g)
                for g in mask_polygons(heat >= 0.5, ds0)]
     for t in topk:
-        box = shapely.box(t["x"], t["y"], t["x"] + t["size"], t["y"] + t["size"])
-        scores = [("rank", float(t["rank"])), ("max pixel probability", t["max_pixel_prob"])]
-        if t["patch_prob"] is not None:
-            scores.append(("patch probability", t["patch_prob"]))
-        regions.append(Region(f"Top-K #{t['rank']}", "ignore", box, classification="Top-K",
+        box = shapely.box(t.x, t.y, t.x + t.size, t.y + t.size)
+        scores = [("rank", float(t.rank)), ("max pixel probability", t.max_pixel_prob)]
+        if t.patch_prob is not None:
+            scores.append(("patch probability", t.patch_prob))
+        regions.append(Region(f"Top-K #{t.rank}", "ignore", box, classification="Top-K",
                               measurements=tuple(scores)))
     write_geojson(path, SlideAnnotations(tuple(regions)))
 
 
-def _write_tables(out: Path, rows: list[dict[str, Any]]) -> None:
+def _write_tables(out: Path, rows: list[SlidePrediction]) -> None:
     with atomic_open(out / "predictions.csv") as fh:
         w = csv.writer(fh, lineterminator="\n")
         w.writerow(["slide_id", "probability", "prediction"])
         for r in rows:
             # repr: the exact value, so that re-reading it gives the same call at the threshold
-            w.writerow([r["slide_id"], repr(float(r["probability"])), r["prediction"]])
+            w.writerow([r.slide_id, repr(float(r.probability)), r.prediction])
     with atomic_open(out / "topk.csv") as fh:
         w = csv.writer(fh, lineterminator="\n")
         w.writerow(["slide_id", "rank", "x", "y", "size_level0", "max_pixel_prob",
                     "patch_prob"])
         for r in rows:
-            for t in r["topk"]:
-                w.writerow([r["slide_id"], t["rank"], t["x"], t["y"], f"{t['size']:.1f}",
-                            f"{t['max_pixel_prob']:.6f}",
-                            "" if t["patch_prob"] is None else f"{t['patch_prob']:.6f}"])
+            for t in r.topk:
+                w.writerow([r.slide_id, t.rank, t.x, t.y, f"{t.size:.1f}",
+                            f"{t.max_pixel_prob:.6f}",
+                            "" if t.patch_prob is None else f"{t.patch_prob:.6f}"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from contextlib import nullcontext
+from typing import cast
 
 import numpy as np
 import torch
@@ -46,12 +47,13 @@ def to_input(batch: torch.Tensor, device: torch.device, channels_last: bool) -> 
     return x
 
 
-def compiled(model: torch.nn.Module, cfg: RuntimeConfig) -> torch.nn.Module:
+def compiled(model: torch.nn.Module, enabled: bool) -> torch.nn.Module:
     """The module to call for forward passes: ``torch.compile``'d when the config asks.
 
     Callers keep the original module for ``state_dict`` and checkpoints: the compiled wrapper
     shares its parameters but prefixes their names.
     """
-    if not cfg.compile:
+    if not enabled:
         return model
-    return torch.compile(model, dynamic=False)
+    # torch.compile is typed for any callable; given a Module it returns an OptimizedModule.
+    return cast(torch.nn.Module, torch.compile(model, dynamic=False))

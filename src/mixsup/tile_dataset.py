@@ -1,4 +1,5 @@
-"""Tile every slide of a dataset, skipping (or, with ``strict``, failing on) bad slides."""
+"""Tile every slide of a dataset, skipping (or, with ``strict``, failing on) bad slides, and
+the ``SlideSet`` of the tiled slides that scoring and training work on."""
 
 from __future__ import annotations
 
@@ -9,13 +10,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
 from mixsup.atomic import write_json
 from mixsup.config import Config
 from mixsup.dist import SINGLE, Dist
 from mixsup.errors import MixsupError
-from mixsup.labels.table import Dataset
+from mixsup.labels.table import Dataset, SlideRecord
+from mixsup.patches import SlideSource
+from mixsup.progress import progress_bar
 from mixsup.slides.reader import open_slide
 from mixsup.slides.tiling import NoTissueWarning, TileSet, tile_slide
 
@@ -62,7 +63,7 @@ def tile_dataset(dataset: Dataset, cfg: Config, out_dir: str | Path, strict: boo
 def _tile_all(dataset: Dataset, cfg: Config, out_dir: Path, strict: bool,
               progress: bool) -> TilingReport:
     report = TilingReport()
-    bar = tqdm(dataset.slides, desc="tiling", unit="slide", disable=not progress)
+    bar = progress_bar(dataset.slides, desc="tiling", unit="slide", disable=not progress)
     for rec in bar:
         bar.set_postfix_str(rec.slide_id)
         start = time.perf_counter()
@@ -86,3 +87,34 @@ def _tile_all(dataset: Dataset, cfg: Config, out_dir: Path, strict: bool,
         report.tiles[rec.slide_id] = tiles
         report.seconds[rec.slide_id] = time.perf_counter() - start
     return report
+
+
+@dataclass
+class SlideSet:
+    """Slides of one or more splits that have tissue, aligned by index."""
+
+    records: list[SlideRecord]
+    tilesets: list[TileSet]
+    sources: list[SlideSource]
+    skipped: dict[str, str]
+
+    def labelled(self) -> dict[int, int]:
+        return {i: r.label for i, r in enumerate(self.records) if r.label is not None}
+
+
+def slide_set(data: Dataset, splits: tuple[str, ...], cfg: Config, tiles_dir: Path,
+              strict: bool, progress: bool, dist: Dist = SINGLE) -> SlideSet:
+    chosen = [r for r in data.slides if r.split in splits]
+    report = tile_dataset(Dataset(data.root, tuple(chosen)), cfg, tiles_dir, strict=strict,
+                          progress=progress, dist=dist)
+    records, tilesets, sources = [], [], []
+    for rec in chosen:
+        tiles = report.tiles.get(rec.slide_id)
+        if tiles is None or len(tiles) == 0:
+            continue
+        records.append(rec)
+        tilesets.append(tiles)
+        sources.append(SlideSource.of(rec.slide_id, rec.path, cfg.reader))
+    skipped = dict(report.skipped)
+    skipped.update({s: "no tissue" for s in report.no_tissue})
+    return SlideSet(records, tilesets, sources, skipped)

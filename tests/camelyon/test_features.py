@@ -80,7 +80,7 @@ def test_patient_plan_has_physical_lesion_sizes():
 
 
 def test_patient_dataset_writes_camelyon17_stage_labels(tmp_path):
-    from mixsup.camelyon.staging import read_stage_csv, stages_from_nodes
+    from mixsup.labels.stages import read_stage_csv, stages_from_nodes
     from mixsup.labels.table import load_dataset
     from mixsup.synth.layout import plan_patients, write_dataset
     from mixsup.synth.shapes import shapes_renderer

@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 from mixsup.cli import main
-from tests.conftest import FAST
+from tests.helpers import FAST
 
 HEADER = "slide_id,path,label,split,center\n"
 # (name, what replaces slides.csv (None: keep it), whether the annotation is broken, needle)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import FAST
+from tests.helpers import FAST
 
 # CPU runs with fixed seeds should agree closely; this is the tolerance we promise.
 LOSS_TOL = 1e-3
@@ -88,7 +88,7 @@ def test_sigkill_at_several_points_then_resume(shapes_data, trained, tmp_path):
 def test_same_seed_same_losses(shapes_data, trained, tmp_path):
     """Fixed seeds make CPU runs reproducible (the premise of the resume comparison)."""
     from mixsup.train.api import train
-    from tests.conftest import fast_config
+    from tests.helpers import fast_config
 
     again = train(shapes_data, tmp_path / "again", fast_config(), progress=False)
     a, b = _losses(again.run_dir), _losses(trained.run_dir)

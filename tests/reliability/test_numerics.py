@@ -47,13 +47,14 @@ def test_nan_loss_in_stage2_names_the_slides(shapes_data, tmp_path, monkeypatch)
     """The real stage-2 path: run_stage2 -> TopKPatches -> fit, with a θ2 that outputs NaN."""
     from mixsup.config import load_config
     from mixsup.labels.table import load_dataset
-    from mixsup.mapstore import StoredMaps
-    from mixsup.train import selection
+    from mixsup.scoring.map_store import StoredMaps
+    from mixsup.train import stage2
     from mixsup.train.context import prepare
+    from mixsup.train.results import MapStats, PoolSizes, PoolStats, RoundSummary
     from mixsup.train.rounds import RoundResult
-    from tests.conftest import FAST
+    from tests.helpers import FAST
 
-    real = selection.build_theta2
+    real = stage2.build_theta2
 
     def nan_classifier(*args, **kwargs):
         model = real(*args, **kwargs)
@@ -62,15 +63,17 @@ def test_nan_loss_in_stage2_names_the_slides(shapes_data, tmp_path, monkeypatch)
                 p.fill_(float("nan"))
         return model
 
-    monkeypatch.setattr(selection, "build_theta2", nan_classifier)
+    monkeypatch.setattr(stage2, "build_theta2", nan_classifier)
     cfg = load_config("tiny", overrides=[*FAST, "stage2.init=encoder"])  # no θ1 file here
     ctx = prepare(load_dataset(shapes_data), cfg, tmp_path, progress=False)
     rng = np.random.default_rng(0)
     maps = {i: StoredMaps(tmp_path / "unused.zarr", t.coords, rng.uniform(size=len(t)))
             for i, t in enumerate(ctx.train.tilesets)}
-    res = RoundResult(0, tmp_path / "unused.pt", maps, {})
+    summary = RoundSummary(0, 0, [], None, PoolStats(PoolSizes(0, 0, 0)), MapStats(0, 0, 0),
+                           0.0, 0.0, 0.0)
+    res = RoundResult(0, tmp_path / "unused.pt", maps, summary)
     with pytest.raises(NonFiniteLoss, match="nan"):
-        selection.run_stage2(ctx, res, None)
+        stage2.run_stage2(ctx, res, None)
     diag = json.loads((tmp_path / "round_0" / "stage2" / "nonfinite_epoch1.json").read_text())
     ids = {r.slide_id for r in ctx.train.records}
     assert diag["items"] and all(item["slide_id"] in ids and len(item["patches"]) == 2

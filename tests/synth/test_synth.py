@@ -5,7 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from mixsup.labels.annotations import POSITIVE, read_annotations
+from mixsup.labels.annotations import read_annotations
+from mixsup.labels.regions import POSITIVE
 from mixsup.labels.table import load_dataset
 from mixsup.slides import open_slide
 

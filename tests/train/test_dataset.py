@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import shapely
 
-from mixsup.labels.annotations import Region, SlideAnnotations
+from mixsup.labels.regions import Region, SlideAnnotations
 from mixsup.train.dataset import MixedPatches
 from mixsup.train.pools import Pools
+from mixsup.train.results import PoolSizes, PoolStats
 
 
 class _Slide:
@@ -29,7 +30,7 @@ def _dataset() -> MixedPatches:
     left_right[:, 2:] = 0.002  # x V=4 -> 0.008, under the floor
     pools = Pools(fine=np.array([[0, 0, 0]]), pseudo=np.array([[0, 64, 0], [0, 128, 0]]),
                   pseudo_maps=np.stack([np.full((4, 4), 0.5, np.float32), left_right]),
-                  negative=np.array([[0, 192, 0]]))
+                  negative=np.array([[0, 192, 0]]), stats=PoolStats(PoolSizes(1, 2, 1)))
     # 16-px patches at 2 µm/px over a 0.5 µm/px slide: 4 level-0 px per mask pixel
     ds = MixedPatches([], pools, {0: ann}, patch_size=16, mpp=2.0, reweight=4.0, floor=0.01,
                       augment=False)

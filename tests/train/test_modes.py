@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pytest
 
 from mixsup.config import MILConfig
 from mixsup.train.api import train
-from mixsup.train.mil import aggregate, mil_selection
-from tests.conftest import fast_config
+from mixsup.train.mil import mil_selection
+from tests.helpers import fast_config
 
 
 def test_mil_selection_takes_top_k_per_slide():
@@ -21,19 +20,13 @@ def test_mil_selection_takes_top_k_per_slide():
     assert mil_selection(scores, coords, {0: 1}, k=1).tolist() == [[0, 10, 0, 1]]
 
 
-def test_mil_aggregation():
-    p = np.array([0.2, 0.9, 0.4])
-    assert aggregate(p, MILConfig(aggregation="max")) == pytest.approx(0.9)
-    assert aggregate(p, MILConfig(aggregation="mean_topk", top_k=2)) == pytest.approx(0.65)
-
-
 def test_image_mode_trains_and_predicts(shapes_data, tmp_path):
     from mixsup.cli import main
 
     cfg = fast_config().model_copy(update={"mil": MILConfig(
         encoder="mobilenetv3_small_100", epochs=2, batch_size=8, lr=1e-3)})
     result = train(shapes_data, tmp_path / "run", cfg, mode="image", progress=False)
-    assert len(result.summary["mil_epoch_losses"]) == 2
+    assert len(result.summary.mil_epoch_losses) == 2
     events = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert [e["epoch"] for e in events if e["event"] == "mil_epoch"] == [1, 2]
     bundle = json.loads((tmp_path / "run" / "bundle" / "bundle.json").read_text())
@@ -45,6 +38,6 @@ def test_image_mode_trains_and_predicts(shapes_data, tmp_path):
 
 def test_pixel_mode_is_round_zero_plus_stage2(shapes_data, tmp_path):
     result = train(shapes_data, tmp_path / "run", fast_config(), mode="pixel", progress=False)
-    assert [r["round"] for r in result.summary["rounds"]] == [0]
-    assert result.summary["selected_round"] == 0
+    assert [r.round for r in result.summary.rounds] == [0]
+    assert result.summary.selected_round == 0
     assert not (tmp_path / "run" / "round_1").exists()

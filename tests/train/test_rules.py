@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from mixsup.config import Stage1Config
-from mixsup.infer import PatchMaps
-from mixsup.mapstore import write_maps
+from mixsup.scoring.map_store import write_maps
+from mixsup.scoring.patch_maps import PatchMaps
 from mixsup.train.loss import soft_bce
 from mixsup.train.pools import em_pools
 from mixsup.train.pseudo import keep_patches, pseudo_positive
@@ -103,7 +103,7 @@ def test_em_pools_apply_t_and_split_by_slide_label(tmp_path):
     assert pools.sizes == [4, 2, 3]  # slide 2 is unlabelled: skipped
     assert pools.pseudo[:, 0].tolist() == [0, 0]
     assert pools.negative[:, 0].tolist() == [1, 1, 1]
-    assert pools.stats["pseudo_positive_pixel_fraction"] == pytest.approx(1.0)  # 0.2*4 = 0.8
+    assert pools.stats.pseudo_positive_pixel_fraction == pytest.approx(1.0)  # 0.2*4 = 0.8
 
 
 def test_em_pools_fallback_and_collapse_are_reported(caplog, tmp_path):
@@ -113,8 +113,8 @@ def test_em_pools_fallback_and_collapse_are_reported(caplog, tmp_path):
         pools = em_pools(np.zeros((1, 3), np.int64), {0: 1, 1: 0}, maps, cfg,
                          np.random.default_rng(0))
     assert pools.sizes == [1, 0, 3]
-    assert pools.stats["pseudo_positive_collapsed"] is True
-    assert pools.stats["negative_fallback"]["size_after"] == 3
+    assert pools.stats.pseudo_positive_collapsed is True
+    assert pools.stats.negative_fallback.size_after == 3
     assert "EMPTY" in caplog.text
 
 
@@ -128,7 +128,7 @@ def test_hard_negatives_accumulate_over_rounds_when_asked(keep, tmp_path):
     current = {(1, 0, 1), (1, 4, 5)}
     assert {tuple(r) for r in pools.negative.tolist()} == (
         current | {(1, 50, 50)} if keep else current)
-    assert pools.stats["hard_negative_new"] == 2
+    assert pools.stats.hard_negative_new == 2
 
 
 def test_a_shrinking_hard_negative_pool_is_reported(tmp_path, caplog):
@@ -138,7 +138,7 @@ def test_a_shrinking_hard_negative_pool_is_reported(tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         pools = em_pools(np.zeros((1, 3), np.int64), {0: 1, 1: 0}, maps, cfg,
                          np.random.default_rng(0), previous_negative=earlier)
-    assert pools.stats["hard_negative_shrank_from"] == 10
+    assert pools.stats.hard_negative_shrank_from == 10
     assert "keep_negatives" in caplog.text
 
 

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from mixsup.errors import MixsupError
+from mixsup.scoring import stores as stores_mod
 from mixsup.train import rounds as rounds_mod
 from mixsup.train.api import train
-from tests.conftest import fast_config
+from tests.helpers import fast_config
 
 
 def _cfg(rounds: int = 2):
@@ -28,34 +29,34 @@ def test_init_plus_two_rounds(shapes_data, trained):
         assert (run / f"round_{r}" / "model.pt").is_file()
         assert (run / f"round_{r}" / "summary.json").is_file()
         assert list((run / f"round_{r}" / "maps").glob("*.zarr"))
-    rounds = result.summary["rounds"]
-    assert [r["round"] for r in rounds] == [0, 1, 2]
-    assert rounds[0]["pools"]["pseudo_positive"] == 0
-    assert rounds[1]["pools"]["fine"] == rounds[0]["pools"]["fine"] > 0
-    assert rounds[1]["pools"]["hard_negative"] > 0
+    rounds = result.summary.rounds
+    assert [r.round for r in rounds] == [0, 1, 2]
+    assert rounds[0].pools.pseudo_positive == 0
+    assert rounds[1].pools.fine == rounds[0].pools.fine > 0
+    assert rounds[1].pools.hard_negative > 0
     epochs = [(e["round"], e["epoch"]) for e in _events(run) if e["event"] == "epoch"]
     assert epochs == [(0, 1), (0, 2), (1, 1), (1, 2), (2, 1), (2, 2)]
-    assert result.summary["figures"] and all((run / f).is_file()
-                                               for f in result.summary["figures"])
+    assert result.summary.figures and all((run / f).is_file() for f in result.summary.figures)
     with pytest.raises(MixsupError, match="--resume"):
         train(shapes_data, run, _cfg(), progress=False)
 
 
 def test_stage2_per_round_selection_and_bundle(trained):
     run, s = trained.run_dir, trained.summary
-    curves = [r["stage2_train_curve"] for r in s["rounds"]]
-    assert s["selection"]["criterion"] == "train_curve"
-    if len(s["selection"]["tied"]) == 1:
-        assert s["selected_round"] == int(np.argmin(curves))
+    curves = [r.stage2_train_curve for r in s.rounds]
+    assert s.selection.criterion == "train_curve"
+    if len(s.selection.tied) == 1:
+        assert s.selected_round == int(np.argmin(curves))
     else:
-        assert s["selected_round"] in s["selection"]["tied"]
+        assert s.selected_round in s.selection.tied
     bundle = json.loads((run / "bundle" / "bundle.json").read_text())
-    assert bundle["selected_round"] == s["selected_round"]
+    assert bundle["selected_round"] == s.selected_round
     assert bundle["preprocessing"]["mpp"] == 1.0 and bundle["preprocessing"]["patch_size"] == 128
     assert bundle["mixsup_version"] and 0 <= bundle["operating_threshold"] <= 1
-    val_scores = json.loads((run / f"round_{s['selected_round']}" / "stage2" /
-                             "summary.json").read_text())["val_scores"]
-    assert val_scores  # the shapes fixture has a labelled val split
+    val = json.loads((run / f"round_{s.selected_round}" / "stage2" /
+                      "summary.json").read_text())["val"]
+    assert val["scores"]  # the shapes fixture has a labelled val split
+    assert set(val["labels"]) == set(val["scores"])
 
 
 def test_predict_and_evaluate_end_to_end(shapes_data, trained, tmp_path):
@@ -121,7 +122,7 @@ def test_resume_mid_round_redoes_nothing(shapes_data, tmp_path, monkeypatch):
 def test_resume_during_estep_keeps_model_and_finished_slides(shapes_data, tmp_path,
                                                              monkeypatch):
     run = tmp_path / "run"
-    real = rounds_mod.MapWriter
+    real = stores_mod.MapWriter
     calls = {"n": 0}
 
     class CrashOnThirdSlideOfRound1(real):
@@ -132,10 +133,10 @@ def test_resume_during_estep_keeps_model_and_finished_slides(shapes_data, tmp_pa
                     raise Crash
             return super().finish()
 
-    monkeypatch.setattr(rounds_mod, "MapWriter", CrashOnThirdSlideOfRound1)
+    monkeypatch.setattr(stores_mod, "MapWriter", CrashOnThirdSlideOfRound1)
     with pytest.raises(Crash):
         train(shapes_data, run, _cfg(1), progress=False)
-    monkeypatch.setattr(rounds_mod, "MapWriter", real)
+    monkeypatch.setattr(stores_mod, "MapWriter", real)
     model1 = (run / "round_1" / "model.pt").stat().st_mtime_ns
     done = {p.name: p.stat().st_mtime_ns for p in (run / "round_1" / "maps").iterdir()
             if not p.name.startswith(".")}  # the crashed slide's store is a hidden temp dir

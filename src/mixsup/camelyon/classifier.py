@@ -8,7 +8,7 @@ import numpy as np
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.model_selection import StratifiedKFold
 
-from mixsup.camelyon.staging import NODE_CLASSES
+from mixsup.labels.stages import NODE_CLASSES
 
 
 @dataclass

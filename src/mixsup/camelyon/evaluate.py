@@ -2,28 +2,39 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.figure import Figure
 from sklearn.metrics import confusion_matrix
 
-from mixsup.atomic import atomic_path, write_json
-from mixsup.camelyon.staging import (
+from mixsup.atomic import write_json
+from mixsup.errors import MixsupError
+from mixsup.labels.stages import (
     STAGES,
     quadratic_kappa,
     read_stage_csv,
     stages_from_nodes,
 )
-from mixsup.errors import MixsupError
+from mixsup.plotting import save_png
+from mixsup.records import to_json
+
+
+@dataclass(frozen=True)
+class StageMetrics:
+    """``metrics.json`` of ``stage evaluate``."""
+
+    kappa: float  # quadratic-weighted, over the pN stages in clinical order
+    n_patients: int
+    accuracy: float
+    labels: list[str]
+    confusion_matrix: list[list[int]]  # rows true, columns predicted, in ``labels`` order
+    missing_predictions: list[str]
 
 
 def evaluate_stages(pred_csv: str | Path, labels_csv: str | Path,
-                    out: str | Path) -> dict[str, Any]:
+                    out: str | Path) -> StageMetrics:
     pred_p, pred_n = read_stage_csv(pred_csv)
     true_p, true_n = read_stage_csv(labels_csv)
     # Patient rows win; patients given by node rows only are staged by the rules.
@@ -35,18 +46,18 @@ def evaluate_stages(pred_csv: str | Path, labels_csv: str | Path,
                           "check the patient ids (patient_XXX)", pred_csv)
     t, p = [truth[c] for c in common], [pred[c] for c in common]
     cm = confusion_matrix(t, p, labels=list(STAGES))
-    metrics = {"kappa": quadratic_kappa(t, p), "n_patients": len(common),
-               "accuracy": float(np.mean([a == b for a, b in zip(t, p, strict=True)])),
-               "labels": list(STAGES), "confusion_matrix": cm.tolist(),
-               "missing_predictions": sorted(set(truth) - set(pred))}
+    metrics = StageMetrics(quadratic_kappa(t, p), len(common),
+                           float(np.mean([a == b for a, b in zip(t, p, strict=True)])),
+                           list(STAGES), cm.tolist(), sorted(set(truth) - set(pred)))
     out = Path(out)
-    write_json(out / "metrics.json", metrics)
-    _plot(out / "confusion_matrix.png", cm, metrics["kappa"])
+    write_json(out / "metrics.json", to_json(metrics))
+    _plot(out / "confusion_matrix.png", cm, metrics.kappa)
     return metrics
 
 
 def _plot(path: Path, cm: np.ndarray, kappa: float) -> None:
-    fig, ax = plt.subplots(figsize=(4.8, 4.2))
+    fig = Figure(figsize=(4.8, 4.2))
+    ax = fig.subplots()
     ax.imshow(cm, cmap="Blues")
     ax.set_xticks(range(len(STAGES)), STAGES, rotation=30)
     ax.set_yticks(range(len(STAGES)), STAGES)
@@ -57,6 +68,4 @@ def _plot(path: Path, cm: np.ndarray, kappa: float) -> None:
     ax.set_ylabel("true")
     ax.set_title(f"pN stage, quadratic kappa = {kappa:.4f}")
     fig.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    save_png(fig, path, dpi=110)

@@ -5,23 +5,24 @@ from __future__ import annotations
 import csv
 import logging
 import re
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from sklearn.ensemble import RandomForestClassifier
 
 from mixsup.artefacts import load_sklearn, save_sklearn
 from mixsup.atomic import atomic_open, write_json
-from mixsup.bundle import bundle_meta
+from mixsup.bundle import read_bundle
 from mixsup.camelyon.classifier import NodeForest, train_node_forest
 from mixsup.camelyon.features import Heatmap, heatmap_features, rule_node_class
-from mixsup.camelyon.staging import NODE_CLASSES, pn_stage, write_stage_csv
 from mixsup.errors import MixsupError
 from mixsup.heatmap import stitch
+from mixsup.labels.stages import NODE_CLASSES, pn_stage, write_stage_csv
 from mixsup.labels.table import Dataset, SlideRecord, load_dataset
-from mixsup.mapstore import open_maps
-from mixsup.predict import bundle_config, predict
+from mixsup.predict import predict
+from mixsup.records import to_json
+from mixsup.scoring.map_store import open_maps
 from mixsup.slides.reader import Slide
 
 log = logging.getLogger(__name__)
@@ -33,8 +34,9 @@ FOREST_FILE, OLD_FOREST_FILE = "node_forest.skops", "node_forest.joblib"
 def slide_features(run: Path, records: list[SlideRecord], work: Path, heatmap_um: float,
                    progress: bool) -> list[dict[str, float]]:
     """θ1 over every slide (the prediction path, resumable), then heatmap features."""
-    cfg = bundle_config(run)
-    predict(run, [(r.slide_id, r.path) for r in records], work, cfg, progress=progress)
+    bundle = read_bundle(run)
+    cfg = bundle.cfg
+    predict(bundle, [(r.slide_id, r.path) for r in records], work, progress=progress)
     rows = []
     for rec in records:
         got = open_maps(work / "maps" / f"{rec.slide_id}.zarr")
@@ -52,7 +54,8 @@ def slide_features(run: Path, records: list[SlideRecord], work: Path, heatmap_um
 def _patient_nodes(records: list[SlideRecord]) -> list[tuple[str, int]]:
     """(patient, node index) per slide: from ``patient_XXX_node_Y`` ids, else the patient
     column with nodes numbered in table order."""
-    out, counter = [], {}
+    out: list[tuple[str, int]] = []
+    counter: dict[str, int] = {}
     for rec in records:
         m = _NODE_ID.match(rec.slide_id)
         patient = rec.patient or (m.group(1) if m else None)
@@ -75,7 +78,7 @@ def feature_sets(run: Path, data: Dataset) -> dict[str, list[SlideRecord]]:
     """Slides with a node_class: the train split, split by whether the run's θ1 learnt from
     them (``heldout`` / ``in_sample``), and the val split. Bundles that do not list θ1's
     slides count every train slide as in-sample."""
-    seen = bundle_meta(run).get("theta1_slides")
+    seen = read_bundle(run).meta.get("theta1_slides")
     train = [r for r in data.split("train") if r.node_class]
     heldout = [r for r in train if seen is not None and r.slide_id not in seen]
     return {"train": train, "heldout": heldout,
@@ -101,29 +104,67 @@ def _choose_source(features_from: str, sets: dict[str, list[SlideRecord]], table
     return _choose_source("train", sets, table)  # raises, naming the train split
 
 
+def _node_class(rec: SlideRecord, table: Path | None = None) -> str:
+    """The slide's node_class as given (feature_sets keeps only slides that have one)."""
+    if not rec.node_class:
+        raise MixsupError(f"slide {rec.slide_id!r} has no node_class",
+                          f"add one of {', '.join(NODE_CLASSES)} to slides.csv", table)
+    return rec.node_class
+
+
 def _check_node_classes(records: list[SlideRecord], table: Path) -> None:
-    bad = sorted({r.node_class for r in records if r.node_class.lower() not in NODE_CLASSES})
+    given = [_node_class(r, table) for r in records]
+    bad = sorted({c for c in given if c.lower() not in NODE_CLASSES})
     if bad:
         raise MixsupError(f"unknown node_class value(s) {', '.join(bad)}",
                           f"use {', '.join(NODE_CLASSES)}", table)
 
 
+@dataclass(frozen=True)
+class ForestScores:
+    slides: int
+    cv_accuracy: float  # the forest's, cross-validated
+    rule_accuracy: float  # the size rule's (no training), for comparison
+
+
+@dataclass(frozen=True)
+class HeldOutScores(ForestScores):
+    set: str = ""  # which slides: heldout or val
+
+
+@dataclass(frozen=True)
+class StageTrainReport:
+    """``stage/train.json``."""
+
+    features_from: str
+    heatmap_um: float
+    slides: int
+    cv_accuracy: float
+    rule_accuracy: float
+    in_sample: ForestScores | None  # on θ1's own training slides (optimistic)
+    held_out: HeldOutScores | None
+
+
+@dataclass(frozen=True)
+class StagePrediction:
+    slides: int
+    patients: int
+
+
 def _forest_scores(rows: list[dict[str, float]], records: list[SlideRecord], folds: int,
-                   seed: int) -> tuple[NodeForest, dict[str, Any]]:
-    classes = [r.node_class.lower() for r in records]
+                   seed: int) -> tuple[NodeForest, ForestScores]:
+    classes = [_node_class(r).lower() for r in records]
     forest = train_node_forest(rows, classes, folds=folds, seed=seed)
     rules = [rule_node_class(f) for f in rows]
-    return forest, {
-        "slides": len(records),
-        "cv_accuracy": float(np.mean([a == b for a, b in zip(forest.cv_predictions, classes,
-                                                            strict=True)])),
-        "rule_accuracy": float(np.mean([a == b for a, b in zip(rules, classes, strict=True)])),
-    }
+    return forest, ForestScores(
+        len(records),
+        float(np.mean([a == b for a, b in zip(forest.cv_predictions, classes, strict=True)])),
+        float(np.mean([a == b for a, b in zip(rules, classes, strict=True)])))
 
 
 def stage_train(run: str | Path, data: str | Path, features_from: str = "auto",
                 heatmap_um: float = 16.0, folds: int = 5, seed: int = 0,
-                progress: bool = True) -> dict[str, Any]:
+                progress: bool = True) -> StageTrainReport:
     """Train the node forest on the heatmap features of ``features_from`` (``auto``: held-out
     train slides, else val, else train). Reports the cross-validated accuracy there and, for
     comparison, on θ1's own training slides (``in_sample``) and on held-out ones."""
@@ -146,23 +187,24 @@ def stage_train(run: str | Path, data: str | Path, features_from: str = "auto",
                 run, records, run / "stage" / f"heatmaps_{split}", heatmap_um, progress),
                 strict=True))
 
-    def scores(name: str) -> tuple[NodeForest, dict[str, Any]]:
+    def scores(name: str) -> tuple[NodeForest, ForestScores]:
         return _forest_scores([rows[r.slide_id] for r in sets[name]], sets[name], folds, seed)
 
     forest, main = scores(source)
-    report = {"features_from": source, "heatmap_um": heatmap_um, **main,
-              "in_sample": scores("in_sample")[1] if in_sample else None,
-              "held_out": None if held is None else
-              {"set": held, **(main if held == source else scores(held)[1])}}
+    held_scores = None if held is None else main if held == source else scores(held)[1]
+    report = StageTrainReport(
+        source, heatmap_um, main.slides, main.cv_accuracy, main.rule_accuracy,
+        scores("in_sample")[1] if in_sample else None,
+        None if held_scores is None else HeldOutScores(**asdict(held_scores), set=str(held)))
     save_node_forest(run, forest, heatmap_um)
     _write_features(run / "stage" / f"features_{source}.csv", sets[source],
                     [rows[r.slide_id] for r in sets[source]])
-    write_json(run / "stage" / "train.json", report)
+    write_json(run / "stage" / "train.json", to_json(report))
     return report
 
 
 def stage_predict(run: str | Path, data: str | Path, out: str | Path, split: str = "test",
-                  progress: bool = True) -> dict[str, Any]:
+                  progress: bool = True) -> StagePrediction:
     run, out = Path(run), Path(out)
     forest, heatmap_um = load_node_forest(run)
     records = load_dataset(data).split(split)
@@ -183,8 +225,8 @@ def stage_predict(run: str | Path, data: str | Path, out: str | Path, split: str
         write_stage_csv(out / f"submission{suffix}.csv", per_patient, stages)
         outputs[name] = stages
     _write_features(out / "features.csv", records, rows, nodes_rf, nodes_rule)
-    summary = {"slides": len(records), "patients": len(outputs["forest"])}
-    write_json(out / "predict.json", summary)
+    summary = StagePrediction(len(records), len(outputs["forest"]))
+    write_json(out / "predict.json", to_json(summary))
     return summary
 
 

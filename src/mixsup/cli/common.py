@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from mixsup.config import PRESETS
+from mixsup.config import PRESETS, Config
+
+if TYPE_CHECKING:
+    from mixsup.evaluate.metrics import SlideMetrics
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -41,13 +45,18 @@ def config_args(p: argparse.ArgumentParser, default_preset: str = "paper") -> No
                    help="microns per pixel for slides whose metadata has none")
 
 
-def load_cfg(args: argparse.Namespace):
-    from mixsup.config import load_config
-
+def cli_overrides(args: argparse.Namespace) -> list[str]:
+    """``--set`` overrides, with ``--mpp`` as ``reader.mpp``."""
     overrides = list(args.overrides)
     if getattr(args, "mpp", None) is not None:
         overrides.append(f"reader.mpp={args.mpp}")
-    return load_config(args.preset, args.config, overrides)
+    return overrides
+
+
+def load_cfg(args: argparse.Namespace) -> Config:
+    from mixsup.config import load_config
+
+    return load_config(args.preset, args.config, cli_overrides(args))
 
 
 def print_dataset(root: str | Path) -> None:
@@ -60,12 +69,12 @@ def print_dataset(root: str | Path) -> None:
               f"{row['unlabelled']:>5} {row['annotated']:>5}")
 
 
-def print_metrics(m: dict) -> None:
-    keys = ["n_pos", "n_neg", "auc", "specificity_at_full_sensitivity",
-            "threshold_at_full_sensitivity", "sensitivity", "specificity", "operating_threshold"]
-    width = max(map(len, keys))
-    for k in keys:
-        v = m[k]
+def print_metrics(m: SlideMetrics) -> None:
+    from mixsup.evaluate.metrics import REPORTED
+
+    width = max(map(len, REPORTED))
+    for k in REPORTED:
+        v = getattr(m, k)
         print(f"{k:<{width}}  {v:.4f}" if isinstance(v, float) else f"{k:<{width}}  {v}")
 
 

@@ -111,7 +111,8 @@ def cmd_annotations(args: argparse.Namespace) -> int:
     import cv2
 
     from mixsup.atomic import atomic_path
-    from mixsup.labels.annotations import read_annotations, write_geojson
+    from mixsup.labels.annotations import read_annotations
+    from mixsup.labels.formats.qupath import write_geojson
     from mixsup.slides import open_slide
 
     cfg = load_cfg(args)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mixsup.cli.common import Command, print_metrics
+from mixsup.cli.common import Command, cli_overrides, print_metrics
 
 
 def register(sub: argparse._SubParsersAction) -> dict[str, Command]:
@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Command]:
     p.add_argument("--strict", action="store_true", help="fail on the first bad slide")
     p.add_argument("--config", action="append", default=[], metavar="FILE.yaml")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
-                   help="override a runtime setting, e.g. --set runtime.device=cuda")
+                   help="override a runtime or reader setting, e.g. --set runtime.device=cuda")
     p.add_argument("--mpp", type=float, default=None, help="MPP for slides without metadata")
 
     p = sub.add_parser("evaluate", help="metrics, ROC and report from predictions.csv")
@@ -32,24 +32,23 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Command]:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from mixsup.bundle import read_bundle
     from mixsup.dist import close_dist, init_dist
-    from mixsup.predict import bundle_config, collect_inputs, predict
+    from mixsup.predict import collect_inputs, predict, predict_config
 
-    overrides = list(args.overrides)
-    if args.mpp is not None:
-        overrides.append(f"reader.mpp={args.mpp}")
-    cfg = bundle_config(args.run, args.config, overrides)
+    bundle = read_bundle(args.run)
+    cfg = predict_config(bundle, args.config, cli_overrides(args))
     inputs = collect_inputs(args.slides, args.data, args.split)
     dist = init_dist(cfg.runtime.device)
     try:
-        result = predict(args.run, inputs, args.out, cfg, strict=args.strict,
+        result = predict(bundle, inputs, args.out, cfg, strict=args.strict,
                          progress=not args.quiet, threshold=args.threshold, dist=dist)
     finally:
         close_dist(dist)
     if not dist.main:
         return 0
     for r in result.rows:
-        print(f"{r['slide_id']:<24} p={r['probability']:.4f} -> {r['prediction']}")
+        print(f"{r.slide_id:<24} p={r.probability:.4f} -> {r.prediction}")
     for sid, why in result.skipped.items():
         print(f"skipped {sid}: {why}")
     print(f"wrote {result.out / 'predictions.csv'} ({len(result.rows)} slides)")
@@ -60,6 +59,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from mixsup.evaluate.report import evaluate
 
     m = evaluate(args.predictions, args.labels, args.out, args.threshold)
-    print_metrics(m)
+    print_metrics(m.overall)
     print(f"report: {Path(args.out) / 'report.md'}")
     return 0

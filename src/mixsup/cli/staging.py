@@ -35,30 +35,30 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Command]:
 
 def cmd_stage(args: argparse.Namespace) -> int:
     from mixsup.camelyon.evaluate import evaluate_stages
-    from mixsup.camelyon.workflow import MIN_SLIDES, stage_predict, stage_train
+    from mixsup.camelyon.workflow import MIN_SLIDES, HeldOutScores, stage_predict, stage_train
 
     if args.stage_command == "train":
         r = stage_train(args.run, args.data, args.features_from, args.heatmap_um, args.folds,
                         progress=not args.quiet)
-        print(f"node classifier on {r['slides']} slides (features from {r['features_from']}): "
-              f"cross-validated accuracy {r['cv_accuracy']:.3f} "
-              f"(size rule: {r['rule_accuracy']:.3f})")
-        for key, what in (("in_sample", "in-sample: slides θ1 trained on"),
-                          ("held_out", "held-out: slides θ1 did not train on")):
-            m = r[key]
-            print(f"  {what}" + (f" ({m['set']})" if m and "set" in m else "") + ": " + (
-                f"fewer than {MIN_SLIDES} with a node_class" if m is None else
-                f"{m['slides']} slides, cross-validated accuracy {m['cv_accuracy']:.3f} "
-                f"(size rule: {m['rule_accuracy']:.3f})"))
+        print(f"node classifier on {r.slides} slides (features from {r.features_from}): "
+              f"cross-validated accuracy {r.cv_accuracy:.3f} "
+              f"(size rule: {r.rule_accuracy:.3f})")
+        for scores, what in ((r.in_sample, "in-sample: slides θ1 trained on"),
+                        (r.held_out, "held-out: slides θ1 did not train on")):
+            held = f" ({scores.set})" if isinstance(scores, HeldOutScores) else ""
+            print(f"  {what}{held}: " + (
+                f"fewer than {MIN_SLIDES} with a node_class" if scores is None else
+                f"{scores.slides} slides, cross-validated accuracy {scores.cv_accuracy:.3f} "
+                f"(size rule: {scores.rule_accuracy:.3f})"))
         return 0
     if args.stage_command == "predict":
-        r = stage_predict(args.run, args.data, args.out, args.split, progress=not args.quiet)
-        print(f"staged {r['patients']} patient(s) from {r['slides']} slides -> "
+        p = stage_predict(args.run, args.data, args.out, args.split, progress=not args.quiet)
+        print(f"staged {p.patients} patient(s) from {p.slides} slides -> "
               f"{Path(args.out) / 'submission.csv'} (size rule: submission_rule.csv)")
         return 0
     m = evaluate_stages(args.predictions, args.labels, args.out)
-    print(f"patients {m['n_patients']}  kappa {m['kappa']:.4f}  accuracy {m['accuracy']:.4f}")
-    print("confusion matrix (rows true, columns predicted):", " ".join(m["labels"]))
-    for label, row in zip(m["labels"], m["confusion_matrix"], strict=True):
+    print(f"patients {m.n_patients}  kappa {m.kappa:.4f}  accuracy {m.accuracy:.4f}")
+    print("confusion matrix (rows true, columns predicted):", " ".join(m.labels))
+    for label, row in zip(m.labels, m.confusion_matrix, strict=True):
         print(f"  {label:<8} {' '.join(f'{v:>4}' for v in row)}")
     return 0

@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mixsup.cli.common import (
     Command,
+    cli_overrides,
     config_args,
     fmt,
     load_cfg,
@@ -15,15 +17,18 @@ from mixsup.cli.common import (
     print_metrics,
 )
 from mixsup.errors import MixsupError
+from mixsup.modes import MODES, get_mode
+
+if TYPE_CHECKING:
+    from mixsup.train.results import TrainSummary
 
 
 def register(sub: argparse._SubParsersAction) -> dict[str, Command]:
     p = sub.add_parser("train", help="train θ1 (EM rounds) and θ2 on a dataset")
     p.add_argument("data")
     p.add_argument("--out", required=True, help="run folder")
-    p.add_argument("--mode", choices=["mixed", "pixel", "image"], default="mixed",
-                   help="mixed (the method), pixel (θ1 on pixel labels only, then θ2), "
-                        "image (top-k MIL on slide labels only)")
+    p.add_argument("--mode", choices=list(MODES), default="mixed",
+                   help="; ".join(f"{m.name}: {m.help}" for m in MODES.values()))
     p.add_argument("--resume", action="store_true", help="continue an interrupted run")
     p.add_argument("--strict", action="store_true", help="fail on the first bad slide")
     p.add_argument("--weights", default=None, help="local pretrained encoder weights")
@@ -35,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Command]:
     p = sub.add_parser("experiment", help="compare modes (and ablations) over seeds")
     p.add_argument("data")
     p.add_argument("--out", required=True)
-    p.add_argument("--modes", default="mixed,pixel,image")
+    p.add_argument("--modes", default=",".join(MODES))
     p.add_argument("--seeds", default="0")
     p.add_argument("--ablate", action="append", default=[],
                    metavar="pixel-labels=200,100 | slides=1,0.5")
@@ -74,46 +79,42 @@ def cmd_train(args: argparse.Namespace) -> int:
         close_dist(dist)
     if not dist.main:
         return 0
-    s = result.summary
-    if s["mode"] == "image":
-        print("MIL epoch losses:", " ".join(f"{v:.4f}" for v in s["mil_epoch_losses"]))
-        print(f"operating threshold {s['operating_threshold']:.4f} ({s['threshold_source']})")
-        print(f"run folder: {result.run_dir}; model bundle: {s['bundle']}")
-        return 0
-    print(f"{'round':>5} {'θ1 loss':>8} {'y_p':>6} {'y_p+':>6} {'y_p-':>6} {'pseudo+px':>9} "
-          f"{'pos px':>7} {'neg px':>7} {'θ2 curve':>9} {'θ2 train':>9} {'θ2 val':>7}")
-    for r in s["rounds"]:
-        pools = r["pools"] or {}
-        mark = " *" if r["round"] == s["selected_round"] else ""
-        print(f"{r['round']:>5} {r['final_loss'] or float('nan'):>8.4f} "
-              f"{pools.get('fine', 0):>6} {pools.get('pseudo_positive', 0):>6} "
-              f"{pools.get('hard_negative', 0):>6} "
-              f"{r['pseudo_positive_pixel_fraction'] or 0:>9.3f} "
-              f"{r['map_stats']['positive_slides_pixel_fraction']:>7.3f} "
-              f"{r['map_stats']['negative_slides_pixel_fraction']:>7.3f} "
-              f"{fmt(r['stage2_train_curve']):>9} "
-              f"{fmt(r['stage2_train_loss']):>9} {fmt(r['stage2_val_loss']):>7}{mark}"
-              + ("  collapsed" if r.get("collapsed") else ""))
-    print(f"selected round {s['selected_round']} ({s['selection']['rule']}); operating "
-          f"threshold {s['operating_threshold']:.4f} ({s['threshold_source']})")
-    print(f"run folder: {result.run_dir}; model bundle: {s['bundle']}")
+    if result.summary is not None:
+        print_train_summary(result.summary, result.run_dir)
     return 0
+
+
+def print_train_summary(s: TrainSummary, run_dir: Path) -> None:
+    if s.mil_epoch_losses is not None:
+        print("MIL epoch losses:", " ".join(f"{v:.4f}" for v in s.mil_epoch_losses))
+    else:
+        print(f"{'round':>5} {'θ1 loss':>8} {'y_p':>6} {'y_p+':>6} {'y_p-':>6} "
+              f"{'pseudo+px':>9} {'pos px':>7} {'neg px':>7} {'θ2 curve':>9} {'θ2 train':>9} "
+              f"{'θ2 val':>7}")
+        for r in s.rounds:
+            mark = " *" if r.round == s.selected_round else ""
+            print(f"{r.round:>5} {fmt(r.final_loss):>8} {r.pools.fine:>6} "
+                  f"{r.pools.pseudo_positive:>6} {r.pools.hard_negative:>6} "
+                  f"{r.pseudo_positive_pixel_fraction:>9.3f} "
+                  f"{r.map_stats.positive_slides_pixel_fraction:>7.3f} "
+                  f"{r.map_stats.negative_slides_pixel_fraction:>7.3f} "
+                  f"{fmt(r.stage2_train_curve):>9} {fmt(r.stage2_train_loss):>9} "
+                  f"{fmt(r.stage2_val_loss):>7}{mark}" + ("  collapsed" if r.collapsed else ""))
+        rule = s.selection.rule if s.selection else ""
+        print(f"selected round {s.selected_round} ({rule})")
+    print(f"operating threshold {s.operating_threshold:.4f} ({s.threshold_source})")
+    print(f"run folder: {run_dir}; model bundle: {s.bundle}")
 
 
 def cmd_experiment(args: argparse.Namespace) -> int:
     from mixsup.experiment import run_experiment
 
-    overrides = list(args.overrides)
-    if args.mpp is not None:
-        overrides.append(f"reader.mpp={args.mpp}")
-    modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
-    bad = [m for m in modes if m not in ("mixed", "pixel", "image")]
-    if bad:
-        raise MixsupError(f"unknown mode(s) {', '.join(bad)}", "use mixed, pixel, image")
+    modes = tuple(get_mode(m.strip()).name for m in args.modes.split(",") if m.strip())
     seeds = tuple(int(s) for s in args.seeds.split(","))
     try:
         rows = run_experiment(args.data, args.out, args.preset, modes, seeds,
-                              tuple(args.ablate), tuple(args.config), tuple(overrides),
+                              tuple(args.ablate), tuple(args.config),
+                              tuple(cli_overrides(args)),
                               args.per_center, progress=not args.quiet)
     except ValueError as exc:
         raise MixsupError(str(exc), "see mixsup experiment --help") from None
@@ -163,13 +164,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     result = train(data, run, cfg, resume=(run / "config.yaml").is_file(),
                    progress=not args.quiet)
     s = result.summary
-    print(f"      selected round {s['selected_round']}, threshold "
-          f"{s['operating_threshold']:.4f}")
+    if s is not None:
+        print(f"      selected round {s.selected_round}, threshold "
+              f"{s.operating_threshold:.4f}")
     print(f"[3/4] predicting the test split into {pred}")
     predict(run, collect_inputs([], str(data), "test"), pred, progress=not args.quiet)
     print(f"[4/4] evaluating into {report}")
     metrics = evaluate(pred / "predictions.csv", data / "slides.csv", report)
-    print_metrics(metrics)
+    print_metrics(metrics.overall)
     print(f"done in {time.perf_counter() - start:.0f} s: see {report / 'report.md'}, "
           f"{run / 'figures'} and {pred / 'heatmaps'}")
     return 0

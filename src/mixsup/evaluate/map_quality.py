@@ -16,11 +16,12 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from mixsup.labels.annotations import POSITIVE, read_annotations
+from mixsup.labels.annotations import read_annotations
+from mixsup.labels.regions import POSITIVE
 from mixsup.labels.table import load_dataset
-from mixsup.mapstore import open_maps
 from mixsup.run import saved_config
-from mixsup.train.topk import top_k
+from mixsup.scoring.map_store import open_maps
+from mixsup.scoring.topk import top_k
 
 
 @dataclass(frozen=True)
@@ -64,14 +65,15 @@ def round_map_quality(run_dir: str | Path, data_dir: str | Path,
             sid = store.stem
             got = open_maps(store)
             truth_path = truth_dir / f"{sid}.geojson"
-            if got is None or labels.get(sid) is None or not truth_path.is_file():
+            label = labels.get(sid)
+            if got is None or label is None or not truth_path.is_file():
                 continue
             coords, attrs = got.coords, got.attrs
             if len(coords):
-                slide_y.append(int(labels[sid]))
+                slide_y.append(int(label))
                 slide_score.append(float(got.max_prob[top_k(got.max_prob, k)].mean()))
             pred = got.maps[:] >= 0.5
-            if labels[sid] == 0:
+            if label == 0:
                 neg_pos += int(pred.sum())
                 neg_all += pred.size
                 continue

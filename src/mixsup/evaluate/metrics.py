@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 from sklearn.metrics import roc_auc_score, roc_curve
@@ -23,29 +23,52 @@ def full_sensitivity_point(scores: np.ndarray, labels: np.ndarray) -> tuple[floa
     return thr, spec
 
 
-def slide_metrics(scores: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, Any]:
+# What ``mixsup evaluate`` prints and its report shows, in this order.
+REPORTED = ("n_pos", "n_neg", "auc", "specificity_at_full_sensitivity",
+            "threshold_at_full_sensitivity", "sensitivity", "specificity", "operating_threshold")
+
+
+@dataclass(frozen=True)
+class SlideMetrics:
+    n_pos: int
+    n_neg: int
+    auc: float
+    specificity_at_full_sensitivity: float
+    threshold_at_full_sensitivity: float
+    sensitivity: float  # at the operating threshold
+    specificity: float
+    operating_threshold: float
+    tied_fraction: float
+    negatives_at_full_sensitivity_threshold: int
+    tp: int
+    fp: int
+    tn: int
+    fn: int
+
+
+def slide_metrics(scores: np.ndarray, labels: np.ndarray, threshold: float) -> SlideMetrics:
     scores, labels = np.asarray(scores, float), np.asarray(labels, int)
     pos, neg = labels == 1, labels == 0
     thr_full, spec_full = full_sensitivity_point(scores, labels)
     called = scores >= threshold
     both = pos.any() and neg.any()
-    return {
-        "n_pos": int(pos.sum()),
-        "n_neg": int(neg.sum()),
-        "auc": float(roc_auc_score(labels, scores)) if both else float("nan"),
-        "specificity_at_full_sensitivity": spec_full,
-        "threshold_at_full_sensitivity": thr_full,
-        "sensitivity": float(called[pos].mean()) if pos.any() else float("nan"),
-        "specificity": float((~called[neg]).mean()) if neg.any() else float("nan"),
-        "operating_threshold": float(threshold),
-        "tied_fraction": tied_fraction(scores),
-        "negatives_at_full_sensitivity_threshold": int(
+    return SlideMetrics(
+        n_pos=int(pos.sum()),
+        n_neg=int(neg.sum()),
+        auc=float(roc_auc_score(labels, scores)) if both else float("nan"),
+        specificity_at_full_sensitivity=spec_full,
+        threshold_at_full_sensitivity=thr_full,
+        sensitivity=float(called[pos].mean()) if pos.any() else float("nan"),
+        specificity=float((~called[neg]).mean()) if neg.any() else float("nan"),
+        operating_threshold=float(threshold),
+        tied_fraction=tied_fraction(scores),
+        negatives_at_full_sensitivity_threshold=int(
             np.isclose(scores[neg], thr_full, rtol=1e-6, atol=0).sum()) if pos.any() else 0,
-        "tp": int((called & pos).sum()),
-        "fp": int((called & neg).sum()),
-        "tn": int((~called & neg).sum()),
-        "fn": int((~called & pos).sum()),
-    }
+        tp=int((called & pos).sum()),
+        fp=int((called & neg).sum()),
+        tn=int((~called & neg).sum()),
+        fn=int((~called & pos).sum()),
+    )
 
 
 def tied_fraction(scores: np.ndarray) -> float:

@@ -7,18 +7,24 @@ import json
 import logging
 import math
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.figure import Figure
 
-from mixsup.atomic import atomic_path, write_json, write_text
+from mixsup.atomic import write_json, write_text
 from mixsup.errors import MixsupError
-from mixsup.evaluate.metrics import full_sensitivity_point, roc_points, slide_metrics
+from mixsup.evaluate.metrics import (
+    REPORTED,
+    SlideMetrics,
+    full_sensitivity_point,
+    roc_points,
+    slide_metrics,
+)
+from mixsup.plotting import save_png
+from mixsup.records import to_json
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +53,22 @@ def read_labels(path: Path) -> tuple[dict[str, int], dict[str, str]]:
     return labels, centers
 
 
+@dataclass(frozen=True)
+class Evaluation:
+    """``metrics.json``: the metrics over every labelled slide, and per center."""
+
+    overall: SlideMetrics
+    per_center: dict[str, SlideMetrics]
+
+    def to_json(self) -> dict[str, Any]:
+        out = to_json(self.overall)
+        if self.per_center:
+            out["per_center"] = {c: to_json(m) for c, m in self.per_center.items()}
+        return out
+
+
 def evaluate(pred_csv: str | Path, labels_csv: str | Path, out: str | Path,
-             threshold: float | None = None) -> dict[str, Any]:
+             threshold: float | None = None) -> Evaluation:
     pred_csv, out = Path(pred_csv), Path(out)
     scores = read_predictions(pred_csv)
     labels, centers = read_labels(Path(labels_csv))
@@ -66,23 +86,22 @@ def evaluate(pred_csv: str | Path, labels_csv: str | Path, out: str | Path,
                      else 0.5)
     s = np.array([scores[i] for i in ids])
     y = np.array([labels[i] for i in ids])
-    metrics = slide_metrics(s, y, threshold)
     by_center = {}
     for c in sorted({centers.get(i, "") for i in ids} - {""}):
         sel = np.array([centers.get(i) == c for i in ids])
         by_center[c] = slide_metrics(s[sel], y[sel], threshold)
-    if by_center:
-        metrics["per_center"] = by_center
+    result = Evaluation(slide_metrics(s, y, threshold), by_center)
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "metrics.json", metrics)
+    write_json(out / "metrics.json", result.to_json())
     roc_figure(out / "roc.png", {"model": (s, y)})
-    _report(out, pred_csv, metrics, ids, s, y, threshold)
-    return metrics
+    _report(out, pred_csv, result, ids, s, y, threshold)
+    return result
 
 
 def roc_figure(path: Path, curves: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
     """ROC curves with each one's 100%-sensitivity point marked (the paper's Fig. 4)."""
-    fig, ax = plt.subplots(figsize=(4.6, 4.4))
+    fig = Figure(figsize=(4.6, 4.4))
+    ax = fig.subplots()
     for name, (s, y) in curves.items():
         if len(set(y.tolist())) < 2:
             continue
@@ -98,28 +117,24 @@ def roc_figure(path: Path, curves: dict[str, tuple[np.ndarray, np.ndarray]]) -> 
     ax.set_ylim(-0.02, 1.02)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    save_png(fig, path, dpi=110)
 
 
 def _fmt(v: Any) -> str:
     return f"{v:.4f}" if isinstance(v, float) and not math.isnan(v) else str(v)
 
 
-def _report(out: Path, pred_csv: Path, metrics: dict[str, Any], ids: list[str],
+def _report(out: Path, pred_csv: Path, result: Evaluation, ids: list[str],
             s: np.ndarray, y: np.ndarray, threshold: float) -> None:
-    keys = ["n_pos", "n_neg", "auc", "specificity_at_full_sensitivity",
-            "threshold_at_full_sensitivity", "sensitivity", "specificity", "operating_threshold"]
     lines = ["# mixsup evaluation", "", f"Predictions: `{pred_csv}`", "",
              "| metric | value |", "|---|---|"]
-    lines += [f"| {k} | {_fmt(metrics[k])} |" for k in keys]
-    if "per_center" in metrics:
+    lines += [f"| {k} | {_fmt(getattr(result.overall, k))} |" for k in REPORTED]
+    if result.per_center:
         lines += ["", "## Per center", "", "| center | n_pos | n_neg | AUC | spec @ sens 1 |",
                   "|---|---|---|---|---|"]
-        for c, m in metrics["per_center"].items():
-            lines.append(f"| {c} | {m['n_pos']} | {m['n_neg']} | {_fmt(m['auc'])} | "
-                         f"{_fmt(m['specificity_at_full_sensitivity'])} |")
+        for c, m in result.per_center.items():
+            lines.append(f"| {c} | {m.n_pos} | {m.n_neg} | {_fmt(m.auc)} | "
+                         f"{_fmt(m.specificity_at_full_sensitivity)} |")
     lines += ["", "![ROC](roc.png)", ""]
     fps = [(i, p) for i, p, lab in zip(ids, s, y, strict=True) if lab == 0 and p >= threshold]
     fps.sort(key=lambda t: -t[1])

@@ -116,7 +116,7 @@ def load_dataset(root: str | Path) -> Dataset:
         records.append(SlideRecord(
             slide_id=r["slide_id"],
             path=path if path is not None else root,
-            label=None if label == "bad" else label,
+            label=label if isinstance(label, int) else None,  # "bad" was reported above
             split=r["split"],
             annotation=annotations.pop(r["slide_id"], None),
             center=r.get("center") or None,

@@ -1,1 +1,3 @@
-"""Networks only: no file or slide I/O here."""
+"""Networks and their builders. The only files read here are weights: ImageNet weights that a
+pip package ships, and local ``*.weights`` files named in the config (``factory``); slides,
+checkpoints and bundles are read elsewhere."""

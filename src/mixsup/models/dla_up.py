@@ -9,12 +9,15 @@ predicts one logit channel at stride 2, which is upsampled to the input size.
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import timm
 import torch
 import torch.nn.functional as F
+from timm.models import FeatureInfo
 from torch import nn
 
+from mixsup.errors import MixsupError
 from mixsup.models.encoders import IMAGENET_MEAN, IMAGENET_STD, InputNorm
 
 
@@ -80,6 +83,15 @@ class DLAUp(nn.Module):
         return out
 
 
+def _feature_info(trunk: nn.Module, encoder: str) -> FeatureInfo:
+    """The stride and channels of each map of a timm ``features_only`` trunk."""
+    info = getattr(trunk, "feature_info", None)
+    if not isinstance(info, FeatureInfo):
+        raise MixsupError(f"timm encoder {encoder!r} gives no feature pyramid",
+                          "choose an encoder that timm can build with features_only=True")
+    return info
+
+
 class DLAUpSegmenter(nn.Module):
     """Encoder features at strides 2..32 -> DLAUp -> IDAUp -> 1 logit at stride 2 -> input size."""
 
@@ -89,14 +101,14 @@ class DLAUpSegmenter(nn.Module):
         super().__init__()
         self.input_norm = InputNorm(mean, std)
         self.encoder = timm.create_model(encoder, pretrained=pretrained, features_only=True)
-        info = self.encoder.feature_info
+        info = _feature_info(self.encoder, encoder)
         reductions = info.reduction()
         if reductions[0] != 2:
             # Encoders whose first map is at stride 1 (e.g. some DLA variants) start one later.
             keep = [i for i, r in enumerate(reductions) if r >= 2]
             self.encoder = timm.create_model(encoder, pretrained=pretrained, features_only=True,
                                              out_indices=[info.out_indices[i] for i in keep])
-            info = self.encoder.feature_info
+            info = _feature_info(self.encoder, encoder)
             reductions = info.reduction()
         channels = list(info.channels())
         self.stride = int(reductions[-1])
@@ -108,7 +120,8 @@ class DLAUpSegmenter(nn.Module):
             nn.ReLU(inplace=True),
             nn.Conv2d(head_channels, 1, 1, bias=True),
         )
-        nn.init.constant_(self.head[-1].bias, -2.19)  # start near p = 0.1: most pixels are benign
+        # start near p = 0.1: most pixels are benign
+        nn.init.constant_(cast(torch.Tensor, self.head[-1].bias), -2.19)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.input_norm(x)

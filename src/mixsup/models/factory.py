@@ -3,9 +3,11 @@ normalisation and, where ``pretrained`` names packaged weights, those weights.""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import cast
 
 import timm
+import torch
 from torch import nn
 
 from mixsup.config import ModelConfig, Stage2Config
@@ -32,7 +34,8 @@ def build_segmenter(cfg: ModelConfig, load_weights: bool = True) -> DLAUpSegment
 
 
 def _normalise_input(module: nn.Module, args: tuple) -> tuple:
-    return (module.input_norm(args[0]), *args[1:])
+    norm = cast(InputNorm, module.input_norm)  # set by build_classifier
+    return (norm(args[0]), *args[1:])
 
 
 def build_classifier(encoder: str, pretrained: bool = False,
@@ -49,10 +52,11 @@ def build_classifier(encoder: str, pretrained: bool = False,
     return model
 
 
+StateDict = Mapping[str, torch.Tensor]
 ENCODER_PREFIX = "encoder."
 
 
-def init_from_segmenter(classifier: nn.Module, segmenter_state: dict[str, Any]) -> list[str]:
+def init_from_segmenter(classifier: nn.Module, segmenter_state: StateDict) -> list[str]:
     """Copy a θ1 checkpoint's encoder into a classifier with the same timm encoder.
 
     A features-only encoder's names are the classifier's own (``blocks.0.0.conv.weight``); the
@@ -73,18 +77,18 @@ def init_from_segmenter(classifier: nn.Module, segmenter_state: dict[str, Any]) 
 
 
 def build_theta2(model: ModelConfig, s2: Stage2Config,
-                 theta1_state: dict[str, Any] | None = None,
+                 theta1_state: StateDict | None = None,
                  load_weights: bool = True) -> nn.Module:
     """θ2 as ``stage2.init`` says: its own encoder (``encoder``), that encoder started from
     θ1's (``theta1_encoder``), or θ1 itself with a max-logit head (``theta1``).
     ``theta1_state`` is the round's θ1 checkpoint; ``load_weights=False`` builds the network
     for a saved θ2 to be loaded into."""
     if s2.init == "theta1":
-        net: nn.Module = MaxLogitClassifier(build_segmenter(model, load_weights=False))
+        theta1 = MaxLogitClassifier(build_segmenter(model, load_weights=False))
         if theta1_state is not None:
-            net.segmenter.load_state_dict(theta1_state)
-        return net
-    net = build_classifier(s2.encoder, s2.pretrained, load_weights)
+            theta1.segmenter.load_state_dict(theta1_state)
+        return theta1
+    net: nn.Module = build_classifier(s2.encoder, s2.pretrained, load_weights)
     if load_weights and s2.weights:
         from mixsup.artefacts import load_weights_into
 

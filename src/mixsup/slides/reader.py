@@ -90,6 +90,7 @@ class Slide:
                 self.path,
             )
         native = handle.mpp()
+        self._mpp: float | None
         if mpp is not None:
             self._mpp, self._mpp_source = float(mpp), "override"
         elif native is not None:
@@ -99,7 +100,7 @@ class Slide:
         self.info = SlideInfo(
             path=self.path,
             backend=self.backend,
-            level_dimensions=tuple(tuple(int(v) for v in d) for d in handle.level_dimensions),
+            level_dimensions=tuple((int(w), int(h)) for w, h in handle.level_dimensions),
             level_downsamples=tuple(handle.level_downsamples),
             mpp=self._mpp,
             mpp_source=self._mpp_source,

@@ -14,10 +14,12 @@ import numpy as np
 import shapely
 from shapely.geometry import Polygon
 from shapely.geometry.base import BaseGeometry
-from tqdm import tqdm
 
-from mixsup.labels.annotations import Region, SlideAnnotations, write_geojson
+from mixsup.labels.formats.qupath import write_geojson
+from mixsup.labels.regions import Region, SlideAnnotations
+from mixsup.labels.stages import stages_from_nodes, write_stage_csv
 from mixsup.labels.table import write_slides_csv
+from mixsup.progress import progress_bar
 from mixsup.synth.pyramid_tiff import Renderer, write_pyramid
 
 CENTERS = ("A", "B")
@@ -175,7 +177,7 @@ def write_dataset(out: str | Path, layouts: list[SlideLayout], mpp: float,
     for patient datasets, stage_labels.csv in the Camelyon17 format."""
     out = Path(out)
     rows = []
-    for lay in tqdm(layouts, desc="synth slides", unit="slide", disable=not progress):
+    for lay in progress_bar(layouts, desc="synth slides", unit="slide", disable=not progress):
         rel = Path("slides") / f"{lay.slide_id}.tiff"
         write_pyramid(out / rel, lay.width, lay.height, renderer_for(lay), mpp,
                       compression=compression)
@@ -198,8 +200,6 @@ def write_dataset(out: str | Path, layouts: list[SlideLayout], mpp: float,
             nodes.setdefault(lay.patient, {})[int(lay.slide_id.rsplit("_", 1)[1])] = \
                 lay.node_class
     if nodes:
-        from mixsup.camelyon.staging import stages_from_nodes, write_stage_csv
-
         write_stage_csv(out / "stage_labels.csv", nodes, stages_from_nodes(nodes))
     return out
 

@@ -11,14 +11,16 @@ from __future__ import annotations
 import csv
 import hashlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import cv2
 import numpy as np
 
 from mixsup.errors import MixsupError
-from mixsup.labels.annotations import rasterize_geometry
+from mixsup.labels.raster import rasterize_geometry
 from mixsup.synth.layout import SlideLayout, plan_patients, plan_slides, write_dataset
 from mixsup.synth.pyramid_tiff import Renderer, array_renderer
 from mixsup.synth.stain import apply_center
@@ -106,7 +108,7 @@ def _mosaic(bank: np.ndarray, w: int, h: int, rng: np.random.Generator,
     return out
 
 
-def pcam_renderer(banks: dict[str, PatchBank]) -> callable:
+def pcam_renderer(banks: dict[str, PatchBank]) -> Callable[[SlideLayout], Renderer]:
     """``banks`` by slide split, as ``slide_banks`` makes them."""
 
     def renderer_for(lay: SlideLayout) -> Renderer:
@@ -130,7 +132,8 @@ def pcam_renderer(banks: dict[str, PatchBank]) -> callable:
 def _cells(mask: np.ndarray, p: int, gw: int, gh: int) -> np.ndarray:
     padded = np.zeros((gh * p, gw * p), bool)
     padded[: mask.shape[0], : mask.shape[1]] = mask
-    return padded.reshape(gh, p, gw, p).any(axis=(1, 3))
+    # numpy's stubs allow a scalar; reducing two of four axes always leaves a 2-D array
+    return cast(np.ndarray, padded.reshape(gh, p, gw, p).any(axis=(1, 3)))
 
 
 def make_pcam(out: str | Path, pcam_root: str | Path, n_slides: int = 60, size: int = 3072,

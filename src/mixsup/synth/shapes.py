@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mixsup.labels.annotations import rasterize_geometry
+from mixsup.labels.raster import rasterize_geometry
 from mixsup.synth.layout import SlideLayout, plan_slides, write_dataset
 from mixsup.synth.pyramid_tiff import Renderer
 from mixsup.synth.stain import apply_center

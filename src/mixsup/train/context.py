@@ -11,26 +11,12 @@ import torch
 from mixsup.config import Config
 from mixsup.dist import SINGLE, Dist
 from mixsup.errors import MixsupError
-from mixsup.labels.annotations import SlideAnnotations
-from mixsup.labels.table import Dataset, SlideRecord
-from mixsup.patches import SlideSource
+from mixsup.labels.regions import SlideAnnotations
+from mixsup.labels.table import Dataset
 from mixsup.runtime import pick_device
-from mixsup.slides.tiling import TileSet
-from mixsup.tile_dataset import tile_dataset
+from mixsup.scoring.settings import InferSettings
+from mixsup.tile_dataset import SlideSet, slide_set
 from mixsup.train.preflight import CheckedInputs, read_train_annotations
-
-
-@dataclass
-class SlideSet:
-    """Slides of one or more splits that have tissue, aligned by index."""
-
-    records: list[SlideRecord]
-    tilesets: list[TileSet]
-    sources: list[SlideSource]
-    skipped: dict[str, str]
-
-    def labelled(self) -> dict[int, int]:
-        return {i: r.label for i, r in enumerate(self.records) if r.label is not None}
 
 
 @dataclass
@@ -45,24 +31,9 @@ class RunContext:
     strict: bool
     dist: Dist = SINGLE
 
-
-def slide_set(data: Dataset, splits: tuple[str, ...], cfg: Config, tiles_dir: Path,
-              strict: bool, progress: bool, dist: Dist = SINGLE) -> SlideSet:
-    chosen = [r for r in data.slides if r.split in splits]
-    report = tile_dataset(Dataset(data.root, tuple(chosen)), cfg, tiles_dir, strict=strict,
-                          progress=progress, dist=dist)
-    records, tilesets, sources = [], [], []
-    for rec in chosen:
-        tiles = report.tiles.get(rec.slide_id)
-        if tiles is None or len(tiles) == 0:
-            continue
-        records.append(rec)
-        tilesets.append(tiles)
-        sources.append(SlideSource(rec.slide_id, str(rec.path), cfg.reader.backend,
-                                   cfg.reader.mpp, cfg.reader.cache_bytes))
-    skipped = dict(report.skipped)
-    skipped.update({s: "no tissue" for s in report.no_tissue})
-    return SlideSet(records, tilesets, sources, skipped)
+    @property
+    def infer(self) -> InferSettings:
+        return InferSettings.from_config(self.cfg, self.device)
 
 
 def prepare(data: Dataset, cfg: Config, run_dir: Path, strict: bool = False,

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from mixsup.labels.annotations import IGNORE, POSITIVE, SlideAnnotations
+from mixsup.labels.regions import IGNORE, POSITIVE, SlideAnnotations
 from mixsup.patches import SlidePool, SlideSource, augment
 from mixsup.train.pools import Pools
 from mixsup.train.pseudo import pseudo_positive

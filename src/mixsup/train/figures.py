@@ -4,14 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-
-from mixsup.atomic import atomic_path
 from mixsup.heatmap import overlay, stitch
-from mixsup.mapstore import StoredMaps
+from mixsup.plotting import save_png
+from mixsup.scoring.map_store import StoredMaps
 from mixsup.slides.reader import Slide
 from mixsup.slides.tiling import TileSet
 
@@ -30,16 +27,15 @@ def round_figure(path: Path, slide: Slide, tiles: TileSet, title: str,
     for name, maps in per_round:
         prob, count = stitch(tiles.coords, maps.maps, tiles.size0, slide.dimensions, ds)
         panels.append((name, overlay(thumb, prob, count > 0)))
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.6), squeeze=False)
+    fig = Figure(figsize=(3.2 * len(panels), 3.6))
+    axes = fig.subplots(1, len(panels), squeeze=False)
     for ax, (name, img) in zip(axes[0], panels, strict=True):
         ax.imshow(img)
         ax.set_title(name, fontsize=10)
         ax.axis("off")
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=90, format="png")
-    plt.close(fig)
+    save_png(fig, path, dpi=90)
 
 
 def stage1_figures(out_dir: Path, slides, labels: dict[int, int],

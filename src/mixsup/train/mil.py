@@ -8,7 +8,6 @@ top k).
 
 from __future__ import annotations
 
-import json
 import logging
 from functools import partial
 from pathlib import Path
@@ -19,30 +18,27 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from mixsup.artefacts import load_weights_into, save_checkpoint
+from mixsup.artefacts import save_checkpoint
 from mixsup.atomic import write_json
-from mixsup.config import Config, MILConfig, RuntimeConfig
+from mixsup.config import RuntimeConfig
 from mixsup.dist import SINGLE, Dist
 from mixsup.errors import MixsupError
-from mixsup.infer import infer_slides_iter
-from mixsup.models.factory import build_classifier
+from mixsup.modes import MODES
 from mixsup.patches import SlidePool, augment
-from mixsup.runtime import autocast, compiled, seed_everything, to_input
-from mixsup.train.context import RunContext, SlideSet
+from mixsup.records import to_json
+from mixsup.runtime import autocast, seed_everything, to_input
+from mixsup.scoring.mil import aggregate
+from mixsup.scoring.patch_maps import map_slides
+from mixsup.scoring.settings import InferSettings
+from mixsup.scoring.topk import top_k
+from mixsup.tile_dataset import SlideSet
+from mixsup.train.context import RunContext
 from mixsup.train.fit import append_jsonl, fit
 from mixsup.train.loss import smooth
+from mixsup.train.results import MILSummary, ValScores
 from mixsup.train.sampler import MixedBatchSampler, default_steps
-from mixsup.train.topk import top_k
 
 log = logging.getLogger(__name__)
-
-
-def aggregate(patch_probs: np.ndarray, cfg: MILConfig) -> float:
-    if len(patch_probs) == 0:
-        return 0.0
-    if cfg.aggregation == "max":
-        return float(np.max(patch_probs))
-    return float(np.mean(np.asarray(patch_probs)[top_k(patch_probs, cfg.top_k)]))
 
 
 def mil_selection(scores: dict[int, np.ndarray], coords: dict[int, np.ndarray],
@@ -91,24 +87,21 @@ def mil_loss(model: torch.nn.Module, batch: Any, device: torch.device,
                                               smooth(label.to(device), smoothing))
 
 
-def score_patches(model: torch.nn.Module, slides: SlideSet, which: list[int], cfg: Config,
-                  device: torch.device, progress: bool, desc: str,
+def score_patches(model: torch.nn.Module, slides: SlideSet, which: list[int],
+                  settings: InferSettings, progress: bool, desc: str,
                   dist: Dist = SINGLE) -> dict[int, np.ndarray]:
     """Patch probabilities of every tissue patch; under torchrun each rank scores a shard."""
-    rt = cfg.runtime
     jobs = dist.shard([(i, slides.tilesets[i].coords) for i in which])
     t = slides.tilesets[which[0]]
-    out = infer_slides_iter(compiled(model, rt), slides.sources, jobs, t.patch_size, t.mpp,
-                            t.patch_size, device, cfg.stage1.infer_batch_size,
-                            rt.num_workers, rt.amp, rt.channels_last, progress=progress,
-                            desc=desc)
+    out = map_slides(model, slides.sources, jobs, t.patch_size, t.mpp,
+                     settings.with_map_downsample(t.patch_size), progress=progress, desc=desc)
     scores: dict[int, np.ndarray] = {}
     for part in dist.all_gather({i: maps.max_prob for i, maps in out}):
         scores.update(part)
     return scores
 
 
-def run_mil(ctx: RunContext, val: SlideSet | None) -> dict[str, Any]:
+def run_mil(ctx: RunContext, val: SlideSet | None) -> MILSummary:
     """Train the MIL classifier as Campanella et al.: before every epoch the current model
     scores every tissue patch of every labelled training slide, and the epoch trains on each
     slide's top-k patches, in batches holding as many patches of positive as of negative
@@ -117,13 +110,10 @@ def run_mil(ctx: RunContext, val: SlideSet | None) -> dict[str, Any]:
     cfg, m = ctx.cfg, ctx.cfg.mil
     mdir = ctx.run_dir / "mil"
     if (mdir / "summary.json").is_file():
-        return json.loads((mdir / "summary.json").read_text())
+        return MILSummary.read(mdir / "summary.json")
     mdir.mkdir(parents=True, exist_ok=True)
     seed_everything(cfg.seed)
-    model = build_classifier(m.encoder, m.pretrained)
-    if m.weights:
-        load_weights_into(model, m.weights)
-    model.to(ctx.device)
+    model = MODES["image"].build_theta1(cfg).to(ctx.device)
     labelled = {i: y for i, y in ctx.train.labelled().items()
                 if len(ctx.train.tilesets[i].coords)}
     # positives first: the sampler's two pools are the first and second block of rows
@@ -142,7 +132,7 @@ def run_mil(ctx: RunContext, val: SlideSet | None) -> dict[str, Any]:
                                 rank=ctx.dist.rank, world_size=ctx.dist.world)
 
     def select(epoch: int) -> None:
-        scores = score_patches(model, ctx.train, list(labels), cfg, ctx.device, ctx.progress,
+        scores = score_patches(model, ctx.train, list(labels), ctx.infer, ctx.progress,
                                f"MIL scoring, epoch {epoch + 1}", ctx.dist)
         ds.refs = mil_selection(scores, coords, labels, m.top_k)
 
@@ -155,16 +145,16 @@ def run_mil(ctx: RunContext, val: SlideSet | None) -> dict[str, Any]:
                  loss_fn=partial(mil_loss, smoothing=cfg.training.label_smoothing),
                  on_epoch=on_epoch, progress=ctx.progress, desc="MIL", dist=ctx.dist,
                  training=cfg.training, before_epoch=select)
-    summary: dict[str, Any] = {"epoch_losses": losses}
+    summary = MILSummary(losses)
     if val is not None and val.labelled():
         vl = val.labelled()
-        vs = score_patches(model, val, list(vl), cfg, ctx.device, False, "MIL on val",
-                           ctx.dist)
-        summary["val_scores"] = {val.records[i].slide_id: aggregate(vs[i], m) for i in vl}
-        summary["val_labels"] = {val.records[i].slide_id: int(y) for i, y in vl.items()}
+        vs = score_patches(model, val, list(vl), ctx.infer, False, "MIL on val", ctx.dist)
+        summary = MILSummary(losses, ValScores(
+            {val.records[i].slide_id: aggregate(vs[i], m) for i in vl},
+            {val.records[i].slide_id: int(y) for i, y in vl.items()}))
     if ctx.dist.main:
         save_checkpoint(mdir / "model.pt", {"model": model.state_dict(), "encoder": m.encoder})
-        write_json(mdir / "summary.json", summary)
+        write_json(mdir / "summary.json", to_json(summary))
         (mdir / "train_last.pt").unlink(missing_ok=True)
     ctx.dist.barrier()
     return summary

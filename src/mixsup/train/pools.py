@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from mixsup.config import Stage1Config
-from mixsup.labels.annotations import IGNORE, SlideAnnotations
-from mixsup.mapstore import StoredMaps
+from mixsup.labels.regions import IGNORE, SlideAnnotations
+from mixsup.scoring.map_store import StoredMaps
 from mixsup.slides.tiling import TileSet
 from mixsup.train.pseudo import keep_patches, pseudo_positive
+from mixsup.train.results import NegativeFallback, PoolSizes, PoolStats
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Pools:
     """Rows of (slide index, x, y); ``pseudo_maps`` holds the stored maps of the y_p+ rows."""
 
@@ -25,11 +25,18 @@ class Pools:
     pseudo: np.ndarray
     pseudo_maps: np.ndarray
     negative: np.ndarray
-    stats: dict[str, Any] = field(default_factory=dict)
+    stats: PoolStats
 
     @property
     def sizes(self) -> list[int]:
         return [len(self.fine), len(self.pseudo), len(self.negative)]
+
+    @classmethod
+    def fine_only(cls, fine: np.ndarray) -> Pools:
+        """Round 0: the pixel labels alone."""
+        empty = _empty_refs()
+        return cls(fine, empty, np.zeros((0, 1, 1), np.float16), empty,
+                   PoolStats(PoolSizes(len(fine), 0, 0)))
 
 
 def _empty_refs() -> np.ndarray:
@@ -81,8 +88,8 @@ def em_pools(fine: np.ndarray, labels: dict[int, int], maps: dict[int, StoredMap
     pseudo_maps = (np.concatenate(pos_maps) if pos_maps
                    else np.zeros((0, m, m), np.float16))
     negative = np.concatenate(neg_rows) if neg_rows else _empty_refs()
-    stats: dict[str, Any] = {"threshold_kept_slides": kept, "negative_fallback": None,
-                             "hard_negative_new": len(negative)}
+    stats = PoolStats(PoolSizes(0, 0, 0), kept["positive_slides"], kept["negative_slides"],
+                      hard_negative_new=len(negative))
     if cfg.keep_negatives and previous_negative is not None and len(previous_negative):
         negative = _union(negative, previous_negative)
     elif previous_negative is not None and len(negative) < 0.25 * len(previous_negative):
@@ -90,7 +97,7 @@ def em_pools(fine: np.ndarray, labels: dict[int, int], maps: dict[int, StoredMap
                     "the earlier ones (seen on PCam mosaics: false positives came back); "
                     "--set stage1.keep_negatives=true keeps them", len(previous_negative),
                     len(negative))
-        stats["hard_negative_shrank_from"] = len(previous_negative)
+        stats = replace(stats, hard_negative_shrank_from=len(previous_negative))
 
     share = np.asarray(cfg.ratio, float) / sum(cfg.ratio) * cfg.batch_size
     need_neg = int(np.ceil(share[2]))
@@ -104,19 +111,16 @@ def em_pools(fine: np.ndarray, labels: dict[int, int], maps: dict[int, StoredMap
             extra = all_neg[rng.choice(len(all_neg), min(len(all_neg), cfg.negative_topup),
                                        replace=False)]
             negative = _union(negative, extra)
-        stats["negative_fallback"] = {"mode": cfg.negative_fallback, "size_after": len(negative)}
+        stats = replace(stats, negative_fallback=NegativeFallback(cfg.negative_fallback,
+                                                                  len(negative)))
     if cfg.ratio[1] > 0 and len(pseudo) == 0:
         log.warning("pseudo-positive pool is EMPTY: no patch of a positive slide reached "
                     "T=%.2f; this round trains on fine labels and negatives only",
                     cfg.threshold)
-        stats["pseudo_positive_collapsed"] = True
+        stats = replace(stats, pseudo_positive_collapsed=True)
     if len(pseudo_maps):
         y = pseudo_positive(pseudo_maps, cfg.reweight, cfg.floor)
-        stats["pseudo_positive_pixel_fraction"] = float((y >= 0.5).mean())
-        stats["pseudo_label_mean"] = float(y.mean())
-    else:
-        stats["pseudo_positive_pixel_fraction"] = 0.0
-    pools = Pools(fine, pseudo, pseudo_maps, negative, stats)
-    stats["sizes"] = dict(zip(("fine", "pseudo_positive", "hard_negative"), pools.sizes,
-                              strict=True))
-    return pools
+        stats = replace(stats, pseudo_positive_pixel_fraction=float((y >= 0.5).mean()),
+                        pseudo_label_mean=float(y.mean()))
+    sizes = PoolSizes(len(fine), len(pseudo), len(negative))
+    return Pools(fine, pseudo, pseudo_maps, negative, replace(stats, sizes=sizes))

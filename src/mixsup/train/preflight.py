@@ -7,9 +7,10 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mixsup.config import Config
+from mixsup.config import Config, MILConfig, ModelConfig, Stage2Config
 from mixsup.errors import MixsupError
-from mixsup.labels.annotations import SlideAnnotations, read_annotations
+from mixsup.labels.annotations import read_annotations
+from mixsup.labels.regions import SlideAnnotations
 from mixsup.labels.table import Dataset, SlideRecord
 from mixsup.models.encoders import PACKAGED, packaged_file
 from mixsup.slides.reader import open_slide
@@ -80,7 +81,8 @@ def read_train_annotations(records: list[SlideRecord], cfg: Config,
 
 def _check_weights(cfg: Config, mode: str) -> None:
     """Local weights files exist and packaged pretrained weights are installed."""
-    models = [cfg.mil] if mode == "image" else [cfg.model, cfg.stage2]
+    models: list[ModelConfig | Stage2Config | MILConfig] = (
+        [cfg.mil] if mode == "image" else [cfg.model, cfg.stage2])
     for m in models:
         if m.weights and not Path(m.weights).is_file():
             raise MixsupError("weights file not found",

@@ -61,7 +61,7 @@ class MixedBatchSampler(Sampler[list[int]]):
 
     def __iter__(self) -> Iterator[list[int]]:
         rng = np.random.default_rng((self.seed, self.epoch, self.rank, self.world_size))
-        streams = [_cycle(rng, n) for n in self.pool_sizes]
+        streams = [shuffled_cycle(rng, n) for n in self.pool_sizes]
         for _ in range(self.steps):
             batch: list[int] = []
             for pool, count in enumerate(self.counts):
@@ -69,7 +69,8 @@ class MixedBatchSampler(Sampler[list[int]]):
             yield batch
 
 
-def _cycle(rng: np.random.Generator, n: int) -> Iterator[int]:
+def shuffled_cycle(rng: np.random.Generator, n: int) -> Iterator[int]:
+    """0..n-1 in a new random order on every pass, forever (nothing for n = 0)."""
     while n > 0:
         yield from rng.permutation(n)
 

@@ -1,58 +1,34 @@
-"""Stage 2: θ2 scores each slide's top-K patches; the slide probability is their mean."""
+"""Stage 2 after every stage-1 round: θ2 trained on the round's top-K patches, with balanced
+slide batches and the slide-level loss (the slide score itself: ``scoring.theta2``)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
+from functools import partial
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import Sampler
 
+from mixsup.artefacts import load_checkpoint, save_checkpoint
+from mixsup.atomic import write_json
 from mixsup.config import RuntimeConfig
-from mixsup.patches import SlidePool, SlideSource, augment
-from mixsup.runtime import autocast, to_input
+from mixsup.models.factory import build_segmenter, build_theta2, theta2_input
+from mixsup.records import to_json
+from mixsup.runtime import seed_everything
+from mixsup.scoring.stores import map_to_stores
+from mixsup.scoring.theta2 import score_slides, slide_probs, topk_dataset
+from mixsup.tile_dataset import SlideSet
+from mixsup.train.context import RunContext
+from mixsup.train.fit import append_jsonl, fit
 from mixsup.train.loss import smooth
+from mixsup.train.results import Stage2Summary, ValScores
+from mixsup.train.rounds import RoundResult, round_dir
+from mixsup.train.sampler import shuffled_cycle
 
 EPS = 1e-6
-
-
-class TopKPatches(Dataset):
-    """Item = one slide: (K, P, P, 3) uint8 patches, (K,) validity, label.
-
-    Slides with fewer than K patches are padded; padded entries are masked out of the mean.
-    """
-
-    def __init__(self, sources: list[SlideSource], coords: list[np.ndarray],
-                 labels: list[int], k: int, patch_size: int, mpp: float,
-                 augment: bool = False, seed: int = 0) -> None:
-        self.slides = SlidePool(sources)
-        self.coords = [np.asarray(c, np.int64).reshape(-1, 2)[:k] for c in coords]
-        self.labels = labels
-        self.k, self.patch_size, self.mpp = k, patch_size, mpp
-        self.augment, self.seed, self.epoch = augment, seed, 0
-
-    def __len__(self) -> int:
-        return len(self.coords)
-
-    def describe(self, indices: list[int]) -> list[dict[str, Any]]:
-        return [{"slide_id": self.slides.sources[i].slide_id, "label": int(self.labels[i]),
-                 "patches": self.coords[i].tolist()} for i in indices]
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        p = self.patch_size
-        out = np.full((self.k, p, p, 3), 255, np.uint8)
-        valid = np.zeros(self.k, bool)
-        rng = np.random.default_rng((self.seed, self.epoch, i))
-        for j, (x, y) in enumerate(self.coords[i]):
-            img = self.slides.read(i, int(x), int(y), p, self.mpp)
-            if self.augment:
-                dummy = np.zeros((p, p), np.float32)
-                img, _, _ = augment(img, dummy, dummy, rng)
-            out[j] = img
-            valid[j] = True
-        return (torch.from_numpy(out), torch.from_numpy(valid),
-                torch.tensor(float(self.labels[i])))
 
 
 class BalancedSlideSampler(Sampler[list[int]]):
@@ -80,7 +56,8 @@ class BalancedSlideSampler(Sampler[list[int]]):
 
     def __iter__(self) -> Iterator[list[int]]:
         rng = np.random.default_rng((self.seed, self.epoch, self.rank))
-        pos, neg = _cycle(rng, self.pos), _cycle(rng, self.neg)
+        pos = (self.pos[j] for j in shuffled_cycle(rng, len(self.pos)))
+        neg = (self.neg[j] for j in shuffled_cycle(rng, len(self.neg)))
         for step in range(self.steps):
             odd = (self.epoch * self.steps + step + self.rank) % 2
             n_pos = self.slides_per_batch // 2 + (self.slides_per_batch % 2) * (1 - odd)
@@ -88,60 +65,84 @@ class BalancedSlideSampler(Sampler[list[int]]):
             yield [next(pos) for _ in range(n_pos)] + [next(neg) for _ in range(n_neg)]
 
 
-def _cycle(rng: np.random.Generator, items: list[int]) -> Iterator[int]:
-    while True:
-        yield from (items[j] for j in rng.permutation(len(items)))
-
-
-def patch_probs(model: torch.nn.Module, patches: torch.Tensor, valid: torch.Tensor,
-                device: torch.device, runtime: RuntimeConfig) -> torch.Tensor:
-    """θ2's probability for each of the (B, K) patches; padded slots get 0.
-
-    Only the valid patches reach the model: white padding would otherwise enter BatchNorm's
-    batch statistics in training and in the BN recalibration.
-    """
-    b, k = patches.shape[:2]
-    keep = valid.reshape(b * k).bool()
-    x = to_input(patches.reshape(b * k, *patches.shape[2:])[keep.to(patches.device)], device,
-                 runtime.channels_last)
-    with autocast(device, runtime.amp):
-        probs = torch.sigmoid(model(x).float().reshape(-1))
-    out = torch.zeros(b * k, device=probs.device, dtype=probs.dtype)
-    return out.masked_scatter(keep.to(probs.device), probs).reshape(b, k)
-
-
-def mean_of_valid(probs: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """The slide probability: the mean over each slide's real (unpadded) patches."""
-    v = valid.to(probs.device).float()
-    return (probs * v).sum(1) / v.sum(1).clamp(min=1.0)
-
-
-def slide_probs(model: torch.nn.Module, patches: torch.Tensor, valid: torch.Tensor,
-                device: torch.device, runtime: RuntimeConfig) -> torch.Tensor:
-    return mean_of_valid(patch_probs(model, patches, valid, device, runtime), valid)
-
-
 def stage2_loss(model: torch.nn.Module, batch: Any, device: torch.device,
                 runtime: RuntimeConfig, smoothing: float = 0.0) -> torch.Tensor:
     patches, valid, label = batch
-    prob = slide_probs(model, patches, valid, device, runtime).clamp(EPS, 1 - EPS)
+    prob = slide_probs(model, patches, valid, device, runtime.amp,
+                       runtime.channels_last).clamp(EPS, 1 - EPS)
     y = smooth(label.to(device).float(), smoothing)
     # Written out: F.binary_cross_entropy raises on NaN inputs instead of returning NaN, which
     # ``fit`` turns into NonFiniteLoss with the batch saved.
     return -(y * prob.log() + (1 - y) * (1 - prob).log()).mean()
 
 
-@torch.inference_mode()
-def score_slides(model: torch.nn.Module, dataset: TopKPatches, device: torch.device,
-                 runtime: RuntimeConfig, batch_slides: int = 4) -> np.ndarray:
-    model.eval()
-    loader = DataLoader(dataset, batch_size=batch_slides, shuffle=False,
-                        num_workers=runtime.num_workers)
-    out = [slide_probs(model, p, v, device, runtime).cpu() for p, v, _ in loader]
-    return torch.cat(out).numpy() if out else np.zeros(0, np.float32)
-
-
 def bce(probs: np.ndarray, labels: list[int] | np.ndarray) -> float:
     p = np.clip(np.asarray(probs, np.float64), EPS, 1 - EPS)
     y = np.asarray(labels, np.float64)
     return float(-(y * np.log(p) + (1 - y) * np.log(1 - p)).mean()) if len(p) else float("nan")
+
+
+def run_stage2(ctx: RunContext, res: RoundResult, val: SlideSet | None) -> Stage2Summary:
+    """Train θ2 on the top-K patches of round ``res``; returns its summary (cached on disk)."""
+    cfg, s2 = ctx.cfg, ctx.cfg.stage2
+    sdir = round_dir(ctx.run_dir, res.round) / "stage2"
+    if (sdir / "summary.json").is_file():
+        return Stage2Summary.read(sdir / "summary.json")
+    sdir.mkdir(parents=True, exist_ok=True)
+    # The same batch order in every round (and, with stage2.init=encoder, the same
+    # initialisation): rounds then differ only in their top-K patches and their θ1 start.
+    seed_everything(cfg.seed * 1000 + 500)
+    labelled = ctx.train.labelled()
+    idx = [i for i in labelled if i in res.maps]
+    labels = [labelled[i] for i in idx]
+    theta1_state = (load_checkpoint(res.model_path, ctx.device)["model"]
+                    if s2.init != "encoder" else None)
+    model = build_theta2(cfg.model, s2, theta1_state)
+    train_ds = topk_dataset(ctx.train, res.maps, idx, s2.top_k, s2.augment, cfg.seed)
+    steps = s2.steps_per_epoch or max(1, len(idx) // s2.slides_per_batch)
+    sampler = BalancedSlideSampler(labels, s2.slides_per_batch, steps, seed=cfg.seed,
+                                   rank=ctx.dist.rank)
+
+    def on_epoch(epoch: int, loss: float) -> None:
+        append_jsonl(ctx.run_dir / "log.jsonl", {"event": "stage2_epoch", "round": res.round,
+                                                 "epoch": epoch, "loss": loss})
+
+    loss_fn = partial(stage2_loss, smoothing=cfg.training.label_smoothing)
+    losses = fit(model, train_ds, sampler, s2.epochs, s2.lr, s2.weight_decay, cfg.runtime,
+                 ctx.device, sdir / "train_last.pt", loss_fn=loss_fn, on_epoch=on_epoch,
+                 progress=ctx.progress, desc=f"θ2 round {res.round}", dist=ctx.dist,
+                 training=cfg.training)
+    eval_ds = topk_dataset(ctx.train, res.maps, idx, s2.top_k, False, cfg.seed)
+    train_probs = score_slides(model, eval_ds, ctx.infer, s2.slides_per_batch)
+    summary = Stage2Summary(res.round, losses, float(np.mean(losses)) if losses else float("nan"),
+                            bce(train_probs, labels), len(idx))
+    if val is not None and val.labelled():
+        val_loss, scores = _validate(ctx, res, model, val)
+        summary = replace(summary, val_loss=val_loss, val=scores)
+    if ctx.dist.main:
+        save_checkpoint(sdir / "model.pt", {"model": model.state_dict(), "round": res.round,
+                                            "encoder": theta2_input(cfg.model, s2)[0],
+                                            "init": s2.init})
+        write_json(sdir / "summary.json", to_json(summary))
+        (sdir / "train_last.pt").unlink(missing_ok=True)
+    ctx.dist.barrier()
+    return summary
+
+
+def _validate(ctx: RunContext, res: RoundResult, theta2: torch.nn.Module,
+              val: SlideSet) -> tuple[float, ValScores]:
+    """θ2's loss on the labelled val slides, and their scores (for the threshold)."""
+    cfg = ctx.cfg
+    theta1 = build_segmenter(cfg.model, load_weights=False)
+    theta1.load_state_dict(load_checkpoint(res.model_path)["model"])
+    labelled = val.labelled()
+    idx = list(labelled)
+    maps = map_to_stores(theta1, val, idx, round_dir(ctx.run_dir, res.round) / "maps_val",
+                         ctx.infer, ctx.dist, ctx.progress,
+                         f"θ1 on val, round {res.round}").maps
+    ds = topk_dataset(val, maps, idx, cfg.stage2.top_k)
+    probs = score_slides(theta2, ds, ctx.infer, cfg.stage2.slides_per_batch)
+    labels = [labelled[i] for i in idx]
+    ids = [val.records[i].slide_id for i in idx]
+    return bce(probs, labels), ValScores(dict(zip(ids, map(float, probs), strict=True)),
+                                         dict(zip(ids, map(int, labels), strict=True)))

@@ -20,7 +20,7 @@ class TiffSlideBackend:
 
     @property
     def level_dimensions(self) -> tuple[tuple[int, int], ...]:
-        return tuple(tuple(int(v) for v in d) for d in self._slide.level_dimensions)
+        return tuple((int(w), int(h)) for w, h in self._slide.level_dimensions)
 
     @property
     def level_downsamples(self) -> tuple[float, ...]:

@@ -1,4 +1,4 @@
-"""Camelyon17 pN staging from node classes, its CSV format, and quadratic-weighted kappa."""
+"""Camelyon17 labels: node classes, pN stages (the staging rules) and stage_labels.csv."""
 
 from __future__ import annotations
 

@@ -45,13 +45,12 @@ def test_transposed_conv_starts_as_bilinear(factor):
 
 
 def test_compile_flag_wraps_forward_and_keeps_state_dict_names():
-    from mixsup.config import RuntimeConfig
     from mixsup.runtime import compiled
 
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(),
                               torch.nn.Conv2d(4, 1, 1)).eval()
-    assert compiled(net, RuntimeConfig()) is net
-    fast = compiled(net, RuntimeConfig(compile=True))
+    assert compiled(net, False) is net
+    fast = compiled(net, True)
     assert fast is not net
     assert list(net.state_dict()) == [k.removeprefix("_orig_mod.") for k in fast.state_dict()]
     x = torch.randn(2, 3, 16, 16)

@@ -5,18 +5,19 @@ classifiers give one probability (a 1x1 map)."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
-from tqdm import tqdm
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from mixsup.patches import PatchReader, SlideSource
-from mixsup.runtime import autocast, to_input
+from mixsup.progress import progress_bar
+from mixsup.runtime import autocast, compiled, to_input
+from mixsup.scoring.settings import InferSettings
 
 
 @dataclass
@@ -27,9 +28,9 @@ class PatchMaps:
     max_prob: np.ndarray  # (N,) float32
 
 
-def make_loader(dataset, batches: list[range], num_workers: int,
+def make_loader(dataset: Dataset, batches: Sequence[range], num_workers: int,
                 device: torch.device) -> DataLoader:
-    return DataLoader(dataset, batch_sampler=batches, num_workers=num_workers,
+    return DataLoader(dataset, batch_sampler=cast(Sampler, batches), num_workers=num_workers,
                       pin_memory=device.type == "cuda",
                       prefetch_factor=4 if num_workers > 0 else None,
                       persistent_workers=False)
@@ -132,36 +133,35 @@ def worker_batches(sizes: list[int], batch_size: int, workers: int) -> list[rang
     return [s[k] for k in range(len(streams[0])) for s in streams if k < len(s)]
 
 
-def infer_slides_iter(model: torch.nn.Module, sources: list[SlideSource],
-                      jobs: list[tuple[int, np.ndarray]], patch_size: int, mpp: float,
-                      map_downsample: int, device: torch.device, batch_size: int = 64,
-                      num_workers: int = 0, amp: bool = True, channels_last: bool = True,
-                      progress: bool = False, desc: str = "infer",
-                      open_sink: SinkFactory = memory_sink) -> Iterator[tuple[int, Any]]:
+def map_slides(model: torch.nn.Module, sources: list[SlideSource],
+               jobs: list[tuple[int, np.ndarray]], patch_size: int, mpp: float,
+               settings: InferSettings, progress: bool = False, desc: str = "infer",
+               open_sink: SinkFactory = memory_sink) -> Iterator[tuple[int, Any]]:
     """Yield (slide index, ``sink.finish()``) for each job (slide index, level-0 coords) as it
     completes; the default sink gives in-memory ``PatchMaps``.
 
     All jobs share one DataLoader, so worker processes start once, not once per slide.
     """
     model.eval()
-    m = max(1, patch_size // map_downsample)
+    net = compiled(model, settings.compile)
+    device, m = settings.device, max(1, patch_size // settings.map_downsample)
     refs = np.concatenate([np.column_stack([np.full(len(c), s, np.int64),
                                             np.asarray(c, np.int64).reshape(-1, 2)])
                            for s, c in jobs]) if jobs else np.zeros((0, 3), np.int64)
     router = _Router(jobs, m, open_sink)
-    bar = tqdm(total=len(refs), desc=desc, unit="patch", disable=not progress)
+    bar = progress_bar(total=len(refs), desc=desc, unit="patch", disable=not progress)
     yield from router.empty()
     if len(refs):
-        batches = worker_batches(router.sizes, batch_size, num_workers)
+        batches = worker_batches(router.sizes, settings.batch_size, settings.num_workers)
         loader = make_loader(PatchReader(sources, refs, patch_size, mpp), batches,
-                             num_workers, device)
+                             settings.num_workers, device)
         pending: _HostCopy | None = None
         try:
             with torch.inference_mode():
                 for rows, batch in zip(batches, loader, strict=True):
-                    x = to_input(batch, device, channels_last)
-                    with autocast(device, amp):
-                        logits = model(x)
+                    x = to_input(batch, device, settings.channels_last)
+                    with autocast(device, settings.amp):
+                        logits = net(x)
                     prob = torch.sigmoid(logits.float())
                     if prob.ndim == 2:  # a patch classifier: one probability per patch
                         prob = prob[:, :1, None, None]
@@ -204,10 +204,10 @@ class _HostCopy:
         return self.maps.numpy(), self.max_prob.numpy()
 
 
-def infer_patches(model: torch.nn.Module, source: SlideSource, coords: np.ndarray,
-                  patch_size: int, mpp: float, map_downsample: int, device: torch.device,
-                  **kwargs) -> Any:
+def map_slide(model: torch.nn.Module, source: SlideSource, coords: np.ndarray,
+              patch_size: int, mpp: float, settings: InferSettings,
+              open_sink: SinkFactory = memory_sink) -> Any:
     """Maps of one slide's patches (``PatchMaps``, or what ``open_sink``'s sink returns)."""
-    out = list(infer_slides_iter(model, [source], [(0, coords)], patch_size, mpp,
-                                 map_downsample, device, **kwargs))
+    out = list(map_slides(model, [source], [(0, coords)], patch_size, mpp, settings,
+                          open_sink=open_sink))
     return out[0][1]

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mixsup import mapstore
-from mixsup.infer import PatchMaps, _Router, memory_sink
-from mixsup.mapstore import MapWriter, open_maps, write_maps
+from mixsup.scoring import map_store
+from mixsup.scoring.map_store import MapWriter, open_maps, write_maps
+from mixsup.scoring.patch_maps import PatchMaps, _Router, memory_sink
 
 
 def _random_maps(n: int, m: int = 4, seed: int = 0) -> PatchMaps:
@@ -19,7 +19,7 @@ def _random_maps(n: int, m: int = 4, seed: int = 0) -> PatchMaps:
 
 @pytest.mark.parametrize("batch", [1, 7, 64])
 def test_streamed_store_equals_the_maps(tmp_path, monkeypatch, batch):
-    monkeypatch.setattr(mapstore, "CHUNK", 16)
+    monkeypatch.setattr(map_store, "CHUNK", 16)
     n = 53  # three whole chunks and a partial one
     pm = _random_maps(n)
     coords = np.arange(2 * n).reshape(n, 2)
@@ -95,7 +95,7 @@ def test_router_reassembles_a_slide_whose_later_part_arrives_first():
 def test_a_store_written_in_runs_out_of_order_equals_one_written_in_order(tmp_path):
     """Rows of one slide from two loader workers: the later run first, neither aligned to a
     chunk; only a chunk and the queued blocks stay in memory."""
-    from mixsup.mapstore import CHUNK, MapWriter
+    from mixsup.scoring.map_store import CHUNK, MapWriter
 
     n = 3 * CHUNK + 77
     pm = _random_maps(n, m=3)
@@ -115,7 +115,7 @@ def test_a_store_written_in_runs_out_of_order_equals_one_written_in_order(tmp_pa
 
 
 def test_an_unfinished_store_is_refused_and_leaves_nothing(tmp_path):
-    from mixsup.mapstore import MapWriter
+    from mixsup.scoring.map_store import MapWriter
 
     pm = _random_maps(10, m=2)
     writer = MapWriter(tmp_path / "u.zarr", np.zeros((10, 2)), 2, {})
@@ -127,7 +127,7 @@ def test_an_unfinished_store_is_refused_and_leaves_nothing(tmp_path):
 
 
 def test_worker_batches_give_each_worker_one_contiguous_stretch():
-    from mixsup.infer import worker_batches
+    from mixsup.scoring.patch_maps import worker_batches
 
     for sizes, workers in (([100], 2), ([30, 0, 41, 7, 22], 2), ([5, 5, 5], 3), ([9], 1),
                            ([50, 3], 3), ([26], 3), ([9, 8, 9], 3)):
@@ -152,8 +152,15 @@ def test_stitching_from_a_store_equals_stitching_in_memory(tmp_path):
     a = stitch(coords, pm.maps, 64, (240, 200), 8.0)
     b = stitch(coords, stored.maps, 64, (240, 200), 8.0)
     np.testing.assert_array_equal(a[0], b[0])
-    stitch_to_zarr(tmp_path / "p1.zarr", coords, pm.maps, 64, (240, 200), 8.0, band=5)
-    stitch_to_zarr(tmp_path / "p2.zarr", coords, stored.maps, 64, (240, 200), 8.0, band=5)
+    o1 = stitch_to_zarr(tmp_path / "p1.zarr", coords, pm.maps, 64, (240, 200), 8.0, 16.0,
+                        band=5)
+    o2 = stitch_to_zarr(tmp_path / "p2.zarr", coords, stored.maps, 64, (240, 200), 8.0, 16.0,
+                        band=5)
+    # the overview comes from the same read of the maps and equals ``stitch`` on its grid
+    overview = stitch(coords, pm.maps, 64, (240, 200), 16.0)
+    for got in (o1, o2):
+        np.testing.assert_array_equal(got[0], overview[0])
+        np.testing.assert_array_equal(got[1], overview[1])
     import zarr
 
     np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "p1.zarr"))[:],
@@ -161,7 +168,7 @@ def test_stitching_from_a_store_equals_stitching_in_memory(tmp_path):
 
 
 def test_a_failed_write_on_the_writer_thread_fails_finish_and_leaves_no_store(tmp_path):
-    from mixsup.mapstore import CHUNK, MapWriter
+    from mixsup.scoring.map_store import CHUNK, MapWriter
 
     class Broken:
         def __setitem__(self, key, value):

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from mixsup.camelyon.evaluate import evaluate_stages
-from mixsup.camelyon.staging import (
+from mixsup.labels.stages import (
     pn_stage,
     quadratic_kappa,
     read_stage_csv,
@@ -65,8 +65,8 @@ def test_stage_evaluate_with_node_rows_only(shared, tmp_path):
             for n, c in ns.items():
                 fh.write(f"{p}_node_{n}.tif,{c}\n")
     m = evaluate_stages(pred, labels, tmp_path / "out")
-    assert m["n_patients"] == 100 and 0.9 < m["kappa"] < 1.0
-    assert json.loads((tmp_path / "out" / "metrics.json").read_text())["kappa"] == m["kappa"]
+    assert m.n_patients == 100 and 0.9 < m.kappa < 1.0
+    assert json.loads((tmp_path / "out" / "metrics.json").read_text())["kappa"] == m.kappa
     assert (tmp_path / "out" / "confusion_matrix.png").is_file()
 
 

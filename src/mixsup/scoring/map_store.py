@@ -23,7 +23,8 @@ import numpy as np
 import zarr
 
 from mixsup.artefacts import new_group, open_store
-from mixsup.infer import PatchMaps
+from mixsup.errors import MixsupError
+from mixsup.scoring.patch_maps import PatchMaps
 
 STORE_VERSION = 2
 CHUNK = 256  # patches per zarr chunk: the unit of every read and write
@@ -49,12 +50,12 @@ class LazyMaps:
                 idx = np.nonzero(idx)[0]
             if len(idx) == 0:
                 return np.zeros((0, *self.shape[1:]), np.float16)
-            return self._array.oindex[idx.astype(np.int64)]
-        return self._array[key]
+            return np.asarray(self._array.oindex[idx.astype(np.int64)])
+        return np.asarray(self._array[key])
 
     def __iter__(self) -> Iterator[np.ndarray]:
         for a in range(0, len(self), CHUNK):
-            yield from self._array[a:a + CHUNK]
+            yield from np.asarray(self._array[a:a + CHUNK])
 
 
 @dataclass
@@ -68,7 +69,7 @@ class StoredMaps:
 
     @cached_property
     def maps(self) -> LazyMaps:
-        return LazyMaps(open_store(self.path)["prob"])
+        return LazyMaps(_array(open_store(self.path), "prob", self.path))
 
     @property
     def pixel_fraction(self) -> float:
@@ -209,6 +210,15 @@ def write_maps(path: str | Path, coords: np.ndarray, maps: PatchMaps,
         raise
 
 
+def _array(group: zarr.Group, name: str, path: Path) -> zarr.Array:
+    """The array ``name`` of the store at ``path``; a group or other node there is refused."""
+    node = group[name]
+    if not isinstance(node, zarr.Array):
+        raise MixsupError(f"{name!r} in the map store is a {type(node).__name__}, not an array",
+                          "delete the store so that mixsup recomputes it", path)
+    return node
+
+
 def open_maps(path: str | Path, expect_key: str | None = None) -> StoredMaps | None:
     """The store at ``path`` by reference, or None when absent, stale or unreadable."""
     path = Path(path)
@@ -221,8 +231,10 @@ def open_maps(path: str | Path, expect_key: str | None = None) -> StoredMaps | N
             return None
         if expect_key is not None and attrs.get("key") != expect_key:
             return None
-        coords, max_prob = group["coords"][:], group["max_prob"][:]
-        if len(coords) != attrs.get("n_patches") or group["prob"].shape[0] != len(coords):
+        coords = np.asarray(_array(group, "coords", path)[:])
+        max_prob = np.asarray(_array(group, "max_prob", path)[:])
+        n_maps = _array(group, "prob", path).shape[0]
+        if len(coords) != attrs.get("n_patches") or n_maps != len(coords):
             return None
     except Exception:
         return None

@@ -7,8 +7,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, get_worker_info
 
-from mixsup.infer import infer_slides_iter, make_loader, worker_batches
 from mixsup.patches import SlideSource
+from mixsup.scoring.patch_maps import make_loader, map_slides, worker_batches
+from mixsup.scoring.settings import InferSettings
 
 
 class _WhoReads(Dataset):
@@ -40,9 +41,9 @@ def test_results_are_the_same_with_0_and_2_workers(shapes_data):
     jobs = [(0, grid[:17]), (1, grid[:0]), (2, grid)]
 
     def run(workers: int) -> dict:
-        out = infer_slides_iter(model, sources, jobs, 128, 1.0, 8, torch.device("cpu"),
-                                batch_size=8, num_workers=workers, amp=False,
-                                channels_last=False)
+        settings = InferSettings(torch.device("cpu"), batch_size=8, num_workers=workers,
+                                 amp=False, channels_last=False, map_downsample=8)
+        out = map_slides(model, sources, jobs, 128, 1.0, settings)
         return dict(out)
 
     a, b = run(0), run(2)
@@ -54,7 +55,7 @@ def test_results_are_the_same_with_0_and_2_workers(shapes_data):
 
 
 def test_stopping_part_way_aborts_the_slides_begun(shapes_data):
-    from mixsup.infer import _MemorySink
+    from mixsup.scoring.patch_maps import _MemorySink
 
     aborted: list[int] = []
 
@@ -70,9 +71,10 @@ def test_stopping_part_way_aborts_the_slides_begun(shapes_data):
     path = sorted((shapes_data / "slides").glob("*.tiff"))[0]
     grid = np.array([(x, y) for y in range(0, 640, 96) for x in range(0, 640, 96)])
     # two workers, one slide each: while one slide finishes, the other is half written
-    out = infer_slides_iter(model, [SlideSource("a", str(path))] * 2, [(0, grid), (1, grid)],
-                            128, 1.0, 8, torch.device("cpu"), batch_size=8, num_workers=2,
-                            amp=False, channels_last=False, open_sink=Sink)
+    settings = InferSettings(torch.device("cpu"), batch_size=8, num_workers=2, amp=False,
+                             channels_last=False, map_downsample=8)
+    out = map_slides(model, [SlideSource("a", str(path))] * 2, [(0, grid), (1, grid)],
+                     128, 1.0, settings, open_sink=Sink)
     first, _ = next(out)
     assert not aborted
     out.close()

@@ -1,4 +1,4 @@
-"""Top-K patch selection (the mean-of-K slide probability is ``stage2.mean_of_valid``)."""
+"""Top-K patch selection (the mean-of-K slide probability is ``scoring.theta2.mean_of_valid``)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import shapely
+
+from mixsup.labels.annotations import read_annotations
+from mixsup.labels.regions import (
+    IGNORE,
+    NEGATIVE,
+    POSITIVE,
+    Region,
+    SlideAnnotations,
+    mask_to_annotations,
+)
+from tests.labels.samples import ROI, SQUARE, fc, feat
+
+
+def test_roi_semantics(tmp_path):
+    p = tmp_path / "a.geojson"
+    p.write_text(json.dumps(fc(feat(ROI, "ROI"), feat(SQUARE, "Tumor"))))
+    ann = read_annotations(p)
+    mask = ann.rasterize(0, 0, 100, 100, 1.0)
+    assert mask[30, 30] == POSITIVE  # inside tumour
+    assert mask[70, 70] == NEGATIVE  # inside ROI, outside tumour
+    assert mask[90, 90] == IGNORE  # outside ROI: unlabelled
+    assert (mask == POSITIVE).sum() == 40 * 40
+
+
+def test_no_roi_means_whole_slide_annotated(tmp_path):
+    p = tmp_path / "a.geojson"
+    p.write_text(json.dumps([feat(SQUARE, "Tumor")]))  # bare-list form
+    mask = read_annotations(p).rasterize(0, 0, 100, 100, 1.0)
+    assert mask[90, 90] == NEGATIVE and mask[30, 30] == POSITIVE
+
+
+def test_holes_are_not_tumour_and_downsample(tmp_path):
+    hole = [[20, 20], [40, 20], [40, 40], [20, 40], [20, 20]]
+    p = tmp_path / "a.geojson"
+    p.write_text(json.dumps(fc(feat(SQUARE, "Tumor", holes=[hole]))))
+    mask = read_annotations(p).rasterize(0, 0, 50, 50, 1.0)
+    assert mask[30, 30] == NEGATIVE and mask[15, 15] == POSITIVE
+    coarse = read_annotations(p).rasterize(0, 0, 25, 25, 2.0)
+    assert (coarse == POSITIVE).sum() == pytest.approx((1600 - 400) / 4, rel=0.05)
+
+
+def _mask(*regions):
+    """40x40 mask at 1 px per level-0 px of (role, (x0, y0, x1, y1[, hole box])) outlines."""
+    def poly(x0, y0, x1, y1, hole=None):
+        return shapely.Polygon(shapely.box(x0, y0, x1, y1).exterior,
+                               [] if hole is None else [shapely.box(*hole).exterior])
+
+    ann = SlideAnnotations(tuple(Region(role, role, poly(*box)) for role, box in regions))
+    return ann.rasterize(0, 0, 40, 40, 1.0)
+
+
+RING = (5, 5, 25, 25, (10, 10, 20, 20))  # outline rows/cols 5..24, hole rows/cols 10..19
+
+
+def test_hole_in_negative_outline_gives_back_what_lay_beneath():
+    expect = np.full((40, 40), NEGATIVE, np.uint8)
+    np.testing.assert_array_equal(_mask(("negative", RING)), expect)  # no tumour anywhere
+    expect = np.full((40, 40), POSITIVE, np.uint8)
+    expect[5:25, 5:25] = NEGATIVE
+    expect[10:20, 10:20] = POSITIVE  # the tumour beneath the outline
+    np.testing.assert_array_equal(_mask(("tumor", (0, 0, 40, 40)), ("negative", RING)), expect)
+
+
+@pytest.mark.parametrize("role, value", [("ignore", IGNORE), ("tumor", POSITIVE)])
+def test_hole_in_outline_straddling_an_roi_edge(role, value):
+    roi_left = ("roi", (0, 0, 15, 40))  # columns 0..14 annotated; the hole spans 10..19
+    expect = np.full((40, 40), IGNORE, np.uint8)
+    expect[:, :15] = NEGATIVE
+    expect[5:25, 5:25] = value
+    expect[10:20, 10:15] = NEGATIVE
+    expect[10:20, 15:20] = IGNORE
+    np.testing.assert_array_equal(_mask(roi_left, (role, RING)), expect)
+
+
+def test_hole_in_ignore_outline_outside_every_roi_stays_unlabelled():
+    expect = np.full((40, 40), IGNORE, np.uint8)
+    expect[30:, 30:] = NEGATIVE
+    np.testing.assert_array_equal(_mask(("roi", (30, 30, 40, 40)), ("ignore", RING)), expect)
+
+
+def test_hole_in_roi_is_unlabelled():
+    expect = np.full((40, 40), IGNORE, np.uint8)
+    expect[5:25, 5:25] = NEGATIVE
+    expect[10:20, 10:20] = IGNORE
+    np.testing.assert_array_equal(_mask(("roi", RING)), expect)
+
+
+def test_mask_image_round_trip():
+    mask = np.full((60, 60), IGNORE, np.uint8)
+    mask[10:50, 10:50] = NEGATIVE
+    mask[20:30, 20:40] = POSITIVE
+    ann = mask_to_annotations(mask, downsample=4.0)
+    back = ann.rasterize(0, 0, 60, 60, 4.0)
+    assert (back == mask).mean() > 0.97
