@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from mixsup.evaluate.report import read_predictions
 from mixsup.predict import SlidePrediction, _write_tables
@@ -12,3 +13,19 @@ def test_predictions_csv_keeps_exact_probabilities(tmp_path):
     p = float(np.float32(0.75) + np.float32(1e-7))  # just above a 6-decimal rounding
     _write_tables(tmp_path, [SlidePrediction("a", "a.tiff", p, 1, 0, ())])
     assert read_predictions(tmp_path / "predictions.csv")["a"] == p
+
+
+def test_predict_config_takes_runtime_settings_and_refuses_model_ones(trained):
+    from mixsup.bundle import read_bundle
+    from mixsup.errors import MixsupError
+    from mixsup.predict import predict_config
+
+    bundle = read_bundle(trained.run_dir)
+    cfg = predict_config(bundle, (), ["runtime.num_workers=0", "reader.mpp=0.25",
+                                      "stage1.infer_batch_size=3"])
+    assert (cfg.runtime.num_workers, cfg.reader.mpp, cfg.stage1.infer_batch_size) == (0, 0.25, 3)
+    assert cfg.model == bundle.cfg.model and cfg.tiling == bundle.cfg.tiling
+    for override in ("mil.aggregation=mean_topk", "stage2.top_k=3", "tiling.mpp=2.0"):
+        with pytest.raises(MixsupError, match=override.split(".")[0]) as err:
+            predict_config(bundle, (), [override])
+        assert "runtime" in err.value.fix
