@@ -168,8 +168,7 @@ def _suspicious(entry: SlideEntry) -> list[dict[str, Any]]:
         log.error("%s: unreadable regions (%s)", entry.regions, exc)
         return []
     return [f["geometry"] for f in features
-            if str(f.get("properties", {}).get("classification", {}).get("name", ""))
-            .startswith("Suspicious")
+            if str(f.get("properties", {}).get("name", "")).startswith("Suspicious")
             and f.get("geometry", {}).get("type") in ("Polygon", "MultiPolygon")]
 
 
