@@ -187,6 +187,12 @@ class Handler(BaseHTTPRequestHandler):
     def do_HEAD(self) -> None:
         self._answer(send_body=False)
 
+    def __getattr__(self, name: str) -> Any:
+        # http.server answers a method without a do_* handler with 501; this is read-only
+        if name.startswith("do_"):
+            return lambda: self.send_error(HTTPStatus.METHOD_NOT_ALLOWED, "read-only server")
+        raise AttributeError(name)
+
     def _answer(self, send_body: bool) -> None:
         try:
             self._check_host()
