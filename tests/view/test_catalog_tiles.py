@@ -14,6 +14,7 @@ from PIL import Image
 from mixsup.errors import MixsupError
 from mixsup.evaluate.report import evaluate
 from mixsup.heatmap import jet_rgb
+from mixsup.heatmap_figure import FLOOR
 from mixsup.labels.table import load_dataset
 from mixsup.slides.reader import Slide
 from mixsup.view import deepzoom
@@ -91,8 +92,9 @@ def test_overlay_tiles_colour_the_probability_map(predicted):
     rgba = np.asarray(Image.open(io.BytesIO(tiles.tile(top, 0, 0))))
     h, w = rgba.shape[:2]
     sub = prob[:h, :w]
-    assert (rgba[..., 3] > 0).tolist() == (sub > 0).tolist()
+    painted = sub >= FLOOR
+    assert (rgba[..., 3] > 0).tolist() == painted.tolist()
     expected = jet_rgb((np.clip(sub, 0, 1) * 255).astype(np.uint8))
-    assert np.array_equal(rgba[..., :3][sub > 0], expected[sub > 0])
+    assert np.array_equal(rgba[..., :3][painted], expected[painted])
     with pytest.raises(MixsupError, match="slide of"):
         MapTiles(entry.probmap, (dims[0] + 1, dims[1]))

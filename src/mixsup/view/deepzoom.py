@@ -21,6 +21,7 @@ from PIL import Image
 
 from mixsup.errors import MixsupError
 from mixsup.heatmap import jet_rgb
+from mixsup.heatmap_figure import FLOOR
 from mixsup.slides.reader import Slide
 
 TILE_SIZE, OVERLAP = 254, 1
@@ -137,8 +138,9 @@ class SlideTiles(_Tiles):
 
 
 class MapTiles(_Tiles):
-    """PNG tiles of the stitched probability map in the heatmaps' colours; transparent where
-    no patch was scored. Coarser levels are strided reads of the one stored level."""
+    """PNG tiles of the stitched probability map in the heatmaps' colours, transparent below
+    the heatmaps' floor (and where no patch was scored, 0) so that the tissue stays visible.
+    Coarser levels are strided reads of the one stored level."""
 
     fmt = "png"
 
@@ -179,7 +181,7 @@ class MapTiles(_Tiles):
     def encode(self, prob: np.ndarray) -> bytes:
         rgba = np.zeros((*prob.shape, 4), np.uint8)
         rgba[..., :3] = jet_rgb((np.clip(prob, 0, 1) * 255).astype(np.uint8))
-        rgba[..., 3] = np.where(prob > 0, 255, 0)
+        rgba[..., 3] = np.where(prob >= FLOOR, 255, 0)
         ok, png = cv2.imencode(".png", cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA),
                                [cv2.IMWRITE_PNG_COMPRESSION, 1])
         if not ok:

@@ -25,6 +25,7 @@ import numpy as np
 
 from mixsup.errors import MixsupError
 from mixsup.heatmap import jet_rgb
+from mixsup.heatmap_figure import FLOOR
 from mixsup.view.assets import STATIC, content_type, listing
 from mixsup.view.catalog import SAFE_ID, Catalog, SlideEntry
 from mixsup.view.deepzoom import MapTiles, SlideTiles, TileOutOfRange
@@ -149,7 +150,7 @@ class Viewer:
             **entry.summary(), "threshold": self.catalog.threshold, "mode": self.catalog.mode,
             "width": w, "height": h, "mpp": tiles.mpp, "slide_dzi": f"{base}/slide.dzi",
             "overlay": None if overlay is None else {
-                "dzi": f"{base}/overlay.dzi",
+                "dzi": f"{base}/overlay.dzi", "floor": FLOOR,
                 # The map's last cell reaches past the slide's edge: its width in slide units.
                 "width": overlay.pyramid.dimensions[0] * overlay.downsample / w},
             "topk": list(entry.topk), "regions": _suspicious(entry),

@@ -147,6 +147,7 @@ async function main() {
     viewer.addHandler("update-viewport", () => update(g));
     update(g);
     if (info.overlay) {
+      document.getElementById("floor").textContent = `(painted where p >= ${info.overlay.floor})`;
       viewer.addTiledImage({tileSource: info.overlay.dzi, x: 0, y: 0, width: info.overlay.width,
                             success: e => { mapImage = e.item; setOpacity(); body.dataset.overlay = "loaded"; },
                             error: e => { body.dataset.overlay = "failed"; console.error(e); }});
