@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: install demo test lint bench bench-env clean
+.PHONY: install viewer-assets demo test lint bench bench-env clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,10 +16,25 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-demo: $(STAMP)
+# The viewer's deep-zoom library, from npm into a git-ignored folder. Without npm or the
+# registry the rest still works: `mixsup view` says what is missing and its browser test skips.
+OSD_VERSION := 5.0.1
+OSD_DIR := src/mixsup/view/static/vendor/openseadragon
+
+$(OSD_DIR)/openseadragon.min.js:
+	@rm -rf build/osd && mkdir -p build/osd $(dir $(OSD_DIR))
+	@(cd build/osd && npm pack --silent openseadragon@$(OSD_VERSION) >/dev/null \
+	  && tar xzf openseadragon-$(OSD_VERSION).tgz \
+	  && rm -rf ../../$(OSD_DIR) && mv package/build/openseadragon ../../$(OSD_DIR)) \
+	  || echo "warning: could not fetch OpenSeadragon $(OSD_VERSION) with npm: 'mixsup view' will not start and its browser test skips (install Node.js + npm, then 'make viewer-assets')"
+	@rm -rf build/osd
+
+viewer-assets: $(OSD_DIR)/openseadragon.min.js
+
+demo: $(STAMP) viewer-assets
 	$(BIN)/mixsup demo --out demo-out
 
-test: $(STAMP)
+test: $(STAMP) viewer-assets
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/pytest -q
@@ -40,4 +55,4 @@ bench: $(STAMP) bench-env
 	$(BIN)/python benchmarks/bench_tiling.py
 
 clean:
-	rm -rf $(VENV) .venv-bench demo-out .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-bench demo-out .pytest_cache .ruff_cache src/mixsup/view/static/vendor

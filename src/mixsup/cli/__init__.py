@@ -8,7 +8,7 @@ import sys
 import warnings
 
 from mixsup import __version__
-from mixsup.cli import data, scoring, staging, training
+from mixsup.cli import data, scoring, staging, training, view
 from mixsup.cli.common import Command, IntermixedParser
 from mixsup.errors import MixsupError
 
@@ -21,7 +21,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     sub = parser.add_subparsers(dest="command", required=True)
     commands: dict[str, Command] = {}
-    for group in (data, training, scoring, staging):
+    for group in (data, training, scoring, staging, view):
         commands.update(group.register(sub))
     return parser, commands
 

@@ -174,4 +174,5 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print_metrics(metrics.overall)
     print(f"done in {time.perf_counter() - start:.0f} s: see {report / 'report.md'}, "
           f"{run / 'figures'} and {pred / 'heatmaps'}")
+    print(f"browse the slides with: mixsup view {pred} --data {data}")
     return 0

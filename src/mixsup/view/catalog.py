@@ -1,0 +1,150 @@
+"""What the viewer shows: the slides of one ``mixsup predict`` folder, with labels if known.
+
+Every file the server may open is fixed here, at start-up, from the folder's own records;
+requests only ever pick a slide id out of this table.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mixsup.errors import MixsupError
+from mixsup.evaluate.metrics import SlideMetrics, slide_metrics
+from mixsup.evaluate.report import Evaluation, read_predictions
+
+log = logging.getLogger(__name__)
+# Ids become file names under the folder: anything that could step out of it is refused.
+SAFE_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,199}")
+
+
+@dataclass(frozen=True)
+class SlideEntry:
+    slide_id: str
+    slide_path: Path  # the slide file, from slides/<id>.json
+    probmap: Path  # probmaps/<id>.zarr
+    regions: Path  # regions/<id>.geojson
+    probability: float
+    prediction: int  # the call at the folder's operating threshold
+    n_patches: int
+    topk: tuple[dict[str, Any], ...]
+    label: int | None = None
+    center: str | None = None
+
+    @property
+    def outcome(self) -> str | None:
+        """TP, FP, TN or FN where the label is known."""
+        if self.label is None:
+            return None
+        return ("T" if self.prediction == self.label else "F") + ("P" if self.prediction else "N")
+
+    def summary(self) -> dict[str, Any]:
+        best = max((t["max_pixel_prob"] for t in self.topk), default=None)
+        return {"slide_id": self.slide_id, "probability": self.probability,
+                "prediction": self.prediction, "label": self.label, "center": self.center,
+                "outcome": self.outcome, "n_patches": self.n_patches, "top_pixel_prob": best}
+
+
+@dataclass(frozen=True)
+class Catalog:
+    pred: Path
+    threshold: float
+    mode: str | None  # the bundle's training mode, where its bundle.json is still readable
+    slides: tuple[SlideEntry, ...]
+    metrics: Evaluation | None  # over the labelled slides, overall and per center
+    n_unlabelled: int = 0
+
+    def metrics_json(self) -> dict[str, Any] | None:
+        """The metrics for the browser: NaN (an undefined metric) as null."""
+        if self.metrics is None:
+            return None
+        return _nan_to_none(self.metrics.to_json() | {"n_unlabelled": self.n_unlabelled})
+
+    def get(self, slide_id: str) -> SlideEntry | None:
+        return next((s for s in self.slides if s.slide_id == slide_id), None)
+
+
+def load_catalog(pred: str | Path, data: str | Path | None = None) -> Catalog:
+    pred = Path(pred)
+    meta_path = pred / "predict.json"
+    if not meta_path.is_file():
+        raise MixsupError("not a finished prediction folder (no predict.json)",
+                          "pass the --out folder of a `mixsup predict` run that ran to the end",
+                          pred)
+    meta = json.loads(meta_path.read_text())
+    threshold = float(meta["operating_threshold"])
+    scores = read_predictions(pred / "predictions.csv")
+    labels, centers = _labels(data)
+    slides = []
+    for slide_id, prob in scores.items():
+        if not SAFE_ID.fullmatch(slide_id):
+            log.warning("%s: slide id %r is not a plain file name; left out", pred, slide_id)
+            continue
+        rec_path = pred / "slides" / f"{slide_id}.json"
+        if not rec_path.is_file():
+            raise MixsupError(f"slide {slide_id} is in predictions.csv but has no record",
+                              "re-run `mixsup predict` into this folder", rec_path)
+        rec = json.loads(rec_path.read_text())
+        slides.append(SlideEntry(
+            slide_id=slide_id, slide_path=Path(rec["path"]),
+            probmap=pred / "probmaps" / f"{slide_id}.zarr",
+            regions=pred / "regions" / f"{slide_id}.geojson",
+            probability=prob, prediction=int(prob >= threshold),
+            n_patches=int(rec.get("n_patches", 0)), topk=tuple(rec.get("topk", [])),
+            label=labels.get(slide_id), center=centers.get(slide_id)))
+    if not slides:
+        raise MixsupError("the prediction folder holds no slide", "predict some slides first",
+                          pred)
+    slides.sort(key=lambda s: -s.probability)
+    known = [s for s in slides if s.label is not None]
+    return Catalog(pred=pred, threshold=threshold,
+                   mode=meta.get("mode") or _mode(meta.get("bundle")), slides=tuple(slides),
+                   metrics=_metrics(known, threshold) if known else None,
+                   n_unlabelled=len(slides) - len(known))
+
+
+def _labels(data: str | Path | None) -> tuple[dict[str, int], dict[str, str]]:
+    if data is None:
+        return {}, {}
+    from mixsup.labels.table import load_dataset
+
+    ds = load_dataset(data)
+    labels = {r.slide_id: r.label for r in ds.slides if r.label is not None}
+    return labels, {r.slide_id: r.center for r in ds.slides if r.center}
+
+
+def _mode(bundle: str | None) -> str | None:
+    """The bundle's mode for prediction folders whose predict.json does not name it, read
+    here rather than through mixsup.bundle, which imports torch (about 700 MB more for the
+    server to hold)."""
+    for meta in ((Path(bundle) / "bundle" / "bundle.json", Path(bundle) / "bundle.json")
+                 if bundle else ()):
+        try:
+            return json.loads(meta.read_text()).get("mode")
+        except (OSError, ValueError, AttributeError):
+            continue
+    return None
+
+
+def _metrics(known: list[SlideEntry], threshold: float) -> Evaluation:
+    """``mixsup evaluate``'s metrics over the labelled slides, overall and per center."""
+    def metrics(group: list[SlideEntry]) -> SlideMetrics:
+        return slide_metrics(np.array([s.probability for s in group]),
+                             np.array([s.label for s in group]), threshold)
+
+    centers = sorted({s.center for s in known if s.center})
+    return Evaluation(metrics(known),
+                      {c: metrics([s for s in known if s.center == c]) for c in centers})
+
+
+def _nan_to_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _nan_to_none(v) for k, v in value.items()}
+    return None if isinstance(value, float) and math.isnan(value) else value

@@ -1,0 +1,268 @@
+"""``mixsup view``'s web server: the standard library's threading HTTP server and a few routes.
+
+Safety: every file it serves is in a table made at start-up (the viewer's static files, and per
+slide id the slide, probability map and regions that the prediction folder records). A request
+only picks a key of that table; anything else is a 4xx answer, and failures are logged here and
+answered with a one-line 500, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import socket
+import threading
+from collections import OrderedDict
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from ipaddress import ip_address
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import numpy as np
+
+from mixsup.errors import MixsupError
+from mixsup.heatmap import jet_rgb
+from mixsup.heatmap_figure import FLOOR
+from mixsup.view.assets import STATIC, content_type, listing
+from mixsup.view.catalog import SAFE_ID, Catalog, SlideEntry
+from mixsup.view.deepzoom import MapTiles, SlideTiles, TileOutOfRange
+
+log = logging.getLogger(__name__)
+OPEN_SLIDES = 4  # slides whose readers stay open (each holds a tile cache)
+TILE = re.compile(r"/dzi/([^/]+)/(slide|overlay)_files/(\d{1,3})/(\d{1,7})_(\d{1,7})\.(jpeg|png)")
+DZI = re.compile(r"/dzi/([^/]+)/(slide|overlay)\.dzi")
+API_SLIDE = re.compile(r"/api/slides/([^/]+)")
+PAGE_SLIDE = re.compile(r"/slide/([^/]+)")
+LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
+COLORBAR_LEVELS = np.linspace(0, 255, 11).astype(np.uint8)[:, None]  # colour bar stops
+
+
+class HTTPError(Exception):
+    def __init__(self, status: HTTPStatus, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class Viewer:
+    """The routes' state: the catalog, the static files and the open slides (an LRU)."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+        self.static = listing(STATIC)
+        self._open: OrderedDict[str, tuple[SlideTiles, MapTiles | None]] = OrderedDict()
+        self._open_lock = threading.Lock()
+        # Bounds the decoded regions held at once, whatever the number of client threads.
+        self._render = threading.BoundedSemaphore(max(2, os.cpu_count() or 2))
+        self.tiles_served = 0
+
+    def close(self) -> None:
+        with self._open_lock:
+            for tiles, _ in self._open.values():
+                tiles.close()
+            self._open.clear()
+
+    # -- routing ----------------------------------------------------------------------------
+    def route(self, path: str) -> tuple[bytes, str, bool]:
+        """(body, content type, cacheable) for a GET of ``path``; raises HTTPError."""
+        if path == "/":
+            return self._static("index.html")
+        if m := PAGE_SLIDE.fullmatch(path):
+            self._entry(m[1])
+            return self._static("slide.html")
+        if path.startswith("/static/"):
+            return self._static(path[len("/static/"):])
+        if path == "/api/slides":
+            return _json(self.slides_json()), "application/json", False
+        if m := API_SLIDE.fullmatch(path):
+            return _json(self.slide_json(self._entry(m[1]))), "application/json", False
+        if m := DZI.fullmatch(path):
+            tiles = self._layer(self._entry(m[1]), m[2])
+            return tiles.dzi().encode(), "application/xml", True
+        if m := TILE.fullmatch(path):
+            tiles = self._layer(self._entry(m[1]), m[2])
+            if m[6] != tiles.fmt:
+                raise HTTPError(HTTPStatus.NOT_FOUND, f"{m[2]} tiles are {tiles.fmt}")
+            try:
+                with self._render:
+                    body = tiles.tile(int(m[3]), int(m[4]), int(m[5]))
+            except TileOutOfRange as exc:
+                raise HTTPError(HTTPStatus.NOT_FOUND, f"no such tile: {exc}") from exc
+            self.tiles_served += 1
+            return body, f"image/{tiles.fmt}", True
+        raise HTTPError(HTTPStatus.NOT_FOUND, "no such page")
+
+    def _static(self, name: str) -> tuple[bytes, str, bool]:
+        path = self.static.get(name)
+        if path is None:
+            raise HTTPError(HTTPStatus.NOT_FOUND, "no such file")
+        return path.read_bytes(), content_type(path), False
+
+    def _entry(self, raw_id: str) -> SlideEntry:
+        slide_id = unquote(raw_id)
+        entry = self.catalog.get(slide_id) if SAFE_ID.fullmatch(slide_id) else None
+        if entry is None:
+            raise HTTPError(HTTPStatus.NOT_FOUND, "no such slide in this prediction folder")
+        return entry
+
+    def _layer(self, entry: SlideEntry, layer: str) -> SlideTiles | MapTiles:
+        tiles, overlay = self._tiles(entry)
+        if layer == "slide":
+            return tiles
+        if overlay is None:
+            raise HTTPError(HTTPStatus.NOT_FOUND, "this slide has no probability map")
+        return overlay
+
+    def _tiles(self, entry: SlideEntry) -> tuple[SlideTiles, MapTiles | None]:
+        with self._open_lock:
+            if entry.slide_id in self._open:
+                self._open.move_to_end(entry.slide_id)
+                return self._open[entry.slide_id]
+            try:
+                tiles = SlideTiles(entry.slide_path)
+                overlay = (MapTiles(entry.probmap, tiles.slide.dimensions)
+                           if entry.probmap.is_dir() else None)
+            except MixsupError as exc:
+                log.error("%s", exc)
+                raise HTTPError(HTTPStatus.INTERNAL_SERVER_ERROR,
+                                f"slide {entry.slide_id} cannot be read; see the server's log"
+                                ) from exc
+            self._open[entry.slide_id] = (tiles, overlay)
+            while len(self._open) > OPEN_SLIDES:
+                old, _ = self._open.popitem(last=False)[1]
+                with old.lock:
+                    old.close()
+            return tiles, overlay
+
+    # -- JSON -------------------------------------------------------------------------------
+    def slides_json(self) -> dict[str, Any]:
+        c = self.catalog
+        return {"folder": c.pred.name, "threshold": c.threshold, "mode": c.mode,
+                "metrics": c.metrics_json(), "slides": [s.summary() for s in c.slides]}
+
+    def slide_json(self, entry: SlideEntry) -> dict[str, Any]:
+        tiles, overlay = self._tiles(entry)
+        w, h = tiles.slide.dimensions
+        base = f"/dzi/{entry.slide_id}"
+        return {
+            **entry.summary(), "threshold": self.catalog.threshold, "mode": self.catalog.mode,
+            "width": w, "height": h, "mpp": tiles.mpp, "slide_dzi": f"{base}/slide.dzi",
+            "overlay": None if overlay is None else {
+                "dzi": f"{base}/overlay.dzi", "floor": FLOOR,
+                # The map's last cell reaches past the slide's edge: its width in slide units.
+                "width": overlay.pyramid.dimensions[0] * overlay.downsample / w},
+            "topk": list(entry.topk), "regions": _suspicious(entry),
+            "colorbar": jet_rgb(COLORBAR_LEVELS).reshape(-1, 3).tolist(),
+        }
+
+
+def _suspicious(entry: SlideEntry) -> list[dict[str, Any]]:
+    """The suspicious-region polygons of the slide's GeoJSON (its top-K boxes come from the
+    slide record, with their scores)."""
+    if not entry.regions.is_file():
+        return []
+    try:
+        features = json.loads(entry.regions.read_text()).get("features", [])
+    except (OSError, ValueError) as exc:
+        log.error("%s: unreadable regions (%s)", entry.regions, exc)
+        return []
+    return [f["geometry"] for f in features
+            if str(f.get("properties", {}).get("name", "")).startswith("Suspicious")
+            and f.get("geometry", {}).get("type") in ("Polygon", "MultiPolygon")]
+
+
+def _json(obj: Any) -> bytes:
+    return json.dumps(obj, allow_nan=False).encode()
+
+
+class Handler(BaseHTTPRequestHandler):
+    server: ViewerServer
+    server_version = "mixsup-view"
+    sys_version = ""
+
+    def do_GET(self) -> None:
+        self._answer(send_body=True)
+
+    def do_HEAD(self) -> None:
+        self._answer(send_body=False)
+
+    def __getattr__(self, name: str) -> Any:
+        # http.server answers a method without a do_* handler with 501; this is read-only
+        if name.startswith("do_"):
+            return lambda: self.send_error(HTTPStatus.METHOD_NOT_ALLOWED, "read-only server")
+        raise AttributeError(name)
+
+    def _answer(self, send_body: bool) -> None:
+        try:
+            self._check_host()
+            path = urlsplit(self.path).path
+            if not path.startswith("/"):
+                raise HTTPError(HTTPStatus.BAD_REQUEST, "malformed request target")
+            body, ctype, cacheable = self.server.viewer.route(path)
+        except HTTPError as exc:
+            self.send_error(exc.status, str(exc))
+            return
+        except Exception:  # a bug or an unreadable file: logged here, one line to the client
+            log.exception("error answering %s", self.path)
+            self.send_error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error; see the log")
+            return
+        self.send_response(HTTPStatus.OK)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "private, max-age=3600" if cacheable else "no-cache")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.end_headers()
+        if send_body:
+            self.wfile.write(body)
+
+    def _check_host(self) -> None:
+        """On loopback, refuse other Host names: a web page elsewhere cannot rebind a name of
+        its own to 127.0.0.1 and read the slides through the visitor's browser."""
+        if not self.server.loopback:
+            return
+        host = (self.headers.get("Host") or "").rsplit(":", 1)[0].strip("[]").lower()
+        if host not in LOOPBACK_NAMES:
+            raise HTTPError(HTTPStatus.FORBIDDEN, "this viewer answers on localhost only")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s %s", self.address_string(), format % args)
+
+
+class ViewerServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, viewer: Viewer, host: str, port: int) -> None:
+        if ":" in host:
+            self.address_family = socket.AF_INET6
+        super().__init__((host, port), Handler)
+        self.viewer = viewer
+        self.loopback = _is_loopback(host)
+
+    @property
+    def url(self) -> str:
+        host, port = str(self.server_address[0]), int(self.server_address[1])
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{port}/"
+
+    def server_close(self) -> None:
+        super().server_close()
+        self.viewer.close()
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def make_server(catalog: Catalog, host: str = "127.0.0.1", port: int = 8765) -> ViewerServer:
+    try:
+        return ViewerServer(Viewer(catalog), host, port)
+    except OSError as exc:
+        raise MixsupError(f"cannot listen on {host}:{port} ({exc.strerror})",
+                          "pick another --port (or --port 0 for any free one)") from exc
