@@ -34,6 +34,30 @@ def test_image_mode_trains_and_predicts(shapes_data, tmp_path):
     assert main(["-q", "predict", str(tmp_path / "run"), "--data", str(shapes_data),
                  "--split", "test", "--out", str(tmp_path / "pred")]) == 0
     assert (tmp_path / "pred" / "predictions.csv").read_text().count("\n") == 2
+    _viewer_shows(tmp_path / "pred", shapes_data)
+
+
+def _viewer_shows(pred, data):
+    """``mixsup view`` on an image-mode prediction folder: slide JSON, DZI and tiles of both
+    layers (the browser test runs on a mixed-mode folder)."""
+    from mixsup.view.catalog import load_catalog
+    from mixsup.view.server import Viewer
+
+    catalog = load_catalog(pred, data)
+    assert catalog.mode == "image"
+    viewer = Viewer(catalog)
+    try:
+        for entry in catalog.slides:
+            body, kind, _ = viewer.route(f"/api/slides/{entry.slide_id}")
+            page = json.loads(body)
+            assert kind == "application/json" and len(page["topk"]) == len(entry.topk) > 0
+            for layer, fmt in (("slide", "jpeg"), ("overlay", "png")):
+                dzi, _, _ = viewer.route(f"/dzi/{entry.slide_id}/{layer}.dzi")
+                assert b"Image" in dzi
+                tile, kind, _ = viewer.route(f"/dzi/{entry.slide_id}/{layer}_files/0/0_0.{fmt}")
+                assert kind == f"image/{fmt}" and len(tile) > 0
+    finally:
+        viewer.close()
 
 
 def test_pixel_mode_is_round_zero_plus_stage2(shapes_data, tmp_path):
