@@ -67,28 +67,7 @@ def load_dataset(root: str | Path) -> Dataset:
         raise DatasetError("no slides.csv in the dataset directory",
                            "create slides.csv with columns slide_id,path,label,split "
                            "(see the README), or run `mixsup synth`", root)
-    try:
-        with open(table, newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh)
-            columns = [c.strip() for c in (reader.fieldnames or [])]
-            raw_rows = list(reader)
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise DatasetError(f"cannot read ({exc})", "save it as UTF-8 CSV", table) from exc
-    ragged = [i for i, r in enumerate(raw_rows, start=2) if None in r]
-    if ragged:
-        raise DatasetError(f"line(s) {', '.join(map(str, ragged[:10]))} have more fields than "
-                           "the header", "quote values that contain commas, or fix the rows",
-                           table)
-    try:
-        rows = [{(k or "").strip(): (v or "").strip() for k, v in r.items()} for r in raw_rows]
-    except AttributeError as exc:
-        raise DatasetError("malformed rows", "fix slides.csv", table) from exc
-
-    missing = [c for c in REQUIRED if c not in columns]
-    if missing:
-        raise DatasetError(f"missing column(s) {', '.join(missing)}",
-                           f"the header must contain {','.join(REQUIRED)}", table)
-
+    rows = _read_rows(table)
     problems: list[str] = []
     ids = Counter(r["slide_id"] for r in rows)
     for sid, n in ids.items():
@@ -130,6 +109,33 @@ def load_dataset(root: str | Path) -> Dataset:
             f"{len(problems)} problem(s):\n  - " + "\n  - ".join(problems),
             "correct slides.csv or the annotations folder and run again", table)
     return Dataset(root=root, slides=tuple(records))
+
+
+def _read_rows(table: Path) -> list[dict[str, str]]:
+    """slides.csv's rows, keys and values stripped; refuses unreadable, ragged or incomplete
+    tables."""
+    try:
+        with open(table, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            columns = [c.strip() for c in (reader.fieldnames or [])]
+            raw_rows = list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DatasetError(f"cannot read ({exc})", "save it as UTF-8 CSV", table) from exc
+    ragged = [i for i, r in enumerate(raw_rows, start=2) if None in r]
+    if ragged:
+        raise DatasetError(f"line(s) {', '.join(map(str, ragged[:10]))} have more fields than "
+                           "the header", "quote values that contain commas, or fix the rows",
+                           table)
+    try:
+        rows = [{(k or "").strip(): (v or "").strip() for k, v in r.items()} for r in raw_rows]
+    except AttributeError as exc:
+        raise DatasetError("malformed rows", "fix slides.csv", table) from exc
+
+    missing = [c for c in REQUIRED if c not in columns]
+    if missing:
+        raise DatasetError(f"missing column(s) {', '.join(missing)}",
+                           f"the header must contain {','.join(REQUIRED)}", table)
+    return rows
 
 
 def _label(raw: str) -> int | str | None:
