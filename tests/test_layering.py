@@ -51,3 +51,11 @@ def test_module_imports_no_training_code(module):
 def test_the_probe_sees_training_imports():
     """The check above can fail: importing the trainer shows up in the probe's sys.modules."""
     assert "mixsup.train.api" in _training(_imported_by("mixsup.train.api"))
+
+
+@pytest.mark.parametrize("module", ["mixsup.view.server", "mixsup.view.catalog"])
+def test_the_viewer_imports_neither_training_code_nor_torch(module):
+    """The server holds about 150 MB without torch and 850 MB with it."""
+    modules = _imported_by(module)
+    assert module in modules
+    assert _training(modules) == [] and "torch" not in modules

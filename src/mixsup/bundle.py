@@ -110,7 +110,12 @@ def read_bundle(path: str | Path) -> BundleFile:
     meta = json.loads(meta_path.read_text())
     if meta.get("format") != BUNDLE_FORMAT:
         raise MixsupError("unknown bundle format", "re-export it with this mixsup", meta_path)
-    return BundleFile(path, meta, validate(meta["config"]))
+    bundle = BundleFile(path, meta, validate(meta["config"]))
+    if bundle.mode.theta2 != bool(meta.get("theta2")):
+        raise MixsupError(f"a {bundle.mode.name}-mode bundle "
+                          + ("without θ2" if bundle.mode.theta2 else "with a θ2"),
+                          "re-export the bundle from its run folder", meta_path)
+    return bundle
 
 
 def load_bundle(bundle: BundleFile | str | Path, device: torch.device | str = "cpu") -> Bundle:

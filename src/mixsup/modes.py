@@ -25,7 +25,9 @@ class Mode:
 
     @property
     def segmenter(self) -> bool:
-        """θ1 is the segmenter (pixel maps); otherwise a patch classifier (one probability)."""
+        """θ1 is the segmenter (pixel maps); otherwise a patch classifier (one probability).
+        The two go together: θ2 scores the top-K patches that θ1's pixel maps rank, and
+        without pixel maps (the MIL baseline) there is no θ2."""
         return self.theta2
 
     def theta1_input(self, cfg: Config) -> tuple[str, bool]:

@@ -112,7 +112,7 @@ def predict(bundle: BundleFile | str | Path, inputs: list[tuple[str, Path]], out
                           "pass --threshold between 0 and 1")
     out = Path(out)
     bf = bundle if isinstance(bundle, BundleFile) else read_bundle(bundle)
-    cfg = cfg or bf.cfg
+    cfg = bf.cfg if cfg is None else check_model_settings(bf, cfg)
     device = pick_device(cfg.runtime, dist.local_rank)
     models = load_bundle(bf, device)
     thr = bf.threshold if threshold is None else threshold
@@ -153,13 +153,17 @@ def predict_config(bundle: BundleFile, files: tuple | list = (),
                    overrides: tuple | list = ()) -> Config:
     """The bundle's config with YAML files and ``key=value`` overrides on top; settings the
     models were trained with (``MODEL_SECTIONS``) cannot change here."""
-    cfg = apply_overrides(bundle.meta["config"], files, overrides)
-    kept = {"stage1": {"infer_batch_size": bundle.cfg.stage1.infer_batch_size}}
+    return check_model_settings(bundle, apply_overrides(bundle.meta["config"], files, overrides))
+
+
+def check_model_settings(bundle: BundleFile, cfg: Config) -> Config:
+    """``cfg``, when it keeps every setting the bundle's models were trained with."""
+    kept = {"stage1": {"infer_batch_size": cfg.stage1.infer_batch_size}}
     changed = [name for name in MODEL_SECTIONS
-               if getattr(cfg, name).model_copy(update=kept.get(name, {}))
-               != getattr(bundle.cfg, name).model_copy(update=kept.get(name, {}))]
+               if getattr(cfg, name) != getattr(bundle.cfg, name).model_copy(
+                   update=kept.get(name, {}))]
     if changed:
-        raise MixsupError(f"the overrides change {', '.join(changed)}, which the bundle's "
+        raise MixsupError(f"the settings change {', '.join(changed)}, which the bundle's "
                           "models were trained with",
                           f"at predict time set only {PREDICT_SETTINGS}; retrain to change "
                           "the others", bundle.dir)
@@ -171,9 +175,11 @@ class _SlidePredictor:
 
     def __init__(self, models: Bundle, cfg: Config, out: Path, device: torch.device) -> None:
         self.mode, self.cfg, self.out = models.file.mode, cfg, out
-        self.settings = InferSettings.from_config(cfg, device).with_map_downsample(
-            self.mode.map_downsample(cfg))
-        self.theta1 = models.theta1.to(device)
+        settings = InferSettings.from_config(cfg, device)
+        # compiled once here, not once per slide: map_slide gets the compiled module
+        self.settings = replace(settings, compile=False,
+                                map_downsample=self.mode.map_downsample(cfg))
+        self.theta1 = compiled(models.theta1.to(device), settings.compile)
         self.theta2 = (None if models.theta2 is None
                        else compiled(models.theta2.to(device), cfg.runtime.compile))
 
@@ -204,7 +210,7 @@ class _SlidePredictor:
                         [(t.rank, t.x / ds0, t.y / ds0, t.size / ds0) for t in score.topk],
                         thumb_mpp, title=f"{slide_id}: probability {score.probability:.4g}")
             _regions(out / "regions" / f"{slide_id}.geojson", heat, ds0, score.topk)
-        row = SlidePrediction(slide_id, str(path), score.probability,
+        row = SlidePrediction(slide_id, str(Path(path).resolve()), score.probability,
                               int(score.probability >= thr), len(tiles), score.topk)
         write_json(out / "slides" / f"{slide_id}.json", to_json(row))
         return row

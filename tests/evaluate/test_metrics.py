@@ -40,3 +40,19 @@ def test_tied_scores_are_counted():
     assert m.negatives_at_full_sensitivity_threshold == 0
     edge = slide_metrics(np.array([0.5, 0.5, 0.5 * (1 + 1e-8), 0.1]), np.array([1, 0, 0, 0]), 0.5)
     assert edge.negatives_at_full_sensitivity_threshold == 2
+
+
+def test_evaluate_refuses_nan_or_non_numeric_probabilities(tmp_path):
+    from mixsup.errors import MixsupError
+    from mixsup.evaluate.report import evaluate
+
+    labels = tmp_path / "slides.csv"
+    labels.write_text("slide_id,label\na,1\nb,0\n")
+    pred = tmp_path / "predictions.csv"
+    pred.write_text("slide_id,probability,prediction\na,nan,0\nb,0.2,0\n")
+    with pytest.raises(MixsupError, match="no finite probability"):
+        evaluate(pred, labels, tmp_path / "out")
+    pred.write_text("slide_id,probability,prediction\na,high,1\nb,0.2,0\n")
+    with pytest.raises(MixsupError, match="line 2"):
+        evaluate(pred, labels, tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -159,3 +159,48 @@ def test_server_threads_survive_concurrent_slide_switching(served, predicted):
         statuses = [s for s, _ in pool.map(lambda p: get(served, p), paths)]
     assert statuses == [200] * len(paths)
     assert threading.active_count() < 50
+
+
+def test_host_names_with_and_without_ports():
+    from mixsup.view.server import _host_name
+
+    assert [_host_name(h) for h in ("[::1]:8765", "[::1]", "LocalHost:80", "127.0.0.1",
+                                    "evil.example:8765")] == \
+        ["::1", "::1", "localhost", "127.0.0.1", "evil.example"]
+
+
+def test_a_nan_probability_is_null_in_the_list_not_a_500(predicted, shapes_data, tmp_path):
+    import shutil
+
+    from mixsup.view.server import Viewer
+
+    pred = tmp_path / "pred"
+    shutil.copytree(predicted, pred)
+    lines = (pred / "predictions.csv").read_text().splitlines()
+    sid = lines[1].split(",")[0]
+    lines[1] = f"{sid},nan,0"
+    (pred / "predictions.csv").write_text("\n".join(lines) + "\n")
+    viewer = Viewer(load_catalog(pred, shapes_data))
+    try:
+        body, kind, _ = viewer.route("/api/slides")
+    finally:
+        viewer.close()
+    listed = {s["slide_id"]: s for s in json.loads(body)["slides"]}
+    assert kind == "application/json" and listed[sid]["probability"] is None
+
+
+def test_a_slide_file_that_is_not_there_is_named_at_start(predicted, shapes_data, tmp_path):
+    import shutil
+
+    from mixsup.errors import MixsupError
+
+    pred = tmp_path / "pred"
+    shutil.copytree(predicted, pred)
+    rec = next((pred / "slides").glob("*.json"))
+    data = json.loads(rec.read_text())
+    data["path"] = "relative/elsewhere.tiff"
+    rec.write_text(json.dumps(data))
+    with pytest.raises(MixsupError, match="elsewhere.tiff") as err:
+        load_catalog(pred)
+    assert "--data" in err.value.fix
+    assert load_catalog(pred, shapes_data).get(rec.stem) is not None  # slides.csv's path wins

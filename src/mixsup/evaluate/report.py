@@ -39,7 +39,15 @@ def read_predictions(path: Path) -> dict[str, float]:
     if not rows or not {"slide_id", "probability"} <= set(rows[0]):
         raise MixsupError("not a predictions file (needs slide_id, probability)",
                           "pass the predictions.csv written by `mixsup predict`", path)
-    return {r["slide_id"]: float(r["probability"]) for r in rows}
+    out = {}
+    for line, r in enumerate(rows, start=2):
+        try:
+            out[r["slide_id"]] = float(r["probability"])
+        except (TypeError, ValueError):
+            raise MixsupError(f"line {line}: probability {r['probability']!r} is not a number",
+                              "pass the predictions.csv written by `mixsup predict`",
+                              path) from None
+    return out
 
 
 def read_labels(path: Path) -> tuple[dict[str, int], dict[str, str]]:
@@ -67,6 +75,17 @@ class Evaluation:
         return out
 
 
+def evaluation(scores: np.ndarray, labels: np.ndarray, centers: list[str],
+               threshold: float) -> Evaluation:
+    """The metrics over all slides and per center (slides without a center count only in
+    the first)."""
+    by_center = {}
+    for c in sorted(set(centers) - {""}):
+        sel = np.array([x == c for x in centers])
+        by_center[c] = slide_metrics(scores[sel], labels[sel], threshold)
+    return Evaluation(slide_metrics(scores, labels, threshold), by_center)
+
+
 def evaluate(pred_csv: str | Path, labels_csv: str | Path, out: str | Path,
              threshold: float | None = None) -> Evaluation:
     pred_csv, out = Path(pred_csv), Path(out)
@@ -80,17 +99,19 @@ def evaluate(pred_csv: str | Path, labels_csv: str | Path, out: str | Path,
     if not ids:
         raise MixsupError("no predicted slide has a label",
                           "check that the slide ids match slides.csv", pred_csv)
+    undefined = [i for i in ids if not math.isfinite(scores[i])]
+    if undefined:
+        raise MixsupError(f"{len(undefined)} slide(s) have no finite probability "
+                          f"({', '.join(undefined[:5])})",
+                          "the model's output was not finite: check the run (a diverged "
+                          "training?) and predict again", pred_csv)
     if threshold is None:
         meta = pred_csv.parent / "predict.json"
         threshold = (json.loads(meta.read_text())["operating_threshold"] if meta.is_file()
                      else 0.5)
     s = np.array([scores[i] for i in ids])
     y = np.array([labels[i] for i in ids])
-    by_center = {}
-    for c in sorted({centers.get(i, "") for i in ids} - {""}):
-        sel = np.array([centers.get(i) == c for i in ids])
-        by_center[c] = slide_metrics(s[sel], y[sel], threshold)
-    result = Evaluation(slide_metrics(s, y, threshold), by_center)
+    result = evaluation(s, y, [centers.get(i, "") for i in ids], threshold)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "metrics.json", result.to_json())
     roc_figure(out / "roc.png", {"model": (s, y)})

@@ -38,13 +38,15 @@ def score_slide(mode: Mode, cfg: Config, theta2: torch.nn.Module | None, source:
                 tiles: TileSet, max_prob: np.ndarray, settings: InferSettings) -> SlideScore:
     """``max_prob``: θ1's max probability of every patch of ``tiles``."""
     order = top_k(max_prob, mode.top_k(cfg))
+    if mode.theta2 and theta2 is None:
+        raise ValueError(f"the {mode.name} mode scores slides with θ2")
     if not mode.theta2:
         prob, probs = aggregate(max_prob, cfg.mil), max_prob[order].tolist()
     elif len(order) and theta2 is not None:
         ds = TopKPatches([source], [tiles.coords[order]], [0], len(order), tiles.patch_size,
                          tiles.mpp)
         prob, probs = _theta2_score(theta2, ds, settings)
-    else:
+    else:  # no tissue patch
         prob, probs = 0.0, []
     return SlideScore(prob, tuple(
         TopKPatch(r + 1, int(tiles.coords[j][0]), int(tiles.coords[j][1]), float(tiles.size0),

@@ -132,7 +132,7 @@ def fit(model: torch.nn.Module, dataset: TrainingSet, sampler: EpochSampler, epo
                            disable=not progress, leave=False)
         gen = torch.Generator().manual_seed(stain_seed + epoch)
         total, count, t0 = 0.0, 0, time.perf_counter()
-        for i, (ids, batch) in enumerate(zip(iter(sampler), bar, strict=False)):
+        for i, (ids, batch) in enumerate(zip(iter(sampler), bar, strict=True)):
             loss = step(batch, list(ids), epoch, epoch * len(sampler) + i, gen)
             total += loss * len(batch[0])
             count += len(batch[0])

@@ -60,6 +60,15 @@ class RoundSummary:
     infer_patches_per_s: float
     collapsed: bool = False
 
+    @classmethod
+    def read(cls, path: Path) -> RoundSummary:
+        data = json.loads(path.read_text())
+        kept = data["pools"].pop("threshold_kept_slides", None)  # mixsup 0.1.0 run folders
+        if kept is not None:
+            data["pools"]["positive_slides_kept"] = kept["positive_slides"]
+            data["pools"]["negative_slides_kept"] = kept["negative_slides"]
+        return from_json(cls, data)
+
 
 @dataclass(frozen=True)
 class ValScores:

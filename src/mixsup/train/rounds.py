@@ -12,7 +12,6 @@ Each round's folder is complete once its ``summary.json`` exists:
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass, replace
@@ -26,7 +25,7 @@ from mixsup.atomic import write_json
 from mixsup.config import Stage1Config
 from mixsup.errors import MixsupError
 from mixsup.models.factory import build_segmenter
-from mixsup.records import from_json, to_json
+from mixsup.records import to_json
 from mixsup.runtime import seed_everything
 from mixsup.scoring.map_store import StoredMaps, open_maps
 from mixsup.scoring.stores import MapStores, map_to_stores
@@ -198,7 +197,7 @@ def _m_step(ctx: RunContext, r: int, pools: Pools, ratio: tuple[float, float, fl
 
 def _load_round(ctx: RunContext, r: int, labelled: dict[int, int]) -> RoundResult:
     rdir = round_dir(ctx.run_dir, r)
-    summary = from_json(RoundSummary, json.loads((rdir / "summary.json").read_text()))
+    summary = RoundSummary.read(rdir / "summary.json")
     maps = {}
     for i in labelled:
         got = open_maps(rdir / "maps" / f"{ctx.train.records[i].slide_id}.zarr",

@@ -17,8 +17,7 @@ from typing import Any
 import numpy as np
 
 from mixsup.errors import MixsupError
-from mixsup.evaluate.metrics import SlideMetrics, slide_metrics
-from mixsup.evaluate.report import Evaluation, read_predictions
+from mixsup.evaluate.report import Evaluation, evaluation, read_predictions
 
 log = logging.getLogger(__name__)
 # Ids become file names under the folder: anything that could step out of it is refused.
@@ -62,10 +61,9 @@ class Catalog:
     n_unlabelled: int = 0
 
     def metrics_json(self) -> dict[str, Any] | None:
-        """The metrics for the browser: NaN (an undefined metric) as null."""
         if self.metrics is None:
             return None
-        return _nan_to_none(self.metrics.to_json() | {"n_unlabelled": self.n_unlabelled})
+        return self.metrics.to_json() | {"n_unlabelled": self.n_unlabelled}
 
     def get(self, slide_id: str) -> SlideEntry | None:
         return next((s for s in self.slides if s.slide_id == slide_id), None)
@@ -81,7 +79,7 @@ def load_catalog(pred: str | Path, data: str | Path | None = None) -> Catalog:
     meta = json.loads(meta_path.read_text())
     threshold = float(meta["operating_threshold"])
     scores = read_predictions(pred / "predictions.csv")
-    labels, centers = _labels(data)
+    labels, centers, paths = _labels(data)
     slides = []
     for slide_id, prob in scores.items():
         if not SAFE_ID.fullmatch(slide_id):
@@ -92,8 +90,14 @@ def load_catalog(pred: str | Path, data: str | Path | None = None) -> Catalog:
             raise MixsupError(f"slide {slide_id} is in predictions.csv but has no record",
                               "re-run `mixsup predict` into this folder", rec_path)
         rec = json.loads(rec_path.read_text())
+        slide_path = paths.get(slide_id) or Path(rec["path"])
+        if not slide_path.is_file():
+            raise MixsupError(f"slide file {slide_path} of slide {slide_id} is not there (a "
+                              "path relative to where `mixsup predict` ran?)",
+                              "run `mixsup view` from that folder, or pass --data DATA to take "
+                              "the paths from the dataset's slides.csv", rec_path)
         slides.append(SlideEntry(
-            slide_id=slide_id, slide_path=Path(rec["path"]),
+            slide_id=slide_id, slide_path=slide_path,
             probmap=pred / "probmaps" / f"{slide_id}.zarr",
             regions=pred / "regions" / f"{slide_id}.geojson",
             probability=prob, prediction=int(prob >= threshold),
@@ -102,22 +106,33 @@ def load_catalog(pred: str | Path, data: str | Path | None = None) -> Catalog:
     if not slides:
         raise MixsupError("the prediction folder holds no slide", "predict some slides first",
                           pred)
-    slides.sort(key=lambda s: -s.probability)
-    known = [s for s in slides if s.label is not None]
+    # highest probability first; slides without a finite one last
+    slides.sort(key=lambda s: -s.probability if math.isfinite(s.probability) else math.inf)
+    undefined = [s.slide_id for s in slides if not math.isfinite(s.probability)]
+    if undefined:
+        log.warning("%s: slide(s) %s have no finite probability; left out of the metrics",
+                    pred, ", ".join(undefined[:5]))
+    known = [s for s in slides if s.label is not None and math.isfinite(s.probability)]
     return Catalog(pred=pred, threshold=threshold,
                    mode=meta.get("mode") or _mode(meta.get("bundle")), slides=tuple(slides),
-                   metrics=_metrics(known, threshold) if known else None,
+                   metrics=evaluation(np.array([s.probability for s in known]),
+                                      np.array([s.label for s in known]),
+                                      [s.center or "" for s in known], threshold)
+                   if known else None,
                    n_unlabelled=len(slides) - len(known))
 
 
-def _labels(data: str | Path | None) -> tuple[dict[str, int], dict[str, str]]:
+def _labels(data: str | Path | None
+            ) -> tuple[dict[str, int], dict[str, str], dict[str, Path]]:
+    """Labels, centers and slide files from the dataset's slides.csv."""
     if data is None:
-        return {}, {}
+        return {}, {}, {}
     from mixsup.labels.table import load_dataset
 
     ds = load_dataset(data)
     labels = {r.slide_id: r.label for r in ds.slides if r.label is not None}
-    return labels, {r.slide_id: r.center for r in ds.slides if r.center}
+    return (labels, {r.slide_id: r.center for r in ds.slides if r.center},
+            {r.slide_id: r.path for r in ds.slides})
 
 
 def _mode(bundle: str | None) -> str | None:
@@ -131,20 +146,3 @@ def _mode(bundle: str | None) -> str | None:
         except (OSError, ValueError, AttributeError):
             continue
     return None
-
-
-def _metrics(known: list[SlideEntry], threshold: float) -> Evaluation:
-    """``mixsup evaluate``'s metrics over the labelled slides, overall and per center."""
-    def metrics(group: list[SlideEntry]) -> SlideMetrics:
-        return slide_metrics(np.array([s.probability for s in group]),
-                             np.array([s.label for s in group]), threshold)
-
-    centers = sorted({s.center for s in known if s.center})
-    return Evaluation(metrics(known),
-                      {c: metrics([s for s in known if s.center == c]) for c in centers})
-
-
-def _nan_to_none(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _nan_to_none(v) for k, v in value.items()}
-    return None if isinstance(value, float) and math.isnan(value) else value

@@ -111,6 +111,10 @@ def _resize(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return cv2.resize(a, size, interpolation=cv2.INTER_AREA)
 
 
+class TilesClosed(Exception):
+    """The slide was closed (evicted from the server's open slides) while a request held it."""
+
+
 class SlideTiles(_Tiles):
     """JPEG tiles of the slide itself."""
 
@@ -118,6 +122,7 @@ class SlideTiles(_Tiles):
         self.slide = Slide(path)
         info = self.slide.info
         self.lock = threading.Lock()  # not every backend's handle is safe across threads
+        self.closed = False
         super().__init__(Pyramid(info.level_dimensions, info.level_downsamples))
 
     @property
@@ -126,6 +131,8 @@ class SlideTiles(_Tiles):
 
     def read(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
         with self.lock:
+            if self.closed:  # the Slide would reopen itself, outside the server's count
+                raise TilesClosed(str(self.slide.path))
             return self.slide.read_region(location, level, size)
 
     def encode(self, pixels: np.ndarray) -> bytes:
@@ -134,6 +141,8 @@ class SlideTiles(_Tiles):
         return buf.getvalue()
 
     def close(self) -> None:
+        """Call with ``lock`` held."""
+        self.closed = True
         self.slide.close()
 
 

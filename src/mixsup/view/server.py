@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
 import socket
@@ -28,7 +29,7 @@ from mixsup.heatmap import jet_rgb
 from mixsup.heatmap_figure import FLOOR
 from mixsup.view.assets import STATIC, content_type, listing
 from mixsup.view.catalog import SAFE_ID, Catalog, SlideEntry
-from mixsup.view.deepzoom import MapTiles, SlideTiles, TileOutOfRange
+from mixsup.view.deepzoom import MapTiles, SlideTiles, TileOutOfRange, TilesClosed
 
 log = logging.getLogger(__name__)
 OPEN_SLIDES = 4  # slides whose readers stay open (each holds a tile cache)
@@ -82,15 +83,22 @@ class Viewer:
             tiles = self._layer(self._entry(m[1]), m[2])
             return tiles.dzi().encode(), "application/xml", True
         if m := TILE.fullmatch(path):
-            tiles = self._layer(self._entry(m[1]), m[2])
-            if m[6] != tiles.fmt:
-                raise HTTPError(HTTPStatus.NOT_FOUND, f"{m[2]} tiles are {tiles.fmt}")
-            try:
-                with self._render:
-                    body = tiles.tile(int(m[3]), int(m[4]), int(m[5]))
-            except TileOutOfRange as exc:
-                raise HTTPError(HTTPStatus.NOT_FOUND, f"no such tile: {exc}") from exc
-            self.tiles_served += 1
+            entry = self._entry(m[1])
+            for attempt in range(2):
+                tiles = self._layer(entry, m[2])
+                if m[6] != tiles.fmt:
+                    raise HTTPError(HTTPStatus.NOT_FOUND, f"{m[2]} tiles are {tiles.fmt}")
+                try:
+                    with self._render:
+                        body = tiles.tile(int(m[3]), int(m[4]), int(m[5]))
+                    break
+                except TileOutOfRange as exc:
+                    raise HTTPError(HTTPStatus.NOT_FOUND, f"no such tile: {exc}") from exc
+                except TilesClosed:  # evicted meanwhile: open it again, once
+                    if attempt:
+                        raise
+            with self._open_lock:
+                self.tiles_served += 1
             return body, f"image/{tiles.fmt}", True
         raise HTTPError(HTTPStatus.NOT_FOUND, "no such page")
 
@@ -120,21 +128,29 @@ class Viewer:
             if entry.slide_id in self._open:
                 self._open.move_to_end(entry.slide_id)
                 return self._open[entry.slide_id]
-            try:
-                tiles = SlideTiles(entry.slide_path)
-                overlay = (MapTiles(entry.probmap, tiles.slide.dimensions)
-                           if entry.probmap.is_dir() else None)
-            except MixsupError as exc:
-                log.error("%s", exc)
-                raise HTTPError(HTTPStatus.INTERNAL_SERVER_ERROR,
-                                f"slide {entry.slide_id} cannot be read; see the server's log"
-                                ) from exc
+        # Opened outside the lock: a slow open (a large slide on a network disk) does not
+        # hold up the tiles of the slides already open.
+        try:
+            tiles = SlideTiles(entry.slide_path)
+            overlay = (MapTiles(entry.probmap, tiles.slide.dimensions)
+                       if entry.probmap.is_dir() else None)
+        except MixsupError as exc:
+            log.error("%s", exc)
+            raise HTTPError(HTTPStatus.INTERNAL_SERVER_ERROR,
+                            f"slide {entry.slide_id} cannot be read; see the server's log"
+                            ) from exc
+        with self._open_lock:
+            if entry.slide_id in self._open:  # another request opened it meanwhile
+                tiles.close()
+                return self._open[entry.slide_id]
             self._open[entry.slide_id] = (tiles, overlay)
+            evicted = []
             while len(self._open) > OPEN_SLIDES:
-                old, _ = self._open.popitem(last=False)[1]
-                with old.lock:
-                    old.close()
-            return tiles, overlay
+                evicted.append(self._open.popitem(last=False)[1][0])
+        for old in evicted:
+            with old.lock:
+                old.close()
+        return tiles, overlay
 
     # -- JSON -------------------------------------------------------------------------------
     def slides_json(self) -> dict[str, Any]:
@@ -174,7 +190,17 @@ def _suspicious(entry: SlideEntry) -> list[dict[str, Any]]:
 
 
 def _json(obj: Any) -> bytes:
-    return json.dumps(obj, allow_nan=False).encode()
+    """JSON for the browser, whose parser knows no NaN: an undefined value (a metric without
+    both classes, a diverged model's probability) is null."""
+    return json.dumps(_nan_to_null(obj), allow_nan=False).encode()
+
+
+def _nan_to_null(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _nan_to_null(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_nan_to_null(v) for v in value]
+    return None if isinstance(value, float) and math.isnan(value) else value
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -222,12 +248,20 @@ class Handler(BaseHTTPRequestHandler):
         its own to 127.0.0.1 and read the slides through the visitor's browser."""
         if not self.server.loopback:
             return
-        host = (self.headers.get("Host") or "").rsplit(":", 1)[0].strip("[]").lower()
+        host = _host_name(self.headers.get("Host") or "")
         if host not in LOOPBACK_NAMES:
             raise HTTPError(HTTPStatus.FORBIDDEN, "this viewer answers on localhost only")
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s %s", self.address_string(), format % args)
+
+
+def _host_name(header: str) -> str:
+    """The name of a Host header without its port: ``[::1]:8765`` and ``[::1]`` -> ``::1``."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[1:header.find("]")] if "]" in header else header
+    return header.rsplit(":", 1)[0]
 
 
 class ViewerServer(ThreadingHTTPServer):
