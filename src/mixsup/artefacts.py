@@ -208,12 +208,26 @@ def open_store(path: str | Path) -> zarr.Group:
 
     group = zarr.open_group(str(path), mode="r")
     for name, array in group.arrays():
-        meta = array.metadata.to_dict()
-        raw = meta.get("codecs", ())
-        entries = raw if isinstance(raw, Sequence) and not isinstance(raw, str) else (raw,)
-        codecs = {str(c.get("name")) if isinstance(c, Mapping) else str(c) for c in entries}
-        if (meta.get("zarr_format") != 3 or not codecs <= STORE_CODECS
-                or array.dtype.kind not in "biuf"):
-            raise MixsupError(f"refused to read array {name!r} ({array.dtype}, codecs "
-                              f"{sorted(codecs)})", "recompute it with mixsup", path)
+        _check_plain(array, name, path)
     return group
+
+
+def open_array(path: str | Path) -> zarr.Array:
+    """A zarr array (a stitched probability map) opened read-only, with ``open_store``'s
+    checks."""
+    import zarr
+
+    array = zarr.open_array(str(path), mode="r")
+    _check_plain(array, Path(path).name, path)
+    return array
+
+
+def _check_plain(array: zarr.Array, name: str, path: str | Path) -> None:
+    meta = array.metadata.to_dict()
+    raw = meta.get("codecs", ())
+    entries = raw if isinstance(raw, Sequence) and not isinstance(raw, str) else (raw,)
+    codecs = {str(c.get("name")) if isinstance(c, Mapping) else str(c) for c in entries}
+    if (meta.get("zarr_format") != 3 or not codecs <= STORE_CODECS
+            or array.dtype.kind not in "biuf"):
+        raise MixsupError(f"refused to read array {name!r} ({array.dtype}, codecs "
+                          f"{sorted(codecs)})", "recompute it with mixsup", path)

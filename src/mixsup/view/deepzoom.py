@@ -154,10 +154,10 @@ class MapTiles(_Tiles):
     fmt = "png"
 
     def __init__(self, path: Path, slide_dimensions: tuple[int, int]) -> None:
-        import zarr
+        from mixsup.artefacts import open_array
 
         try:
-            self.array = zarr.open_array(str(path), mode="r")
+            self.array = open_array(path)
         except (OSError, ValueError, KeyError) as exc:  # zarr raises several types
             raise MixsupError(f"cannot open the probability map ({type(exc).__name__})",
                               "re-run `mixsup predict` for this slide", path) from exc
