@@ -27,11 +27,23 @@ class _Lines:
         self.stream.flush()
 
 
+class _PlainBar(tqdm):
+    """A status change (``set_postfix``) waits for the next timed line instead of writing one
+    of its own: a loss updated every batch would otherwise print a line per batch."""
+
+    def set_postfix(self, ordered_dict: Any = None, refresh: bool | None = True,
+                    **kwargs: Any) -> None:
+        super().set_postfix(ordered_dict, refresh=False, **kwargs)
+
+    def set_postfix_str(self, s: str = "", refresh: bool = True) -> None:
+        super().set_postfix_str(s, refresh=False)
+
+
 def progress_bar(iterable: Iterable[Any] | None = None, *, desc: str, unit: str,
                  total: int | None = None, disable: bool = False,
                  leave: bool = True) -> tqdm:
     if sys.stderr.isatty():
         return tqdm(iterable, desc=desc, unit=unit, total=total, disable=disable, leave=leave)
     # leave=True so that the last status (the totals) is written as a line too
-    return tqdm(iterable, desc=desc, unit=unit, total=total, disable=disable, leave=True,
-                file=_Lines(sys.stderr), mininterval=PLAIN_INTERVAL_S, ascii=True)
+    return _PlainBar(iterable, desc=desc, unit=unit, total=total, disable=disable, leave=True,
+                     file=_Lines(sys.stderr), mininterval=PLAIN_INTERVAL_S, ascii=True)
