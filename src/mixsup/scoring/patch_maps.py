@@ -5,7 +5,7 @@ classifiers give one probability (a 1x1 map)."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
@@ -28,8 +28,9 @@ class PatchMaps:
     max_prob: np.ndarray  # (N,) float32
 
 
-def make_loader(dataset: Dataset, batches: Sequence[range], num_workers: int,
+def make_loader(dataset: Dataset, batches: Iterable[Sequence[int]], num_workers: int,
                 device: torch.device) -> DataLoader:
+    """``batches``: lists of dataset indices (a batch sampler, or ranges in a fixed order)."""
     return DataLoader(dataset, batch_sampler=cast(Sampler, batches), num_workers=num_workers,
                       pin_memory=device.type == "cuda",
                       prefetch_factor=4 if num_workers > 0 else None,

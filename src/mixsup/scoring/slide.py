@@ -38,11 +38,11 @@ def score_slide(mode: Mode, cfg: Config, theta2: torch.nn.Module | None, source:
                 tiles: TileSet, max_prob: np.ndarray, settings: InferSettings) -> SlideScore:
     """``max_prob``: θ1's max probability of every patch of ``tiles``."""
     order = top_k(max_prob, mode.top_k(cfg))
-    if mode.theta2 and theta2 is None:
-        raise ValueError(f"the {mode.name} mode scores slides with θ2")
     if not mode.theta2:
         prob, probs = aggregate(max_prob, cfg.mil), max_prob[order].tolist()
-    elif len(order) and theta2 is not None:
+    elif theta2 is None:
+        raise ValueError(f"the {mode.name} mode scores slides with θ2")
+    elif len(order):
         ds = TopKPatches([source], [tiles.coords[order]], [0], len(order), tiles.patch_size,
                          tiles.mpp)
         prob, probs = _theta2_score(theta2, ds, settings)

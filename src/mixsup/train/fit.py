@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Protocol, cast
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset
 
 from mixsup.artefacts import load_checkpoint, save_checkpoint
 from mixsup.atomic import write_json
@@ -20,6 +20,7 @@ from mixsup.dist import SINGLE, Dist
 from mixsup.errors import MixsupError
 from mixsup.progress import progress_bar
 from mixsup.runtime import autocast, compiled, to_input
+from mixsup.scoring.patch_maps import make_loader
 from mixsup.train.loss import soft_bce
 from mixsup.train.stain import hed_jitter
 
@@ -53,13 +54,6 @@ class EpochSampler(Protocol):
     def __len__(self) -> int: ...
 
     def __iter__(self) -> Iterator[list[int]]: ...
-
-
-def _loader(dataset: TrainingSet, sampler: EpochSampler, num_workers: int,
-            device: torch.device) -> DataLoader:
-    return DataLoader(cast(Dataset, dataset), batch_sampler=cast(Sampler, sampler),
-                      num_workers=num_workers, pin_memory=device.type == "cuda",
-                      prefetch_factor=4 if num_workers else None)
 
 
 LossFn = Callable[[torch.nn.Module, Any, torch.device, RuntimeConfig], torch.Tensor]
@@ -119,6 +113,7 @@ def fit(model: torch.nn.Module, dataset: TrainingSet, sampler: EpochSampler, epo
     forward = compiled(net, runtime.compile)
     # one draw from the seeded global generator, so a resumed run jitters its epochs alike
     stain_seed = int(torch.randint(2**31 - 1, ()).item())
+    torch_dataset = cast(Dataset, dataset)  # a TrainingSet is indexed as a Dataset is
     step = _Step(forward, opt, loss_fn, device, runtime, training, lr,
                  epochs * len(sampler), ckpt_path.parent, dataset.describe)
     for epoch in range(start, epochs):
@@ -127,7 +122,7 @@ def fit(model: torch.nn.Module, dataset: TrainingSet, sampler: EpochSampler, epo
         sampler.set_epoch(epoch)
         dataset.epoch = epoch
         net.train()
-        bar = progress_bar(_loader(dataset, sampler, runtime.num_workers, device),
+        bar = progress_bar(make_loader(torch_dataset, sampler, runtime.num_workers, device),
                            desc=f"{desc} epoch {epoch + 1}/{epochs}", unit="batch",
                            disable=not progress, leave=False)
         gen = torch.Generator().manual_seed(stain_seed + epoch)
@@ -148,7 +143,7 @@ def fit(model: torch.nn.Module, dataset: TrainingSet, sampler: EpochSampler, epo
                 on_epoch(epoch + 1, losses[-1])
         dist.barrier()
     if epochs > 0:
-        loader = _loader(dataset, sampler, runtime.num_workers, device)
+        loader = make_loader(torch_dataset, sampler, runtime.num_workers, device)
         recalibrate_bn(net, loader, loss_fn, device, runtime, runtime.bn_recalibration_batches)
         dist.broadcast_buffers(_unwrap(net))
     if net is not model:

@@ -141,7 +141,8 @@ class Viewer:
                             ) from exc
         with self._open_lock:
             if entry.slide_id in self._open:  # another request opened it meanwhile
-                tiles.close()
+                with tiles.lock:
+                    tiles.close()
                 return self._open[entry.slide_id]
             self._open[entry.slide_id] = (tiles, overlay)
             evicted = []
