@@ -2,14 +2,14 @@
 tiffslide, NKI-AI's fastslide (run inside ``.venv-bench``; `make bench-env`) and mixsup's
 reader (``Slide`` with the ``tifftiles`` backend), in the same run, over the same coordinates
 (row-major, 128 px overlap), plus mixsup's ``PatchReader`` through the E-step's DataLoader
-(one stretch of patches per worker) with 0 and 2 worker processes.
+(one stretch of patches per worker) with 0 and 2 worker processes (``--workers``).
 
-    python benchmarks/bench_read.py [--patches N]
+    python benchmarks/bench_read.py [--patches N] [--workers 0,2] [--slide TIFF]
 
 Sizes: 512 px at level 0 (the paper preset) and 128 px (the small preset, 1.0 um/px) on a
-generated 20,000 px JPEG slide, then 512 px on the real SVS files in ../shared/data/slides when
-present. The last line is ``ratio_512 X.XX``: mixsup's reader over bare ``read_region``, one
-process, 512 px, on the generated slide.
+generated 20,000 px JPEG slide (or ``--slide``), then 512 px on the real SVS files in
+../shared/data/slides when present. The last line is ``ratio_512 X.XX``: mixsup's reader over
+bare ``read_region``, one process, 512 px, on the generated slide.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def fastslide_rate(path: Path, coords: list[tuple[int, int]], size: int) -> floa
     return float(out.stdout.strip().splitlines()[-1])
 
 
-def compare(path: Path, size: int, n: int, loaders: bool) -> float:
+def compare(path: Path, size: int, n: int, loaders: tuple[int, ...]) -> float:
     """Prints one block; returns mixsup's reader over bare read_region."""
     import tiffslide
 
@@ -82,7 +82,7 @@ def compare(path: Path, size: int, n: int, loaders: bool) -> float:
     print(f"  mixsup Slide (tifftiles)     {ours:8.1f} patches/s  ({ours / bare:.2f})")
     if loaders:
         refs = np.array([(0, x, y) for x, y in coords])
-        for workers in (0, 2):  # in the E-step's order: one stretch of patches per worker
+        for workers in loaders:  # in the E-step's order: one stretch of patches per worker
             ds = PatchReader([SlideSource("s", str(path))], refs, size, mine.mpp)
             loader = make_loader(ds, worker_batches([len(refs)], 32, workers), workers,
                                  torch.device("cpu"))
@@ -98,13 +98,16 @@ def compare(path: Path, size: int, n: int, loaders: bool) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--patches", type=int, default=1000)
+    ap.add_argument("--workers", default="0,2", help="PatchReader worker counts, e.g. 0,1,2,4")
+    ap.add_argument("--slide", type=Path, help="a JPEG tiled TIFF instead of the 20k one")
     args = ap.parse_args()
-    big = shapes_dataset("20k", 1, 20000, seed=5) / "slides" / "slide_000.tiff"
-    ratio_512 = compare(big, 512, args.patches, loaders=True)
-    compare(big, 128, args.patches * 4, loaders=True)
+    workers = tuple(int(w) for w in args.workers.split(","))
+    big = args.slide or shapes_dataset("20k", 1, 20000, seed=5) / "slides" / "slide_000.tiff"
+    ratio_512 = compare(big, 512, args.patches, loaders=workers)
+    compare(big, 128, args.patches * 4, loaders=workers)
     for name in ("CMU-1-Small-Region.svs", "tcga-cr-7395-01a-01-ts1.svs"):
         if (SHARED_SLIDES / name).is_file():
-            compare(SHARED_SLIDES / name, 512, args.patches, loaders=False)
+            compare(SHARED_SLIDES / name, 512, args.patches, loaders=())
         else:
             print(f"\n{name}: skipped, ../shared/data/slides is not beside the checkout")
     print(f"\nratio_512 {ratio_512:.2f}")

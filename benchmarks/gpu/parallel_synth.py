@@ -1,5 +1,5 @@
-"""Generate a dataset one slide per process (zlib tiles: the GPU image has no imagecodecs for
-JPEG), then merge the parts into one dataset folder."""
+"""Generate a dataset one slide per process, then merge the parts into one dataset folder.
+zlib tiles need no imagecodecs (the GPU image lacks it unless its wheel is carried)."""
 
 from __future__ import annotations
 
@@ -16,11 +16,12 @@ _JOB: dict = {}  # set before the pool forks, so the renderer needs no pickling
 
 def _one(lay) -> None:
     write_dataset(f"{_JOB['out']}_parts/{lay.slide_id}", [lay], _JOB["mpp"], _JOB["renderer"],
-                  progress=False, compression="zlib")
+                  progress=False, compression=_JOB["compression"])
 
 
-def write_parallel(out: str, layouts: list, mpp: float, renderer, workers: int) -> None:
-    _JOB.update(out=out, mpp=mpp, renderer=renderer)
+def write_parallel(out: str, layouts: list, mpp: float, renderer, workers: int,
+                   compression: str = "zlib") -> None:
+    _JOB.update(out=out, mpp=mpp, renderer=renderer, compression=compression)
     with ProcessPoolExecutor(workers) as ex:
         list(ex.map(_one, layouts))
     for sub in ("slides", "annotations", "truth"):
