@@ -45,13 +45,12 @@ def main() -> None:
                            False)
         n = sum(len(t) for t in slides.tilesets)
         model = build_segmenter(cfg.model).to(device).eval()
-        if cfg.runtime.channels_last:
-            model.to(memory_format=torch.channels_last)
+        layout = InferSettings.from_config(cfg, device).channels_last
         p, bs = cfg.tiling.patch_size, cfg.stage1.infer_batch_size
         # warm-up
         with torch.inference_mode():
             model(to_input(torch.zeros(bs, p, p, 3, dtype=torch.uint8), device,
-                           cfg.runtime.channels_last))
+                           layout))
 
         start = time.perf_counter()
         map_to_stores(model, slides, list(range(len(slides.records))), Path(tmp) / "maps",
@@ -64,7 +63,7 @@ def main() -> None:
         start = time.perf_counter()
         with torch.inference_mode():
             for b in batches:
-                torch.sigmoid(model(to_input(b, device, cfg.runtime.channels_last)))
+                torch.sigmoid(model(to_input(b, device, layout)))
         model_s = time.perf_counter() - start
 
     print(f"device={device} preset={args.preset} encoder={cfg.model.encoder} patch={p}px "

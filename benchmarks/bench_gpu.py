@@ -1,9 +1,9 @@
 """GPU throughput of θ1 = DLA34-up at 512 px (paper preset): model-only forward and training
 step with AMP (bf16) vs fp32, a training step with HED stain jitter on the device and on the
 host vs none, the E-step (read + model + store) vs model-only forward on preloaded tensors
-for each slide reader in BENCH_READERS (auto, openslide, ...) and loader worker count in
-BENCH_WORKERS, and (BENCH_COMPILE=1) torch.compile vs eager,
-all in the same run.
+(BENCH_ESTEP_ONLY=1: only this) for each slide reader in BENCH_READERS (auto, openslide,
+...) and loader worker count in BENCH_WORKERS, and (BENCH_COMPILE=1) torch.compile vs eager,
+all in the same run. BENCH_SET: config overrides, e.g. "runtime.channels_last=true".
 
     python benchmarks/bench_gpu.py DATA_DIR
 
@@ -90,7 +90,7 @@ def jitter_step(model, device, batch: int, where: str) -> float:
         else:
             x = on_device
         with autocast(device, True):
-            y = model(to_input(x, device, False))
+            y = model(to_input(x, device, True))
         opt.zero_grad(set_to_none=True)
         y.float().mean().backward()
         opt.step()
@@ -101,13 +101,7 @@ def jitter_step(model, device, batch: int, where: str) -> float:
     return n * batch / timed(step, n)
 
 
-def main(data_dir: str) -> None:
-    cfg = load_config("paper", overrides=[f"runtime.num_workers={WORKERS[0]}",
-                                          f"stage1.infer_batch_size={BATCH}"])
-    device = pick_device(cfg.runtime)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    print(name, "torch", torch.__version__)
-    model = DLAUpSegmenter("dla34").to(device)  # NCHW, the paper preset's default
+def model_and_jitter(model, device) -> None:
     fwd32 = model_only(model, device, False, BATCH, False)
     fwd16 = model_only(model, device, True, BATCH, False)
     tr32 = model_only(model, device, False, BATCH // 2, True)
@@ -121,26 +115,40 @@ def main(data_dir: str) -> None:
           f"{rates['device']:8.1f} | on the host {rates['host']:8.1f} patches/s | ratio "
           f"device/off {rates['device'] / rates['off']:.2f}, host/off "
           f"{rates['host'] / rates['off']:.2f}", flush=True)
+
+
+def main(data_dir: str) -> None:
+    cfg = load_config("paper", overrides=[f"runtime.num_workers={WORKERS[0]}",
+                                          f"stage1.infer_batch_size={BATCH}",
+                                          *os.environ.get("BENCH_SET", "").split()])
+    device = pick_device(cfg.runtime)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    print(name, "torch", torch.__version__)
+    model = DLAUpSegmenter("dla34").to(device)  # NCHW, the paper preset's default
+    if os.environ.get("BENCH_ESTEP_ONLY") != "1":
+        model_and_jitter(model, device)
     data = load_dataset(data_dir)
     x = torch.randint(0, 255, (BATCH, 512, 512, 3), dtype=torch.uint8)
+    layout = InferSettings.from_config(cfg, device).channels_last  # as the E-step runs
 
     def preloaded():
         with torch.inference_mode(), autocast(device, True):
-            torch.sigmoid(model(to_input(x, device, cfg.runtime.channels_last)))
+            torch.sigmoid(model(to_input(x, device, layout)))
 
     with tempfile.TemporaryDirectory() as tmp:
         slides = slide_set(data, ("train", "val", "test"), cfg, Path(tmp) / "tiles", False,
                            False)
         n = sum(len(t) for t in slides.tilesets)
         model.eval()
-        for reader, workers in itertools.product(READERS, WORKERS):
+        # A repeated setting gets fresh folders: map_to_stores resumes from stores it finds.
+        for run_no, (reader, workers) in enumerate(itertools.product(READERS, WORKERS)):
             run = replace(slides, sources=[replace(s, backend=reader) for s in slides.sources])
             opened = Slide(run.sources[0].path, reader).backend  # what the workers open
             settings = replace(InferSettings.from_config(cfg, device), num_workers=workers)
             for attempt in range(2):  # the first pass warms the page cache and cudnn
                 start = time.perf_counter()
                 map_to_stores(model, run, list(range(len(run.records))),
-                              Path(tmp) / f"maps_{reader}{workers}_{attempt}", settings)
+                              Path(tmp) / f"maps{run_no}_{attempt}", settings)
                 sync()
                 estep = n / (time.perf_counter() - start)
             for _ in range(3):
@@ -148,6 +156,7 @@ def main(data_dir: str) -> None:
             steps = max(1, n // BATCH)
             pre = steps * BATCH / timed(preloaded, steps)
             print(f"E-step over {n} patches ({len(run.records)} slides, reader {opened}, "
+                  f"{'channels_last' if layout else 'NCHW'} input, "
                   f"{workers} workers): {estep:8.1f} patches/s | model-only on preloaded "
                   f"uint8 batches: {pre:8.1f} patches/s | ratio {estep / pre:.2f}", flush=True)
     if os.environ.get("BENCH_COMPILE") == "1":

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import torch
 
+from mixsup.config import RuntimeConfig
 from mixsup.models.encoders import IMAGENET_MEAN, IMAGENET_STD, InputNorm
-from mixsup.runtime import to_input
+from mixsup.runtime import to_input, use_channels_last
 
 CPU = torch.device("cpu")
 
@@ -23,9 +24,25 @@ def test_to_input_scales_to_unit_range_channel_first():
                                torch.tensor([2.2489083, -2.0357143, -0.9155556]).view(1, 3, 1, 1))
 
 
-def test_to_input_keeps_layout_and_channels_last_on_request():
+def test_to_input_gives_the_layout_asked_for():
     img = torch.arange(2 * 4 * 5 * 3, dtype=torch.int64).remainder(256).to(torch.uint8)
     img = img.view(2, 4, 5, 3)
     x = to_input(img, CPU, channels_last=True)
     assert x.shape == (2, 3, 4, 5) and x.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(x[1, 2, 3, 4], img[1, 3, 4, 2].float() / 255)
+    # The permuted NHWC batch is channels_last in memory: NCHW must be asked for and made.
+    plain = to_input(img, CPU, channels_last=False)
+    assert plain.is_contiguous() and not plain.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(plain, x)
+
+
+def test_layout_unset_is_channels_last_except_gpu_inference():
+    unset, cuda = RuntimeConfig(), torch.device("cuda")
+    assert use_channels_last(unset, CPU, training=True)
+    assert use_channels_last(unset, CPU, training=False)
+    assert use_channels_last(unset, cuda, training=True)
+    assert not use_channels_last(unset, cuda, training=False)
+    for forced in (True, False):
+        cfg = RuntimeConfig(channels_last=forced)
+        assert {use_channels_last(cfg, d, t) for d in (CPU, cuda) for t in (True, False)} == {
+            forced}

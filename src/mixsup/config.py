@@ -93,9 +93,9 @@ class RuntimeConfig(_Frozen):
     device: str = "auto"  # auto, cpu, cuda, cuda:1 ...
     num_workers: int = Field(1, ge=0)
     amp: bool = True  # autocast on GPU (bf16 where supported)
-    # Off by default: on an H200, DLA34-up ran 646 patches/s in NCHW vs 574 in channels_last
-    # (bf16, 512 px); the depthwise transposed convolutions favour NCHW.
-    channels_last: bool = False
+    # None: channels_last, but NCHW for inference on a GPU (runtime.use_channels_last);
+    # true/false: that layout everywhere.
+    channels_last: bool | None = None
     threads: int | None = Field(None, ge=1, description="torch CPU threads (default: all)")
     sync_bn: bool = False  # SyncBatchNorm across ranks under torchrun (GPU only)
     compile: bool = Field(False, description="torch.compile the forward passes (needs a C "

@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from mixsup.config import Config
+from mixsup.runtime import use_channels_last
 
 
 @dataclass(frozen=True)
@@ -23,7 +24,8 @@ class InferSettings:
     def from_config(cls, cfg: Config, device: torch.device) -> InferSettings:
         rt = cfg.runtime
         return cls(device, cfg.stage1.infer_batch_size, rt.num_workers, rt.amp,
-                   rt.channels_last, rt.compile, cfg.stage1.map_downsample)
+                   use_channels_last(rt, device, training=False), rt.compile,
+                   cfg.stage1.map_downsample)
 
     def with_map_downsample(self, map_downsample: int) -> InferSettings:
         return replace(self, map_downsample=map_downsample)

@@ -33,8 +33,6 @@ def map_to_stores(model: torch.nn.Module, slides: SlideSet, which: list[int], ou
     stores; after a barrier every rank opens the others' from disk.
     """
     model.to(settings.device)
-    if settings.channels_last:
-        model.to(memory_format=torch.channels_last)
     out: dict[int, StoredMaps] = {}
     todo = []
 

@@ -19,7 +19,7 @@ from mixsup.config import RuntimeConfig, TrainingConfig
 from mixsup.dist import SINGLE, Dist
 from mixsup.errors import MixsupError
 from mixsup.progress import progress_bar
-from mixsup.runtime import autocast, compiled, to_input
+from mixsup.runtime import autocast, compiled, to_input, use_channels_last
 from mixsup.scoring.patch_maps import make_loader
 from mixsup.train.loss import soft_bce
 from mixsup.train.stain import hed_jitter
@@ -62,7 +62,7 @@ LossFn = Callable[[torch.nn.Module, Any, torch.device, RuntimeConfig], torch.Ten
 def segmenter_loss(model: torch.nn.Module, batch: Any, device: torch.device,
                    runtime: RuntimeConfig) -> torch.Tensor:
     img, target, valid = batch
-    x = to_input(img, device, runtime.channels_last)
+    x = to_input(img, device, use_channels_last(runtime, device, training=True))
     with autocast(device, runtime.amp):
         logits = model(x)
     return soft_bce(logits[:, 0], target.to(device), valid.to(device))
@@ -97,9 +97,7 @@ def fit(model: torch.nn.Module, dataset: TrainingSet, sampler: EpochSampler, epo
     epoch loss is the mean over ranks.
     """
     training = training or TrainingConfig()
-    model.to(device)
-    if runtime.channels_last:
-        model.to(memory_format=torch.channels_last)
+    model.to(device)  # weights stay NCHW: the input's layout picks the kernels (to_input)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     losses: list[float] = []
     start = 0

@@ -26,7 +26,7 @@ from mixsup.errors import MixsupError
 from mixsup.modes import MODES
 from mixsup.patches import SlidePool, augment
 from mixsup.records import to_json
-from mixsup.runtime import autocast, seed_everything, to_input
+from mixsup.runtime import autocast, seed_everything, to_input, use_channels_last
 from mixsup.scoring.mil import aggregate
 from mixsup.scoring.patch_maps import map_slides
 from mixsup.scoring.settings import InferSettings
@@ -82,7 +82,7 @@ def mil_loss(model: torch.nn.Module, batch: Any, device: torch.device,
              runtime: RuntimeConfig, smoothing: float = 0.0) -> torch.Tensor:
     img, label = batch
     with autocast(device, runtime.amp):
-        logits = model(to_input(img, device, runtime.channels_last))
+        logits = model(to_input(img, device, use_channels_last(runtime, device, True)))
     return F.binary_cross_entropy_with_logits(logits.float()[:, 0],
                                               smooth(label.to(device), smoothing))
 

@@ -17,7 +17,7 @@ from mixsup.atomic import write_json
 from mixsup.config import RuntimeConfig
 from mixsup.models.factory import build_segmenter, build_theta2, theta2_input
 from mixsup.records import to_json
-from mixsup.runtime import seed_everything
+from mixsup.runtime import seed_everything, use_channels_last
 from mixsup.scoring.stores import map_to_stores
 from mixsup.scoring.theta2 import score_slides, slide_probs, topk_dataset
 from mixsup.tile_dataset import SlideSet
@@ -69,7 +69,7 @@ def stage2_loss(model: torch.nn.Module, batch: Any, device: torch.device,
                 runtime: RuntimeConfig, smoothing: float = 0.0) -> torch.Tensor:
     patches, valid, label = batch
     prob = slide_probs(model, patches, valid, device, runtime.amp,
-                       runtime.channels_last).clamp(EPS, 1 - EPS)
+                       use_channels_last(runtime, device, training=True)).clamp(EPS, 1 - EPS)
     y = smooth(label.to(device).float(), smoothing)
     # Written out: F.binary_cross_entropy raises on NaN inputs instead of returning NaN, which
     # ``fit`` turns into NonFiniteLoss with the batch saved.
