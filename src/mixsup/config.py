@@ -69,12 +69,20 @@ DEFAULT_CLASS_MAP: dict[str, AnnotationRole] = {
 }
 
 
+MaskRole = Literal["tumor", "negative", "ignore"]
+# mixsup's own masks (labels.regions) and Camelyon16's (ASAP: 1 tumour, 0 the rest)
+DEFAULT_MASK_VALUES: dict[int, MaskRole] = {0: "negative", 1: "tumor", 255: "ignore"}
+
+
 class AnnotationConfig(_Frozen):
-    """Class names (case-insensitive) map to a role; extra entries extend the default map."""
+    """Class names (case-insensitive) map to a role; extra entries extend the default map.
+    A label mask image's pixel values map to a role through ``mask_values`` (replaced whole)."""
 
     class_map: dict[str, AnnotationRole] = Field(default_factory=dict)
     repair_invalid: bool = True
     unknown_class: Literal["error", "ignore"] = "error"
+    # 0/255 masks need --set 'annotations.mask_values={0: negative, 255: tumor}'
+    mask_values: dict[int, MaskRole] = Field(default_factory=lambda: dict(DEFAULT_MASK_VALUES))
 
     def role(self, name: str) -> AnnotationRole | None:
         key = name.strip().lower()

@@ -42,9 +42,11 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Command]:
     config_args(p)
 
     p = sub.add_parser("annotations", help="convert annotations to GeoJSON or a mask PNG")
-    p.add_argument("source", help="ASAP/ImageScope XML, QuPath GeoJSON or NCRF JSON")
+    p.add_argument("source", help="ASAP/ImageScope XML, QuPath GeoJSON, NCRF JSON, or a label "
+                   "mask image (PNG/TIFF; needs --slide)")
     p.add_argument("dest", help="output .geojson or .png")
-    p.add_argument("--slide", default=None, help="slide, for the mask size and bounds checks")
+    p.add_argument("--slide", default=None, help="slide, for the mask size and bounds checks "
+                   "(and a mask image's scale)")
     p.add_argument("--downsample", type=float, default=32.0, help="mask pixel size (level 0 px)")
     config_args(p)
     return {"info": cmd_info, "synth": cmd_synth, "validate": cmd_validate, "tile": cmd_tile,
@@ -108,10 +110,8 @@ def cmd_tile(args: argparse.Namespace) -> int:
 
 
 def cmd_annotations(args: argparse.Namespace) -> int:
-    import cv2
-
-    from mixsup.atomic import atomic_path
     from mixsup.labels.annotations import read_annotations
+    from mixsup.labels.formats.mask import write_png
     from mixsup.labels.formats.qupath import write_geojson
     from mixsup.slides import open_slide
 
@@ -129,9 +129,7 @@ def cmd_annotations(args: argparse.Namespace) -> int:
             *_, maxx, maxy = ann.tumor.union(ann.labelled_area or ann.tumor).bounds
             dims = (int(maxx) + 1, int(maxy) + 1)
         w, h = (max(1, round(d / args.downsample)) for d in dims)
-        mask = ann.rasterize(0, 0, w, h, args.downsample)
-        with atomic_path(dest, suffix=".png") as tmp:
-            cv2.imwrite(str(tmp), mask)
+        write_png(dest, ann.rasterize(0, 0, w, h, args.downsample))
     else:
         raise MixsupError("unknown output type", "name the output .geojson or .png", dest)
     print(f"wrote {dest} ({len(ann.regions)} outlines)")

@@ -1,7 +1,7 @@
 """Reading one annotation file: its format's parser, then roles and outline checks.
 
-The formats (ASAP / ImageScope XML, QuPath GeoJSON, NCRF JSON) live in ``labels.formats``;
-what the outlines mean (roles, masks) in ``labels.regions``.
+The formats (ASAP / ImageScope XML, QuPath GeoJSON, NCRF JSON, label mask images) live in
+``labels.formats``; what the outlines mean (roles, masks) in ``labels.regions``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from shapely.geometry.base import BaseGeometry
 
 from mixsup.config import AnnotationConfig
 from mixsup.errors import AnnotationError
-from mixsup.labels.formats import parse_outlines
+from mixsup.labels.formats import mask, parse_outlines
 from mixsup.labels.regions import Region, SlideAnnotations
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,8 @@ EDGE_TOLERANCE = 64
 
 def read_annotations(path: str | Path, cfg: AnnotationConfig | None = None,
                      slide_dimensions: tuple[int, int] | None = None) -> SlideAnnotations:
-    """Parse one annotation file; its format is recognised from its content."""
+    """Parse one annotation file; its format is recognised from its content. A label mask
+    image needs ``slide_dimensions`` (its scale is the slide's size over its own)."""
     cfg = cfg or AnnotationConfig()
     path = Path(path)
     try:
@@ -35,6 +36,9 @@ def read_annotations(path: str | Path, cfg: AnnotationConfig | None = None,
     except OSError as exc:
         raise AnnotationError(f"cannot read annotation file ({exc.strerror})",
                               "check the path and permissions", path) from exc
+    if mask.recognises(raw):
+        return mask.read_mask(raw, path, cfg.mask_values, slide_dimensions,
+                              values_chosen="mask_values" in cfg.model_fields_set)
     regions = []
     repaired: list[str] = []
     for name, geom in parse_outlines(raw, path):

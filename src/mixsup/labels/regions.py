@@ -10,6 +10,7 @@ Every outline gets a role through the config's class map:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -17,7 +18,7 @@ import numpy as np
 import shapely
 from shapely.geometry.base import BaseGeometry
 
-from mixsup.config import AnnotationRole
+from mixsup.config import DEFAULT_MASK_VALUES, AnnotationRole, MaskRole
 from mixsup.labels.raster import mask_polygons, paint_polygon, polygon_parts
 
 POSITIVE, NEGATIVE, IGNORE = 1, 0, 255
@@ -80,10 +81,17 @@ class SlideAnnotations:
         return mask
 
 
-def mask_to_annotations(mask: np.ndarray, downsample: float,
-                        source: str | None = None) -> SlideAnnotations:
-    """Turn a label mask image (1 tumour, 0 negative, 255 unlabelled) back into outlines."""
-    regions = [Region("Tumor", "tumor", g) for g in mask_polygons(mask == POSITIVE, downsample)]
-    if (mask == IGNORE).any() and (mask != IGNORE).any():
-        regions += [Region("ROI", "roi", g) for g in mask_polygons(mask != IGNORE, downsample)]
+def mask_to_annotations(mask: np.ndarray, downsample: float, source: str | None = None,
+                        values: Mapping[int, MaskRole] = DEFAULT_MASK_VALUES
+                        ) -> SlideAnnotations:
+    """Turn a label mask image back into outlines: tumour outlines, and where some pixels are
+    unlabelled an ROI around the labelled ones. ``values``: pixel value -> role (by default
+    1 tumour, 0 negative, 255 unlabelled)."""
+    def where(role: MaskRole) -> np.ndarray:
+        return np.isin(mask, [v for v, r in values.items() if r == role])
+
+    tumor, unlabelled = where("tumor"), where("ignore")
+    regions = [Region("Tumor", "tumor", g) for g in mask_polygons(tumor, downsample)]
+    if unlabelled.any() and not unlabelled.all():
+        regions += [Region("ROI", "roi", g) for g in mask_polygons(~unlabelled, downsample)]
     return SlideAnnotations(tuple(regions), source=source)

@@ -1,4 +1,5 @@
-"""The dataset directory: ``slides.csv`` plus ``annotations/<slide_id>.{geojson,json,xml}``.
+"""The dataset directory: ``slides.csv`` plus ``annotations/<slide_id>.<ext>`` (outlines:
+geojson, json, xml; label masks: png, tif, tiff).
 
 Loading validates everything once and reports every problem in one message.
 """
@@ -17,7 +18,7 @@ from mixsup.errors import DatasetError
 REQUIRED = ("slide_id", "path", "label", "split")
 OPTIONAL = ("center", "patient", "node_class")
 SPLITS = ("train", "val", "test")
-ANNOTATION_SUFFIXES = (".geojson", ".json", ".xml")
+ANNOTATION_SUFFIXES = (".geojson", ".json", ".xml", ".png", ".tif", ".tiff")
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,10 @@ def load_dataset(root: str | Path) -> Dataset:
     for sid, n in ids.items():
         if n > 1:
             problems.append(f"slide_id {sid!r} appears {n} times")
-    annotations = _annotation_files(root / "annotations")
+    annotations, twins = _annotation_files(root / "annotations")
+    for sid, names in twins.items():
+        problems.append(f"slide {sid!r} has {len(names)} annotation files ({', '.join(names)}); "
+                        "keep one")
     records = []
     for line, r in enumerate(rows, start=2):
         where = f"line {line} ({r['slide_id'] or 'no id'})"
@@ -161,14 +165,15 @@ def _resolve(root: Path, raw: str) -> Path | None:
     return joined
 
 
-def _annotation_files(folder: Path) -> dict[str, Path]:
-    found: dict[str, Path] = {}
-    if not folder.is_dir():
-        return found
-    for f in sorted(folder.iterdir()):
-        if f.suffix.lower() in ANNOTATION_SUFFIXES and not f.name.startswith("."):
-            found.setdefault(f.stem, f)
-    return found
+def _annotation_files(folder: Path) -> tuple[dict[str, Path], dict[str, list[str]]]:
+    """(slide id -> its annotation file, slide id -> file names where it has several)."""
+    by_id: dict[str, list[Path]] = {}
+    if folder.is_dir():
+        for f in sorted(folder.iterdir()):
+            if f.suffix.lower() in ANNOTATION_SUFFIXES and not f.name.startswith("."):
+                by_id.setdefault(f.stem, []).append(f)
+    return ({sid: files[0] for sid, files in by_id.items()},
+            {sid: [f.name for f in files] for sid, files in by_id.items() if len(files) > 1})
 
 
 def write_slides_csv(path: str | Path, records: list[dict[str, object]]) -> None:
