@@ -143,7 +143,8 @@ def main(data_dir: str) -> None:
         # A repeated setting gets fresh folders: map_to_stores resumes from stores it finds.
         for run_no, (reader, workers) in enumerate(itertools.product(READERS, WORKERS)):
             run = replace(slides, sources=[replace(s, backend=reader) for s in slides.sources])
-            opened = Slide(run.sources[0].path, reader).backend  # what the workers open
+            with Slide(run.sources[0].path, reader) as probe:
+                opened = probe.backend  # what the loader's workers open
             settings = replace(InferSettings.from_config(cfg, device), num_workers=workers)
             for attempt in range(2):  # the first pass warms the page cache and cudnn
                 start = time.perf_counter()

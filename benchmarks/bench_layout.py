@@ -1,19 +1,23 @@
-"""Memory layout of θ1's input: DLA34-up at 512 px, bf16 AMP on a GPU, forward (inference) and
-training step, with the batch in NCHW-contiguous memory vs channels_last, which is what
-``to_input`` gives without being asked (the loader's NHWC uint8 permuted to NCHW keeps NHWC
-strides), in the same run, from batches already on the device.
+"""Memory layout of θ1's input: forward (inference) and training step with the batch in
+NCHW-contiguous memory vs channels_last (what the loader's NHWC uint8 becomes when permuted to
+NCHW without a copy), in the same run, from batches already on the device (bf16 AMP on a GPU).
 
-    python benchmarks/bench_layout.py
+    python benchmarks/bench_layout.py [--preset paper|small|tiny]
+
+The preset gives the model and the patch size: ``paper`` is DLA34-up at 512 px (batch 64, 32
+for training), the others their encoder at their patch size (batch 64 both ways).
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import time
 
 import torch
 
-from mixsup.models.dla_up import DLAUpSegmenter
+from mixsup.config import load_config
+from mixsup.models.factory import build_segmenter
 from mixsup.runtime import autocast
 
 ITERS = int(os.environ.get("BENCH_ITERS", "12"))
@@ -49,18 +53,26 @@ def rate(model: torch.nn.Module, x: torch.Tensor, train: bool) -> float:
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--preset", default="paper")
+    preset = ap.parse_args().preset
+    cfg = load_config(preset)
+    size = cfg.tiling.patch_size
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    print(torch.cuda.get_device_name() if device.type == "cuda" else "cpu", torch.__version__)
-    model = DLAUpSegmenter("dla34").to(device)
-    for train, batch in ((False, BATCH), (True, BATCH // 2)):
-        nhwc = torch.randint(0, 255, (batch, 512, 512, 3), dtype=torch.uint8, device=device)
+    print(torch.cuda.get_device_name() if device.type == "cuda" else
+          f"cpu, {torch.get_num_threads()} threads", torch.__version__)
+    model = build_segmenter(cfg.model, load_weights=False).to(device)
+    train_batch = BATCH // 2 if preset == "paper" else BATCH
+    for train, batch in ((False, BATCH), (True, train_batch)):
+        nhwc = torch.randint(0, 255, (batch, size, size, 3), dtype=torch.uint8, device=device)
         implicit = nhwc.permute(0, 3, 1, 2).float().div_(255.0)  # what to_input gives
         assert implicit.is_contiguous(memory_format=torch.channels_last)
         plain = implicit.contiguous()
         r_cl, r_nchw = rate(model, implicit, train), rate(model, plain, train)
         r_cl2 = rate(model, implicit, train)  # again, so drift shows
         what = "train step" if train else "forward   "
-        print(f"DLA34-up 512px {what} bf16, batch {batch}: channels_last {r_cl:8.1f} / "
+        print(f"{preset}: {cfg.model.encoder} {size}px {what} batch {batch}: channels_last "
+              f"{r_cl:8.1f} / "
               f"{r_cl2:8.1f} | NCHW {r_nchw:8.1f} patches/s | ratio NCHW/channels_last "
               f"{2 * r_nchw / (r_cl + r_cl2):.2f}", flush=True)
 

@@ -9,7 +9,7 @@ reader (``Slide`` with the ``tifftiles`` backend), in the same run, over the sam
 Sizes: 512 px at level 0 (the paper preset) and 128 px (the small preset, 1.0 um/px) on a
 generated 20,000 px JPEG slide (or ``--slide``), then 512 px on the real SVS files in
 ../shared/data/slides when present. The last line is ``ratio_512 X.XX``: mixsup's reader over
-bare ``read_region``, one process, 512 px, on the generated slide.
+bare ``read_region``, one process, 512 px, on the generated (or ``--slide``) slide.
 """
 
 from __future__ import annotations

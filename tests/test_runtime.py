@@ -36,13 +36,17 @@ def test_to_input_gives_the_layout_asked_for():
     torch.testing.assert_close(plain, x)
 
 
-def test_layout_unset_is_channels_last_except_gpu_inference():
-    unset, cuda = RuntimeConfig(), torch.device("cuda")
-    assert use_channels_last(unset, CPU, training=True)
-    assert use_channels_last(unset, CPU, training=False)
-    assert use_channels_last(unset, cuda, training=True)
-    assert not use_channels_last(unset, cuda, training=False)
-    for forced in (True, False):
-        cfg = RuntimeConfig(channels_last=forced)
+def test_layout_auto_is_channels_last_except_gpu_inference():
+    cuda = torch.device("cuda")
+    # channels_last=false is what every run before 0.2 stored: it must still mean auto
+    for auto in (RuntimeConfig(), RuntimeConfig(channels_last=False)):
+        assert use_channels_last(auto, CPU, training=True)
+        assert use_channels_last(auto, CPU, training=False)
+        assert use_channels_last(auto, cuda, training=True)
+        assert not use_channels_last(auto, cuda, training=False)
+    for cfg, forced in ((RuntimeConfig(layout="channels_last"), True),
+                        (RuntimeConfig(channels_last=True), True),
+                        (RuntimeConfig(layout="nchw"), False),
+                        (RuntimeConfig(layout="nchw", channels_last=True), False)):
         assert {use_channels_last(cfg, d, t) for d in (CPU, cuda) for t in (True, False)} == {
             forced}

@@ -6,7 +6,7 @@
 # Carry .gpu/wheels (benchmarks/README.md, with cachetools), .gpu/codecs (the imagecodecs
 # wheel: JPEG tiles) and .gpu/svs (CMU-1-Small-Region.svs). Each result file lands in $OUT as
 # it is written. DRY=1: a CPU rehearsal on two small slides.
-set -u
+set -u -o pipefail
 cd "$(dirname "$0")/../.."
 T0=$(date +%s)
 OUT=${OUT:-/tmp/feed_out}

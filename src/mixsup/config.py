@@ -70,19 +70,20 @@ DEFAULT_CLASS_MAP: dict[str, AnnotationRole] = {
 
 
 MaskRole = Literal["tumor", "negative", "ignore"]
-# mixsup's own masks (labels.regions) and Camelyon16's (ASAP: 1 tumour, 0 the rest)
+# mixsup's own masks (labels.regions), and ASAP's annotation-to-mask with its default labels
 DEFAULT_MASK_VALUES: dict[int, MaskRole] = {0: "negative", 1: "tumor", 255: "ignore"}
 
 
 class AnnotationConfig(_Frozen):
     """Class names (case-insensitive) map to a role; extra entries extend the default map.
-    A label mask image's pixel values map to a role through ``mask_values`` (replaced whole)."""
+    A label mask image's pixel values map to a role through ``mask_values``; unset, through
+    the map the mask declares (mixsup's PNGs), else ``DEFAULT_MASK_VALUES``."""
 
     class_map: dict[str, AnnotationRole] = Field(default_factory=dict)
     repair_invalid: bool = True
     unknown_class: Literal["error", "ignore"] = "error"
     # 0/255 masks need --set 'annotations.mask_values={0: negative, 255: tumor}'
-    mask_values: dict[int, MaskRole] = Field(default_factory=lambda: dict(DEFAULT_MASK_VALUES))
+    mask_values: dict[int, MaskRole] | None = None
 
     def role(self, name: str) -> AnnotationRole | None:
         key = name.strip().lower()
@@ -101,9 +102,10 @@ class RuntimeConfig(_Frozen):
     device: str = "auto"  # auto, cpu, cuda, cuda:1 ...
     num_workers: int = Field(1, ge=0)
     amp: bool = True  # autocast on GPU (bf16 where supported)
-    # None: channels_last, but NCHW for inference on a GPU (runtime.use_channels_last);
-    # true/false: that layout everywhere.
-    channels_last: bool | None = None
+    # auto: channels_last, but NCHW for inference on a GPU (runtime.use_channels_last)
+    layout: Literal["auto", "channels_last", "nchw"] = "auto"
+    channels_last: bool = Field(False, description="before 0.2: true is layout=channels_last "
+                                "(false, what every earlier run stored, leaves layout as set)")
     threads: int | None = Field(None, ge=1, description="torch CPU threads (default: all)")
     sync_bn: bool = False  # SyncBatchNorm across ranks under torchrun (GPU only)
     compile: bool = Field(False, description="torch.compile the forward passes (needs a C "

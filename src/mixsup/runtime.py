@@ -36,12 +36,14 @@ def autocast(device: torch.device, enabled: bool):
 
 
 def use_channels_last(cfg: RuntimeConfig, device: torch.device, training: bool) -> bool:
-    """The input layout of a pass. Unset, the one measured faster (benchmarks/bench_layout.py):
-    channels_last, except inference on a GPU. DLA34-up at 512 px, bf16, H100: training 243
-    patches/s in channels_last vs 158 in NCHW, inference 557 vs 616; on CPU the small and tiny
-    presets' encoders ran 1.3-1.6x faster in channels_last both ways."""
-    if cfg.channels_last is not None:
-        return cfg.channels_last
+    """The input layout of a pass. ``layout: auto`` takes the one measured faster
+    (benchmarks/bench_layout.py): channels_last, except inference on a GPU. DLA34-up at 512 px,
+    bf16, H100: training 243 patches/s in channels_last vs 158 in NCHW, inference 557 vs 616;
+    on CPU channels_last was faster both ways (benchmarks/results)."""
+    if cfg.layout != "auto":
+        return cfg.layout == "channels_last"
+    if cfg.channels_last:  # the pre-0.2 switch
+        return True
     return training or device.type != "cuda"
 
 

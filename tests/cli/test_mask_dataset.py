@@ -31,6 +31,7 @@ def test_mask_images_label_a_dataset_as_its_outlines_do(shapes_data, tmp_path, c
     from_masks = read_train_annotations([r for r in masked if r.annotation is not None], cfg,
                                         strict=True).annotations
     assert from_masks.keys() == outlines.keys()
+    assert any(not ann.tumor.is_empty for ann in outlines.values())
     for sid, ann in outlines.items():
         a = ann.rasterize(0, 0, 192, 192, 4.0)
         b = from_masks[sid].rasterize(0, 0, 192, 192, 4.0)

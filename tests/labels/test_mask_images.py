@@ -165,3 +165,56 @@ def test_palette_png_labels_are_its_indices(tmp_path):
     img.save(tmp_path / "p.png")
     ann = read_annotations(tmp_path / "p.png", slide_dimensions=SLIDE)
     assert ann.tumor.bounds == pytest.approx((160, 80, 400, 240), abs=1)
+
+
+def test_a_config_read_back_from_its_dump_leaves_the_mask_map_unset(tmp_path):
+    """Run folders and bundles store the whole config: the map must stay 'unset' there."""
+    from mixsup.config import config_to_yaml, load_config
+
+    dumped = tmp_path / "config.yaml"
+    dumped.write_text(config_to_yaml(load_config("tiny")))
+    cfg = load_config("tiny", [dumped]).annotations
+    assert cfg.mask_values is None
+    m = np.where(_mask() == POSITIVE, 255, 0).astype(np.uint8)
+    with pytest.raises(AnnotationError, match="only 0 and 255"):
+        read_annotations(_png(tmp_path / "a.png", m), cfg, slide_dimensions=SLIDE)
+    mask_format.write_png(tmp_path / "b.png", m, {0: "negative", 255: "tumor"})
+    assert read_annotations(tmp_path / "b.png", cfg, slide_dimensions=SLIDE).tumor.area > 0
+
+
+def test_a_mask_off_its_slides_shape_by_more_than_a_pixel_is_refused(tmp_path):
+    m = _mask()  # 125x100 for 1000x800
+    assert read_annotations(_png(tmp_path / "ok.png", m[:99]), slide_dimensions=SLIDE)
+    with pytest.raises(AnnotationError, match=r"\(125x98 px\) does not have its slide's shape"):
+        read_annotations(_png(tmp_path / "short.png", m[:98]), slide_dimensions=SLIDE)
+
+
+def test_tiff_masks_use_their_largest_2d_image(tmp_path):
+    m = _mask()
+    path = tmp_path / "thumb_first.tiff"
+    with tifffile.TiffWriter(path) as tw:
+        tw.write(m[::4, ::4].copy())  # a thumbnail first, its own series
+        tw.write(m)
+    assert read_annotations(path, slide_dimensions=SLIDE).tumor.bounds == pytest.approx(
+        (160, 80, 400, 240), abs=1)
+    stack = tmp_path / "stack.tiff"
+    tifffile.imwrite(stack, np.stack([m, m, m, m]), photometric="minisblack")
+    with pytest.raises(AnnotationError, match="axes '[A-Z]YX'"):
+        read_annotations(stack, slide_dimensions=SLIDE)
+    wide = tmp_path / "int32.tiff"
+    tifffile.imwrite(wide, m.astype(np.int32))
+    assert read_annotations(wide, slide_dimensions=SLIDE).tumor.area > 0
+
+
+def test_other_pixel_types_and_too_large_pngs(tmp_path, monkeypatch):
+    m = _mask()
+    rgba = np.dstack([m, m, m, np.full_like(m, 255)])  # opaque alpha carries nothing
+    assert read_annotations(_png(tmp_path / "rgba.png", rgba), slide_dimensions=SLIDE)
+    wide = tmp_path / "16bit.png"
+    assert cv2.imwrite(str(wide), m.astype(np.uint16) * 256)  # 0, 256, 65280
+    cfg = AnnotationConfig(mask_values={0: "negative", 256: "tumor", 65280: "ignore"})
+    assert read_annotations(wide, cfg, slide_dimensions=SLIDE).tumor.bounds == pytest.approx(
+        (160, 80, 400, 240), abs=1)
+    monkeypatch.setattr(mask_format, "MAX_PIXELS", 1000)
+    with pytest.raises(AnnotationError, match="125x100 px, over 1,000 pixels"):
+        read_annotations(tmp_path / "rgba.png", slide_dimensions=SLIDE)

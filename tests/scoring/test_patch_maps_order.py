@@ -42,7 +42,7 @@ def test_results_are_the_same_with_0_and_2_workers(shapes_data):
 
     def run(workers: int) -> dict:
         settings = InferSettings(torch.device("cpu"), batch_size=8, num_workers=workers,
-                                 amp=False, channels_last=False, map_downsample=8)
+                                 amp=False, channels_last=True, map_downsample=8)
         out = map_slides(model, sources, jobs, 128, 1.0, settings)
         return dict(out)
 
@@ -72,7 +72,7 @@ def test_stopping_part_way_aborts_the_slides_begun(shapes_data):
     grid = np.array([(x, y) for y in range(0, 640, 96) for x in range(0, 640, 96)])
     # two workers, one slide each: while one slide finishes, the other is half written
     settings = InferSettings(torch.device("cpu"), batch_size=8, num_workers=2, amp=False,
-                             channels_last=False, map_downsample=8)
+                             channels_last=True, map_downsample=8)
     out = map_slides(model, [SlideSource("a", str(path))] * 2, [(0, grid), (1, grid)],
                      128, 1.0, settings, open_sink=Sink)
     first, _ = next(out)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -128,6 +129,8 @@ def cmd_annotations(args: argparse.Namespace) -> int:
         if dims is None:
             *_, maxx, maxy = ann.tumor.union(ann.labelled_area or ann.tumor).bounds
             dims = (int(maxx) + 1, int(maxy) + 1)
+            print("note: without --slide the mask covers the outlines' extent, not a slide; "
+                  "give --slide to use it as a dataset's label mask", file=sys.stderr)
         w, h = (max(1, round(d / args.downsample)) for d in dims)
         write_png(dest, ann.rasterize(0, 0, w, h, args.downsample))
     else:

@@ -32,13 +32,14 @@ def read_annotations(path: str | Path, cfg: AnnotationConfig | None = None,
     cfg = cfg or AnnotationConfig()
     path = Path(path)
     try:
-        raw = path.read_bytes()
+        with path.open("rb") as fh:
+            if mask.recognises(fh.read(8)):  # an image: opened by path, read a level at most
+                return mask.read_mask(path, cfg.mask_values, slide_dimensions)
+            fh.seek(0)
+            raw = fh.read()
     except OSError as exc:
         raise AnnotationError(f"cannot read annotation file ({exc.strerror})",
                               "check the path and permissions", path) from exc
-    if mask.recognises(raw):
-        return mask.read_mask(raw, path, cfg.mask_values, slide_dimensions,
-                              values_chosen="mask_values" in cfg.model_fields_set)
     regions = []
     repaired: list[str] = []
     for name, geom in parse_outlines(raw, path):

@@ -16,7 +16,7 @@ class InferSettings:
     batch_size: int = 64
     num_workers: int = 0
     amp: bool = True
-    channels_last: bool = False
+    channels_last: bool = True  # what layout=auto gives on CPU
     compile: bool = False
     map_downsample: int = 4  # stored map side = patch side / this (a classifier: 1x1)
 
