@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 import shapely
+from shapely.geometry import Polygon
 
 from mixsup.labels.annotations import read_annotations
 from mixsup.labels.regions import (
@@ -99,3 +100,34 @@ def test_mask_image_round_trip():
     ann = mask_to_annotations(mask, downsample=4.0)
     back = ann.rasterize(0, 0, 60, 60, 4.0)
     assert (back == mask).mean() > 0.97
+
+
+def _boundary_windows(ann, n: int, size: float):
+    b = ann.tumor.boundary
+    for t in np.linspace(0, 1, n):
+        q = b.interpolate(t, normalized=True)
+        yield q.x - size / 2 + 0.37, q.y - size / 2 - 0.21  # off the pixel grid on purpose
+
+
+def test_clipped_fill_equals_whole_outlines_with_holes_across_the_edge():
+    ring = [(5, 5), (95, 5), (95, 95), (5, 95)]
+    hole = [(30, 30), (70, 30), (70, 70), (30, 70)]
+    ann = SlideAnnotations((Region("T", "tumor", Polygon(ring, [hole])),
+                            Region("N", "negative", Polygon([(60, 0), (80, 0), (80, 50),
+                                                             (60, 50)]))))
+    for x0, y0 in [(-3.3, -3.3), (25.5, 25.5), (50.1, 10.7), (65.0, 65.0), (90.2, 0.0)]:
+        for ds in (0.5, 1.0, 3.0):
+            np.testing.assert_array_equal(ann.rasterize(x0, y0, 17, 13, ds),
+                                          ann.rasterize(x0, y0, 17, 13, ds, clip=False))
+
+
+def test_clipped_fill_equals_whole_outlines_on_camelyon16(shared):
+    import warnings
+
+    for name in ("tumor_011", "tumor_036"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # their repaired self-intersections
+            ann = read_annotations(shared / "annotations" / "camelyon16-asap" / f"{name}.xml")
+        for x0, y0 in _boundary_windows(ann, 25, 256):
+            fast = ann.rasterize(x0, y0, 128, 128, 2.0)
+            np.testing.assert_array_equal(fast, ann.rasterize(x0, y0, 128, 128, 2.0, clip=False))
