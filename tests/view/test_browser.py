@@ -3,7 +3,9 @@ boxes, and a screenshot. Skips, saying how to install it, where chromium is miss
 
 from __future__ import annotations
 
+import json
 import subprocess
+import urllib.request
 from html.parser import HTMLParser
 
 from mixsup.view.catalog import load_catalog
@@ -34,6 +36,11 @@ class BodyData(HTMLParser):
             self.rows.append(a["data-id"])
 
 
+def slide_detail(served, slide_id: str) -> dict:
+    with urllib.request.urlopen(f"{served.url}api/slides/{slide_id}", timeout=60) as r:
+        return json.loads(r.read())
+
+
 def parsed(dom: str) -> BodyData:
     p = BodyData()
     p.feed(dom)
@@ -55,6 +62,8 @@ def test_browser_shows_list_slide_overlay_boxes(served, predicted, tmp_path):
     assert page.body.get("overlay") == "loaded", page.body
     assert int(page.body["boxes"]) == len(entry.topk) > 0
     assert "regions" in page.body
+    truth = slide_detail(served, entry.slide_id)["annotations"]  # served with --data
+    assert page.body.get("truth") == str(len(truth["tumor"]) + len(truth["roi"]))
     assert served.viewer.tiles_served > before
     shot = tmp_path / "viewer.png"
     browse(exe, url, f"--screenshot={shot}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -204,3 +205,32 @@ def test_a_slide_file_that_is_not_there_is_named_at_start(predicted, shapes_data
         load_catalog(pred)
     assert "--data" in err.value.fix
     assert load_catalog(pred, shapes_data).get(rec.stem) is not None  # slides.csv's path wins
+
+
+def test_slide_json_carries_the_datasets_annotations(served, predicted, shapes_data, tmp_path):
+    from shapely.geometry import shape
+
+    from mixsup.labels.annotations import read_annotations
+    from mixsup.view.server import slide_annotations
+
+    catalog = served.viewer.catalog
+    entry = next(s for s in catalog.slides if s.annotation is not None and s.label == 1)
+    detail = json.loads(get(served, f"/api/slides/{entry.slide_id}")[1].split(b"\r\n\r\n", 1)[1])
+    truth = detail["annotations"]
+    assert truth["error"] is None and truth["file"] == entry.annotation.name
+    expected = read_annotations(entry.annotation).tumor
+    assert len(truth["tumor"]) == 1 and truth["tumor"][0]["type"] in ("Polygon", "MultiPolygon")
+    assert shape(truth["tumor"][0]).symmetric_difference(expected).area < 0.02 * expected.area
+    # Without --data there is nothing to show; an unreadable file is named, not a 500.
+    plain = load_catalog(predicted)
+    assert all(s.annotation is None for s in plain.slides)
+    copy = tmp_path / "data"
+    shutil.copytree(shapes_data, copy, ignore=shutil.ignore_patterns("tiles"))
+    odd_class = {"type": "Feature", "properties": {"name": "Odd"},
+                 "geometry": {"type": "Polygon", "coordinates": [[[0, 0], [9, 0], [9, 9],
+                                                                  [0, 0]]]}}
+    (copy / "annotations" / entry.annotation.name).write_text(
+        json.dumps({"type": "FeatureCollection", "features": [odd_class]}))
+    odd = next(s for s in load_catalog(predicted, copy).slides if s.slide_id == entry.slide_id)
+    got = slide_annotations(odd, (10_000, 10_000))
+    assert got is not None and "unknown annotation class 'Odd'" in got["error"]

@@ -36,6 +36,7 @@ class SlideEntry:
     topk: tuple[dict[str, Any], ...]
     label: int | None = None
     center: str | None = None
+    annotation: Path | None = None  # the dataset's pixel labels, with --data
 
     @property
     def outcome(self) -> str | None:
@@ -79,7 +80,7 @@ def load_catalog(pred: str | Path, data: str | Path | None = None) -> Catalog:
     meta = json.loads(meta_path.read_text())
     threshold = float(meta["operating_threshold"])
     scores = read_predictions(pred / "predictions.csv")
-    labels, centers, paths = _labels(data)
+    labels, centers, paths, annotations = _labels(data)
     slides = []
     for slide_id, prob in scores.items():
         if not SAFE_ID.fullmatch(slide_id):
@@ -102,7 +103,8 @@ def load_catalog(pred: str | Path, data: str | Path | None = None) -> Catalog:
             regions=pred / "regions" / f"{slide_id}.geojson",
             probability=prob, prediction=int(prob >= threshold),
             n_patches=int(rec.get("n_patches", 0)), topk=tuple(rec.get("topk", [])),
-            label=labels.get(slide_id), center=centers.get(slide_id)))
+            label=labels.get(slide_id), center=centers.get(slide_id),
+            annotation=annotations.get(slide_id)))
     if not slides:
         raise MixsupError("the prediction folder holds no slide", "predict some slides first",
                           pred)
@@ -123,16 +125,17 @@ def load_catalog(pred: str | Path, data: str | Path | None = None) -> Catalog:
 
 
 def _labels(data: str | Path | None
-            ) -> tuple[dict[str, int], dict[str, str], dict[str, Path]]:
-    """Labels, centers and slide files from the dataset's slides.csv."""
+            ) -> tuple[dict[str, int], dict[str, str], dict[str, Path], dict[str, Path]]:
+    """Labels, centers, slide files and annotation files from the dataset."""
     if data is None:
-        return {}, {}, {}
+        return {}, {}, {}, {}
     from mixsup.labels.table import load_dataset
 
     ds = load_dataset(data)
     labels = {r.slide_id: r.label for r in ds.slides if r.label is not None}
     return (labels, {r.slide_id: r.center for r in ds.slides if r.center},
-            {r.slide_id: r.path for r in ds.slides})
+            {r.slide_id: r.path for r in ds.slides},
+            {r.slide_id: r.annotation for r in ds.slides if r.annotation is not None})
 
 
 def _mode(bundle: str | None) -> str | None:

@@ -171,6 +171,7 @@ class Viewer:
                 # The map's last cell reaches past the slide's edge: its width in slide units.
                 "width": overlay.pyramid.dimensions[0] * overlay.downsample / w},
             "topk": list(entry.topk), "regions": _suspicious(entry),
+            "annotations": slide_annotations(entry, (w, h)),
             "colorbar": jet_rgb(COLORBAR_LEVELS).reshape(-1, 3).tolist(),
         }
 
@@ -188,6 +189,30 @@ def _suspicious(entry: SlideEntry) -> list[dict[str, Any]]:
     return [f["geometry"] for f in features
             if str(f.get("properties", {}).get("name", "")).startswith("Suspicious")
             and f.get("geometry", {}).get("type") in ("Polygon", "MultiPolygon")]
+
+
+def slide_annotations(entry: SlideEntry, dims: tuple[int, int]) -> dict[str, Any] | None:
+    """The dataset's pixel labels of the slide (with --data): tumour and ROI outlines as
+    GeoJSON geometries, or why they could not be read (the default class map and mask values
+    apply: the viewer has no config)."""
+    if entry.annotation is None:
+        return None
+    from shapely.geometry import mapping
+
+    from mixsup.labels.annotations import read_annotations
+
+    try:
+        ann = read_annotations(entry.annotation, slide_dimensions=dims)
+    except MixsupError as exc:
+        return {"file": entry.annotation.name, "error": exc.what, "tumor": [], "roi": []}
+
+    def geoms(role: str) -> list[dict[str, Any]]:
+        # a level-0 pixel of tolerance: what a screen shows, at a fraction of the vertices
+        shapes = [ann.tumor] if role == "tumor" else ann.of_role("roi")
+        return [mapping(g.simplify(1.0)) for g in shapes if not g.is_empty]
+
+    return {"file": entry.annotation.name, "error": None, "tumor": geoms("tumor"),
+            "roi": geoms("roi")}
 
 
 def _json(obj: Any) -> bytes:

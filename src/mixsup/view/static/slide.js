@@ -78,12 +78,28 @@ function regions() {
   const g = document.createElementNS(ns, "g");
   svg.append(g);
   const ring = r => "M" + r.map(p => `${p[0]} ${p[1]}`).join("L") + "Z";
-  for (const geom of info.regions) {
-    const polys = geom.type === "Polygon" ? [geom.coordinates] : geom.coordinates;
-    const path = document.createElementNS(ns, "path");
-    path.setAttribute("d", polys.map(p => p.map(ring).join("")).join(""));
-    g.append(path);
+  const layer = (cls, geoms) => {
+    const sub = document.createElementNS(ns, "g");
+    sub.setAttribute("class", cls);
+    for (const geom of geoms) {
+      const polys = geom.type === "Polygon" ? [geom.coordinates]
+        : geom.type === "MultiPolygon" ? geom.coordinates : [];
+      const path = document.createElementNS(ns, "path");
+      path.setAttribute("d", polys.map(p => p.map(ring).join("")).join(""));
+      sub.append(path);
+    }
+    g.append(sub);
+  };
+  const truth = info.annotations;
+  if (truth) {  // the dataset's pixel labels, under the predictions
+    layer("roi", truth.roi);
+    layer("truth", truth.tumor);
+    document.getElementById("truth").hidden = false;
+    document.getElementById("truth-file").textContent = truth.error
+      ? `${truth.file}: not shown (${truth.error})` : truth.file;
+    body.dataset.truth = String(truth.tumor.length + truth.roi.length);
   }
+  layer("suspicious", info.regions);
   viewer.canvas.append(svg);
   body.dataset.regions = String(info.regions.length);
   return g;
@@ -113,6 +129,7 @@ function controls(order) {
   show.addEventListener("change", setOpacity);
   document.getElementById("show-regions").addEventListener("change", e => osdBox.classList.toggle("hide-regions", !e.target.checked));
   document.getElementById("show-boxes").addEventListener("change", e => osdBox.classList.toggle("hide-boxes", !e.target.checked));
+  document.getElementById("show-truth").addEventListener("change", e => osdBox.classList.toggle("hide-truth", !e.target.checked));
   const {prev, next} = neighbours(order);
   document.addEventListener("keydown", e => {
     if (e.ctrlKey || e.metaKey || e.altKey) return;
@@ -121,6 +138,7 @@ function controls(order) {
     else if (e.key === "Escape") location.href = "/";
     else if (e.key === "h") viewer.viewport.goHome();
     else if (e.key === "o") { show.checked = !show.checked; setOpacity(); }
+    else if (e.key === "a") document.getElementById("show-truth").click();
     else if (/^[1-9]$/.test(e.key) && info.topk[Number(e.key) - 1]) flyTo(info.topk[Number(e.key) - 1]);
   });
   return setOpacity;
