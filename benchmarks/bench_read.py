@@ -4,7 +4,7 @@ reader (``Slide`` with the ``tifftiles`` backend), in the same run, over the sam
 (row-major, 128 px overlap), plus mixsup's ``PatchReader`` through the E-step's DataLoader
 (one stretch of patches per worker) with 0 and 2 worker processes (``--workers``).
 
-    python benchmarks/bench_read.py [--patches N] [--workers 0,2] [--slide TIFF]
+    python benchmarks/bench_read.py [--patches N] [--workers 0,2] [--slide TIFF] [--whole-slide]
 
 Sizes: 512 px at level 0 (the paper preset) and 128 px (the small preset, 1.0 um/px) on a
 generated 20,000 px JPEG slide (or ``--slide``), then 512 px on the real SVS files in
@@ -61,6 +61,22 @@ def fastslide_rate(path: Path, coords: list[tuple[int, int]], size: int) -> floa
     return float(out.stdout.strip().splitlines()[-1])
 
 
+def loader_rates(path: Path, coords: list[tuple[int, int]], size: int, mpp: float | None,
+                 loaders: tuple[int, ...]) -> list[tuple[int, float]]:
+    """(workers, patches/s) of PatchReader in the E-step's loader, one stretch of patches per
+    worker as the E-step orders them."""
+    refs = np.array([(0, x, y) for x, y in coords])
+    out = []
+    for workers in loaders:
+        ds = PatchReader([SlideSource("s", str(path))], refs, size, mpp)
+        loader = make_loader(ds, worker_batches([len(refs)], 32, workers), workers,
+                             torch.device("cpu"))
+        start = time.perf_counter()
+        count = sum(len(b) for b in loader)
+        out.append((workers, count / (time.perf_counter() - start)))
+    return out
+
+
 def compare(path: Path, size: int, n: int, loaders: tuple[int, ...]) -> float:
     """Prints one block; returns mixsup's reader over bare read_region."""
     import tiffslide
@@ -83,16 +99,8 @@ def compare(path: Path, size: int, n: int, loaders: tuple[int, ...]) -> float:
     mine = open_slide(path, backend="tifftiles")
     ours = rate(lambda c: mine.read_region(c, 0, (size, size)), coords)
     print(f"  mixsup Slide (tifftiles)     {ours:8.1f} patches/s  ({ours / bare:.2f})")
-    if loaders:
-        refs = np.array([(0, x, y) for x, y in coords])
-        for workers in loaders:  # in the E-step's order: one stretch of patches per worker
-            ds = PatchReader([SlideSource("s", str(path))], refs, size, mine.mpp)
-            loader = make_loader(ds, worker_batches([len(refs)], 32, workers), workers,
-                                 torch.device("cpu"))
-            start = time.perf_counter()
-            count = sum(len(b) for b in loader)
-            r = count / (time.perf_counter() - start)
-            print(f"  mixsup PatchReader, {workers} worker(s) {r:8.1f} patches/s  ({r / bare:.2f})")
+    for workers, r in loader_rates(path, coords, size, mine.mpp, loaders) if loaders else ():
+        print(f"  mixsup PatchReader, {workers} worker(s) {r:8.1f} patches/s  ({r / bare:.2f})")
     mine.close()
     bare_slide.close()
     return ours / bare
@@ -103,11 +111,22 @@ def main() -> None:
     ap.add_argument("--patches", type=int, default=1000)
     ap.add_argument("--workers", default="0,2", help="PatchReader worker counts, e.g. 0,1,2,4")
     ap.add_argument("--slide", type=Path, help="a JPEG tiled TIFF instead of the 20k one")
+    ap.add_argument("--whole-slide", action="store_true",
+                    help="also PatchReader over every 128-px patch of the slide, per worker "
+                    "count (runs long enough for worker start-up not to decide)")
     args = ap.parse_args()
     workers = tuple(int(w) for w in args.workers.split(","))
     big = args.slide or shapes_dataset("20k", 1, 20000, seed=5) / "slides" / "slide_000.tiff"
     ratio_512 = compare(big, 512, args.patches, loaders=workers)
     compare(big, 128, args.patches * 4, loaders=workers)
+    if args.whole_slide:
+        with open_slide(big) as s:
+            coords, mpp = grid(s.dimensions, 128, 10**9), s.mpp
+        rates = loader_rates(big, coords, 128, mpp, workers)
+        base = rates[0][1]
+        print(f"\n{big.name}: every 128-px patch ({len(coords)}), PatchReader in the loader")
+        for w, r in rates:
+            print(f"  {w} worker(s) {r:8.1f} patches/s  ({r / base:.2f} of {rates[0][0]})")
     for name in ("CMU-1-Small-Region.svs", "tcga-cr-7395-01a-01-ts1.svs"):
         if (SHARED_SLIDES / name).is_file():
             compare(SHARED_SLIDES / name, 512, args.patches, loaders=())
