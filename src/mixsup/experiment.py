@@ -10,7 +10,6 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
@@ -19,7 +18,14 @@ from matplotlib.figure import Figure
 from mixsup.atomic import atomic_open, write_text
 from mixsup.config import load_config
 from mixsup.errors import MixsupError
-from mixsup.evaluate.report import evaluate, read_labels, read_predictions, roc_figure
+from mixsup.evaluate.metrics import SlideMetrics
+from mixsup.evaluate.report import (
+    Evaluation,
+    evaluate,
+    read_labels,
+    read_predictions,
+    roc_figure,
+)
 from mixsup.labels.table import load_dataset
 from mixsup.modes import MODES
 from mixsup.plotting import save_png
@@ -41,6 +47,43 @@ class Variant:
     overrides: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class RunResult:
+    """One variant at one seed: trained, its test split predicted and evaluated."""
+
+    variant: str
+    seed: int
+    run: Path
+    train_seconds: float
+    selected_round: int | None  # None: the mode has no rounds (image)
+    selection_rule: str
+    evaluation: Evaluation
+
+    def csv_row(self) -> dict[str, object]:
+        m = self.evaluation.overall
+        return {"mode": self.variant, "seed": self.seed, "selected_round": self.selected_round,
+                "selection_rule": self.selection_rule, "run": str(self.run),
+                "train_seconds": self.train_seconds} | {k: getattr(m, k) for k in METRICS}
+
+
+@dataclass(frozen=True)
+class SummaryRow:
+    """One variant's metrics over its seeds (mean and std), overall or on one center."""
+
+    variant: str
+    center: str  # "all", or a center's name
+    seeds: int
+    mean: dict[str, float]  # by METRICS name
+    std: dict[str, float]
+
+    def csv_row(self) -> dict[str, object]:
+        row: dict[str, object] = {"mode": self.variant, "center": self.center,
+                                  "seeds": self.seeds}
+        for k in METRICS:
+            row[k], row[f"{k}_std"] = self.mean[k], self.std[k]
+        return row
+
+
 def parse_ablation(spec: str) -> list[Variant]:
     key, _, values = spec.partition("=")
     if key not in ABLATIONS or not values:
@@ -53,7 +96,7 @@ def run_experiment(data_dir: str | Path, out: str | Path, preset: str = "small",
                    modes: tuple[str, ...] = tuple(MODES), seeds: tuple[int, ...] = (0,),
                    ablations: tuple[str, ...] = (), files: tuple = (),
                    overrides: tuple[str, ...] = (), per_center: bool = False,
-                   progress: bool = True) -> list[dict[str, Any]]:
+                   progress: bool = True) -> list[SummaryRow]:
     data_dir, out = Path(data_dir), Path(out)
     variants = [Variant(m, m) for m in modes]
     for spec in ablations:
@@ -68,7 +111,7 @@ def run_experiment(data_dir: str | Path, out: str | Path, preset: str = "small",
         if v.mode not in checked:
             check_training(data, cfg, v.mode, strict=False)
             checked.add(v.mode)
-    results: dict[str, list[dict[str, Any]]] = {}
+    results: dict[str, list[RunResult]] = {}
     for seed, v, cfg in jobs:
         slug = v.name.replace(" ", "_").replace("=", "")
         run = out / "runs" / f"{slug}_seed{seed}"
@@ -78,41 +121,38 @@ def run_experiment(data_dir: str | Path, out: str | Path, preset: str = "small",
                         resume=(run / "train" / "config.yaml").is_file(), progress=progress)
         seconds = _train_seconds(run / "train", time.perf_counter() - t0)
         predict(run / "train", test, run / "pred", progress=progress)
-        m = evaluate(run / "pred" / "predictions.csv", data_dir / "slides.csv",
-                     run / "report").to_json()
+        ev = evaluate(run / "pred" / "predictions.csv", data_dir / "slides.csv", run / "report")
         s = trained.summary
-        results.setdefault(v.name, []).append(
-            m | {"seed": seed, "run": str(run), "train_seconds": seconds,
-                 "selected_round": s.selected_round if s else None,
-                 "selection_rule": s.selection.rule if s and s.selection else ""})
+        results.setdefault(v.name, []).append(RunResult(
+            v.name, seed, run, seconds, s.selected_round if s else None,
+            s.selection.rule if s and s.selection else "", ev))
     rows = summarise(results, per_center)
     write_results(out, rows, seeds, results)
-    first = {name: Path(r[0]["run"]) for name, r in results.items()}
+    first = {name: r[0].run for name, r in results.items()}
     roc_overlay(out / "roc.png", first, data_dir / "slides.csv")
     heatmap_grid(out / "heatmaps.png", first, data_dir)
     return rows
 
 
-def summarise(results: dict[str, list[dict[str, Any]]], per_center: bool
-              ) -> list[dict[str, Any]]:
+def summarise(results: dict[str, list[RunResult]], per_center: bool) -> list[SummaryRow]:
     rows = []
     for name, runs in results.items():
-        rows.append(_row(name, "all", runs))
+        rows.append(_row(name, "all", [r.evaluation.overall for r in runs]))
         if per_center:
-            centers = sorted({c for r in runs for c in r.get("per_center", {})})
+            centers = sorted({c for r in runs for c in r.evaluation.per_center})
             for c in centers:
-                rows.append(_row(name, c, [r["per_center"][c] for r in runs
-                                           if c in r.get("per_center", {})]))
+                rows.append(_row(name, c, [r.evaluation.per_center[c] for r in runs
+                                           if c in r.evaluation.per_center]))
     return rows
 
 
-def _row(name: str, center: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
-    row: dict[str, Any] = {"mode": name, "center": center, "seeds": len(runs)}
+def _row(name: str, center: str, runs: list[SlideMetrics]) -> SummaryRow:
+    mean, std = {}, {}
     for k in METRICS:
-        vals = np.array([r[k] for r in runs], float)
-        row[k] = float(np.nanmean(vals)) if np.isfinite(vals).any() else float("nan")
-        row[f"{k}_std"] = float(np.nanstd(vals)) if np.isfinite(vals).sum() > 1 else 0.0
-    return row
+        vals = np.array([getattr(m, k) for m in runs], float)
+        mean[k] = float(np.nanmean(vals)) if np.isfinite(vals).any() else float("nan")
+        std[k] = float(np.nanstd(vals)) if np.isfinite(vals).sum() > 1 else 0.0
+    return SummaryRow(name, center, len(runs), mean, std)
 
 
 def _train_seconds(train_dir: Path, measured: float) -> float:
@@ -130,14 +170,14 @@ RUN_COLUMNS = ["mode", "seed", "selected_round", "selection_rule", "auc",
                "tied_fraction", "train_seconds", "run"]
 
 
-def write_results(out: Path, rows: list[dict[str, Any]], seeds: tuple[int, ...],
-                  results: dict[str, list[dict[str, Any]]] | None = None) -> None:
+def write_results(out: Path, rows: list[SummaryRow], seeds: tuple[int, ...],
+                  results: dict[str, list[RunResult]] | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     with atomic_open(out / "results.csv") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]), lineterminator="\n")
+        w = csv.DictWriter(fh, fieldnames=list(rows[0].csv_row()), lineterminator="\n")
         w.writeheader()
-        w.writerows(rows)
-    runs = [r | {"mode": name} for name, rs in (results or {}).items() for r in rs]
+        w.writerows(r.csv_row() for r in rows)
+    runs = [r.csv_row() for rs in (results or {}).values() for r in rs]
     if runs:
         with atomic_open(out / "runs.csv") as fh:
             w = csv.DictWriter(fh, fieldnames=RUN_COLUMNS, extrasaction="ignore",
@@ -149,19 +189,20 @@ def write_results(out: Path, rows: list[dict[str, Any]], seeds: tuple[int, ...],
     lines = [f"Seeds: {', '.join(map(str, seeds))} (mean ± std over seeds)", "",
              "| mode | center | " + " | ".join(h for h, _ in show) + " |",
              "|---|---|" + "---|" * len(show)]
-    for r in rows:
-        cells = [_pm(r[k], r[f"{k}_std"], r["seeds"]) for _, k in show]
-        lines.append(f"| {r['mode']} | {r['center']} | " + " | ".join(cells) + " |")
+    for row in rows:
+        cells = [_pm(row.mean[k], row.std[k], row.seeds) for _, k in show]
+        lines.append(f"| {row.variant} | {row.center} | " + " | ".join(cells) + " |")
     if runs:
         lines += ["", "Every run (selected round: the one whose θ2 the criterion chose; "
                   "tied: share of test slides whose score equals another's):", "",
                   "| mode | seed | selected round | AUC | spec @ sens 1 | tied | train s |",
                   "|---|---|---|---|---|---|---|"]
-        for r in runs:
-            sel = "-" if r.get("selected_round") is None else str(r["selected_round"])
-            lines.append(f"| {r['mode']} | {r['seed']} | {sel} | {r['auc']:.3f} | "
-                         f"{r['specificity_at_full_sensitivity']:.3f} | "
-                         f"{r['tied_fraction']:.2f} | {r['train_seconds']:.0f} |")
+        for rr in (r for rs in (results or {}).values() for r in rs):
+            sel = "-" if rr.selected_round is None else str(rr.selected_round)
+            m = rr.evaluation.overall
+            lines.append(f"| {rr.variant} | {rr.seed} | {sel} | {m.auc:.3f} | "
+                         f"{m.specificity_at_full_sensitivity:.3f} | "
+                         f"{m.tied_fraction:.2f} | {rr.train_seconds:.0f} |")
     write_text(out / "results.md", "\n".join(lines) + "\n")
 
 
