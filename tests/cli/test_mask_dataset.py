@@ -3,6 +3,7 @@ outlines, `mixsup validate` accepts them, and training reads the same tumour pix
 
 from __future__ import annotations
 
+import re
 import shutil
 
 from mixsup.cli import main
@@ -12,10 +13,18 @@ from mixsup.train.preflight import read_train_annotations
 from tests.labels.samples import iou
 
 
+def _areas(validate_output: str) -> dict[str, float]:
+    """slide id -> tumour mm² from `mixsup validate`'s pixel-label lines."""
+    found = re.findall(r"^  (\S+): .* tumour ([0-9.]+) mm²", validate_output, re.M)
+    return {sid: float(a) for sid, a in found}
+
+
 def test_mask_images_label_a_dataset_as_its_outlines_do(shapes_data, tmp_path, capsys):
     data = tmp_path / "data"
     shutil.copytree(shapes_data, data, ignore=shutil.ignore_patterns("tiles"))
     cfg = load_config("tiny")
+    assert main(["validate", str(data)]) == 0
+    before = _areas(capsys.readouterr().out)
     records = [r for r in load_dataset(data).slides if r.annotation is not None]
     assert records
     outlines = read_train_annotations(records, cfg, strict=True).annotations
@@ -25,7 +34,12 @@ def test_mask_images_label_a_dataset_as_its_outlines_do(shapes_data, tmp_path, c
                      "--downsample", "4"]) == 0
         rec.annotation.unlink()
     assert main(["validate", str(data)]) == 0
-    assert "dataset OK" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "dataset OK" in out and "(mask image)" in out and "(outlines)" not in out
+    after = _areas(out)  # validate says what training will read: the same tumour areas
+    assert after.keys() == before.keys() and any(before.values())
+    for sid, area in before.items():
+        assert abs(after[sid] - area) <= 0.05 * area + 1e-4, (sid, area, after[sid])
     masked = load_dataset(data).slides
     assert {r.annotation.suffix for r in masked if r.annotation is not None} == {".png"}
     from_masks = read_train_annotations([r for r in masked if r.annotation is not None], cfg,

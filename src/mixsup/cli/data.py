@@ -7,9 +7,13 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mixsup.cli.common import Command, config_args, load_cfg, print_dataset
 from mixsup.errors import MixsupError
+
+if TYPE_CHECKING:
+    from mixsup.labels.regions import SlideAnnotations
 
 
 def register(sub: argparse._SubParsersAction) -> dict[str, Command]:
@@ -88,14 +92,28 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     cfg = load_cfg(args)
     ds = load_dataset(args.data)
+    lines = []
     for rec in ds.slides:
         if rec.annotation is not None:
             with open_slide(rec.path, cfg.reader.backend, cfg.reader.mpp) as slide:
-                dims = slide.dimensions
-            read_annotations(rec.annotation, cfg.annotations, dims)
+                dims, mpp = slide.dimensions, slide.info.mpp
+            ann = read_annotations(rec.annotation, cfg.annotations, dims)
+            lines.append(_annotation_line(rec.slide_id, rec.annotation, ann, mpp))
     print_dataset(args.data)
+    if lines:
+        print("pixel labels (what training will read):")
+        print("\n".join(lines))
     print("dataset OK")
     return 0
+
+
+def _annotation_line(slide_id: str, path: Path, ann: SlideAnnotations, mpp: float | None) -> str:
+    kind = "mask image" if path.suffix.lower() in (".png", ".tif", ".tiff") else "outlines"
+    parts = len(ann.of_role("tumor"))
+    area = (f"{ann.tumor.area * mpp * mpp / 1e6:.4f} mm²" if mpp
+            else f"{ann.tumor.area:.0f} px² (no MPP)")
+    where = "inside an ROI" if ann.has_roi else "whole slide labelled"
+    return f"  {slide_id}: {path.name} ({kind}): tumour {area} in {parts} outline(s), {where}"
 
 
 def cmd_tile(args: argparse.Namespace) -> int:
