@@ -102,14 +102,37 @@ def test_mask_image_round_trip():
     assert (back == mask).mean() > 0.97
 
 
-def _boundary_windows(ann, n: int, size: float):
+def _boundary_windows(ann, n: int, size: float, integer: bool):
     b = ann.tumor.boundary
     for t in np.linspace(0, 1, n):
         q = b.interpolate(t, normalized=True)
-        yield q.x - size / 2 + 0.37, q.y - size / 2 - 0.21  # off the pixel grid on purpose
+        if integer:  # what training asks: integer origins, where centres meet integer edges
+            yield int(q.x) - int(size) // 2, int(q.y) - int(size) // 2
+        else:
+            yield q.x - size / 2 + 0.37, q.y - size / 2 - 0.21
 
 
-def test_clipped_fill_equals_whole_outlines_with_holes_across_the_edge():
+def test_culled_fill_equals_the_full_fill_on_edges_through_pixel_centres():
+    # A diagonal edge through the centre (44, 136) of a pixel: cutting the outline at the
+    # window moved that crossing by an ulp and flipped the pixel; culling edges cannot.
+    ann = SlideAnnotations((Region("T", "tumor",
+                                   Polygon([(40, 163), (52, 82), (33, 66), (86, 83)])),))
+    np.testing.assert_array_equal(ann.rasterize(23, 75, 31, 31, 2.0),
+                                  ann.rasterize(23, 75, 31, 31, 2.0, cull=False))
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        pts = [tuple(p) for p in rng.integers(0, 120, (int(rng.integers(3, 9)), 2))]
+        poly = shapely.make_valid(Polygon(pts))
+        if poly.is_empty or poly.area == 0:
+            continue
+        one = SlideAnnotations((Region("T", "tumor", poly),))
+        x0, y0 = (int(v) for v in rng.integers(-10, 80, 2))
+        ds = float(rng.choice([1.0, 2.0, 4.0]))
+        np.testing.assert_array_equal(one.rasterize(x0, y0, 24, 24, ds),
+                                      one.rasterize(x0, y0, 24, 24, ds, cull=False))
+
+
+def test_culled_fill_equals_the_full_fill_with_holes_across_the_edge():
     ring = [(5, 5), (95, 5), (95, 95), (5, 95)]
     hole = [(30, 30), (70, 30), (70, 70), (30, 70)]
     ann = SlideAnnotations((Region("T", "tumor", Polygon(ring, [hole])),
@@ -118,16 +141,20 @@ def test_clipped_fill_equals_whole_outlines_with_holes_across_the_edge():
     for x0, y0 in [(-3.3, -3.3), (25.5, 25.5), (50.1, 10.7), (65.0, 65.0), (90.2, 0.0)]:
         for ds in (0.5, 1.0, 3.0):
             np.testing.assert_array_equal(ann.rasterize(x0, y0, 17, 13, ds),
-                                          ann.rasterize(x0, y0, 17, 13, ds, clip=False))
+                                          ann.rasterize(x0, y0, 17, 13, ds, cull=False))
 
 
-def test_clipped_fill_equals_whole_outlines_on_camelyon16(shared):
+@pytest.mark.parametrize("folder,name", [("camelyon16-asap", "tumor_036.xml"),
+                                         ("camelyon16-ncrf-json", "Tumor_076.json")])
+def test_culled_fill_equals_the_full_fill_on_camelyon16(shared, folder, name):
     import warnings
 
-    for name in ("tumor_011", "tumor_036"):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # their repaired self-intersections
-            ann = read_annotations(shared / "annotations" / "camelyon16-asap" / f"{name}.xml")
-        for x0, y0 in _boundary_windows(ann, 25, 256):
-            fast = ann.rasterize(x0, y0, 128, 128, 2.0)
-            np.testing.assert_array_equal(fast, ann.rasterize(x0, y0, 128, 128, 2.0, clip=False))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # repaired self-intersections
+        ann = read_annotations(shared / "annotations" / folder / name)
+    for integer in (True, False):
+        for ds in (1.0, 2.0):
+            for x0, y0 in _boundary_windows(ann, 20, 128 * ds, integer):
+                np.testing.assert_array_equal(
+                    ann.rasterize(x0, y0, 128, 128, ds),
+                    ann.rasterize(x0, y0, 128, 128, ds, cull=False))

@@ -63,27 +63,22 @@ class SlideAnnotations:
                                  + self.of_role("negative"))
 
     def rasterize(self, x0: float, y0: float, width: int, height: int,
-                  downsample: float = 1.0, *, clip: bool = True) -> np.ndarray:
+                  downsample: float = 1.0, *, cull: bool = True) -> np.ndarray:
         """uint8 label mask of a window: 1 tumour, 0 negative, 255 unlabelled.
 
         ``(x0, y0)`` is the window's top-left in level-0 pixels; each mask pixel covers
-        ``downsample`` level-0 pixels. ``clip=False`` fills whole outlines: the same pixels,
-        slower (the reference for tests and benchmarks/bench_labels.py).
+        ``downsample`` level-0 pixels. ``cull=False`` fills with every edge of each outline:
+        the same pixels, slower (the reference for tests and benchmarks/bench_labels.py).
         """
         mask = np.full((height, width), IGNORE if self.has_roi else NEGATIVE, dtype=np.uint8)
         window = shapely.box(x0, y0, x0 + width * downsample, y0 + height * downsample)
-        # Cut a pixel outside the window, so no pixel centre sees the cut; filling the clipped
-        # outlines instead of whole ones made real Camelyon16 labels several times cheaper.
-        margin = (x0 - downsample, y0 - downsample, x0 + (width + 1) * downsample,
-                  y0 + (height + 1) * downsample)
         fill_value = {"roi": NEGATIVE, "ignore": IGNORE, "tumor": POSITIVE, "negative": NEGATIVE}
         for role in ("roi", "ignore", "tumor", "negative"):
             for geom in self.of_role(role):
                 if not geom.intersects(window):
                     continue
-                part = shapely.clip_by_rect(geom, *margin) if clip else geom
-                for poly in polygon_parts(part):
-                    paint_polygon(mask, poly, x0, y0, downsample, fill_value[role])
+                for poly in polygon_parts(geom):
+                    paint_polygon(mask, poly, x0, y0, downsample, fill_value[role], cull)
         return mask
 
 
