@@ -53,7 +53,9 @@ def test_the_probe_sees_training_imports():
     assert "mixsup.train.api" in _training(_imported_by("mixsup.train.api"))
 
 
-@pytest.mark.parametrize("module", ["mixsup.view.server", "mixsup.view.catalog"])
+# the annotation reader is imported by the server only when a slide page asks for it
+@pytest.mark.parametrize("module", ["mixsup.view.server", "mixsup.view.catalog",
+                                    "mixsup.labels.annotations"])
 def test_the_viewer_imports_neither_training_code_nor_torch(module):
     """The server holds about 150 MB without torch and 850 MB with it."""
     modules = _imported_by(module)

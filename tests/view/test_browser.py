@@ -52,7 +52,8 @@ def test_browser_shows_list_slide_overlay_boxes(served, predicted, tmp_path):
     catalog = load_catalog(predicted)
     listing = parsed(browse(exe, served.url, "--dump-dom"))
     assert sorted(listing.rows) == sorted(s.slide_id for s in catalog.slides)
-    entry = max(catalog.slides, key=lambda s: len(s.topk))
+    annotated = [s for s in served.viewer.catalog.slides if s.annotation is not None]
+    entry = max(annotated, key=lambda s: len(s.topk))  # served with --data: labels shown
     url = f"{served.url}slide/{entry.slide_id}"
     before = served.viewer.tiles_served
     dom = browse(exe, url, "--dump-dom")
@@ -62,8 +63,13 @@ def test_browser_shows_list_slide_overlay_boxes(served, predicted, tmp_path):
     assert page.body.get("overlay") == "loaded", page.body
     assert int(page.body["boxes"]) == len(entry.topk) > 0
     assert "regions" in page.body
-    truth = slide_detail(served, entry.slide_id)["annotations"]  # served with --data
+    truth = slide_detail(served, entry.slide_id)["annotations"]
+    assert truth["error"] is None
     assert page.body.get("truth") == str(len(truth["tumor"]) + len(truth["roi"]))
+    bare = [s for s in served.viewer.catalog.slides if s.annotation is None]
+    if bare:  # a slide without pixel labels: no annotation layer, no count
+        assert "truth" not in parsed(browse(exe, f"{served.url}slide/{bare[0].slide_id}",
+                                            "--dump-dom")).body
     assert served.viewer.tiles_served > before
     shot = tmp_path / "viewer.png"
     browse(exe, url, f"--screenshot={shot}")

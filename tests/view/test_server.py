@@ -234,3 +234,10 @@ def test_slide_json_carries_the_datasets_annotations(served, predicted, shapes_d
     odd = next(s for s in load_catalog(predicted, copy).slides if s.slide_id == entry.slide_id)
     got = slide_annotations(odd, (10_000, 10_000))
     assert got is not None and "unknown annotation class 'Odd'" in got["error"]
+    # NaN coordinates (Python's json reads them) are the file's error, not a 500
+    odd_class["properties"] = {"name": "Tumor"}
+    odd_class["geometry"]["coordinates"][0][1] = [float("nan"), 0]
+    (copy / "annotations" / entry.annotation.name).write_text(
+        json.dumps({"type": "FeatureCollection", "features": [odd_class]}))
+    got = slide_annotations(odd, (10_000, 10_000))
+    assert got is not None and "NaN or infinite coordinate" in got["error"]

@@ -108,12 +108,16 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _annotation_line(slide_id: str, path: Path, ann: SlideAnnotations, mpp: float | None) -> str:
-    kind = "mask image" if path.suffix.lower() in (".png", ".tif", ".tiff") else "outlines"
-    parts = len(ann.of_role("tumor"))
+    from mixsup.labels.formats.mask import recognises
+    from mixsup.labels.raster import polygon_parts
+
+    with path.open("rb") as fh:
+        kind = "mask image" if recognises(fh.read(8)) else "outlines"
+    parts = len(polygon_parts(ann.tumor))
     area = (f"{ann.tumor.area * mpp * mpp / 1e6:.4f} mm²" if mpp
             else f"{ann.tumor.area:.0f} px² (no MPP)")
     where = "inside an ROI" if ann.has_roi else "whole slide labelled"
-    return f"  {slide_id}: {path.name} ({kind}): tumour {area} in {parts} outline(s), {where}"
+    return f"  {slide_id}: {path.name} ({kind}): tumour {area} in {parts} region(s), {where}"
 
 
 def cmd_tile(args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ import logging
 import warnings
 from pathlib import Path
 
+import numpy as np
 import shapely
 from shapely.geometry import Polygon
 from shapely.geometry.base import BaseGeometry
@@ -64,6 +65,9 @@ def read_annotations(path: str | Path, cfg: AnnotationConfig | None = None,
 
 def _checked(geom: BaseGeometry, name: str, path: Path, cfg: AnnotationConfig,
              dims: tuple[int, int] | None, repaired: list[str]) -> BaseGeometry:
+    if not np.isfinite(shapely.get_coordinates(geom)).all():  # GEOS fails on them later
+        raise AnnotationError(f"an outline in class {name!r} has a NaN or infinite coordinate",
+                              "fix or delete that outline and export again", path)
     if not geom.is_valid:
         reason = shapely.is_valid_reason(geom)
         if not cfg.repair_invalid:

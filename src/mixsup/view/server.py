@@ -58,6 +58,8 @@ class Viewer:
         # Bounds the decoded regions held at once, whatever the number of client threads.
         self._render = threading.BoundedSemaphore(max(2, os.cpu_count() or 2))
         self.tiles_served = 0
+        self._truth: dict[str, dict[str, Any] | None] = {}  # read once per slide
+        self._truth_lock = threading.Lock()
 
     def close(self) -> None:
         with self._open_lock:
@@ -153,6 +155,14 @@ class Viewer:
                 old.close()
         return tiles, overlay
 
+    def _annotations(self, entry: SlideEntry, dims: tuple[int, int]) -> dict[str, Any] | None:
+        # Under the lock: one reading per slide, however many clients ask at once (a mask
+        # image is decoded and traced).
+        with self._truth_lock:
+            if entry.slide_id not in self._truth:
+                self._truth[entry.slide_id] = slide_annotations(entry, dims)
+            return self._truth[entry.slide_id]
+
     # -- JSON -------------------------------------------------------------------------------
     def slides_json(self) -> dict[str, Any]:
         c = self.catalog
@@ -171,7 +181,7 @@ class Viewer:
                 # The map's last cell reaches past the slide's edge: its width in slide units.
                 "width": overlay.pyramid.dimensions[0] * overlay.downsample / w},
             "topk": list(entry.topk), "regions": _suspicious(entry),
-            "annotations": slide_annotations(entry, (w, h)),
+            "annotations": self._annotations(entry, (w, h)),
             "colorbar": jet_rgb(COLORBAR_LEVELS).reshape(-1, 3).tolist(),
         }
 
@@ -201,18 +211,21 @@ def slide_annotations(entry: SlideEntry, dims: tuple[int, int]) -> dict[str, Any
 
     from mixsup.labels.annotations import read_annotations
 
-    try:
-        ann = read_annotations(entry.annotation, slide_dimensions=dims)
-    except MixsupError as exc:
-        return {"file": entry.annotation.name, "error": exc.what, "tumor": [], "roi": []}
-
-    def geoms(role: str) -> list[dict[str, Any]]:
+    def geoms(shapes: list[Any]) -> list[dict[str, Any]]:
         # a level-0 pixel of tolerance: what a screen shows, at a fraction of the vertices
-        shapes = [ann.tumor] if role == "tumor" else ann.of_role("roi")
         return [mapping(g.simplify(1.0)) for g in shapes if not g.is_empty]
 
-    return {"file": entry.annotation.name, "error": None, "tumor": geoms("tumor"),
-            "roi": geoms("roi")}
+    try:
+        ann = read_annotations(entry.annotation, slide_dimensions=dims)
+        return {"file": entry.annotation.name, "error": None, "tumor": geoms([ann.tumor]),
+                "roi": geoms(ann.of_role("roi"))}
+    except MixsupError as exc:
+        why = exc.what
+    except Exception as exc:  # the slide page must open whatever the file holds
+        log.error("%s: unreadable annotations (%s: %s)", entry.annotation,
+                  type(exc).__name__, exc)
+        why = f"unreadable ({type(exc).__name__})"
+    return {"file": entry.annotation.name, "error": why, "tumor": [], "roi": []}
 
 
 def _json(obj: Any) -> bytes:
