@@ -38,3 +38,47 @@ def test_empty_polygon_and_outside_slide_are_errors(tmp_path):
     p.write_text(json.dumps(fc(feat([[x + 5000, y] for x, y in SQUARE], "Tumor"))))
     with pytest.raises(AnnotationError, match="outside the slide"):
         read_annotations(p, slide_dimensions=(1000, 1000))
+
+
+def test_pixel_labels_that_contradict_the_slide_label_are_errors(tmp_path):
+    from mixsup.labels.annotations import check_against_label
+
+    tumour = tmp_path / "t.geojson"
+    tumour.write_text(json.dumps(fc(feat(SQUARE, "Tumor"))))
+    roi_only = tmp_path / "r.geojson"
+    roi_only.write_text(json.dumps(fc(feat([[0, 0], [80, 0], [80, 80], [0, 80], [0, 0]],
+                                           "ROI"))))
+    nothing = tmp_path / "n.geojson"
+    nothing.write_text(json.dumps(fc()))
+    with pytest.raises(AnnotationError, match="labelled negative.*mark tumour"):
+        check_against_label(read_annotations(tumour), 0, tumour)
+    with pytest.raises(AnnotationError, match="labelled positive.*every pixel would be negative"):
+        check_against_label(read_annotations(nothing), 1, nothing)
+    for path, label in ((tumour, 1), (tumour, None), (roi_only, 1), (roi_only, 0),
+                        (nothing, 0), (nothing, None)):
+        check_against_label(read_annotations(path), label, path)  # consistent: no error
+
+
+def test_training_drops_pixel_labels_that_contradict_the_slide_label(shapes_data, tmp_path,
+                                                                    capsys):
+    import shutil
+
+    from mixsup.cli import main
+    from mixsup.config import load_config
+    from mixsup.labels.table import load_dataset
+    from mixsup.train.preflight import read_train_annotations
+
+    data = tmp_path / "data"
+    shutil.copytree(shapes_data, data, ignore=shutil.ignore_patterns("tiles"))
+    ds = load_dataset(data)
+    pos = next(r for r in ds.slides if r.annotation is not None and r.label == 1)
+    neg = next(r for r in ds.slides if r.label == 0)
+    shutil.copy(pos.annotation, data / "annotations" / f"{neg.slide_id}.geojson")
+    recs = [r for r in load_dataset(data).slides if r.annotation is not None]
+    with pytest.raises(AnnotationError, match="labelled negative"):
+        read_train_annotations(recs, load_config("tiny"), strict=True)
+    checked = read_train_annotations(recs, load_config("tiny"), strict=False)
+    assert neg.slide_id in checked.rejected and neg.slide_id not in checked.annotations
+    assert pos.slide_id in checked.annotations
+    assert main(["validate", str(data)]) == 2
+    assert "labelled negative" in capsys.readouterr().err

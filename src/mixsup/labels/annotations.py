@@ -63,6 +63,23 @@ def read_annotations(path: str | Path, cfg: AnnotationConfig | None = None,
     return SlideAnnotations(tuple(regions), source=str(path))
 
 
+def check_against_label(ann: SlideAnnotations, label: int | None, path: str | Path) -> None:
+    """Pixel labels that contradict the slide's label are an error: tumour on a negative
+    slide, or a positive slide labelled negative everywhere (no tumour, no ROI)."""
+    if label == 0 and not ann.tumor.is_empty:
+        raise AnnotationError(
+            f"the slide is labelled negative (0) but its pixel labels mark tumour "
+            f"({ann.tumor.area:.0f} level-0 px²)",
+            "fix the slide's label in slides.csv or the annotation (a mask: check "
+            "annotations.mask_values)", path)
+    if label == 1 and ann.tumor.is_empty and not ann.has_roi:
+        raise AnnotationError(
+            "the slide is labelled positive (1) but its pixel labels mark no tumour and cover "
+            "the whole slide, so every pixel would be negative",
+            "add the tumour outlines, limit the labels to an ROI, or fix the label (a mask: "
+            "check annotations.mask_values)", path)
+
+
 def _checked(geom: BaseGeometry, name: str, path: Path, cfg: AnnotationConfig,
              dims: tuple[int, int] | None, repaired: list[str]) -> BaseGeometry:
     if not np.isfinite(shapely.get_coordinates(geom)).all():  # GEOS fails on them later
