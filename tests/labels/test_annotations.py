@@ -41,8 +41,6 @@ def test_empty_polygon_and_outside_slide_are_errors(tmp_path):
 
 
 def test_pixel_labels_that_contradict_the_slide_label_are_errors(tmp_path):
-    from mixsup.labels.annotations import check_against_label
-
     tumour = tmp_path / "t.geojson"
     tumour.write_text(json.dumps(fc(feat(SQUARE, "Tumor"))))
     roi_only = tmp_path / "r.geojson"
@@ -51,12 +49,12 @@ def test_pixel_labels_that_contradict_the_slide_label_are_errors(tmp_path):
     nothing = tmp_path / "n.geojson"
     nothing.write_text(json.dumps(fc()))
     with pytest.raises(AnnotationError, match="labelled negative.*mark tumour"):
-        check_against_label(read_annotations(tumour), 0, tumour)
+        read_annotations(tumour, label=0)
     with pytest.raises(AnnotationError, match="labelled positive.*every pixel would be negative"):
-        check_against_label(read_annotations(nothing), 1, nothing)
+        read_annotations(nothing, label=1)
     for path, label in ((tumour, 1), (tumour, None), (roi_only, 1), (roi_only, 0),
                         (nothing, 0), (nothing, None)):
-        check_against_label(read_annotations(path), label, path)  # consistent: no error
+        read_annotations(path, label=label)  # consistent: no error
 
 
 def test_training_drops_pixel_labels_that_contradict_the_slide_label(shapes_data, tmp_path,

@@ -86,7 +86,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from mixsup.labels.annotations import check_against_label, read_annotations
+    from mixsup.labels.annotations import read_annotations
     from mixsup.labels.table import load_dataset
     from mixsup.slides import open_slide
 
@@ -97,8 +97,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         if rec.annotation is not None:
             with open_slide(rec.path, cfg.reader.backend, cfg.reader.mpp) as slide:
                 dims, mpp = slide.dimensions, slide.info.mpp
-            ann = read_annotations(rec.annotation, cfg.annotations, dims)
-            check_against_label(ann, rec.label, rec.annotation)
+            ann = read_annotations(rec.annotation, cfg.annotations, dims, rec.label)
             lines.append(_annotation_line(rec.slide_id, rec.annotation, ann, mpp))
     print_dataset(args.data)
     if lines:

@@ -27,15 +27,20 @@ EDGE_TOLERANCE = 64
 
 
 def read_annotations(path: str | Path, cfg: AnnotationConfig | None = None,
-                     slide_dimensions: tuple[int, int] | None = None) -> SlideAnnotations:
+                     slide_dimensions: tuple[int, int] | None = None,
+                     label: int | None = None) -> SlideAnnotations:
     """Parse one annotation file; its format is recognised from its content. A label mask
-    image needs ``slide_dimensions`` (its scale is the slide's size over its own)."""
+    image needs ``slide_dimensions`` (its scale is the slide's size over its own). With the
+    slide's ``label``, pixel labels that contradict it are an error too."""
     cfg = cfg or AnnotationConfig()
     path = Path(path)
     try:
         with path.open("rb") as fh:
-            if mask.recognises(fh.read(8)):  # an image: opened by path, read a level at most
-                return mask.read_mask(path, cfg.mask_values, slide_dimensions)
+            head = fh.read(8)
+            if mask.recognises(head):  # an image: opened by path, read a level at most
+                ann = mask.read_mask(path, head, cfg.mask_values, slide_dimensions)
+                _check_against_label(ann, label, path)
+                return ann
             fh.seek(0)
             raw = fh.read()
     except OSError as exc:
@@ -60,10 +65,12 @@ def read_annotations(path: str | Path, cfg: AnnotationConfig | None = None,
         warnings.warn(f"{path}: repaired {len(repaired)} self-intersecting outline(s) "
                       f"({repaired[0]}); check them in the viewer if masks look wrong",
                       stacklevel=2)
-    return SlideAnnotations(tuple(regions), source=str(path))
+    ann = SlideAnnotations(tuple(regions), source=str(path))
+    _check_against_label(ann, label, path)
+    return ann
 
 
-def check_against_label(ann: SlideAnnotations, label: int | None, path: str | Path) -> None:
+def _check_against_label(ann: SlideAnnotations, label: int | None, path: Path) -> None:
     """Pixel labels that contradict the slide's label are an error: tumour on a negative
     slide, or a positive slide labelled negative everywhere (no tumour, no ROI)."""
     if label == 0 and not ann.tumor.is_empty:

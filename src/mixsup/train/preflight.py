@@ -9,7 +9,7 @@ from pathlib import Path
 
 from mixsup.config import Config, MILConfig, ModelConfig, Stage2Config
 from mixsup.errors import MixsupError
-from mixsup.labels.annotations import check_against_label, read_annotations
+from mixsup.labels.annotations import read_annotations
 from mixsup.labels.regions import SlideAnnotations
 from mixsup.labels.table import Dataset, SlideRecord
 from mixsup.models.encoders import PACKAGED, packaged_file
@@ -69,9 +69,8 @@ def read_train_annotations(records: list[SlideRecord], cfg: Config,
                 raise
             continue  # tiling skips the slide and lists why
         try:
-            ann = read_annotations(rec.annotation, cfg.annotations, dims)
-            check_against_label(ann, rec.label, rec.annotation)
-            out.annotations[rec.slide_id] = ann
+            out.annotations[rec.slide_id] = read_annotations(rec.annotation, cfg.annotations,
+                                                             dims, rec.label)
         except MixsupError as exc:
             if strict:
                 raise

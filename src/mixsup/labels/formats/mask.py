@@ -35,15 +35,16 @@ def recognises(head: bytes) -> bool:
     return head.startswith(_PNG) or head[:4] in _TIFF
 
 
-def read_mask(path: Path, chosen: Mapping[int, MaskRole] | None,
+def read_mask(path: Path, head: bytes, chosen: Mapping[int, MaskRole] | None,
               slide_dimensions: tuple[int, int] | None) -> SlideAnnotations:
-    """The outlines of a label mask image, in level-0 pixels of its slide. ``chosen``: the
-    user's value map (``annotations.mask_values``), if set."""
+    """The outlines of a label mask image, in level-0 pixels of its slide. ``head``: the
+    file's first bytes (they tell PNG from TIFF); ``chosen``: the user's value map
+    (``annotations.mask_values``), if set."""
     if slide_dimensions is None:
         raise AnnotationError("a label mask image has no coordinates of its own",
                               "give its slide (e.g. mixsup annotations MASK OUT --slide SLIDE), "
                               "so that the mask's scale is known", path)
-    mask, declared = _decode(path)
+    mask, declared = _decode(path, head.startswith(_PNG))
     downsample = _downsample((mask.shape[1], mask.shape[0]), slide_dimensions, path)
     found = [int(v) for v in np.unique(mask)]
     if chosen is not None:
@@ -88,10 +89,8 @@ def write_png(path: str | Path, mask: np.ndarray,
         Image.fromarray(np.ascontiguousarray(mask, np.uint8), mode="L").save(tmp, pnginfo=info)
 
 
-def _decode(path: Path) -> tuple[np.ndarray, dict[int, MaskRole] | None]:
+def _decode(path: Path, png: bool) -> tuple[np.ndarray, dict[int, MaskRole] | None]:
     """(one channel of non-negative integer labels, the value map the file declares if any)."""
-    with path.open("rb") as fh:
-        png = fh.read(8).startswith(_PNG)
     mask, declared = _png(path) if png else (_tiff_level(path), None)
     if mask.ndim == 3:
         mask = _one_channel(mask, path)
