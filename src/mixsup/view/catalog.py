@@ -18,6 +18,7 @@ import numpy as np
 
 from mixsup.errors import MixsupError
 from mixsup.evaluate.report import Evaluation, evaluation, read_predictions
+from mixsup.labels.table import SlideRecord
 
 log = logging.getLogger(__name__)
 # Ids become file names under the folder: anything that could step out of it is refused.
@@ -80,7 +81,7 @@ def load_catalog(pred: str | Path, data: str | Path | None = None) -> Catalog:
     meta = json.loads(meta_path.read_text())
     threshold = float(meta["operating_threshold"])
     scores = read_predictions(pred / "predictions.csv")
-    labels, centers, paths, annotations = _labels(data)
+    records = _records(data)
     slides = []
     for slide_id, prob in scores.items():
         if not SAFE_ID.fullmatch(slide_id):
@@ -91,7 +92,8 @@ def load_catalog(pred: str | Path, data: str | Path | None = None) -> Catalog:
             raise MixsupError(f"slide {slide_id} is in predictions.csv but has no record",
                               "re-run `mixsup predict` into this folder", rec_path)
         rec = json.loads(rec_path.read_text())
-        slide_path = paths.get(slide_id) or Path(rec["path"])
+        row = records.get(slide_id)
+        slide_path = row.path if row else Path(rec["path"])
         if not slide_path.is_file():
             raise MixsupError(f"slide file {slide_path} of slide {slide_id} is not there (a "
                               "path relative to where `mixsup predict` ran?)",
@@ -103,8 +105,8 @@ def load_catalog(pred: str | Path, data: str | Path | None = None) -> Catalog:
             regions=pred / "regions" / f"{slide_id}.geojson",
             probability=prob, prediction=int(prob >= threshold),
             n_patches=int(rec.get("n_patches", 0)), topk=tuple(rec.get("topk", [])),
-            label=labels.get(slide_id), center=centers.get(slide_id),
-            annotation=annotations.get(slide_id)))
+            label=row.label if row else None, center=row.center if row else None,
+            annotation=row.annotation if row else None))
     if not slides:
         raise MixsupError("the prediction folder holds no slide", "predict some slides first",
                           pred)
@@ -124,18 +126,13 @@ def load_catalog(pred: str | Path, data: str | Path | None = None) -> Catalog:
                    n_unlabelled=len(slides) - len(known))
 
 
-def _labels(data: str | Path | None
-            ) -> tuple[dict[str, int], dict[str, str], dict[str, Path], dict[str, Path]]:
-    """Labels, centers, slide files and annotation files from the dataset."""
+def _records(data: str | Path | None) -> dict[str, SlideRecord]:
+    """The dataset's slides by id (label, center, slide file, annotation file)."""
     if data is None:
-        return {}, {}, {}, {}
+        return {}
     from mixsup.labels.table import load_dataset
 
-    ds = load_dataset(data)
-    labels = {r.slide_id: r.label for r in ds.slides if r.label is not None}
-    return (labels, {r.slide_id: r.center for r in ds.slides if r.center},
-            {r.slide_id: r.path for r in ds.slides},
-            {r.slide_id: r.annotation for r in ds.slides if r.annotation is not None})
+    return {r.slide_id: r for r in load_dataset(data).slides}
 
 
 def _mode(bundle: str | None) -> str | None:
