@@ -140,6 +140,11 @@ class Stage1Config(_Frozen):
     threshold: float = Field(0.4, ge=0, le=1, description="T: drop patches with max p < T")
     reweight: float = Field(4.0, gt=0, description="V: y_p+ = clip(p * V, 0, 1)")
     floor: float = Field(0.01, ge=0, le=1, description="y_p+ values below this become 0")
+    pseudo_labels: Literal["soft", "confident"] = Field(
+        "soft", description="soft: y_p+ as the paper; confident: 1 where V·p >= 1, 0 below the "
+        "floor, the band between left out of the loss")
+    positive_keep_top: int = Field(0, ge=0, description="a positive slide with no patch >= T "
+                                   "keeps its top this many patches (0: the paper's rule)")
     ratio: tuple[float, float, float] = Field((2, 1, 7), description="R = y_p : y_p+ : y_p-")
     map_downsample: int = Field(4, ge=1, description="stored probability map: patch / this")
     min_labelled: float = Field(0.5, ge=0, le=1, description="labelled fraction of a y_p patch")

@@ -10,7 +10,7 @@ from torch.utils.data import Dataset
 from mixsup.labels.regions import IGNORE, POSITIVE, SlideAnnotations
 from mixsup.patches import SlidePool, SlideSource, augment
 from mixsup.train.pools import Pools
-from mixsup.train.pseudo import pseudo_positive
+from mixsup.train.pseudo import annotation_wins, pseudo_target
 
 FINE, PSEUDO, NEGATIVE = 0, 1, 2
 POOL_NAMES = ("fine", "pseudo_positive", "hard_negative")
@@ -24,7 +24,8 @@ class MixedPatches(Dataset):
 
     def __init__(self, sources: list[SlideSource], pools: Pools,
                  annotations: dict[int, SlideAnnotations], patch_size: int, mpp: float,
-                 reweight: float, floor: float, augment: bool, seed: int = 0) -> None:
+                 reweight: float, floor: float, augment: bool, seed: int = 0,
+                 pseudo_kind: str = "soft") -> None:
         self.slides = SlidePool(sources)
         self.refs = np.concatenate([pools.fine, pools.pseudo, pools.negative]).astype(np.int64)
         self.kinds = np.repeat([FINE, PSEUDO, NEGATIVE], pools.sizes)
@@ -32,7 +33,7 @@ class MixedPatches(Dataset):
         self.pseudo_maps = pools.pseudo_maps
         self.annotations = annotations
         self.patch_size, self.mpp = patch_size, mpp
-        self.reweight, self.floor = reweight, floor
+        self.reweight, self.floor, self.pseudo_kind = reweight, floor, pseudo_kind
         self.augment = augment
         self.seed = seed
         self.epoch = 0
@@ -49,14 +50,21 @@ class MixedPatches(Dataset):
         s, x, y = (int(v) for v in self.refs[i])
         kind = self.kinds[i]
         if kind == FINE:
-            ds = self.mpp / self.slides.get(s).mpp
-            mask = self.annotations[s].rasterize(x, y, p, p, ds)
+            mask = self._annotation(s, x, y)
             return (mask == POSITIVE).astype(np.float32), (mask != IGNORE).astype(np.float32)
         if kind == PSEUDO:
             small = np.asarray(self.pseudo_maps[i - self.pseudo_start], dtype=np.float32)
             prob = cv2.resize(small, (p, p), interpolation=cv2.INTER_LINEAR)
-            return pseudo_positive(prob, self.reweight, self.floor), np.ones((p, p), np.float32)
-        return np.zeros((p, p), np.float32), np.ones((p, p), np.float32)
+            target, valid = pseudo_target(prob, self.reweight, self.floor, self.pseudo_kind)
+        else:
+            target, valid = np.zeros((p, p), np.float32), np.ones((p, p), np.float32)
+        if s in self.annotations:  # the pixel labels win where they say something
+            target, valid = annotation_wins(target, valid, self._annotation(s, x, y))
+        return target, valid
+
+    def _annotation(self, s: int, x: int, y: int) -> np.ndarray:
+        ds = self.mpp / self.slides.get(s).mpp
+        return self.annotations[s].rasterize(x, y, self.patch_size, self.patch_size, ds)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         s, x, y = (int(v) for v in self.refs[i])

@@ -43,6 +43,15 @@ def _empty_refs() -> np.ndarray:
     return np.zeros((0, 3), np.int64)
 
 
+def rows_in(rows: np.ndarray, other: np.ndarray) -> np.ndarray:
+    """Which (slide, x, y) rows of ``rows`` also occur in ``other``."""
+    if len(rows) == 0 or len(other) == 0:
+        return np.zeros(len(rows), bool)
+    both = np.concatenate([rows, other]).astype(np.int64)
+    _, inverse = np.unique(both, axis=0, return_inverse=True)
+    return np.isin(inverse.ravel()[: len(rows)], inverse.ravel()[len(rows):])
+
+
 def _union(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Rows of either (slide, x, y) array, each once."""
     return np.unique(np.concatenate([a, b]), axis=0)
@@ -66,22 +75,27 @@ def em_pools(fine: np.ndarray, labels: dict[int, int], maps: dict[int, StoredMap
              previous_negative: np.ndarray | None = None) -> Pools:
     """Apply the E-step rules to every labelled training slide's maps.
 
-    ``labels`` maps slide index -> 0/1; ``maps`` slide index -> its store. Only the maps of
-    kept patches of positive slides are read into memory.
+    ``labels`` maps slide index -> 0/1; ``maps`` slide index -> its store. Patches already in
+    the fine pool keep their pixel labels and get no pseudo-label (the paper pseudo-labels
+    only what nobody annotated). Only the maps of kept patches of positive slides are read
+    into memory.
     """
     pos_rows, pos_maps, neg_rows, neg_all = [], [], [], []
     kept = {"positive_slides": 0, "negative_slides": 0}
     for idx, label in labels.items():
         sm = maps[idx]
-        keep = keep_patches(sm.max_prob, cfg.threshold)
         rows = np.column_stack([np.full(len(sm.coords), idx), sm.coords]).astype(np.int64)
+        unlabelled = ~rows_in(rows, fine)
+        keep = unlabelled & keep_patches(
+            np.where(unlabelled, sm.max_prob, -1.0), cfg.threshold,
+            cfg.positive_keep_top if label == 1 else 0)
         if label == 1:
             pos_rows.append(rows[keep])
             pos_maps.append(sm.maps[keep])
             kept["positive_slides"] += int(keep.any())
         else:
             neg_rows.append(rows[keep])
-            neg_all.append(rows)
+            neg_all.append(rows[unlabelled])
             kept["negative_slides"] += int(keep.any())
     m = next(iter(maps.values())).maps.shape[-1] if maps else 1
     pseudo = np.concatenate(pos_rows) if pos_rows else _empty_refs()

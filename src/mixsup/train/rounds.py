@@ -173,7 +173,7 @@ def _m_step(ctx: RunContext, r: int, pools: Pools, ratio: tuple[float, float, fl
         model.load_state_dict(load_checkpoint(previous.model_path)["model"])
     dataset = MixedPatches(ctx.train.sources, pools, ctx.annotations, cfg.tiling.patch_size,
                            cfg.tiling.mpp, s1.reweight, s1.floor, s1.augment,
-                           seed=cfg.seed + r)
+                           seed=cfg.seed + r, pseudo_kind=s1.pseudo_labels)
     steps = s1.steps_per_epoch or default_steps(pools.sizes, s1.batch_size)
     sampler = MixedBatchSampler(pools.sizes, ratio, s1.batch_size, steps,
                                 seed=cfg.seed * 1000 + r, rank=ctx.dist.rank,
