@@ -36,7 +36,7 @@ def test_experiment_writes_every_mode(shapes_data, tmp_path):
         assert (out / f).is_file()
     with open(out / "runs.csv") as fh:
         runs = {r["mode"]: r for r in csv.DictReader(fh)}
-    assert runs["pixel"]["selected_round"] == "0" and runs["image"]["selected_round"] == ""
-    assert runs["mixed"]["selected_round"] in {"0", "1"}
+    assert runs["pixel"]["selected_round"] == "1" and runs["image"]["selected_round"] == ""
+    assert runs["mixed"]["selected_round"] == "1"  # rounds 1..N only, and N = 1
     assert float(runs["mixed"]["train_seconds"]) > 0
     assert "selected round" in (out / "results.md").read_text()

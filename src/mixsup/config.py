@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from mixsup.errors import ConfigError
+from mixsup.protocols import apply_protocol
 
 PRESETS = ("paper", "small", "tiny")
 AnnotationRole = Literal["tumor", "negative", "roi", "ignore"]
@@ -155,6 +156,8 @@ class Stage1Config(_Frozen):
     # negative tissue lets the next M-step forget those patches (PCam mosaics: the positive
     # fraction on negative slides fell 0.05 -> 0.002 in round 1, then rose to 0.15 in round 2).
     keep_negatives: bool = Field(False, description="hard negatives accumulate over rounds")
+    carry_optimizer: bool = Field(False, description="each M-step continues the previous "
+                                  "round's optimiser state instead of a fresh AdamW")
     augment: bool = True
     infer_batch_size: int = Field(64, ge=1)
     collapse_ratio: float = Field(0.2, ge=0, le=1, description="a round whose E-step finds "
@@ -191,6 +194,8 @@ class Stage2Config(_Frozen):
         "(train_curve), final training loss (train_loss, the paper's), or val loss")
     select_tolerance: float = Field(1e-3, ge=0, description="criterion values this close to "
                                     "the best are a reported tie")
+    include_round0: bool = Field(False, description="round selection also considers round 0 "
+                                 "(θ1 on the pixel labels alone); the paper selects among 1..N")
 
 
 class MILConfig(_Frozen):
@@ -219,6 +224,9 @@ class DataSubsetConfig(_Frozen):
 
 class Config(_Frozen):
     preset: Literal["paper", "small", "tiny", "custom"] = "custom"
+    protocol: Literal["mixsup", "paper"] = Field(
+        "mixsup", description="paper: turn off every departure from the paper's method "
+        "(mixsup.protocols lists them)")
     seed: int = 0
     reader: ReaderConfig = ReaderConfig()
     tissue: TissueConfig = TissueConfig()
@@ -290,7 +298,7 @@ def apply_overrides(data: dict[str, Any], files: list[str | Path] | tuple = (),
 
 def validate(data: dict[str, Any]) -> Config:
     try:
-        return Config.model_validate(data)
+        return Config.model_validate(apply_protocol(copy.deepcopy(data)))
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in exc.errors()

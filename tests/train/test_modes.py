@@ -60,8 +60,26 @@ def _viewer_shows(pred, data):
         viewer.close()
 
 
-def test_pixel_mode_is_round_zero_plus_stage2(shapes_data, tmp_path):
+def test_pixel_mode_passes_through_mixed_round_zero(shapes_data, tmp_path, trained):
+    """Pixel mode trains its rounds on the pixel labels alone with mixed's steps and seeds:
+    its round 0 is mixed's round 0 (identical weights), so mixed - pixel measures only what the
+    EM rounds add. Selection runs among rounds 1..N, and round 0 needs no E-step there."""
+    import torch
+
+    from mixsup.artefacts import load_checkpoint
+
     result = train(shapes_data, tmp_path / "run", fast_config(), mode="pixel", progress=False)
-    assert [r.round for r in result.summary.rounds] == [0]
-    assert result.summary.selected_round == 0
-    assert not (tmp_path / "run" / "round_1").exists()
+    rows = result.summary.rounds
+    assert [r.round for r in rows] == [0, 1, 2]
+    assert result.summary.selected_round in (1, 2)
+    assert all(r.pools.pseudo_positive == r.pools.hard_negative == 0 for r in rows)
+    mixed = trained.summary.rounds
+    assert [r.optimiser_steps for r in rows] == [r.optimiser_steps for r in mixed]
+    assert rows[0].final_loss == mixed[0].final_loss
+    ours = load_checkpoint(tmp_path / "run" / "round_0" / "model.pt")["model"]
+    theirs = load_checkpoint(trained.run_dir / "round_0" / "model.pt")["model"]
+    assert ours.keys() == theirs.keys()
+    assert all(torch.equal(ours[k], theirs[k]) for k in ours)
+    assert not (tmp_path / "run" / "round_0" / "maps").exists()
+    assert not (tmp_path / "run" / "round_0" / "stage2").exists()
+    assert (trained.run_dir / "round_0" / "maps").is_dir()  # mixed's round 1 pools need it

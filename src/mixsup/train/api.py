@@ -20,7 +20,7 @@ from mixsup.train.figures import stage1_figures
 from mixsup.train.mil import mil_model_path, run_mil
 from mixsup.train.preflight import check_training
 from mixsup.train.results import RoundRow, RoundSummary, Stage2Summary, TrainSummary
-from mixsup.train.rounds import round_dir, run_stage1
+from mixsup.train.rounds import round_dir, run_stage1, selectable
 from mixsup.train.selection import operating_threshold, select_round
 from mixsup.train.stage2 import run_stage2
 
@@ -66,15 +66,15 @@ def train(data_dir: str | Path, out: str | Path, cfg: Config, mode: str = "mixed
 def _train_segmenter(ctx: RunContext, spec: Mode, val: SlideSet | None) -> TrainSummary:
     """θ1 (with EM rounds where the mode has them), θ2 after every round, the round choice."""
     cfg, s1, run_dir = ctx.cfg, ctx.cfg.stage1, ctx.run_dir
-    if spec.em_rounds:
-        results = run_stage1(ctx)
-    else:  # the same θ1 optimiser steps as mixed, all on the pixel labels
-        results = run_stage1(ctx, rounds=0,
-                             init_epochs=s1.epochs_init + s1.rounds * s1.epochs_per_round)
+    results = run_stage1(ctx, em=spec.em_rounds)
     figures = stage1_figures(run_dir / "figures", ctx.train, ctx.train.labelled(),
                              [(res.round, res.maps) for res in results]) if ctx.dist.main else []
-    stage2 = {res.round: run_stage2(ctx, res, val)
-              for res in results if not res.summary.collapsed}
+    candidates = [res for res in results if not res.summary.collapsed
+                  and selectable(res.round, s1.rounds, cfg.stage2.include_round0)]
+    if not candidates:
+        log.warning("every round >= 1 collapsed: round 0 is the only one left to select")
+        candidates = [results[0]]
+    stage2 = {res.round: run_stage2(ctx, res, val) for res in candidates}
     choice = select_round(list(stage2.values()), cfg.stage2.select_by,
                           cfg.stage2.select_tolerance)
     chosen = stage2[choice.round]
@@ -103,7 +103,7 @@ def _round_row(rs: RoundSummary, s2: Stage2Summary | None) -> RoundRow:
                     rs.pools.pseudo_positive_pixel_fraction, rs.map_stats, rs.collapsed,
                     None if s2 is None else s2.train_curve,
                     None if s2 is None else s2.train_loss,
-                    None if s2 is None else s2.val_loss)
+                    None if s2 is None else s2.val_loss, rs.optimiser_steps)
 
 
 def _train_mil(ctx: RunContext, spec: Mode, val: SlideSet | None) -> TrainSummary:

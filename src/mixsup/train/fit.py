@@ -85,7 +85,8 @@ def fit(model: torch.nn.Module, dataset: TrainingSet, sampler: EpochSampler, epo
         on_epoch: Callable[[int, float], None] | None = None,
         progress: bool = True, desc: str = "train", dist: Dist = SINGLE,
         training: TrainingConfig | None = None,
-        before_epoch: Callable[[int], None] | None = None) -> list[float]:
+        before_epoch: Callable[[int], None] | None = None,
+        optimizer_state: dict[str, Any] | None = None) -> list[float]:
     """Train for ``epochs``; resumes from ``ckpt_path`` when it holds finished epochs.
 
     ``training`` sets the learning-rate schedule and the HED stain jitter applied to each
@@ -99,6 +100,8 @@ def fit(model: torch.nn.Module, dataset: TrainingSet, sampler: EpochSampler, epo
     training = training or TrainingConfig()
     model.to(device)  # weights stay NCHW: the input's layout picks the kernels (to_input)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    if optimizer_state is not None:  # continue an earlier fit's moments
+        opt.load_state_dict(optimizer_state)
     losses: list[float] = []
     start = 0
     if ckpt_path.is_file():

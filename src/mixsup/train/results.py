@@ -59,6 +59,7 @@ class RoundSummary:
     seconds_infer: float
     infer_patches_per_s: float
     collapsed: bool = False
+    optimiser_steps: int | None = None  # θ1's steps in this round (None: before mixsup 0.2)
 
     @classmethod
     def read(cls, path: Path) -> RoundSummary:
@@ -128,6 +129,7 @@ class RoundRow:
     stage2_train_curve: float | None
     stage2_train_loss: float | None
     stage2_val_loss: float | None
+    optimiser_steps: int | None = None
 
 
 @dataclass(frozen=True)

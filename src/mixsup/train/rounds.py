@@ -13,6 +13,7 @@ Each round's folder is complete once its ``summary.json`` exists:
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -34,7 +35,7 @@ from mixsup.train.dataset import MixedPatches
 from mixsup.train.fit import append_jsonl, fit
 from mixsup.train.pools import Pools, em_pools, fine_refs
 from mixsup.train.results import MapStats, RoundSummary
-from mixsup.train.sampler import MixedBatchSampler, default_steps
+from mixsup.train.sampler import MixedBatchSampler, batch_counts
 
 log = logging.getLogger(__name__)
 
@@ -51,13 +52,18 @@ def round_dir(run_dir: Path, r: int) -> Path:
     return run_dir / f"round_{r}"
 
 
-def run_stage1(ctx: RunContext, rounds: int | None = None,
-               init_epochs: int | None = None) -> list[RoundResult]:
-    """Round 0 and ``rounds`` EM rounds. A collapsed round (see ``collapsed``) is kept in the
-    results, marked, and with ``on_collapse=rollback`` the next round warm-starts from, and
-    runs its E-step on, the last round that did not collapse."""
+def run_stage1(ctx: RunContext, em: bool = True) -> list[RoundResult]:
+    """Round 0 and ``stage1.rounds`` rounds after it. With ``em`` (mixed mode) rounds >= 1 are
+    EM rounds; without it (pixel mode) they continue on the pixel labels alone with the same
+    steps, learning rate and seeds, so that round 0 is the same checkpoint in both modes and
+    every later round differs only by what the E-step added.
+
+    A collapsed round (see ``collapsed``) is kept in the results, marked, and with
+    ``on_collapse=rollback`` the next round warm-starts from, and runs its E-step on, the last
+    round that did not collapse. The E-step after a round runs only where its maps are used:
+    the next EM round's pools, or stage 2 of a round that round selection may choose."""
     s1 = ctx.cfg.stage1
-    rounds = s1.rounds if rounds is None else rounds
+    rounds = s1.rounds
     labelled = ctx.train.labelled()
     fine = fine_refs(ctx.train.tilesets, ctx.annotations, s1.min_labelled)
     limit = ctx.cfg.subset.max_fine_patches
@@ -77,11 +83,11 @@ def run_stage1(ctx: RunContext, rounds: int | None = None,
         rdir = round_dir(ctx.run_dir, r)
         done = rdir / "summary.json"
         if done.is_file():
-            result = _load_round(ctx, r, labelled)
+            result = _load_round(ctx, r, labelled, needs_maps(r, rounds, em,
+                                                              ctx.cfg.stage2.include_round0))
             log.info("round %d already finished; reusing it", r)
         else:
-            result = _run_round(ctx, r, fine, labelled, previous, previous_negative,
-                                init_epochs)
+            result = _run_round(ctx, r, fine, labelled, previous, previous_negative, em)
         neg_path = rdir / "negatives.npy"
         if neg_path.is_file():
             previous_negative = load_arrays(neg_path)["array"]
@@ -105,6 +111,28 @@ def run_stage1(ctx: RunContext, rounds: int | None = None,
     return results
 
 
+def needs_maps(r: int, rounds: int, em: bool, include_round0: bool) -> bool:
+    """Whether round ``r``'s E-step is used: by the next EM round's pools, or by stage 2 of a
+    round that selection can choose (``selectable``)."""
+    return (em and r < rounds) or selectable(r, rounds, include_round0)
+
+
+def selectable(r: int, rounds: int, include_round0: bool) -> bool:
+    """Round selection runs among rounds 1..N (the paper's), round 0 only when asked or when
+    there is no other."""
+    return r >= 1 or include_round0 or rounds == 0
+
+
+def theta1_steps(s1: Stage1Config, n_fine: int, r: int) -> int:
+    """Optimiser steps per epoch of θ1's round ``r``, the same in every mode: ``steps_per_epoch``
+    when set; otherwise one pass over the fine pool, at the share of it a round-r batch holds
+    (all of it in round 0, ``ratio``'s share in later rounds, whatever the mode draws)."""
+    if s1.steps_per_epoch is not None:
+        return s1.steps_per_epoch
+    per_batch = s1.batch_size if r == 0 else batch_counts(s1.batch_size, s1.ratio)[0]
+    return max(1, math.ceil(n_fine / max(per_batch, 1)))
+
+
 def _above(summary: RoundSummary) -> int:
     return summary.map_stats.positive_patches_above_threshold
 
@@ -123,19 +151,19 @@ def stage1_lr(s1: Stage1Config, r: int) -> float:
 
 def _run_round(ctx: RunContext, r: int, fine: np.ndarray, labelled: dict[int, int],
                previous: RoundResult | None, previous_negative: np.ndarray | None,
-               init_epochs: int | None = None) -> RoundResult:
+               em: bool) -> RoundResult:
     cfg, s1 = ctx.cfg, ctx.cfg.stage1
     rdir = round_dir(ctx.run_dir, r)
     rdir.mkdir(parents=True, exist_ok=True)
     seed_everything(cfg.seed * 1000 + r)
     rng = np.random.default_rng((cfg.seed, r))
     t0 = time.perf_counter()
-    if r == 0 or previous is None:
-        pools = Pools.fine_only(fine)
-        ratio, epochs = (1.0, 0.0, 0.0), s1.epochs_init if init_epochs is None else init_epochs
+    epochs = s1.epochs_init if r == 0 else s1.epochs_per_round
+    if r == 0 or previous is None or not em:
+        pools, ratio = Pools.fine_only(fine), (1.0, 0.0, 0.0)
     else:
         pools = em_pools(fine, labelled, previous.maps, s1, rng, previous_negative)
-        ratio, epochs = s1.ratio, s1.epochs_per_round
+        ratio = s1.ratio
     stats = to_json(pools.stats)
     if ctx.dist.main:
         write_json(rdir / "pools.json", stats)
@@ -152,10 +180,15 @@ def _run_round(ctx: RunContext, r: int, fine: np.ndarray, labelled: dict[int, in
     else:
         model, losses = _m_step(ctx, r, pools, ratio, epochs, previous)
     t_train = time.perf_counter() - t0
-    estep = e_step(ctx, model, r, labelled)
+    if needs_maps(r, s1.rounds, em, cfg.stage2.include_round0):
+        estep = e_step(ctx, model, r, labelled)
+    else:
+        log.info("round %d: no E-step (neither an EM round nor round selection uses it)", r)
+        estep = MapStores({}, 0.0, 0.0)
     summary = RoundSummary(r, epochs, losses, losses[-1] if losses else None, pools.stats,
                            map_stats(estep.maps, labelled, s1.threshold), round(t_train, 2),
-                           round(estep.seconds, 2), round(estep.patches_per_s, 2))
+                           round(estep.seconds, 2), round(estep.patches_per_s, 2),
+                           optimiser_steps=epochs * theta1_steps(s1, len(fine), r))
     if ctx.dist.main:
         write_json(rdir / "summary.json", to_json(summary))
         (rdir / "train_last.pt").unlink(missing_ok=True)
@@ -169,12 +202,16 @@ def _m_step(ctx: RunContext, r: int, pools: Pools, ratio: tuple[float, float, fl
     cfg, s1 = ctx.cfg, ctx.cfg.stage1
     rdir = round_dir(ctx.run_dir, r)
     model = build_segmenter(cfg.model)
+    optimizer_state = None
     if previous is not None:
         model.load_state_dict(load_checkpoint(previous.model_path)["model"])
+        carried = previous.model_path.parent / "optimizer.pt"
+        if s1.carry_optimizer and carried.is_file():
+            optimizer_state = load_checkpoint(carried)["optimizer"]
     dataset = MixedPatches(ctx.train.sources, pools, ctx.annotations, cfg.tiling.patch_size,
                            cfg.tiling.mpp, s1.reweight, s1.floor, s1.augment,
                            seed=cfg.seed + r, pseudo_kind=s1.pseudo_labels)
-    steps = s1.steps_per_epoch or default_steps(pools.sizes, s1.batch_size)
+    steps = theta1_steps(s1, len(pools.fine), r)
     sampler = MixedBatchSampler(pools.sizes, ratio, s1.batch_size, steps,
                                 seed=cfg.seed * 1000 + r, rank=ctx.dist.rank,
                                 world_size=ctx.dist.world)
@@ -186,8 +223,12 @@ def _m_step(ctx: RunContext, r: int, pools: Pools, ratio: tuple[float, float, fl
     losses = fit(model, dataset, sampler, epochs, stage1_lr(s1, r), s1.weight_decay,
                  cfg.runtime, ctx.device, rdir / "train_last.pt", on_epoch=on_epoch,
                  progress=ctx.progress, desc=f"θ1 round {r}", dist=ctx.dist,
-                 training=cfg.training)
+                 training=cfg.training, optimizer_state=optimizer_state)
     if ctx.dist.main:
+        last = rdir / "train_last.pt"
+        if s1.carry_optimizer and (last.is_file() or optimizer_state is not None):
+            save_checkpoint(rdir / "optimizer.pt", {"optimizer": (
+                load_checkpoint(last)["optimizer"] if last.is_file() else optimizer_state)})
         save_checkpoint(rdir / "model.pt", {"model": model.state_dict(), "round": r,
                                             "losses": losses,
                                             "config": cfg.model_dump(mode="json")})
@@ -195,11 +236,12 @@ def _m_step(ctx: RunContext, r: int, pools: Pools, ratio: tuple[float, float, fl
     return model, losses
 
 
-def _load_round(ctx: RunContext, r: int, labelled: dict[int, int]) -> RoundResult:
+def _load_round(ctx: RunContext, r: int, labelled: dict[int, int],
+                with_maps: bool) -> RoundResult:
     rdir = round_dir(ctx.run_dir, r)
     summary = RoundSummary.read(rdir / "summary.json")
-    maps = {}
-    for i in labelled:
+    maps: dict[int, StoredMaps] = {}
+    for i in labelled if with_maps else ():
         got = open_maps(rdir / "maps" / f"{ctx.train.records[i].slide_id}.zarr",
                         expect_key=ctx.train.tilesets[i].key)
         if got is None:
