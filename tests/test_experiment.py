@@ -6,6 +6,7 @@ import pytest
 
 from mixsup.cli import main
 from mixsup.experiment import parse_ablation
+from mixsup.experiment_pairs import pairs
 from tests.helpers import FAST
 
 
@@ -15,6 +16,16 @@ def test_parse_ablation():
                                         ("subset.max_fine_patches=50",)]
     with pytest.raises(ValueError):
         parse_ablation("bogus=1")
+    budget = parse_ablation("pixel-slides=6,1", ("mixed", "pixel", "image"))
+    assert [x.name for x in budget] == ["mixed pixel-slides=6", "pixel pixel-slides=6",
+                                        "mixed pixel-slides=1", "pixel pixel-slides=1"]
+    assert budget[1].mode == "pixel" and budget[1].overrides == ("subset.pixel_slides=6",)
+
+
+def test_pairs_compare_modes_within_one_setting():
+    got = pairs(["image", "pixel", "mixed", "mixed pixel-slides=1", "pixel pixel-slides=1"])
+    assert got == [("mixed", "pixel"), ("mixed", "image"), ("pixel", "image"),
+                   ("mixed pixel-slides=1", "pixel pixel-slides=1")]
 
 
 @pytest.mark.slow
@@ -39,4 +50,8 @@ def test_experiment_writes_every_mode(shapes_data, tmp_path):
     assert runs["pixel"]["selected_round"] == "1" and runs["image"]["selected_round"] == ""
     assert runs["mixed"]["selected_round"] == "1"  # rounds 1..N only, and N = 1
     assert float(runs["mixed"]["train_seconds"]) > 0
-    assert "selected round" in (out / "results.md").read_text()
+    md = (out / "results.md").read_text()
+    assert "selected round" in md and "θ1 alone" in md
+    # the shapes fixture's test split is one slide: no AUC, so no pair, and the table says so
+    assert "Paired differences: none" in md and (out / "paired.csv").is_file()
+    assert "theta1_auc" in runs["mixed"]

@@ -219,6 +219,8 @@ class DataSubsetConfig(_Frozen):
     """Ablations (the paper's Table V): fewer pixel labels or fewer labelled slides."""
 
     max_fine_patches: int | None = Field(None, ge=1)
+    pixel_slides: int | None = Field(None, ge=1, description="keep the pixel labels of this "
+                                     "many annotated train slides (the rest keep slide labels)")
     slide_label_fraction: float = Field(1.0, gt=0, le=1)
 
 

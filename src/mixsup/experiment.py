@@ -8,7 +8,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -18,13 +18,20 @@ from matplotlib.figure import Figure
 from mixsup.atomic import atomic_open, write_text
 from mixsup.config import load_config
 from mixsup.errors import MixsupError
-from mixsup.evaluate.metrics import SlideMetrics
+from mixsup.evaluate.metrics import SlideMetrics, slide_metrics
 from mixsup.evaluate.report import (
     Evaluation,
     evaluate,
     read_labels,
     read_predictions,
     roc_figure,
+)
+from mixsup.experiment_pairs import (
+    PairRow,
+    paired_markdown,
+    paired_table,
+    theta1_scores,
+    write_paired,
 )
 from mixsup.labels.table import load_dataset
 from mixsup.modes import MODES
@@ -37,7 +44,12 @@ log = logging.getLogger(__name__)
 METRICS = ["specificity_at_full_sensitivity", "auc", "sensitivity", "specificity",
            "threshold_at_full_sensitivity", "operating_threshold", "tied_fraction", "n_pos",
            "n_neg"]
-ABLATIONS = {"pixel-labels": "subset.max_fine_patches", "slides": "subset.slide_label_fraction"}
+THETA1_METRICS = ["theta1_auc", "theta1_specificity_at_full_sensitivity"]
+ABLATIONS = {"pixel-labels": "subset.max_fine_patches", "slides": "subset.slide_label_fraction",
+             "pixel-slides": "subset.pixel_slides"}
+# An ablation of the pixel labels is run for every mode that learns from them, so that
+# mixed - pixel can be read at each label budget; the others vary mixed only.
+ABLATED_MODES = {"pixel-slides": ("mixed", "pixel")}
 
 
 @dataclass(frozen=True)
@@ -58,12 +70,18 @@ class RunResult:
     selected_round: int | None  # None: the mode has no rounds (image)
     selection_rule: str
     evaluation: Evaluation
+    theta1: SlideMetrics | None = None  # θ1's own slide score (top-K mean max probability)
 
     def csv_row(self) -> dict[str, object]:
         m = self.evaluation.overall
         return {"mode": self.variant, "seed": self.seed, "selected_round": self.selected_round,
                 "selection_rule": self.selection_rule, "run": str(self.run),
-                "train_seconds": self.train_seconds} | {k: getattr(m, k) for k in METRICS}
+                "train_seconds": self.train_seconds} | {k: getattr(m, k) for k in METRICS} | {
+                    k: _theta1_value(self.theta1, k) for k in THETA1_METRICS}
+
+
+def _theta1_value(m: SlideMetrics | None, key: str) -> float:
+    return float("nan") if m is None else float(getattr(m, key.removeprefix("theta1_")))
 
 
 @dataclass(frozen=True)
@@ -79,17 +97,18 @@ class SummaryRow:
     def csv_row(self) -> dict[str, object]:
         row: dict[str, object] = {"mode": self.variant, "center": self.center,
                                   "seeds": self.seeds}
-        for k in METRICS:
+        for k in METRICS + THETA1_METRICS:
             row[k], row[f"{k}_std"] = self.mean[k], self.std[k]
         return row
 
 
-def parse_ablation(spec: str) -> list[Variant]:
+def parse_ablation(spec: str, modes: tuple[str, ...] = tuple(MODES)) -> list[Variant]:
     key, _, values = spec.partition("=")
     if key not in ABLATIONS or not values:
         raise ValueError(f"--ablate takes {' or '.join(ABLATIONS)}=v1,v2,... (got {spec!r})")
-    return [Variant(f"mixed {key}={v}", "mixed", (f"{ABLATIONS[key]}={v}",))
-            for v in values.split(",")]
+    ablated = [m for m in ABLATED_MODES.get(key, ("mixed",)) if m in modes or m == "mixed"]
+    return [Variant(f"{m} {key}={v}", m, (f"{ABLATIONS[key]}={v}",))
+            for v in values.split(",") for m in ablated]
 
 
 def run_experiment(data_dir: str | Path, out: str | Path, preset: str = "small",
@@ -100,7 +119,7 @@ def run_experiment(data_dir: str | Path, out: str | Path, preset: str = "small",
     data_dir, out = Path(data_dir), Path(out)
     variants = [Variant(m, m) for m in modes]
     for spec in ablations:
-        variants += parse_ablation(spec)
+        variants += parse_ablation(spec, modes)
     # Everything that can fail is checked before the first run folder exists.
     test = collect_inputs([], str(data_dir), "test")
     data = load_dataset(data_dir)
@@ -126,30 +145,50 @@ def run_experiment(data_dir: str | Path, out: str | Path, preset: str = "small",
         results.setdefault(v.name, []).append(RunResult(
             v.name, seed, run, seconds, s.selected_round if s else None,
             s.selection.rule if s and s.selection else "", ev))
+    labels, _ = read_labels(data_dir / "slides.csv")
+    results = {name: [replace(r, theta1=theta1_metrics(r.run, labels)) for r in rs]
+               for name, rs in results.items()}
     rows = summarise(results, per_center)
-    write_results(out, rows, seeds, results)
+    pairs = paired_table({name: {r.seed: r.run for r in rs} for name, rs in results.items()},
+                         labels)
+    write_paired(out / "paired.csv", pairs)
+    write_results(out, rows, seeds, results, pairs)
     first = {name: r[0].run for name, r in results.items()}
     roc_overlay(out / "roc.png", first, data_dir / "slides.csv")
     heatmap_grid(out / "heatmaps.png", first, data_dir)
     return rows
 
 
+def theta1_metrics(run: Path, labels: dict[str, int]) -> SlideMetrics | None:
+    """θ1's own slide score on the test slides (no operating threshold: 0.5 stands in)."""
+    scores = theta1_scores(run / "pred")
+    ids = [i for i in scores if i in labels]
+    y = np.array([labels[i] for i in ids])
+    if len(set(y.tolist())) < 2:
+        return None
+    return slide_metrics(np.array([scores[i] for i in ids]), y, 0.5)
+
+
 def summarise(results: dict[str, list[RunResult]], per_center: bool) -> list[SummaryRow]:
     rows = []
     for name, runs in results.items():
-        rows.append(_row(name, "all", [r.evaluation.overall for r in runs]))
+        rows.append(_row(name, "all", [r.evaluation.overall for r in runs],
+                         [r.theta1 for r in runs]))
         if per_center:
             centers = sorted({c for r in runs for c in r.evaluation.per_center})
             for c in centers:
                 rows.append(_row(name, c, [r.evaluation.per_center[c] for r in runs
-                                           if c in r.evaluation.per_center]))
+                                           if c in r.evaluation.per_center], []))
     return rows
 
 
-def _row(name: str, center: str, runs: list[SlideMetrics]) -> SummaryRow:
+def _row(name: str, center: str, runs: list[SlideMetrics],
+         theta1: list[SlideMetrics | None]) -> SummaryRow:
     mean, std = {}, {}
-    for k in METRICS:
-        vals = np.array([getattr(m, k) for m in runs], float)
+    columns = {k: [getattr(m, k) for m in runs] for k in METRICS} | {
+        k: [_theta1_value(m, k) for m in theta1] for k in THETA1_METRICS}
+    for k, values in columns.items():
+        vals = np.array(values, float)
         mean[k] = float(np.nanmean(vals)) if np.isfinite(vals).any() else float("nan")
         std[k] = float(np.nanstd(vals)) if np.isfinite(vals).sum() > 1 else 0.0
     return SummaryRow(name, center, len(runs), mean, std)
@@ -166,12 +205,13 @@ def _train_seconds(train_dir: Path, measured: float) -> float:
 
 
 RUN_COLUMNS = ["mode", "seed", "selected_round", "selection_rule", "auc",
-               "specificity_at_full_sensitivity", "sensitivity", "specificity",
-               "tied_fraction", "train_seconds", "run"]
+               "specificity_at_full_sensitivity", *THETA1_METRICS, "sensitivity",
+               "specificity", "tied_fraction", "train_seconds", "run"]
 
 
 def write_results(out: Path, rows: list[SummaryRow], seeds: tuple[int, ...],
-                  results: dict[str, list[RunResult]] | None = None) -> None:
+                  results: dict[str, list[RunResult]] | None = None,
+                  pairs: list[PairRow] | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     with atomic_open(out / "results.csv") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0].csv_row()), lineterminator="\n")
@@ -185,7 +225,9 @@ def write_results(out: Path, rows: list[SummaryRow], seeds: tuple[int, ...],
             w.writeheader()
             w.writerows(runs)
     show = [("spec @ sens 1", "specificity_at_full_sensitivity"), ("AUC", "auc"),
-            ("sensitivity", "sensitivity"), ("specificity", "specificity")]
+            ("sensitivity", "sensitivity"), ("specificity", "specificity"),
+            ("θ1 alone: AUC", "theta1_auc"),
+            ("θ1 alone: spec @ sens 1", "theta1_specificity_at_full_sensitivity")]
     lines = [f"Seeds: {', '.join(map(str, seeds))} (mean ± std over seeds)", "",
              "| mode | center | " + " | ".join(h for h, _ in show) + " |",
              "|---|---|" + "---|" * len(show)]
@@ -195,14 +237,16 @@ def write_results(out: Path, rows: list[SummaryRow], seeds: tuple[int, ...],
     if runs:
         lines += ["", "Every run (selected round: the one whose θ2 the criterion chose; "
                   "tied: share of test slides whose score equals another's):", "",
-                  "| mode | seed | selected round | AUC | spec @ sens 1 | tied | train s |",
-                  "|---|---|---|---|---|---|---|"]
+                  "| mode | seed | selected round | AUC | spec @ sens 1 | θ1 AUC | tied | "
+                  "train s |", "|---|---|---|---|---|---|---|---|"]
         for rr in (r for rs in (results or {}).values() for r in rs):
             sel = "-" if rr.selected_round is None else str(rr.selected_round)
             m = rr.evaluation.overall
             lines.append(f"| {rr.variant} | {rr.seed} | {sel} | {m.auc:.3f} | "
                          f"{m.specificity_at_full_sensitivity:.3f} | "
+                         f"{_theta1_value(rr.theta1, 'theta1_auc'):.3f} | "
                          f"{m.tied_fraction:.2f} | {rr.train_seconds:.0f} |")
+    lines += paired_markdown(pairs or [])
     write_text(out / "results.md", "\n".join(lines) + "\n")
 
 

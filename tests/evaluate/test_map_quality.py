@@ -32,3 +32,23 @@ def test_every_round_is_measured_with_the_run_top_k(shapes_data, trained, tmp_pa
     out = tmp_path / "q.json"
     write_quality(out, rows)
     assert json.loads(out.read_text())[0]["round"] == 0
+
+
+def test_rounds_on_heldout_slides_report_recall_and_precision(shapes_data, trained, capsys):
+    """`mixsup rounds --split val,test`: each round's θ1 scored on slides it never saw, against
+    the answer key that `mixsup synth` wrote beside (not inside) the dataset."""
+    from mixsup.cli import main
+    from mixsup.synth.layout import answer_key
+
+    assert answer_key(shapes_data).is_dir() and not (shapes_data / "truth").exists()
+    assert main(["-q", "rounds", str(trained.run_dir), "--data", str(shapes_data),
+                 "--split", "val,test"]) == 0
+    rows = json.loads((trained.run_dir / "map_quality.json").read_text())
+    assert [(r["split"], r["round"]) for r in rows] == [
+        (s, r) for s in ("val", "test") for r in (0, 1, 2)]
+    for r in rows:
+        assert r["slides"] >= 1
+        for key in ("recall_positive_slides", "precision"):
+            assert math.isnan(r[key]) or 0 <= r[key] <= 1
+    assert (trained.run_dir / "round_1" / "maps_test").is_dir()
+    assert "recall" in capsys.readouterr().out

@@ -9,6 +9,7 @@ from mixsup.labels.annotations import read_annotations
 from mixsup.labels.regions import POSITIVE
 from mixsup.labels.table import load_dataset
 from mixsup.slides import open_slide
+from mixsup.synth.layout import answer_key
 
 
 @pytest.mark.parametrize("backend", ["openslide", "tiffslide"])
@@ -32,7 +33,8 @@ def test_shapes_dataset_is_consistent(shapes_data):
 def test_tumour_pixels_look_different(shapes_data):
     ds = load_dataset(shapes_data)
     pos = next(s for s in ds.slides if s.label == 1)
-    truth = read_annotations(shapes_data / "truth" / f"{pos.slide_id}.geojson")
+    assert not (shapes_data / "truth").exists()  # the answer key lies outside the dataset
+    truth = read_annotations(answer_key(shapes_data) / f"{pos.slide_id}.geojson")
     slide = open_slide(pos.path)
     img = slide.read_region((0, 0), 0, slide.dimensions)
     mask = truth.rasterize(0, 0, *slide.dimensions)
@@ -52,10 +54,10 @@ def test_pcam_mosaic(shared, tmp_path):
     with open_slide(ds.slides[0].path) as slide:
         assert slide.mpp == pytest.approx(0.972)
     for rec in ds.slides:
-        truth = json.loads((out / "truth" / f"{rec.slide_id}.geojson").read_text())
+        truth = json.loads((answer_key(out) / f"{rec.slide_id}.geojson").read_text())
         assert bool(truth["features"]) == (rec.label == 1)
         if rec.label == 1:
-            area = read_annotations(out / "truth" / f"{rec.slide_id}.geojson").tumor.area
+            area = read_annotations(answer_key(out) / f"{rec.slide_id}.geojson").tumor.area
             assert 0 < area < 0.25 * 960 * 960  # small relative to the slide
     slide = open_slide(ds.slides[0].path)
     assert np.asarray(slide.read_region((0, 0), 0, (960, 960))).std() > 10

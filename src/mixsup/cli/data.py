@@ -33,6 +33,8 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Command]:
                    help="PatchCamelyon folder (for --kind pcam)")
     p.add_argument("--patients", type=int, default=None,
                    help="pcam only: N patients x 5 lymph nodes with Camelyon17 node classes")
+    p.add_argument("--truth", default=None, help="answer key folder: every slide's true "
+                   "outlines (default: OUT-truth beside OUT, never inside it)")
     p.add_argument("--compression", choices=["jpeg", "zlib"], default="jpeg",
                    help="tile compression; zlib needs no imagecodecs (bigger, lossless files)")
 
@@ -67,21 +69,25 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
+    from mixsup.synth.layout import answer_key
+
     start = time.perf_counter()
     if args.kind == "shapes":
         from mixsup.synth.shapes import make_shapes
 
         out = make_shapes(args.out, n_slides=args.n_slides or 20, size=args.size or 1280,
                           seed=args.seed, progress=not args.quiet,
-                          compression=args.compression)
+                          compression=args.compression, truth_dir=args.truth)
     else:
         from mixsup.synth.pcam import make_pcam
 
         out = make_pcam(args.out, args.pcam, n_slides=args.n_slides or 60,
                         size=args.size or 3072, seed=args.seed, patients=args.patients,
-                        progress=not args.quiet, compression=args.compression)
+                        progress=not args.quiet, compression=args.compression,
+                        truth_dir=args.truth)
     print_dataset(out)
-    print(f"wrote {out} in {time.perf_counter() - start:.1f} s")
+    print(f"wrote {out} in {time.perf_counter() - start:.1f} s; the answer key (true outlines, "
+          f"for `mixsup rounds --truth`) in {args.truth or answer_key(out)}")
     return 0
 
 

@@ -43,13 +43,17 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Command]:
     p.add_argument("--modes", default=",".join(MODES))
     p.add_argument("--seeds", default="0")
     p.add_argument("--ablate", action="append", default=[],
-                   metavar="pixel-labels=200,100 | slides=1,0.5")
+                   metavar="pixel-slides=12,6,3,1 | pixel-labels=200,100 | slides=1,0.5")
     p.add_argument("--per-center", action="store_true")
     config_args(p, default_preset="small")
 
     p = sub.add_parser("rounds", help="θ1's map quality per round against truth outlines")
     p.add_argument("run")
-    p.add_argument("--data", required=True, help="dataset with truth/<slide_id>.geojson")
+    p.add_argument("--data", required=True, help="the dataset the run trained on")
+    p.add_argument("--truth", default=None, help="answer key: <slide_id>.geojson true outlines "
+                   "(default: DATA-truth, as `mixsup synth` writes it)")
+    p.add_argument("--split", default=None, help="score each round's θ1 on these slides it did "
+                   "not train on (e.g. val,test) instead of the training slides' E-step maps")
 
     p = sub.add_parser("config", help="print the full configuration as YAML")
     config_args(p)
@@ -124,17 +128,37 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 
 
 def cmd_rounds(args: argparse.Namespace) -> int:
-    from mixsup.evaluate.map_quality import round_map_quality, write_quality
+    from mixsup.evaluate.map_quality import (
+        default_truth,
+        map_quality,
+        round_map_quality,
+        run_top_k,
+        write_quality,
+    )
+    from mixsup.labels.table import load_dataset
 
-    rows = round_map_quality(args.run, args.data)
+    truth = Path(args.truth) if args.truth else default_truth(Path(args.data))
+    if not truth.is_dir():
+        raise MixsupError("no answer key (true outlines)", "pass --truth KEY, the folder "
+                          "`mixsup synth` wrote beside the dataset", truth)
+    rows = [] if args.split else round_map_quality(args.run, args.data, truth)
+    if args.split:
+        from mixsup.scoring.round_maps import heldout_maps
+
+        labels = {s.slide_id: s.label for s in load_dataset(args.data).slides}
+        k = run_top_k(Path(args.run))
+        for split in args.split.split(","):
+            for rnd, maps in heldout_maps(args.run, args.data, split, not args.quiet).items():
+                rows.append(map_quality(rnd, split, maps, labels, truth, k))
     write_quality(Path(args.run) / "map_quality.json", rows)
     k = rows[0].top_k if rows else 0
-    print(f"{'round':>5} {'IoU (pos slides)':>17} {'mean slide IoU':>15} {'pos frac (neg)':>15} "
-          f"{f'top-{k} hits':>12} {f'top-{k} AUC':>11}")
+    print(f"{'split':>5} {'round':>5} {'slides':>6} {'recall':>7} {'precision':>9} "
+          f"{'IoU (pos)':>9} {'pos frac (neg)':>14} {f'top-{k} hits':>10} {f'top-{k} AUC':>10}")
     for r in rows:
-        print(f"{r.round:>5} {r.iou_positive_slides:>17.4f} {r.mean_slide_iou:>15.4f} "
-              f"{r.negative_slides_positive_fraction:>15.4f} {r.topk_hit_rate:>12.3f} "
-              f"{r.topk_slide_auc:>11.3f}")
+        print(f"{r.split:>5} {r.round:>5} {r.slides:>6} {r.recall_positive_slides:>7.4f} "
+              f"{r.precision:>9.4f} {r.iou_positive_slides:>9.4f} "
+              f"{r.negative_slides_positive_fraction:>14.4f} {r.topk_hit_rate:>10.3f} "
+              f"{r.topk_slide_auc:>10.3f}")
     return 0
 
 

@@ -1,15 +1,19 @@
-"""How good θ1's maps are per round, against true tumour outlines (``truth/`` of synth data).
+"""How good θ1's maps are per round, against true tumour outlines (the answer key of
+``mixsup synth``).
 
-For every labelled training slide with a truth file: pixel IoU of (p >= 0.5) against the true
-mask on the stored map grid of its tissue patches (positive slides), the fraction of pixels
-called tumour (negative slides), and what stage 2 will see: the share of each positive slide's
-top-K patches that touch a true lesion, and how well the mean of the top-K max probabilities
-alone ranks the slides (AUC).
+On the training slides (the E-step's stored maps) or on held-out ones (val, test: scored by
+``scoring.round_maps``), for every labelled slide with a truth file: tumour recall and
+precision of (p >= 0.5) on the stored map grid of its tissue patches (false positives on
+negative slides count against the precision), pixel IoU on positive slides, the fraction of
+pixels called tumour on negative slides, and what stage 2 will see: the share of each positive
+slide's top-K patches that touch a true lesion, and how well the mean of the top-K max
+probabilities alone ranks the slides (AUC).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -20,8 +24,9 @@ from mixsup.labels.annotations import read_annotations
 from mixsup.labels.regions import POSITIVE
 from mixsup.labels.table import load_dataset
 from mixsup.run import saved_config
-from mixsup.scoring.map_store import open_maps
+from mixsup.scoring.map_store import StoredMaps, open_maps
 from mixsup.scoring.topk import top_k
+from mixsup.synth.layout import answer_key
 
 
 @dataclass(frozen=True)
@@ -31,8 +36,12 @@ class RoundQuality:
     mean_slide_iou: float
     negative_slides_positive_fraction: float
     topk_hit_rate: float  # mean over positive slides of the share of top-K touching tumour
-    topk_slide_auc: float  # training slides ranked by the mean of their top-K max probabilities
+    topk_slide_auc: float  # slides ranked by the mean of their top-K max probabilities
     top_k: int
+    split: str = "train"
+    recall_positive_slides: float = float("nan")  # true tumour pixels called tumour
+    precision: float = float("nan")  # pixels called tumour that are, negative slides included
+    slides: int = 0
 
 
 def topk_hit_rate(true_masks: np.ndarray, max_prob: np.ndarray, k: int) -> float:
@@ -51,54 +60,70 @@ def run_top_k(run_dir: Path, default: int = 16) -> int:
 def round_map_quality(run_dir: str | Path, data_dir: str | Path,
                       truth_dir: str | Path | None = None,
                       k: int | None = None) -> list[RoundQuality]:
+    """Every round's stored E-step maps (the training slides) against the truth."""
     run_dir, data_dir = Path(run_dir), Path(data_dir)
-    truth_dir = Path(truth_dir) if truth_dir else data_dir / "truth"
+    truth_dir = Path(truth_dir) if truth_dir else default_truth(data_dir)
     k = k or run_top_k(run_dir)
-    data = load_dataset(data_dir)
-    labels = {s.slide_id: s.label for s in data.slides}
+    labels = {s.slide_id: s.label for s in load_dataset(data_dir).slides}
     rows = []
     for rdir in sorted(run_dir.glob("round_*"), key=lambda p: int(p.name.split("_")[1])):
-        inter = union = 0
-        neg_pos = neg_all = 0
-        per_slide_iou, hits, slide_y, slide_score = [], [], [], []
-        for store in sorted((rdir / "maps").glob("*.zarr")):
-            sid = store.stem
-            got = open_maps(store)
-            truth_path = truth_dir / f"{sid}.geojson"
-            label = labels.get(sid)
-            if got is None or label is None or not truth_path.is_file():
-                continue
-            coords, attrs = got.coords, got.attrs
-            if len(coords):
-                slide_y.append(int(label))
-                slide_score.append(float(got.max_prob[top_k(got.max_prob, k)].mean()))
-            pred = got.maps[:] >= 0.5
-            if label == 0:
-                neg_pos += int(pred.sum())
-                neg_all += pred.size
-                continue
-            truth = read_annotations(truth_path)
-            m = got.maps.shape[-1]
-            ds = float(attrs["size0"]) / m
-            true = np.stack([truth.rasterize(x, y, m, m, ds) == POSITIVE for x, y in coords]) \
-                if len(coords) else np.zeros_like(pred)
-            i, u = int((pred & true).sum()), int((pred | true).sum())
-            inter += i
-            union += u
-            if u:
-                per_slide_iou.append(i / u)
-            if len(coords):
-                hits.append(topk_hit_rate(true, got.max_prob, k))
-        both = len(set(slide_y)) == 2
-        rows.append(RoundQuality(
-            round=int(rdir.name.split("_")[1]),
-            iou_positive_slides=inter / union if union else float("nan"),
-            mean_slide_iou=float(np.mean(per_slide_iou)) if per_slide_iou else float("nan"),
-            negative_slides_positive_fraction=neg_pos / neg_all if neg_all else float("nan"),
-            topk_hit_rate=float(np.mean(hits)) if hits else float("nan"),
-            topk_slide_auc=float(roc_auc_score(slide_y, slide_score)) if both else float("nan"),
-            top_k=k))
+        maps = {store.stem: open_maps(store) for store in sorted((rdir / "maps").glob("*.zarr"))}
+        rows.append(map_quality(int(rdir.name.split("_")[1]), "train", maps, labels,
+                                truth_dir, k))
     return rows
+
+
+def default_truth(data_dir: Path) -> Path:
+    """``mixsup synth``'s answer key beside the dataset (``truth/`` inside it, before 0.2)."""
+    key = answer_key(data_dir)
+    return key if key.is_dir() else data_dir / "truth"
+
+
+def map_quality(r: int, split: str, maps: Mapping[str, StoredMaps | None],
+                labels: Mapping[str, int | None], truth_dir: Path, k: int) -> RoundQuality:
+    """One round's maps of some slides (id -> maps) against ``truth_dir/<id>.geojson``; slides
+    without a label or a truth file are left out."""
+    tp = fp = fn = 0
+    neg_pos = neg_all = 0
+    per_slide_iou, hits, slide_y, slide_score = [], [], [], []
+    for sid, got in maps.items():
+        truth_path = truth_dir / f"{sid}.geojson"
+        label = labels.get(sid)
+        if got is None or label is None or not truth_path.is_file():
+            continue
+        coords = got.coords
+        if len(coords):
+            slide_y.append(int(label))
+            slide_score.append(float(got.max_prob[top_k(got.max_prob, k)].mean()))
+        pred = got.maps[:] >= 0.5
+        if label == 0:
+            neg_pos += int(pred.sum())
+            neg_all += pred.size
+            continue
+        truth = read_annotations(truth_path)
+        m = got.maps.shape[-1]
+        ds = float(got.attrs["size0"]) / m
+        true = np.stack([truth.rasterize(x, y, m, m, ds) == POSITIVE for x, y in coords]) \
+            if len(coords) else np.zeros_like(pred)
+        i, u = int((pred & true).sum()), int((pred | true).sum())
+        tp, fp, fn = tp + i, fp + int((pred & ~true).sum()), fn + int((~pred & true).sum())
+        if u:
+            per_slide_iou.append(i / u)
+        if len(coords):
+            hits.append(topk_hit_rate(true, got.max_prob, k))
+    both = len(set(slide_y)) == 2
+    union = tp + fp + fn
+    return RoundQuality(
+        round=r,
+        iou_positive_slides=tp / union if union else float("nan"),
+        mean_slide_iou=float(np.mean(per_slide_iou)) if per_slide_iou else float("nan"),
+        negative_slides_positive_fraction=neg_pos / neg_all if neg_all else float("nan"),
+        topk_hit_rate=float(np.mean(hits)) if hits else float("nan"),
+        topk_slide_auc=float(roc_auc_score(slide_y, slide_score)) if both else float("nan"),
+        top_k=k, split=split,
+        recall_positive_slides=tp / (tp + fn) if tp + fn else float("nan"),
+        precision=tp / (tp + fp + neg_pos) if tp + fp + neg_pos else float("nan"),
+        slides=len(slide_y))
 
 
 def write_quality(path: Path, rows: list[RoundQuality]) -> None:

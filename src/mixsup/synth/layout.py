@@ -1,7 +1,7 @@
 """Plans of synthetic slides (tissue, tumour, labels, splits, centers, ROIs) and their writing.
 
 The two generators differ only in how they paint pixels; the plan and the files around the
-slides (slides.csv, annotations/, truth/) are shared.
+slides (slides.csv, annotations/, the answer key) are shared.
 """
 
 from __future__ import annotations
@@ -170,12 +170,21 @@ def _random_point_in(rng: np.random.Generator, geom: BaseGeometry) -> tuple[floa
     return p.x, p.y
 
 
+def answer_key(data_dir: str | Path) -> Path:
+    """Where ``mixsup synth`` writes the true outline of every slide: beside the dataset, not
+    in it, so that nothing reading the dataset (training) can see it."""
+    data_dir = Path(data_dir)
+    return data_dir.parent / f"{data_dir.name}-truth"
+
+
 def write_dataset(out: str | Path, layouts: list[SlideLayout], mpp: float,
                   renderer_for: Callable[[SlideLayout], Renderer], progress: bool = True,
-                  compression: str = "jpeg") -> Path:
-    """Write slides/, slides.csv, annotations/ (annotated slides), truth/ (every tumour) and,
-    for patient datasets, stage_labels.csv in the Camelyon17 format."""
+                  compression: str = "jpeg", truth_dir: str | Path | None = None) -> Path:
+    """Write slides/, slides.csv, annotations/ (annotated slides) and, for patient datasets,
+    stage_labels.csv in the Camelyon17 format; and the answer key (every slide's true tumour
+    outlines, none on negative slides) to ``truth_dir``, by default ``answer_key(out)``."""
     out = Path(out)
+    key = Path(truth_dir) if truth_dir is not None else answer_key(out)
     rows = []
     for lay in progress_bar(layouts, desc="synth slides", unit="slide", disable=not progress):
         rel = Path("slides") / f"{lay.slide_id}.tiff"
@@ -189,7 +198,7 @@ def write_dataset(out: str | Path, layouts: list[SlideLayout], mpp: float,
             write_geojson(out / "annotations" / f"{lay.slide_id}.geojson",
                           SlideAnnotations(tuple(regions)))
         truth = [Region("Tumor", "tumor", _polygonal(lay.tumor))] if lay.label == 1 else []
-        write_geojson(out / "truth" / f"{lay.slide_id}.geojson", SlideAnnotations(tuple(truth)))
+        write_geojson(key / f"{lay.slide_id}.geojson", SlideAnnotations(tuple(truth)))
         rows.append({"slide_id": lay.slide_id, "path": rel.as_posix(), "label": lay.label,
                      "split": lay.split, "center": lay.center, "patient": lay.patient,
                      "node_class": lay.node_class})

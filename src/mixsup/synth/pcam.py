@@ -141,7 +141,7 @@ def make_pcam(out: str | Path, pcam_root: str | Path, n_slides: int = 60, size: 
               tumor_radius: tuple[float, float] = (0.03, 0.08),
               splits: tuple[float, float, float] = (0.5, 0.15, 0.35),
               patients: int | None = None, progress: bool = True,
-              compression: str = "jpeg") -> Path:
+              compression: str = "jpeg", truth_dir: str | Path | None = None) -> Path:
     """With ``patients``, 5 lymph nodes per patient with Camelyon17-like node classes (slides
     of at least 4096 px, so that macro-metastases over 2 mm fit in the tissue)."""
     banks = load_banks(pcam_root)
@@ -153,4 +153,4 @@ def make_pcam(out: str | Path, pcam_root: str | Path, n_slides: int = 60, size: 
                               annotated_fraction=annotated_fraction, tumor_radius=tumor_radius,
                               splits=splits)
     return write_dataset(out, layouts, PCAM_MPP, pcam_renderer(slide_banks(banks)),
-                         progress=progress, compression=compression)
+                         progress=progress, compression=compression, truth_dir=truth_dir)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -17,6 +18,9 @@ from mixsup.runtime import pick_device
 from mixsup.scoring.settings import InferSettings
 from mixsup.tile_dataset import SlideSet, slide_set
 from mixsup.train.preflight import CheckedInputs, read_train_annotations
+from mixsup.train.subsets import pick_pixel_slides
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -50,6 +54,12 @@ def prepare(data: Dataset, cfg: Config, run_dir: Path, strict: bool = False,
                           "check slides.csv (split=train) and the tissue previews", data.root)
     annotations = {i: checked.annotations[rec.slide_id] for i, rec in enumerate(train.records)
                    if rec.slide_id in checked.annotations}
+    if cfg.subset.pixel_slides is not None:
+        kept = pick_pixel_slides({train.records[i].slide_id: train.records[i].label
+                                  for i in annotations}, cfg.subset.pixel_slides, cfg.seed)
+        annotations = {i: a for i, a in annotations.items() if train.records[i].slide_id in kept}
+        log.info("label budget: pixel labels of %d annotated slides kept: %s",
+                 len(annotations), ", ".join(sorted(kept)))
     train.skipped.update({f"{sid} (annotations)": why for sid, why in checked.rejected.items()})
     return RunContext(cfg, run_dir, data, train, annotations,
                       pick_device(cfg.runtime, dist.local_rank), progress and dist.main, strict,

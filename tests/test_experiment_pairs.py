@@ -1,0 +1,55 @@
+"""The experiment's paired table, from prediction folders written by hand."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from mixsup.experiment_pairs import paired_markdown, paired_table, theta1_scores, write_paired
+
+IDS = [f"s{i}" for i in range(8)]
+LABELS = dict(zip(IDS, [1, 1, 1, 1, 0, 0, 0, 0], strict=True))
+
+
+def _pred(run, slide_scores, topk_maxima):
+    pred = run / "pred"
+    pred.mkdir(parents=True)
+    with open(pred / "predictions.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["slide_id", "probability", "prediction"])
+        w.writerows([sid, p, int(p >= 0.5)] for sid, p in slide_scores.items())
+    with open(pred / "topk.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["slide_id", "rank", "x", "y", "size_level0", "max_pixel_prob",
+                    "patch_prob"])
+        for sid, maxima in topk_maxima.items():
+            w.writerows([sid, r + 1, 0, 0, 128.0, m, ""] for r, m in enumerate(maxima))
+
+
+def test_paired_table_pairs_seeds_and_both_scores(tmp_path):
+    rng = np.random.default_rng(0)
+    runs: dict[str, dict[int, object]] = {"mixed": {}, "pixel": {}}
+    expected = []
+    for mode in runs:
+        for seed in (0, 1):
+            run = tmp_path / f"{mode}{seed}"
+            slide = dict(zip(IDS, rng.random(8), strict=True))
+            topk = {sid: rng.random(2) for sid in IDS[:-1]}  # s7: no tissue -> 0
+            _pred(run, slide, topk)
+            runs[mode][seed] = run
+            expected.append(roc_auc_score([LABELS[i] for i in IDS], [slide[i] for i in IDS]))
+    rows = paired_table(runs, LABELS, n_boot=200)
+    assert {(r.score, r.diff.metric) for r in rows} == {
+        (s, m) for s in ("slide", "theta1") for m in ("auc", "specificity_at_full_sensitivity")}
+    auc = next(r.diff for r in rows if r.score == "slide" and r.diff.metric == "auc")
+    assert (auc.a, auc.b, auc.n_slides) == ("mixed", "pixel", 8)
+    assert auc.per_seed == pytest.approx([expected[0] - expected[2], expected[1] - expected[3]])
+    theta1 = theta1_scores(runs["mixed"][0] / "pred")
+    assert theta1["s7"] == 0.0 and 0 <= theta1["s0"] <= 1
+    write_paired(tmp_path / "paired.csv", rows)
+    assert len((tmp_path / "paired.csv").read_text().splitlines()) == 1 + 4
+    md = "\n".join(paired_markdown(rows))
+    assert "mixed − pixel" in md and "θ1 alone" in md and "[" in md
