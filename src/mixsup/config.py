@@ -146,6 +146,9 @@ class Stage1Config(_Frozen):
         "floor, the band between left out of the loss")
     positive_keep_top: int = Field(0, ge=0, description="a positive slide with no patch >= T "
                                    "keeps its top this many patches (0: the paper's rule)")
+    teacher: Literal["last", "average"] = Field(
+        "last", description="the E-step's maps: the last round's θ1 (the paper), or the "
+        "pixel-wise average of every round's so far")
     ratio: tuple[float, float, float] = Field((2, 1, 7), description="R = y_p : y_p+ : y_p-")
     map_downsample: int = Field(4, ge=1, description="stored probability map: patch / this")
     min_labelled: float = Field(0.5, ge=0, le=1, description="labelled fraction of a y_p patch")

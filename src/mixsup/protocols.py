@@ -14,6 +14,7 @@ PAPER: dict[str, Any] = {
     "stage1.carry_optimizer": True,  # one optimiser across rounds, not a fresh one
     "stage1.pseudo_labels": "soft",
     "stage1.positive_keep_top": 0,
+    "stage1.teacher": "last",
     "stage2.select_by": "train_loss",  # θ2's final training loss, not its curve
     "stage2.include_round0": False,
     "stage2.init": "encoder",  # θ2 is its own network, not a fine-tuned θ1

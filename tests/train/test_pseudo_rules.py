@@ -10,7 +10,7 @@ from mixsup.labels.regions import IGNORE, NEGATIVE, POSITIVE, Region, SlideAnnot
 from mixsup.scoring.map_store import write_maps
 from mixsup.scoring.patch_maps import PatchMaps
 from mixsup.train.dataset import MixedPatches
-from mixsup.train.pools import Pools, em_pools, rows_in
+from mixsup.train.pools import AveragedMaps, Pools, average_teacher, em_pools, rows_in
 from mixsup.train.pseudo import annotation_wins, keep_patches, pseudo_target
 from mixsup.train.results import PoolSizes, PoolStats
 
@@ -106,3 +106,17 @@ def test_a_pseudo_row_inside_the_roi_takes_the_pixel_labels(tmp_path):
     target, valid = ds.label(1)  # a hard negative: the outline's tumour still wins
     np.testing.assert_array_equal(target[:, :2], 1.0)
     np.testing.assert_array_equal(target[:, 2:], 0.0)
+
+
+def test_the_average_teacher_averages_pixels_and_takes_the_max_of_the_average():
+    coords = np.array([[0, 0], [64, 0]])
+    a = AveragedMaps(coords, np.array([0.8, 0.2]),
+                     np.array([[[0.8, 0.0]], [[0.2, 0.2]]], np.float32))
+    b = AveragedMaps(coords, np.array([0.4, 0.6]),
+                     np.array([[[0.0, 0.4]], [[0.6, 0.2]]], np.float32))
+    moved = AveragedMaps(coords[:1], np.array([0.9]), np.array([[[0.9, 0.9]]], np.float32))
+    got = average_teacher([{0: a, 1: moved}, {0: b, 1: b}])
+    np.testing.assert_allclose(got[0].maps, [[[0.4, 0.2]], [[0.4, 0.2]]])
+    np.testing.assert_allclose(got[0].max_prob, [0.4, 0.4])
+    assert got[1] is b  # its patches changed between rounds: the last round's maps
+    assert average_teacher([{0: a}])[0] is a

@@ -150,3 +150,19 @@ def test_resume_during_estep_keeps_model_and_finished_slides(shapes_data, tmp_pa
     assert not [k for k in after if k.startswith(".")]  # resume cleared the partial store
     epochs = [(e["round"], e["epoch"]) for e in _events(run) if e["event"] == "epoch"]
     assert epochs.count((1, 2)) == 1
+
+
+def test_the_em_switches_train_end_to_end(shapes_data, tmp_path):
+    """Confident pseudo-labels, a positive slide's top patches kept, and the averaged teacher:
+    each switch reaches the M-step (unit tests pin their rules)."""
+    from mixsup.config import load_config
+    from tests.helpers import FAST
+
+    cfg = load_config("tiny", overrides=[*FAST, "stage1.pseudo_labels=confident",
+                                         "stage1.positive_keep_top=2", "stage1.teacher=average",
+                                         "stage1.threshold=0.99"])
+    result = train(shapes_data, tmp_path / "run", cfg, progress=False)
+    rows = result.summary.rounds
+    assert [r.round for r in rows] == [0, 1, 2]
+    # with T = 0.99 hardly anything passes, yet every positive slide keeps its top 2
+    assert all(r.pools.pseudo_positive >= 2 for r in rows[1:])

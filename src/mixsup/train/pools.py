@@ -3,18 +3,56 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from typing import Any, Protocol
 
 import numpy as np
 
 from mixsup.config import Stage1Config
 from mixsup.labels.regions import IGNORE, SlideAnnotations
-from mixsup.scoring.map_store import StoredMaps
 from mixsup.slides.tiling import TileSet
 from mixsup.train.pseudo import keep_patches, pseudo_positive
 from mixsup.train.results import NegativeFallback, PoolSizes, PoolStats
 
 log = logging.getLogger(__name__)
+
+
+class SlideMaps(Protocol):
+    """What the E-step rules read of one slide's maps (a store, or a teacher's average)."""
+
+    @property
+    def coords(self) -> np.ndarray: ...
+
+    @property
+    def max_prob(self) -> np.ndarray: ...
+
+    @property
+    def maps(self) -> Any: ...  # indexable (n, m, m) probabilities
+
+
+@dataclass(frozen=True)
+class AveragedMaps:
+    coords: np.ndarray
+    max_prob: np.ndarray
+    maps: np.ndarray
+
+
+def average_teacher(history: list[Mapping[int, SlideMaps]]) -> dict[int, SlideMaps]:
+    """The maps of several rounds averaged pixel by pixel (a steadier teacher than the last
+    round alone); a patch's max is the max of its averaged map. Slides whose patches differ
+    between rounds keep the last round's maps."""
+    last = history[-1]
+    out: dict[int, SlideMaps] = {}
+    for idx, sm in last.items():
+        same = [h[idx] for h in history
+                if idx in h and np.array_equal(h[idx].coords, sm.coords)]
+        if len(same) < 2 or not len(sm.coords):
+            out[idx] = sm
+            continue
+        mean = np.mean([np.asarray(h.maps[:], np.float32) for h in same], axis=0)
+        out[idx] = AveragedMaps(sm.coords, mean.reshape(len(mean), -1).max(1), mean)
+    return out
 
 
 @dataclass(frozen=True)
@@ -70,7 +108,7 @@ def fine_refs(tilesets: list[TileSet], annotations: dict[int, SlideAnnotations],
     return np.asarray(rows, np.int64).reshape(-1, 3)
 
 
-def em_pools(fine: np.ndarray, labels: dict[int, int], maps: dict[int, StoredMaps],
+def em_pools(fine: np.ndarray, labels: dict[int, int], maps: Mapping[int, SlideMaps],
              cfg: Stage1Config, rng: np.random.Generator,
              previous_negative: np.ndarray | None = None) -> Pools:
     """Apply the E-step rules to every labelled training slide's maps.

@@ -33,7 +33,7 @@ from mixsup.scoring.stores import MapStores, map_to_stores
 from mixsup.train.context import RunContext
 from mixsup.train.dataset import MixedPatches
 from mixsup.train.fit import append_jsonl, fit
-from mixsup.train.pools import Pools, em_pools, fine_refs
+from mixsup.train.pools import Pools, average_teacher, em_pools, fine_refs
 from mixsup.train.results import MapStats, RoundSummary
 from mixsup.train.sampler import MixedBatchSampler, batch_counts
 
@@ -87,7 +87,8 @@ def run_stage1(ctx: RunContext, em: bool = True) -> list[RoundResult]:
                                                               ctx.cfg.stage2.include_round0))
             log.info("round %d already finished; reusing it", r)
         else:
-            result = _run_round(ctx, r, fine, labelled, previous, previous_negative, em)
+            result = _run_round(ctx, r, fine, labelled, previous, previous_negative, em,
+                                [res for res in results if not res.summary.collapsed])
         neg_path = rdir / "negatives.npy"
         if neg_path.is_file():
             previous_negative = load_arrays(neg_path)["array"]
@@ -151,7 +152,7 @@ def stage1_lr(s1: Stage1Config, r: int) -> float:
 
 def _run_round(ctx: RunContext, r: int, fine: np.ndarray, labelled: dict[int, int],
                previous: RoundResult | None, previous_negative: np.ndarray | None,
-               em: bool) -> RoundResult:
+               em: bool, history: list[RoundResult]) -> RoundResult:
     cfg, s1 = ctx.cfg, ctx.cfg.stage1
     rdir = round_dir(ctx.run_dir, r)
     rdir.mkdir(parents=True, exist_ok=True)
@@ -162,7 +163,9 @@ def _run_round(ctx: RunContext, r: int, fine: np.ndarray, labelled: dict[int, in
     if r == 0 or previous is None or not em:
         pools, ratio = Pools.fine_only(fine), (1.0, 0.0, 0.0)
     else:
-        pools = em_pools(fine, labelled, previous.maps, s1, rng, previous_negative)
+        teacher = (average_teacher([res.maps for res in history])
+                   if s1.teacher == "average" else previous.maps)
+        pools = em_pools(fine, labelled, teacher, s1, rng, previous_negative)
         ratio = s1.ratio
     stats = to_json(pools.stats)
     if ctx.dist.main:
