@@ -55,3 +55,28 @@ def test_experiment_writes_every_mode(shapes_data, tmp_path):
     # the shapes fixture's test split is one slide: no AUC, so no pair, and the table says so
     assert "Paired differences: none" in md and (out / "paired.csv").is_file()
     assert "theta1_auc" in runs["mixed"]
+
+
+METRIC_COLUMNS = ["mode", "seed", "selected_round", "selection_rule", "auc",
+                  "specificity_at_full_sensitivity", "sensitivity", "specificity",
+                  "tied_fraction"]
+
+
+@pytest.mark.slow
+def test_parallel_runs_give_the_sequential_results(shapes_data, tmp_path):
+    """--jobs 2 runs the grid in two child processes: the same runs and the same tables."""
+    def experiment(jobs: int) -> tuple[list[dict[str, str]], str]:
+        out = tmp_path / f"jobs{jobs}"
+        args = ["-q", "experiment", str(shapes_data), "--out", str(out), "--modes", "pixel",
+                "--seeds", "0,1", "--preset", "tiny", "--jobs", str(jobs)]
+        for item in [*FAST, "stage1.rounds=0"]:  # the cheapest run that goes end to end
+            args += ["--set", item]
+        assert main(args) == 0
+        with open(out / "runs.csv") as fh:
+            runs = [{k: r[k] for k in METRIC_COLUMNS} for r in csv.DictReader(fh)]
+        return runs, (out / "results.csv").read_text()
+
+    sequential, parallel = experiment(1), experiment(2)
+    assert [r["seed"] for r in parallel[0]] == ["0", "1"]
+    assert parallel == sequential
+    assert (tmp_path / "jobs2" / "runs" / "pixel_seed1" / "experiment.log").is_file()

@@ -1,17 +1,18 @@
 """PyTorch distributed (torchrun) in one small object, passed explicitly; no module state.
 
 Under ``torchrun`` the environment names the rank and world size; without it everything runs
-as a single process (rank 0 of 1) and no process group is created.
+as a single process (rank 0 of 1) and no process group is created. torch is imported only where
+a process group is in use: tiling passes the single-process ``Dist`` without needing torch.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import torch
-import torch.distributed as tdist
+if TYPE_CHECKING:
+    import torch
 
 T = TypeVar("T")
 
@@ -32,6 +33,8 @@ class Dist:
 
     def barrier(self) -> None:
         if self.active:
+            import torch.distributed as tdist
+
             tdist.barrier()
 
     def shard(self, items: list[T]) -> list[T]:
@@ -41,6 +44,8 @@ class Dist:
     def all_gather(self, obj: Any) -> list[Any]:
         if not self.active:
             return [obj]
+        import torch.distributed as tdist
+
         out: list[Any] = [None] * self.world
         tdist.all_gather_object(out, obj)
         return out
@@ -48,12 +53,17 @@ class Dist:
     def broadcast_buffers(self, module: torch.nn.Module) -> None:
         """Make every rank's buffers (e.g. BatchNorm statistics) equal to rank 0's."""
         if self.active:
+            import torch.distributed as tdist
+
             for buf in module.buffers():
                 tdist.broadcast(buf, src=0)
 
     def mean(self, value: float) -> float:
         if not self.active:
             return value
+        import torch
+        import torch.distributed as tdist
+
         t = torch.tensor([value], dtype=torch.float64)
         tdist.all_reduce(t)
         return float(t.item()) / self.world
@@ -67,6 +77,9 @@ def init_dist(device: str = "auto") -> Dist:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return SINGLE
+    import torch
+    import torch.distributed as tdist
+
     rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     use_cuda = torch.cuda.is_available() and device != "cpu"
     if not tdist.is_initialized():
@@ -77,5 +90,9 @@ def init_dist(device: str = "auto") -> Dist:
 
 
 def close_dist(d: Dist) -> None:
-    if d.active and tdist.is_initialized():
+    if not d.active:
+        return
+    import torch.distributed as tdist
+
+    if tdist.is_initialized():
         tdist.destroy_process_group()

@@ -1,5 +1,6 @@
 """``mixsup experiment``: every mode (and ablation) x seed -> train, predict test, evaluate,
-then the paper's tables and figures. Re-running the command resumes unfinished runs."""
+then the paper's tables and figures. Re-running the command resumes unfinished runs. With
+``workers`` > 1 the runs go to that many child processes (``parallel_runs``)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import json
 import logging
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -16,7 +19,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from mixsup.atomic import atomic_open, write_text
-from mixsup.config import load_config
+from mixsup.config import Config, load_config
 from mixsup.errors import MixsupError
 from mixsup.evaluate.metrics import SlideMetrics, slide_metrics
 from mixsup.evaluate.report import (
@@ -35,6 +38,7 @@ from mixsup.experiment_pairs import (
 )
 from mixsup.labels.table import load_dataset
 from mixsup.modes import MODES
+from mixsup.parallel_runs import run_in_processes
 from mixsup.plotting import save_png
 from mixsup.predict import collect_inputs, predict
 from mixsup.train.api import train
@@ -115,7 +119,10 @@ def run_experiment(data_dir: str | Path, out: str | Path, preset: str = "small",
                    modes: tuple[str, ...] = tuple(MODES), seeds: tuple[int, ...] = (0,),
                    ablations: tuple[str, ...] = (), files: tuple = (),
                    overrides: tuple[str, ...] = (), per_center: bool = False,
-                   progress: bool = True) -> list[SummaryRow]:
+                   progress: bool = True, workers: int = 1) -> list[SummaryRow]:
+    """``workers`` > 1: that many runs at once, in child processes (``run_grid``)."""
+    if workers < 1:
+        raise ValueError(f"--jobs takes a number of parallel runs >= 1 (got {workers})")
     data_dir, out = Path(data_dir), Path(out)
     variants = [Variant(m, m) for m in modes]
     for spec in ablations:
@@ -130,21 +137,9 @@ def run_experiment(data_dir: str | Path, out: str | Path, preset: str = "small",
         if v.mode not in checked:
             check_training(data, cfg, v.mode, strict=False)
             checked.add(v.mode)
-    results: dict[str, list[RunResult]] = {}
-    for seed, v, cfg in jobs:
-        slug = v.name.replace(" ", "_").replace("=", "")
-        run = out / "runs" / f"{slug}_seed{seed}"
-        log.info("experiment: %s, seed %d", v.name, seed)
-        t0 = time.perf_counter()
-        trained = train(data_dir, run / "train", cfg, mode=v.mode,
-                        resume=(run / "train" / "config.yaml").is_file(), progress=progress)
-        seconds = _train_seconds(run / "train", time.perf_counter() - t0)
-        predict(run / "train", test, run / "pred", progress=progress)
-        ev = evaluate(run / "pred" / "predictions.csv", data_dir / "slides.csv", run / "report")
-        s = trained.summary
-        results.setdefault(v.name, []).append(RunResult(
-            v.name, seed, run, seconds, s.selected_round if s else None,
-            s.selection.rule if s and s.selection else "", ev))
+    grid = [Job(v, seed, cfg, out / "runs" / f"{_slug(v.name)}_seed{seed}")
+            for seed, v, cfg in jobs]
+    results = run_grid(grid, data_dir, test, workers, progress)
     labels, _ = read_labels(data_dir / "slides.csv")
     results = {name: [replace(r, theta1=theta1_metrics(r.run, labels)) for r in rs]
                for name, rs in results.items()}
@@ -157,6 +152,67 @@ def run_experiment(data_dir: str | Path, out: str | Path, preset: str = "small",
     roc_overlay(out / "roc.png", first, data_dir / "slides.csv")
     heatmap_grid(out / "heatmaps.png", first, data_dir)
     return rows
+
+
+@dataclass(frozen=True)
+class Job:
+    """One run of the grid: a variant at a seed, in its own folder."""
+
+    variant: Variant
+    seed: int
+    cfg: Config
+    run: Path
+
+    @property
+    def name(self) -> str:
+        return f"{self.variant.name}, seed {self.seed}"
+
+    @property
+    def log(self) -> Path:
+        """Where the run logs when it runs in a child process."""
+        return self.run / "experiment.log"
+
+
+def _slug(name: str) -> str:
+    return name.replace(" ", "_").replace("=", "")
+
+
+def run_grid(grid: list[Job], data_dir: Path, test: list[tuple[str, Path]], workers: int,
+             progress: bool) -> dict[str, list[RunResult]]:
+    """Every job's result by variant, in the grid's order whatever order they finish in."""
+    if workers == 1:
+        finished: Iterator[tuple[int, RunResult]] = (
+            (i, run_one(job, data_dir, test, progress)) for i, job in enumerate(grid))
+    else:
+        fn = partial(run_one, data_dir=data_dir, test=test, progress=False)
+        finished = run_in_processes(fn, grid, min(workers, len(grid)), name=lambda j: j.name,
+                                    log_path=lambda j: j.log)
+    done: dict[int, RunResult] = {}
+    for i, result in finished:
+        done[i] = result
+        log.info("experiment: [%d/%d] %s finished: AUC %.3f, trained in %.0f s%s",
+                 len(done), len(grid), grid[i].name, result.evaluation.overall.auc,
+                 result.train_seconds, f" (log: {grid[i].log})" if workers > 1 else "")
+    results: dict[str, list[RunResult]] = {}
+    for i in sorted(done):
+        results.setdefault(done[i].variant, []).append(done[i])
+    return results
+
+
+def run_one(job: Job, data_dir: Path, test: list[tuple[str, Path]],
+            progress: bool) -> RunResult:
+    """Train (or resume) one run, predict the test split with it and evaluate."""
+    v, seed, cfg, run = job.variant, job.seed, job.cfg, job.run
+    log.info("experiment: %s, seed %d", v.name, seed)
+    t0 = time.perf_counter()
+    trained = train(data_dir, run / "train", cfg, mode=v.mode,
+                    resume=(run / "train" / "config.yaml").is_file(), progress=progress)
+    seconds = _train_seconds(run / "train", time.perf_counter() - t0)
+    predict(run / "train", test, run / "pred", progress=progress)
+    ev = evaluate(run / "pred" / "predictions.csv", data_dir / "slides.csv", run / "report")
+    s = trained.summary
+    return RunResult(v.name, seed, run, seconds, s.selected_round if s else None,
+                     s.selection.rule if s and s.selection else "", ev)
 
 
 def theta1_metrics(run: Path, labels: dict[str, int]) -> SlideMetrics | None:

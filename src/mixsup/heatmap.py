@@ -10,6 +10,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+FLOOR = 0.1  # probabilities below this are not painted (heatmap PNGs and the viewer's overlay)
 
 class _Grid:
     """Sums and counts of patch maps pasted on a grid of ``downsample`` level-0 px per cell,

@@ -8,10 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from mixsup.heatmap import jet_rgb, overlay
+from mixsup.heatmap import FLOOR, jet_rgb, overlay
 from mixsup.plotting import save_png
 
-FLOOR = 0.1  # probabilities below this are not painted
 LONG_SIDE = (1000, 2000)  # the PNG's longer side in pixels, when the slide has that many
 
 

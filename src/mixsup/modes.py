@@ -8,12 +8,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-from torch import nn
+from typing import TYPE_CHECKING
 
 from mixsup.config import Config
 from mixsup.errors import MixsupError
-from mixsup.models.factory import build_classifier, build_segmenter
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,9 @@ class Mode:
         return cfg.mil.encoder, cfg.mil.pretrained
 
     def build_theta1(self, cfg: Config, load_weights: bool = True) -> nn.Module:
+        # Imported here: the table is read by commands that must start without torch.
+        from mixsup.models.factory import build_classifier, build_segmenter
+
         if self.segmenter:
             return build_segmenter(cfg.model, load_weights)
         model = build_classifier(cfg.mil.encoder, cfg.mil.pretrained, load_weights)

@@ -15,8 +15,8 @@ from mixsup.config import Config
 from mixsup.dist import SINGLE, Dist
 from mixsup.errors import MixsupError
 from mixsup.labels.table import Dataset, SlideRecord
-from mixsup.patches import SlideSource
 from mixsup.progress import progress_bar
+from mixsup.slides.pool import SlideSource
 from mixsup.slides.reader import open_slide
 from mixsup.slides.tiling import NoTissueWarning, TileSet, tile_slide
 

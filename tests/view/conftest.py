@@ -4,21 +4,10 @@ import shutil
 import subprocess
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from mixsup.view.assets import OSD_DIR
-
-
-@pytest.fixture(scope="session")
-def predicted(trained, shapes_data, tmp_path_factory) -> Path:
-    """``mixsup predict`` output for every slide of the shapes fixture (6 slides)."""
-    from mixsup.predict import collect_inputs, predict
-
-    out = tmp_path_factory.mktemp("view") / "pred"
-    predict(trained.run_dir, collect_inputs([], str(shapes_data)), out, progress=False)
-    return out
 
 
 @pytest.fixture

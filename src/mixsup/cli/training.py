@@ -45,6 +45,9 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Command]:
     p.add_argument("--ablate", action="append", default=[],
                    metavar="pixel-slides=12,6,3,1 | pixel-labels=200,100 | slides=1,0.5")
     p.add_argument("--per-center", action="store_true")
+    p.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="runs at once, each in its own process with 1/N of the CPU cores "
+                        "(default 1: one after the other, in this process)")
     config_args(p, default_preset="small")
 
     p = sub.add_parser("rounds", help="θ1's map quality per round against truth outlines")
@@ -119,7 +122,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         rows = run_experiment(args.data, args.out, args.preset, modes, seeds,
                               tuple(args.ablate), tuple(args.config),
                               tuple(cli_overrides(args)),
-                              args.per_center, progress=not args.quiet)
+                              args.per_center, progress=not args.quiet, workers=args.jobs)
     except ValueError as exc:
         raise MixsupError(str(exc), "see mixsup experiment --help") from None
     print(Path(args.out, "results.md").read_text(), end="")

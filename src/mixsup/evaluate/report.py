@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from matplotlib.figure import Figure
 
 from mixsup.atomic import write_json, write_text
 from mixsup.errors import MixsupError
@@ -23,7 +22,6 @@ from mixsup.evaluate.metrics import (
     roc_points,
     slide_metrics,
 )
-from mixsup.plotting import save_png
 from mixsup.records import to_json
 
 log = logging.getLogger(__name__)
@@ -121,6 +119,11 @@ def evaluate(pred_csv: str | Path, labels_csv: str | Path, out: str | Path,
 
 def roc_figure(path: Path, curves: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
     """ROC curves with each one's 100%-sensitivity point marked (the paper's Fig. 4)."""
+    # Imported here: the viewer reads predictions and metrics through this module.
+    from matplotlib.figure import Figure
+
+    from mixsup.plotting import save_png
+
     fig = Figure(figsize=(4.6, 4.4))
     ax = fig.subplots()
     for name, (s, y) in curves.items():

@@ -20,8 +20,7 @@ from openslide.deepzoom import DeepZoomGenerator
 from PIL import Image
 
 from mixsup.errors import MixsupError
-from mixsup.heatmap import jet_rgb
-from mixsup.heatmap_figure import FLOOR
+from mixsup.heatmap import FLOOR, jet_rgb
 from mixsup.slides.reader import Slide
 
 TILE_SIZE, OVERLAP = 254, 1

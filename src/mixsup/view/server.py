@@ -25,8 +25,7 @@ from urllib.parse import unquote, urlsplit
 import numpy as np
 
 from mixsup.errors import MixsupError
-from mixsup.heatmap import jet_rgb
-from mixsup.heatmap_figure import FLOOR
+from mixsup.heatmap import FLOOR, jet_rgb
 from mixsup.view.assets import STATIC, content_type, listing
 from mixsup.view.catalog import SAFE_ID, Catalog, SlideEntry
 from mixsup.view.deepzoom import MapTiles, SlideTiles, TileOutOfRange, TilesClosed
