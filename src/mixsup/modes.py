@@ -1,7 +1,7 @@
 """The training modes in one table: what each trains, exports in its bundle and loads.
 
     mixed  θ1 (segmenter) on pixel labels, then EM rounds with slide labels; θ2 on its top K
-    pixel  θ1 on pixel labels only (the same optimiser steps); θ2 on its top K
+    pixel  θ1 through mixed's round 0, then the same rounds on pixel labels only; θ2 on its top K
     image  a patch classifier trained by top-k MIL on slide labels (Campanella et al.)
 """
 
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 class Mode:
     name: str
     help: str
-    em_rounds: bool  # θ1 refined by E-step/M-step rounds after round 0
+    em_rounds: bool  # rounds after round 0 draw the EM pools (else the pixel labels alone)
     theta2: bool  # θ2 scores the top-K patches; without it, the MIL aggregate of θ1's
 
     @property
