@@ -65,40 +65,92 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return state
 
 
+WEIGHT_FIX = ("pass weights saved from the configured timm architecture, named as timm names "
+              "them (a state_dict in .safetensors, .bin or .pth)")
+
+
 def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
-    """The tensors of a .pth / .pt / .safetensors file, in file order."""
+    """The tensors of a .safetensors file, or of a .pth / .pt / .bin state_dict read with
+    ``torch.load(weights_only=True)``, in file order."""
     import torch
 
     path = Path(path)
+    if not path.is_file():
+        raise MixsupError("weights file not found", "check the path", path)
     state: Any  # torch.load returns whatever the file holds
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
 
-        state = load_file(str(path))
-    else:
-        try:
+            state = load_file(str(path))
+        else:
             state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise MixsupError(f"cannot load weights ({type(exc).__name__})",
-                              "pass a state_dict saved with torch.save or safetensors",
-                              path) from exc
+    except Exception as exc:
+        raise MixsupError(f"cannot load weights ({type(exc).__name__})",
+                          "pass a state_dict saved with torch.save or safetensors",
+                          path) from exc
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise MixsupError(f"not a state_dict (holds a {type(state).__name__})",
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor)
+                                              for v in state.values()):
+        raise MixsupError(f"not a state_dict (holds a {type(state).__name__} that is not "
+                          "names to tensors)",
                           "pass a state_dict saved with torch.save or safetensors", path)
     return state
 
 
-def load_weights_into(module: torch.nn.Module, path: str | Path) -> None:
-    """Local pretrained weights (.pth / .pt / .safetensors) into ``module``, matching by name."""
-    state = read_weights(path)
+def load_weights_into(module: torch.nn.Module, path: str | Path,
+                      head: Sequence[str] = ()) -> None:
+    """Local pretrained weights (.safetensors / .bin / .pth / .pt) into ``module``, strictly
+    (``fill_strictly``)."""
+    fill_strictly(module, read_weights(path), path, head)
+
+
+def fill_strictly(module: torch.nn.Module, state: Mapping[str, torch.Tensor],
+                  path: str | Path, head: Sequence[str] = ()) -> None:
+    """Every tensor of ``state`` fills the tensor of ``module`` of the same name and shape,
+    and every tensor of ``module`` is filled, except under ``head``: the names (module
+    prefixes, e.g. ``classifier``) of a head that the caller starts afresh, or that the file's
+    network has and ``module`` lacks; the file's tensors there are left unused. Anything else
+    (another architecture, a ``module.`` prefix, a partial file) is refused with one error
+    that names the first mismatches."""
+    def in_head(name: str) -> bool:
+        return any(name == h or name.startswith(h + ".") for h in head)
+
     own = module.state_dict()
-    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    if not usable:
-        raise MixsupError("no tensor in the file matches the model",
-                          "pass timm weights for the configured encoder", path)
-    module.load_state_dict(usable, strict=False)
+    # BatchNorm fills a missing step counter itself (files converted from other frameworks
+    # lack it); it is no weight.
+    missing = [k for k in own if k not in state and not in_head(k)
+               and not k.endswith(".num_batches_tracked")]
+    unexpected = [k for k in state if k not in own and not in_head(k)]
+    reshaped = [k for k in state if k in own and not in_head(k) and own[k].shape != state[k].shape]
+    if missing or unexpected or reshaped:
+        raise MixsupError(
+            f"the weights do not fit the model (the model has {len(own)} tensors, the file "
+            f"{len(state)}): "
+            + "; ".join(part for part in (
+                _first(f"{len(missing)} of the model's not in the file", missing),
+                _first(f"{len(unexpected)} of the file's not in the model", unexpected),
+                _first(f"{len(reshaped)} of another shape", [
+                    f"{k} {tuple(state[k].shape)} in the file, {tuple(own[k].shape)} in the "
+                    "model" for k in reshaped])) if part)
+            + _prefix_hint(unexpected, own), WEIGHT_FIX, path)
+    module.load_state_dict({k: v for k, v in state.items() if not in_head(k)}, strict=False)
+
+
+def _first(what: str, names: list[str], n: int = 3) -> str:
+    if not names:
+        return ""
+    return f"{what} (first: {', '.join(names[:n])}{', ...' if len(names) > n else ''})"
+
+
+def _prefix_hint(unexpected: list[str], own: Mapping[str, Any]) -> str:
+    """Names that match once a leading ``module.`` (DataParallel) or ``model.`` is dropped."""
+    for name in unexpected:
+        prefix, _, rest = name.partition(".")
+        if rest in own:
+            return f"; the file's names carry a prefix {prefix + '.'!r} that the model's do not"
+    return ""
 
 
 # -- scikit-learn ---------------------------------------------------------------------------

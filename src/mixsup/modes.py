@@ -43,12 +43,8 @@ class Mode:
 
         if self.segmenter:
             return build_segmenter(cfg.model, load_weights)
-        model = build_classifier(cfg.mil.encoder, cfg.mil.pretrained, load_weights)
-        if load_weights and cfg.mil.weights:
-            from mixsup.artefacts import load_weights_into
-
-            load_weights_into(model, cfg.mil.weights)
-        return model
+        return build_classifier(cfg.mil.encoder, cfg.mil.pretrained, load_weights,
+                                cfg.mil.weights)
 
     def map_downsample(self, cfg: Config) -> int:
         """Stored map side = patch side / this: a classifier's map is one value."""

@@ -8,7 +8,7 @@ path that calls a model (training, the E-step, prediction) feeds it the same [0,
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -17,7 +17,7 @@ import timm
 import torch
 from torch import nn
 
-from mixsup.artefacts import read_weights
+from mixsup.artefacts import fill_strictly, read_weights
 from mixsup.errors import MixsupError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -94,17 +94,28 @@ def packaged_state_dict(encoder: str) -> dict[str, torch.Tensor]:
                                                      reference.values()], path)
 
 
-def load_packaged(module: nn.Module, encoder: str) -> None:
-    """Every tensor of ``module`` (a full timm model or its ``features_only`` trunk) that the
-    packaged weights hold under the same name and shape; the classifier head stays fresh."""
-    state = packaged_state_dict(encoder)
-    own = module.state_dict()
-    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    missing = [k for k in own if k not in usable and not k.startswith("classifier")]
-    if missing:
-        raise MixsupError(f"the packaged weights miss {len(missing)} tensors of {encoder} "
-                          f"(first: {missing[0]})", "report this with your timm version")
-    module.load_state_dict(usable, strict=False)
+def load_packaged(module: nn.Module, encoder: str, head: Sequence[str] = ()) -> None:
+    """The packaged weights into ``module``: the full timm model, or (with ``head`` naming
+    what it lacks or replaces: ``trunk_head``, ``classifier_head``) a part of it; strictly."""
+    fill_strictly(module, packaged_state_dict(encoder), packaged_file(encoder), head)
+
+
+def classifier_head(model: nn.Module) -> tuple[str, ...]:
+    """The name of a timm classifier's head module (``classifier``, ``fc``, ``head.fc``...):
+    mixsup's one-logit heads start afresh, whatever a weights file holds there."""
+    get = getattr(model, "get_classifier", None)
+    head = get() if callable(get) else None
+    return tuple(name for name, m in model.named_modules() if head is not None and m is head)
+
+
+def trunk_head(encoder: str, trunk: nn.Module) -> tuple[str, ...]:
+    """The modules of timm's full ``encoder`` network that its features-only ``trunk`` lacks
+    (pooling, last convolution, classifier): a weights file of the full network holds them and
+    the trunk leaves them unused."""
+    with torch.device("meta"):  # names only: no memory, no initialisation
+        full = timm.create_model(encoder, pretrained=False)
+    return tuple(sorted({n for n, _ in full.named_children()}
+                        - {n for n, _ in trunk.named_children()}))
 
 
 class InputNorm(nn.Module):

@@ -13,7 +13,14 @@ from torch import nn
 from mixsup.config import ModelConfig, Stage2Config
 from mixsup.errors import MixsupError
 from mixsup.models.dla_up import DLAUpSegmenter
-from mixsup.models.encoders import PACKAGED, InputNorm, input_norm, load_packaged
+from mixsup.models.encoders import (
+    PACKAGED,
+    InputNorm,
+    classifier_head,
+    input_norm,
+    load_packaged,
+    trunk_head,
+)
 from mixsup.models.max_logit import MaxLogitClassifier
 
 
@@ -24,12 +31,14 @@ def build_segmenter(cfg: ModelConfig, load_weights: bool = True) -> DLAUpSegment
     mean, std = input_norm(cfg.encoder, cfg.pretrained)
     model = DLAUpSegmenter(cfg.encoder, pretrained=load_weights and cfg.pretrained and not
                            packaged, head_channels=cfg.head_channels, mean=mean, std=std)
-    if packaged and load_weights:
-        load_packaged(model.encoder, cfg.encoder)
-    if cfg.weights and load_weights:
-        from mixsup.artefacts import load_weights_into
+    if load_weights and (packaged or cfg.weights):
+        head = trunk_head(cfg.encoder, model.encoder)
+        if packaged:
+            load_packaged(model.encoder, cfg.encoder, head)
+        if cfg.weights:
+            from mixsup.artefacts import load_weights_into
 
-        load_weights_into(model.encoder, cfg.weights)
+            load_weights_into(model.encoder, cfg.weights, head)
     return model
 
 
@@ -38,15 +47,20 @@ def _normalise_input(module: nn.Module, args: tuple) -> tuple:
     return (norm(args[0]), *args[1:])
 
 
-def build_classifier(encoder: str, pretrained: bool = False,
-                     load_weights: bool = True) -> nn.Module:
-    """A timm classifier with one logit. The input normalisation runs as a forward pre-hook so
-    that parameter names stay timm's (local ``--weights`` files match by name)."""
+def build_classifier(encoder: str, pretrained: bool = False, load_weights: bool = True,
+                     weights: str | None = None) -> nn.Module:
+    """A timm classifier with one logit, its head fresh; ``weights``: a local file for the rest
+    (loaded strictly). The input normalisation runs as a forward pre-hook so that parameter
+    names stay timm's (local weights files match by name)."""
     packaged = pretrained and encoder in PACKAGED
     model = timm.create_model(encoder, pretrained=load_weights and pretrained and not packaged,
                               num_classes=1)
     if packaged and load_weights:
-        load_packaged(model, encoder)
+        load_packaged(model, encoder, classifier_head(model))
+    if weights and load_weights:
+        from mixsup.artefacts import load_weights_into
+
+        load_weights_into(model, weights, classifier_head(model))
     model.input_norm = InputNorm(*input_norm(encoder, pretrained))
     model.register_forward_pre_hook(_normalise_input)
     return model
@@ -88,11 +102,7 @@ def build_theta2(model: ModelConfig, s2: Stage2Config,
         if theta1_state is not None:
             theta1.segmenter.load_state_dict(theta1_state)
         return theta1
-    net: nn.Module = build_classifier(s2.encoder, s2.pretrained, load_weights)
-    if load_weights and s2.weights:
-        from mixsup.artefacts import load_weights_into
-
-        load_weights_into(net, s2.weights)
+    net: nn.Module = build_classifier(s2.encoder, s2.pretrained, load_weights, s2.weights)
     if s2.init == "theta1_encoder" and theta1_state is not None:
         init_from_segmenter(net, theta1_state)
     return net
