@@ -33,7 +33,7 @@ class RunContext:
 
     @property
     def infer(self) -> InferSettings:
-        return InferSettings.from_config(self.cfg, self.device)
+        return InferSettings.from_config(self.cfg, self.device, self.run_dir / "graphs")
 
 
 def prepare(data: Dataset, cfg: Config, run_dir: Path, strict: bool = False,
