@@ -70,8 +70,9 @@ def export_graph(model: torch.nn.Module, input_shape: tuple[int, ...]) -> bytes:
     buf = io.BytesIO()
     with warnings.catch_warnings():  # the TorchScript exporter's deprecation notices
         warnings.simplefilter("ignore")
-        torch.onnx.export(model.eval().cpu(), (torch.zeros(input_shape),), cast(Any, buf), dynamo=False,
-                          input_names=["x"], output_names=["logits"], opset_version=OPSET,
+        torch.onnx.export(model.eval().cpu(), (torch.zeros(input_shape),), cast(Any, buf),
+                          dynamo=False, input_names=["x"], output_names=["logits"],
+                          opset_version=OPSET,
                           dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}})
     model.train(was_training)
     return buf.getvalue()
