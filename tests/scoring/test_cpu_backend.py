@@ -52,6 +52,7 @@ def test_maps_and_theta2_probabilities_equal_pytorchs(engine, trained, shapes_da
     assert models.theta2 is not None
     net = inference_model(models.theta2, fast, 128)
     assert isinstance(net, ExportedModel)
+    assert inference_model(models.theta2, fast, 128) is net  # the session is kept
     with torch.inference_mode():
         want = patch_probs(models.theta2, patches, valid, CPU, False, True)
         have = patch_probs(net, patches, valid, CPU, False, False)

@@ -79,10 +79,10 @@ def export_graph(model: torch.nn.Module, input_shape: tuple[int, ...]) -> bytes:
 
 
 def cached_graph(model: torch.nn.Module, input_shape: tuple[int, ...],
-                 graph_dir: Path | None) -> bytes:
+                 graph_dir: Path | None, key: str | None = None) -> bytes:
     """The exported graph from ``graph_dir``'s cache, exported (and cached) when missing or
-    stale; without a folder, exported in memory."""
-    key = weights_key(model, input_shape)
+    stale; without a folder, exported in memory. ``key``: ``weights_key``, when known."""
+    key = key or weights_key(model, input_shape)
     path = None if graph_dir is None else graph_dir / f"{key}.onnx"
     got = None if path is None else load_graph(path, key)
     if got is not None:
@@ -129,9 +129,19 @@ def session(graph: bytes, backend: str, threads: int) -> Callable[[np.ndarray], 
 
 def exported(model: torch.nn.Module, backend: str, input_shape: tuple[int, ...],
              graph_dir: Path | None) -> ExportedModel:
-    """``model`` run by ``backend`` on as many threads as torch uses in this process."""
-    graph = cached_graph(model, input_shape, graph_dir)
-    return ExportedModel(session(graph, backend, torch.get_num_threads()), backend)
+    """``model`` run by ``backend`` on as many threads as torch uses in this process. The last
+    sessions are kept: a round's θ1 maps the training slides, then the validation slides."""
+    key = weights_key(model, input_shape)
+    ident = (key, backend, torch.get_num_threads())
+    if ident not in _RECENT:
+        graph = cached_graph(model, input_shape, graph_dir, key)
+        _RECENT[ident] = ExportedModel(session(graph, backend, ident[2]), backend)
+        while len(_RECENT) > 2:
+            del _RECENT[next(iter(_RECENT))]
+    return _RECENT[ident]
+
+
+_RECENT: dict[tuple[str, str, int], ExportedModel] = {}
 
 
 def inference_model(model: torch.nn.Module, settings: InferSettings,
