@@ -3,7 +3,10 @@
 same generated PCam mosaic and seed. Prints the wall time per phase, both test AUCs, and last
 ``ratio_run X`` (default / torch, whole run).
 
-    python benchmarks/bench_run.py [--slides 20] [--size 3072] [--preset small]
+    python benchmarks/bench_run.py [--slides 20] [--size 3072] [--preset small] [--set K=V ...]
+
+``--set`` applies to both runs (e.g. fewer training steps where the machine is slow: the
+training phases do not depend on the backend, the inference phases do).
 
 Needs ../shared/data/pcam beside the checkout. Not a test: it trains two models (minutes).
 """
@@ -61,12 +64,13 @@ class PhaseClock:
         setattr(module, attr, timed)
 
 
-def one_run(data: Path, out: Path, preset: str, backend: str) -> tuple[dict[str, float], float]:
+def one_run(data: Path, out: Path, preset: str, overrides: list[str],
+            backend: str) -> tuple[dict[str, float], float]:
     clock = PhaseClock()
     originals = [(m, a, getattr(m, a)) for m, a, _ in HOOKS]
     for module, attr, name in HOOKS:
         clock.wrap(module, attr, name)
-    cfg = load_config(preset, overrides=[f"runtime.backend={backend}"])
+    cfg = load_config(preset, overrides=[*overrides, f"runtime.backend={backend}"])
     start = time.perf_counter()
     try:
         train(data, out / "run", cfg, progress=False)
@@ -94,6 +98,7 @@ def main() -> None:
     ap.add_argument("--slides", type=int, default=20)
     ap.add_argument("--size", type=int, default=3072)
     ap.add_argument("--preset", default="small")
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     if not PCAM.is_dir():
@@ -108,10 +113,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for backend in ("torch", "auto"):
             times[backend], aucs[backend] = one_run(data, Path(tmp) / backend, args.preset,
-                                                    backend)
+                                                    args.set, backend)
             print(f"{backend}: {times[backend]['total']:.0f} s, test AUC "
                   f"{aucs[backend]:.4f}", flush=True)
-    print(f"preset={args.preset} slides={args.slides} size={args.size}")
+    print(f"preset={args.preset} slides={args.slides} size={args.size} set={args.set}")
     print(f"{'phase':<10} {'torch s':>9} {'auto s':>9} {'ratio':>7}")
     for name in (*PHASES, "total"):
         a, b = times["torch"].get(name, 0.0), times["auto"].get(name, 0.0)
