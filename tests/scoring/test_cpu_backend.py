@@ -118,3 +118,10 @@ def test_backend_choice(monkeypatch):
     assert cpu_backend.resolve_backend("auto", CPU) == "openvino"
     cfg = load_config("tiny", overrides=["runtime.backend=torch"])
     assert InferSettings.from_config(cfg, CPU).backend == "torch"
+
+
+@pytest.mark.skipif(not cpu_backend._installed("openvino", "onnx"), reason="needs openvino")
+def test_a_finished_run_keeps_no_training_graphs(trained):
+    # the fixture trained with runtime.backend=auto, so its rounds ran through the graphs
+    assert (trained.run_dir / "config.yaml").is_file()
+    assert not (trained.run_dir / "graphs").exists()
