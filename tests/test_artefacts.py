@@ -30,7 +30,9 @@ SERIALISERS = {"torch.load", "torch.save", "numpy.load", "numpy.save", "numpy.sa
                "numpy.savez_compressed", "zarr.open", "zarr.open_group", "zarr.open_array",
                "zarr.create", "zarr.create_array", "zarr.create_group", "zarr.group",
                "zarr.array", "zarr.load", "zarr.save", "skops.io.load", "skops.io.loads",
-               "skops.io.dump", "skops.io.dumps", "safetensors.torch.load_file"}
+               "skops.io.dump", "skops.io.dumps", "safetensors.torch.load_file",
+               "onnx.load", "onnx.load_model", "onnx.load_from_string", "onnx.save",
+               "onnx.save_model"}
 
 
 def findings(source: str, filename: str) -> list[str]:

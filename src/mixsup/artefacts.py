@@ -283,3 +283,42 @@ def _check_plain(array: zarr.Array, name: str, path: str | Path) -> None:
             or array.dtype.kind not in "biuf"):
         raise MixsupError(f"refused to read array {name!r} ({array.dtype}, codecs "
                           f"{sorted(codecs)})", "recompute it with mixsup", path)
+
+
+# -- onnx -----------------------------------------------------------------------------------
+
+GRAPH_KEY = "mixsup_key"
+
+
+def save_graph(path: str | Path, graph: bytes, key: str) -> bytes:
+    """An exported inference graph, stamped with ``key`` (the hash of the weights it was
+    exported from); returns the stamped bytes."""
+    import onnx
+
+    proto = onnx.load_from_string(graph)
+    del proto.metadata_props[:]
+    proto.metadata_props.add(key=GRAPH_KEY, value=key)
+    data = proto.SerializeToString()
+    with atomic_path(path, suffix=".onnx") as tmp:
+        tmp.write_bytes(data)
+    return data
+
+
+def load_graph(path: str | Path, key: str) -> bytes | None:
+    """The graph ``save_graph`` wrote for ``key``; None when it is missing, unreadable, stamped
+    with another key (stale), or points at data outside itself (an ONNX file may name external
+    weight files, which mixsup never writes)."""
+    import onnx
+
+    path = Path(path)
+    if not path.is_file():
+        return None
+    data = path.read_bytes()
+    try:
+        proto = onnx.load_from_string(data)
+    except Exception:  # a truncated or foreign file: rebuilt by the caller
+        return None
+    stamps = {p.key: p.value for p in proto.metadata_props}
+    external = any(t.data_location == onnx.TensorProto.EXTERNAL
+                   for t in proto.graph.initializer)
+    return data if stamps.get(GRAPH_KEY) == key and not external else None

@@ -113,6 +113,9 @@ class RuntimeConfig(_Frozen):
                           "compiler; the first batches pay the compilation)")
     bn_recalibration_batches: int = Field(32, ge=0, description="precise-BN batches after "
                                           "training; 0 turns it off")
+    backend: Literal["auto", "torch", "onnxruntime", "openvino"] = Field(
+        "auto", description="inference engine on a CPU (a GPU always runs PyTorch); auto: "
+        "OpenVINO when installed, else PyTorch")
 
 
 class TrainingConfig(_Frozen):

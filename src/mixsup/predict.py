@@ -37,7 +37,8 @@ from mixsup.labels.table import load_dataset
 from mixsup.patches import SlideSource
 from mixsup.progress import progress_bar
 from mixsup.records import from_json, to_json
-from mixsup.runtime import compiled, pick_device
+from mixsup.runtime import pick_device
+from mixsup.scoring.cpu_backend import inference_model
 from mixsup.scoring.map_store import MapWriter
 from mixsup.scoring.patch_maps import map_slide
 from mixsup.scoring.settings import InferSettings
@@ -175,13 +176,15 @@ class _SlidePredictor:
 
     def __init__(self, models: Bundle, cfg: Config, out: Path, device: torch.device) -> None:
         self.mode, self.cfg, self.out = models.file.mode, cfg, out
-        settings = InferSettings.from_config(cfg, device)
-        # compiled once here, not once per slide: map_slide gets the compiled module
+        # The graphs a CPU backend runs are cached beside the bundle's checkpoints.
+        settings = InferSettings.from_config(cfg, device, models.file.dir / "graphs")
+        # compiled (or exported) once here, not once per slide: map_slide gets the result
         self.settings = replace(settings, compile=False,
                                 map_downsample=self.mode.map_downsample(cfg))
-        self.theta1 = compiled(models.theta1.to(device), settings.compile)
+        size = cfg.tiling.patch_size
+        self.theta1 = inference_model(models.theta1.to(device), settings, size)
         self.theta2 = (None if models.theta2 is None
-                       else compiled(models.theta2.to(device), cfg.runtime.compile))
+                       else inference_model(models.theta2.to(device), settings, size))
 
     def __call__(self, slide_id: str, path: Path, thr: float) -> SlidePrediction:
         cfg, out = self.cfg, self.out

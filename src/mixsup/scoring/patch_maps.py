@@ -16,7 +16,8 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from mixsup.patches import PatchReader, SlideSource
 from mixsup.progress import progress_bar
-from mixsup.runtime import autocast, compiled, to_input
+from mixsup.runtime import autocast, to_input
+from mixsup.scoring.cpu_backend import inference_model
 from mixsup.scoring.settings import InferSettings
 
 
@@ -144,7 +145,7 @@ def map_slides(model: torch.nn.Module, sources: list[SlideSource],
     All jobs share one DataLoader, so worker processes start once, not once per slide.
     """
     model.eval()
-    net = compiled(model, settings.compile)
+    net = inference_model(model, settings, patch_size)
     device, m = settings.device, max(1, patch_size // settings.map_downsample)
     refs = np.concatenate([np.column_stack([np.full(len(c), s, np.int64),
                                             np.asarray(c, np.int64).reshape(-1, 2)])

@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from mixsup.patches import SlidePool, SlideSource, augment
 from mixsup.runtime import autocast, to_input
+from mixsup.scoring.cpu_backend import inference_model
 from mixsup.scoring.map_store import StoredMaps
 from mixsup.scoring.settings import InferSettings
 from mixsup.scoring.topk import top_k
@@ -88,9 +89,10 @@ def score_slides(model: torch.nn.Module, dataset: TopKPatches, settings: InferSe
                  batch_slides: int = 4) -> np.ndarray:
     """θ2's slide probability (mean over the top-K patches) of every slide of ``dataset``."""
     model.eval()
+    net = inference_model(model, settings, dataset.patch_size)
     loader = DataLoader(dataset, batch_size=batch_slides, shuffle=False,
                         num_workers=settings.num_workers)
-    out = [slide_probs(model, p, v, settings.device, settings.amp,
+    out = [slide_probs(net, p, v, settings.device, settings.amp,
                        settings.channels_last).cpu() for p, v, _ in loader]
     return torch.cat(out).numpy() if out else np.zeros(0, np.float32)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,6 +60,8 @@ def train(data_dir: str | Path, out: str | Path, cfg: Config, mode: str = "mixed
         ctx, spec, val if val.labelled() else None)
     if dist.main:
         write_json(run_dir / "summary.json", to_json(summary))
+        # They served the rounds (and a resume); predict caches its own beside the bundle.
+        shutil.rmtree(ctx.graph_dir, ignore_errors=True)
     dist.barrier()
     return TrainResult(run_dir, summary if dist.main else None)
 

@@ -36,8 +36,13 @@ class RunContext:
     dist: Dist = SINGLE
 
     @property
+    def graph_dir(self) -> Path:
+        """Where the CPU backend caches the graphs of this run's models until it finishes."""
+        return self.run_dir / "graphs"
+
+    @property
     def infer(self) -> InferSettings:
-        return InferSettings.from_config(self.cfg, self.device)
+        return InferSettings.from_config(self.cfg, self.device, self.graph_dir)
 
 
 def prepare(data: Dataset, cfg: Config, run_dir: Path, strict: bool = False,
