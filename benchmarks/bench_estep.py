@@ -50,17 +50,16 @@ def main() -> None:
                            False)
         n = sum(len(t) for t in slides.tilesets)
         model = build_segmenter(cfg.model).to(device).eval()
-        layout = InferSettings.from_config(cfg, device).channels_last
         p, bs = cfg.tiling.patch_size, cfg.stage1.infer_batch_size
-        # warm-up
-        with torch.inference_mode():
-            model(to_input(torch.zeros(bs, p, p, 3, dtype=torch.uint8), device,
-                           layout))
-
         torch_settings = InferSettings.from_config(
             cfg.model_copy(update={"runtime": cfg.runtime.model_copy(
                 update={"backend": "torch"})}), device)
         fast = InferSettings.from_config(cfg, device, Path(tmp) / "graphs")
+        layout = torch_settings.channels_last  # PyTorch's inference layout
+        # warm-up
+        with torch.inference_mode():
+            model(to_input(torch.zeros(bs, p, p, 3, dtype=torch.uint8), device,
+                           layout))
         start = time.perf_counter()
         if fast.backend != "torch":  # once per checkpoint; cached after
             cached_graph(model, (1, 3, p, p), fast.graph_dir)
