@@ -11,9 +11,11 @@ Uses a generated shapes dataset under /tmp (made once).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -48,17 +50,16 @@ def main() -> None:
                            False)
         n = sum(len(t) for t in slides.tilesets)
         model = build_segmenter(cfg.model).to(device).eval()
-        layout = InferSettings.from_config(cfg, device).channels_last
         p, bs = cfg.tiling.patch_size, cfg.stage1.infer_batch_size
-        # warm-up
-        with torch.inference_mode():
-            model(to_input(torch.zeros(bs, p, p, 3, dtype=torch.uint8), device,
-                           layout))
-
         torch_settings = InferSettings.from_config(
             cfg.model_copy(update={"runtime": cfg.runtime.model_copy(
                 update={"backend": "torch"})}), device)
         fast = InferSettings.from_config(cfg, device, Path(tmp) / "graphs")
+        layout = torch_settings.channels_last  # PyTorch's inference layout
+        # warm-up
+        with torch.inference_mode():
+            model(to_input(torch.zeros(bs, p, p, 3, dtype=torch.uint8), device,
+                           layout))
         start = time.perf_counter()
         if fast.backend != "torch":  # once per checkpoint; cached after
             cached_graph(model, (1, 3, p, p), fast.graph_dir)
@@ -78,12 +79,16 @@ def main() -> None:
             for b in batches:
                 torch.sigmoid(model(to_input(b, device, layout)))
         model_s = time.perf_counter() - start
-        net = inference_model(model, fast, p)
-        start = time.perf_counter()
-        with torch.inference_mode():
-            for b in batches:
-                torch.sigmoid(net(to_input(b, device, fast.channels_last)))
-        fast_model_s = time.perf_counter() - start
+        engines = [fast.backend] + [e for e in ("onnxruntime",)
+                                    if e != fast.backend and importlib.util.find_spec(e)]
+        engine_s = {}
+        for engine in engines:
+            net = inference_model(model, replace(fast, backend=engine), p)
+            start = time.perf_counter()
+            with torch.inference_mode():
+                for b in batches:
+                    torch.sigmoid(net(to_input(b, device, False)))
+            engine_s[engine] = time.perf_counter() - start
 
     print(f"device={device} preset={args.preset} encoder={cfg.model.encoder} patch={p}px "
           f"batch={bs} workers={cfg.runtime.num_workers} torch_threads={torch.get_num_threads()}")
@@ -91,7 +96,8 @@ def main() -> None:
     for name, sec in estep_s.items():
         print(f"E-step {name:<12} (read + model + store): {n / sec:8.1f} patches/s")
     print(f"model only torch (preloaded):              {n / model_s:8.1f} patches/s")
-    print(f"model only {fast.backend:<12} (preloaded):       {n / fast_model_s:8.1f} patches/s")
+    for engine, sec in engine_s.items():
+        print(f"model only {engine:<12} (preloaded):       {n / sec:8.1f} patches/s")
     print(f"graph export + cache (once per checkpoint): {export_s:8.1f} s")
     print(f"ratio E-step torch / model-only torch:     {model_s / estep_s['torch']:8.2f}")
     print(f"ratio E-step {fast.backend} / model-only torch: "

@@ -65,7 +65,7 @@ class PhaseClock:
 
 
 def one_run(data: Path, out: Path, preset: str, overrides: list[str],
-            backend: str) -> tuple[dict[str, float], float]:
+            backend: str) -> tuple[dict[str, float], float, list[str]]:
     clock = PhaseClock()
     originals = [(m, a, getattr(m, a)) for m, a, _ in HOOKS]
     for module, attr, name in HOOKS:
@@ -73,7 +73,7 @@ def one_run(data: Path, out: Path, preset: str, overrides: list[str],
     cfg = load_config(preset, overrides=[*overrides, f"runtime.backend={backend}"])
     start = time.perf_counter()
     try:
-        train(data, out / "run", cfg, progress=False)
+        summary = train(data, out / "run", cfg, progress=False).summary
         with clock.phase("predict"):
             result = predict(out / "run", collect_inputs([], str(data), "test"), out / "pred",
                              progress=False)
@@ -86,7 +86,10 @@ def one_run(data: Path, out: Path, preset: str, overrides: list[str],
     scores = {r.slide_id: r.probability for r in result.rows}
     ids = sorted(scores)
     auc = float(roc_auc_score([labels[i] for i in ids], [scores[i] for i in ids]))
-    return {**clock.seconds, "total": total}, auc
+    assert summary is not None
+    rows = [f"round {r.round}: θ1 loss {r.final_loss:.6f}, θ2 train loss {r.stage2_train_loss}, "
+            f"pools {r.pools}" for r in summary.rounds]
+    return {**clock.seconds, "total": total}, auc, rows
 
 
 HOOKS = [(rounds, "fit", "θ1 fit"), (rounds, "e_step", "E-step"),
@@ -99,6 +102,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=3072)
     ap.add_argument("--preset", default="small")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--out", type=Path, default=None, help="keep the runs here")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     if not PCAM.is_dir():
@@ -112,10 +116,10 @@ def main() -> None:
     times, aucs = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         for backend in ("torch", "auto"):
-            times[backend], aucs[backend] = one_run(data, Path(tmp) / backend, args.preset,
-                                                    args.set, backend)
+            times[backend], aucs[backend], rows = one_run(
+                data, (args.out or Path(tmp)) / backend, args.preset, args.set, backend)
             print(f"{backend}: {times[backend]['total']:.0f} s, test AUC "
-                  f"{aucs[backend]:.4f}", flush=True)
+                  f"{aucs[backend]:.4f}", *rows, sep="\n  ", flush=True)
     print(f"preset={args.preset} slides={args.slides} size={args.size} set={args.set}")
     print(f"{'phase':<10} {'torch s':>9} {'auto s':>9} {'ratio':>7}")
     for name in (*PHASES, "total"):

@@ -115,7 +115,7 @@ class RuntimeConfig(_Frozen):
                                           "training; 0 turns it off")
     backend: Literal["auto", "torch", "onnxruntime", "openvino"] = Field(
         "auto", description="inference engine on a CPU (a GPU always runs PyTorch); auto: "
-        "OpenVINO when installed, else PyTorch")
+        "OpenVINO, else ONNX Runtime, else PyTorch, whichever is installed")
 
 
 class TrainingConfig(_Frozen):

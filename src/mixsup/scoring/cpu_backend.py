@@ -29,9 +29,9 @@ from mixsup.scoring.settings import InferSettings
 log = logging.getLogger(__name__)
 GRAPH_VERSION = "1"  # bump when the export below changes
 OPSET = 17
-# What ``runtime.backend: auto`` picks on a CPU, fastest first (benchmarks/bench_estep.py);
-# ONNX Runtime measured no faster than PyTorch's channels_last there, so auto leaves it out.
-AUTO_ORDER = ("openvino",)
+# What ``runtime.backend: auto`` picks on a CPU, fastest first (benchmarks/bench_estep.py,
+# model only: OpenVINO 1.4-2.2x PyTorch's channels_last, ONNX Runtime 1.0-1.6x).
+AUTO_ORDER = ("openvino", "onnxruntime")
 
 
 def _installed(*modules: str) -> bool:
@@ -46,8 +46,8 @@ def resolve_backend(choice: str, device: torch.device) -> str:
         for name in AUTO_ORDER:
             if _installed(name, "onnx"):
                 return name
-        log.info("runtime.backend=auto: openvino or onnx is not installed; inference on the "
-                 "CPU runs in PyTorch")
+        log.info("runtime.backend=auto: neither openvino nor onnxruntime (with onnx) is "
+                 "installed; inference on the CPU runs in PyTorch")
         return "torch"
     if not _installed(choice, "onnx"):
         raise MixsupError(f"runtime.backend={choice} needs the {choice} and onnx packages",
