@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import traceback
 import warnings
 
 from mixsup import __version__
@@ -19,6 +20,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
         "pixel annotations plus many slide labels (Li et al.).")
     parser.add_argument("--version", action="version", version=f"mixsup {__version__}")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="print the traceback of an unexpected error")
     sub = parser.add_subparsers(dest="command", required=True)
     commands: dict[str, Command] = {}
     for group in (data, training, scoring, staging, view):
@@ -41,6 +44,24 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug, or a bad input that no check caught yet
+        return _unexpected(exc, args.verbose)
+
+
+INTERNAL_ERROR = 70  # EX_SOFTWARE: not the user's error (2), but mixsup's
+
+
+def _unexpected(exc: BaseException, verbose: bool) -> int:
+    """One line instead of a traceback (which -v prints): the user cannot fix what mixsup
+    should have refused with a clear message, so they are asked to report it."""
+    if verbose:
+        traceback.print_exception(exc)
+    text = " ".join(str(exc).split())
+    text = text if len(text) <= 200 else text[:197] + "..."
+    print(f"error: unexpected {type(exc).__name__}{': ' + text if text else ''}. This is a "
+          "bug in mixsup: please report it on the project's issue tracker with the command"
+          f"{'' if verbose else ' and its output with -v (mixsup -v ...)'}", file=sys.stderr)
+    return INTERNAL_ERROR
 
 
 if __name__ == "__main__":

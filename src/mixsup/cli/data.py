@@ -9,8 +9,16 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mixsup.cli.common import Command, config_args, load_cfg, print_dataset
+from mixsup.cli.common import (
+    Command,
+    config_args,
+    load_cfg,
+    mpp_arg,
+    number_in,
+    print_dataset,
+)
 from mixsup.errors import MixsupError
+from mixsup.labels.formats.mask import MAX_DOWNSAMPLE
 
 if TYPE_CHECKING:
     from mixsup.labels.regions import SlideAnnotations
@@ -21,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Command]:
     p.add_argument("slide")
     p.add_argument("--backend", default="auto",
                    choices=["auto", "tifftiles", "openslide", "tiffslide"])
-    p.add_argument("--mpp", type=float, default=None, help="MPP override")
+    p.add_argument("--mpp", type=mpp_arg, default=None, help="MPP override")
 
     p = sub.add_parser("synth", help="generate a dataset of pyramidal TIFF slides")
     p.add_argument("out")
@@ -52,7 +60,9 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Command]:
     p.add_argument("dest", help="output .geojson or .png")
     p.add_argument("--slide", default=None, help="slide, for the mask size and bounds checks "
                    "(and a mask image's scale)")
-    p.add_argument("--downsample", type=float, default=32.0, help="mask pixel size (level 0 px)")
+    p.add_argument("--downsample", type=number_in(1, MAX_DOWNSAMPLE, "downsample"),
+                   default=32.0, help="mask pixel size (level 0 px, 1 to "
+                   f"{MAX_DOWNSAMPLE})")
     config_args(p)
     return {"info": cmd_info, "synth": cmd_synth, "validate": cmd_validate, "tile": cmd_tile,
             "annotations": cmd_annotations}
