@@ -10,8 +10,11 @@ YAML loads that refuse deep nesting and 4,300-digit integers instead of raising
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -61,6 +64,35 @@ def decode_text(raw: bytes, path: str | Path, what: str,
 def read_text(path: str | Path, what: str, limit: int = MAX_TEXT_BYTES,
               error: ErrorType = MixsupError) -> str:
     return decode_text(read_bytes(path, what, limit, error), path, what, error)
+
+
+def read_csv(path: str | Path, what: str, required: tuple[str, ...],
+             error: ErrorType = MixsupError) -> list[dict[str, str]]:
+    """A CSV table's rows (line numbers from 2), keys and values stripped. Refused: no header,
+    a missing or repeated column (the last would silently win), a row with more fields than
+    the header. A short row's missing fields are empty."""
+    text = read_text(path, what, error=error)
+    try:
+        rows = list(csv.reader(io.StringIO(text, newline="")))
+    except csv.Error as exc:  # a stray quote, a field over csv's size limit
+        raise error(f"the {what} is not a CSV table ({_short(exc)})", "save it as CSV",
+                    path) from None
+    if not rows:
+        raise error(f"the {what} is empty", f"its header must contain {','.join(required)}",
+                    path)
+    header = [c.strip() for c in rows[0]]
+    repeated = sorted({c for c in header if header.count(c) > 1})
+    missing = [c for c in required if c not in header]
+    if missing or repeated:
+        raise error(f"missing column(s) {', '.join(missing)}" if missing else
+                    f"column(s) {', '.join(map(repr, repeated))} appear more than once",
+                    f"the header must contain {','.join(required)}, each once", path)
+    long = [i for i, r in enumerate(rows[1:], start=2) if len(r) > len(header)]
+    if long:
+        raise error(f"line(s) {', '.join(map(str, long[:10]))} have more fields than the "
+                    "header", "quote values that contain commas, or fix the rows", path)
+    return [{c: (r[j].strip() if j < len(r) else "") for j, c in enumerate(header)}
+            for r in rows[1:] if r]  # csv gives [] for a blank line
 
 
 def parse_json(raw: str | bytes, path: str | Path | None, what: str,
@@ -141,6 +173,24 @@ def parse_number(text: str | None, what: str, path: str | Path | None = None,
         raise error(f"{what} is {_shown(text)}, not a number", "write a plain decimal number",
                     path)
     return finite(value, what, path, error, low, high)
+
+
+def output_dir(path: str | Path, what: str = "output folder") -> Path:
+    """``path`` as a folder to write into, created if needed; a file in the way, or a parent
+    that cannot be created or written, is the user's error."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise MixsupError(f"the {what} is a file, not a folder", "pass a folder's path",
+                          path) from None
+    except OSError as exc:
+        raise MixsupError(f"cannot create the {what} ({exc.strerror or type(exc).__name__})",
+                          "pass a folder that you can write to", path) from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise MixsupError(f"cannot write into the {what}", "pass a folder that you can write "
+                          "to", path)
+    return path
 
 
 def too_deep(path: str | Path | None, what: str, error: ErrorType = MixsupError) -> NoReturn:

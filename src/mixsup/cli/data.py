@@ -18,7 +18,8 @@ from mixsup.cli.common import (
     print_dataset,
 )
 from mixsup.errors import MixsupError
-from mixsup.labels.formats.mask import MAX_DOWNSAMPLE
+from mixsup.labels.formats.mask import MAX_DOWNSAMPLE, MAX_PIXELS
+from mixsup.user_files import output_dir
 
 if TYPE_CHECKING:
     from mixsup.labels.regions import SlideAnnotations
@@ -136,7 +137,8 @@ def cmd_tile(args: argparse.Namespace) -> int:
 
     cfg = load_cfg(args)
     ds = load_dataset(args.data)
-    out = Path(args.out) if args.out else default_tiles_dir(ds.root, cfg)
+    out = output_dir(Path(args.out) if args.out else default_tiles_dir(ds.root, cfg),
+                     "tiles folder")
     report = tile_dataset(ds, cfg, out, strict=args.strict, progress=not args.quiet)
     _print_tiling(report, out)
     return 1 if report.skipped and not report.tiles else 0
@@ -149,12 +151,15 @@ def cmd_annotations(args: argparse.Namespace) -> int:
     from mixsup.slides import open_slide
 
     cfg = load_cfg(args)
+    dest = Path(args.dest)
+    if dest.suffix.lower() not in (".geojson", ".json", ".png"):
+        raise MixsupError("unknown output type", "name the output .geojson or .png", dest)
+    output_dir(dest.parent, "output's folder")
     dims = None
     if args.slide:
         with open_slide(args.slide, mpp=cfg.reader.mpp or 1.0) as slide:
             dims = slide.dimensions
     ann = read_annotations(args.source, cfg.annotations, dims)
-    dest = Path(args.dest)
     if dest.suffix.lower() in (".geojson", ".json"):
         write_geojson(dest, ann)
     elif dest.suffix.lower() == ".png":
@@ -164,9 +169,11 @@ def cmd_annotations(args: argparse.Namespace) -> int:
             print("note: without --slide the mask covers the outlines' extent, not a slide; "
                   "give --slide to use it as a dataset's label mask", file=sys.stderr)
         w, h = (max(1, round(d / args.downsample)) for d in dims)
+        if w * h > MAX_PIXELS:
+            raise MixsupError(f"a mask at --downsample {args.downsample:g} would be {w}x{h} px",
+                              f"raise --downsample (the mask may have {MAX_PIXELS:,} pixels)",
+                              dest)
         write_png(dest, ann.rasterize(0, 0, w, h, args.downsample))
-    else:
-        raise MixsupError("unknown output type", "name the output .geojson or .png", dest)
     print(f"wrote {dest} ({len(ann.regions)} outlines)")
     return 0
 

@@ -11,8 +11,8 @@ from pathlib import Path
 from sklearn.metrics import cohen_kappa_score
 
 from mixsup.errors import MixsupError
+from mixsup.labels.table import NODE_CLASSES
 
-NODE_CLASSES = ("negative", "itc", "micro", "macro")
 STAGES = ("pN0", "pN0(i+)", "pN1mi", "pN1", "pN2")  # clinical (ordinal) order
 _PATIENT = re.compile(r"^(patient_\d+)\.zip$")
 _NODE = re.compile(r"^(patient_\d+)_node_(\d+)\.tif$")

@@ -60,6 +60,7 @@ class Viewer:
         self.tiles_served = 0
         self._truth: dict[str, dict[str, Any] | None] = {}  # read once per slide
         self._truth_lock = threading.Lock()
+        self._map_errors: dict[str, str] = {}  # slide id -> why its map is not shown
 
     def close(self) -> None:
         with self._open_lock:
@@ -122,7 +123,8 @@ class Viewer:
         if layer == "slide":
             return tiles
         if overlay is None:
-            raise HTTPError(HTTPStatus.NOT_FOUND, "this slide has no probability map")
+            raise HTTPError(HTTPStatus.NOT_FOUND, self._map_errors.get(
+                entry.slide_id, "this slide has no probability map"))
         return overlay
 
     def _tiles(self, entry: SlideEntry) -> tuple[SlideTiles, MapTiles | None]:
@@ -134,13 +136,12 @@ class Viewer:
         # hold up the tiles of the slides already open.
         try:
             tiles = SlideTiles(entry.slide_path)
-            overlay = (MapTiles(entry.probmap, tiles.slide.dimensions)
-                       if entry.probmap.is_dir() else None)
         except MixsupError as exc:
             log.error("%s", exc)
             raise HTTPError(HTTPStatus.INTERNAL_SERVER_ERROR,
                             f"slide {entry.slide_id} cannot be read; see the server's log"
                             ) from exc
+        overlay = self._overlay(entry, tiles.slide.dimensions)
         with self._open_lock:
             if entry.slide_id in self._open:  # another request opened it meanwhile
                 with tiles.lock:
@@ -154,6 +155,19 @@ class Viewer:
             with old.lock:
                 old.close()
         return tiles, overlay
+
+    def _overlay(self, entry: SlideEntry, dims: tuple[int, int]) -> MapTiles | None:
+        """The slide's probability map; a broken one is the map's fault, not the slide's: the
+        slide is shown without it and the map's layer answers why."""
+        if not entry.probmap.is_dir():
+            return None
+        try:
+            return MapTiles(entry.probmap, dims)
+        except Exception as exc:  # zarr and a hand-edited store raise many types
+            why = exc.what if isinstance(exc, MixsupError) else type(exc).__name__
+            log.error("%s: unreadable probability map (%s)", entry.probmap, why)
+            self._map_errors[entry.slide_id] = f"its probability map cannot be read ({why})"
+            return None
 
     def _annotations(self, entry: SlideEntry, dims: tuple[int, int]) -> dict[str, Any] | None:
         # Under the lock: one reading per slide, however many clients ask at once (a mask
@@ -176,6 +190,7 @@ class Viewer:
         return {
             **entry.summary(), "threshold": self.catalog.threshold, "mode": self.catalog.mode,
             "width": w, "height": h, "mpp": tiles.mpp, "slide_dzi": f"{base}/slide.dzi",
+            "overlay_error": self._map_errors.get(entry.slide_id),
             "overlay": None if overlay is None else {
                 "dzi": f"{base}/overlay.dzi", "floor": FLOOR,
                 # The map's last cell reaches past the slide's edge: its width in slide units.
