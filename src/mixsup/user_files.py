@@ -70,7 +70,7 @@ def read_csv(path: str | Path, what: str, required: tuple[str, ...],
              error: ErrorType = MixsupError) -> list[dict[str, str]]:
     """A CSV table's rows (line numbers from 2), keys and values stripped. Refused: no header,
     a missing or repeated column (the last would silently win), a row with more fields than
-    the header. A short row's missing fields are empty."""
+    the header or too few for the required ones (a missing optional field is empty)."""
     text = read_text(path, what, error=error)
     try:
         rows = list(csv.reader(io.StringIO(text, newline="")))
@@ -91,6 +91,11 @@ def read_csv(path: str | Path, what: str, required: tuple[str, ...],
     if long:
         raise error(f"line(s) {', '.join(map(str, long[:10]))} have more fields than the "
                     "header", "quote values that contain commas, or fix the rows", path)
+    needed = max(header.index(c) for c in required) + 1 if required else 0
+    short = [i for i, r in enumerate(rows[1:], start=2) if r and len(r) < needed]
+    if short:
+        raise error(f"line(s) {', '.join(map(str, short[:10]))} have fewer fields than the "
+                    f"header's {', '.join(required)}", "fill in the missing fields", path)
     return [{c: (r[j].strip() if j < len(r) else "") for j, c in enumerate(header)}
             for r in rows[1:] if r]  # csv gives [] for a blank line
 

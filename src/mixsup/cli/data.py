@@ -7,7 +7,6 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from mixsup.cli.common import (
     Command,
@@ -20,9 +19,6 @@ from mixsup.cli.common import (
 from mixsup.errors import MixsupError
 from mixsup.labels.formats.mask import MAX_DOWNSAMPLE, MAX_PIXELS
 from mixsup.user_files import output_dir
-
-if TYPE_CHECKING:
-    from mixsup.labels.regions import SlideAnnotations
 
 
 def register(sub: argparse._SubParsersAction) -> dict[str, Command]:
@@ -45,8 +41,11 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Command]:
     p.add_argument("--compression", choices=["jpeg", "zlib"], default="jpeg",
                    help="tile compression; zlib needs no imagecodecs (bigger, lossless files)")
 
-    p = sub.add_parser("validate", help="check a dataset directory and its annotations")
+    p = sub.add_parser("validate", help="check a dataset: slides.csv, every slide (opened: "
+                       "header, levels, MPP, a few tiles) and every annotation")
     p.add_argument("data")
+    p.add_argument("--fast", action="store_true",
+                   help="do not open the slides (slides.csv and outlines only)")
     config_args(p)
 
     p = sub.add_parser("tile", help="tissue-detect and tile every slide of a dataset")
@@ -97,38 +96,20 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from mixsup.labels.annotations import read_annotations
-    from mixsup.labels.table import load_dataset
-    from mixsup.slides import open_slide
+    from mixsup.validate import validate_dataset
 
-    cfg = load_cfg(args)
-    ds = load_dataset(args.data)
-    lines = []
-    for rec in ds.slides:
-        if rec.annotation is not None:
-            with open_slide(rec.path, cfg.reader.backend, cfg.reader.mpp) as slide:
-                dims, mpp = slide.dimensions, slide.info.mpp
-            ann = read_annotations(rec.annotation, cfg.annotations, dims, rec.label)
-            lines.append(_annotation_line(rec.slide_id, rec.annotation, ann, mpp))
+    result = validate_dataset(args.data, load_cfg(args), fast=args.fast)
     print_dataset(args.data)
-    if lines:
+    print(f"opened {result.slides_opened} slide(s)" if not args.fast else
+          "slides not opened (--fast): their headers, MPP and tiles are unchecked")
+    if result.annotations:
         print("pixel labels (what training will read):")
-        print("\n".join(lines))
+        print("\n".join(result.annotations))
+    if result.masks_unchecked:
+        print(f"mask images not checked (--fast needs no slide): "
+              f"{', '.join(result.masks_unchecked)}")
     print("dataset OK")
     return 0
-
-
-def _annotation_line(slide_id: str, path: Path, ann: SlideAnnotations, mpp: float | None) -> str:
-    from mixsup.labels.formats.mask import recognises
-    from mixsup.labels.raster import polygon_parts
-
-    with path.open("rb") as fh:
-        kind = "mask image" if recognises(fh.read(8)) else "outlines"
-    parts = len(polygon_parts(ann.tumor))
-    area = (f"{ann.tumor.area * mpp * mpp / 1e6:.4f} mm²" if mpp
-            else f"{ann.tumor.area:.0f} px² (no MPP)")
-    where = "inside an ROI" if ann.has_roi else "whole slide labelled"
-    return f"  {slide_id}: {path.name} ({kind}): tumour {area} in {parts} region(s), {where}"
 
 
 def cmd_tile(args: argparse.Namespace) -> int:

@@ -32,9 +32,13 @@ class _Collect(logging.Handler):
 def check_tiff(path: str | Path) -> None:
     """Raise ``SlideReadError`` where a TIFF-family file (SVS, tiled TIFF...) is truncated or
     its tile tables are inconsistent; other files pass untouched."""
-    with open(path, "rb") as fh:
-        if fh.read(4) not in TIFF_MAGIC:
-            return
+    try:
+        with open(path, "rb") as fh:
+            if fh.read(4) not in TIFF_MAGIC:
+                return
+    except OSError as exc:  # /proc/self/mem, a file without read permission...
+        raise SlideReadError(f"cannot read the slide file ({exc.strerror or exc})",
+                             "check the path and permissions", path) from exc
     import tifffile
 
     size = os.path.getsize(path)

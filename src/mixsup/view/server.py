@@ -324,9 +324,10 @@ class ViewerServer(ThreadingHTTPServer):
     def __init__(self, viewer: Viewer, host: str, port: int) -> None:
         if ":" in host:
             self.address_family = socket.AF_INET6
-        super().__init__((host, port), Handler)
+        # Set first: a failed bind calls server_close, which closes the viewer.
         self.viewer = viewer
         self.loopback = _is_loopback(host)
+        super().__init__((host, port), Handler)
 
     @property
     def url(self) -> str:
@@ -351,6 +352,8 @@ def _is_loopback(host: str) -> bool:
 def make_server(catalog: Catalog, host: str = "127.0.0.1", port: int = 8765) -> ViewerServer:
     try:
         return ViewerServer(Viewer(catalog), host, port)
-    except OSError as exc:
-        raise MixsupError(f"cannot listen on {host}:{port} ({exc.strerror})",
-                          "pick another --port (or --port 0 for any free one)") from exc
+    except (OSError, OverflowError, UnicodeError) as exc:  # gaierror is an OSError
+        why = getattr(exc, "strerror", None) or str(exc)
+        raise MixsupError(f"cannot listen on {host}:{port} ({why})",
+                          "pass an address of this machine as --host (default 127.0.0.1) and "
+                          "a free --port (0 for any)") from exc
