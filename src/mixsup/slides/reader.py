@@ -109,7 +109,7 @@ class Slide:
         elif native is not None:
             # Broken metadata (a TIFF resolution of 1e-4 px/cm, an Aperio MPP of 1e308) would
             # tile petabytes: the slide has no usable MPP, and says which value it holds.
-            self._mpp, self._mpp_source = None, f"implausible metadata ({native[0]:g} µm/px)"
+            self._mpp, self._mpp_source = None, f"implausible ({native[0]:g} µm/px)"
         else:
             self._mpp, self._mpp_source = None, "missing"
         self.info = SlideInfo(
@@ -167,7 +167,8 @@ class Slide:
             raise MissingMPPError(
                 "the slide's metadata gives no microns-per-pixel (MPP)"
                 if self._mpp_source == "missing" else
-                f"the slide's metadata gives an {self._mpp_source[:-1]}), not a usable MPP",
+                f"the slide's metadata MPP is {self._mpp_source}, outside "
+                f"{MPP_RANGE[0]:g}-{MPP_RANGE[1]:g} µm/px",
                 "pass the scanner's resolution explicitly, e.g. --mpp 0.25 "
                 "(or set reader.mpp in the config)",
                 self.path,
