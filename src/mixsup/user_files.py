@@ -118,6 +118,8 @@ def parse_json(raw: str | bytes, path: str | Path | None, what: str,
 def parse_yaml(text: str, path: str | Path | None, what: str,
                error: ErrorType = MixsupError) -> Any:
     """A YAML document through the safe loader (tags that build objects are refused)."""
+    if _flow_depth(text) > MAX_DEPTH:  # PyYAML takes seconds to reach its RecursionError
+        too_deep(path, what, error)
     try:
         doc = yaml.safe_load(text)
     except RecursionError:
@@ -127,6 +129,26 @@ def parse_yaml(text: str, path: str | Path | None, what: str,
                     f"write the {what} as plain YAML (no tags such as !!python)", path) from None
     check_depth(doc, path, what, error)
     return doc
+
+
+def _flow_depth(text: str) -> int:
+    """The deepest nesting of YAML flow brackets outside quotes (an upper bound is enough:
+    the document's own depth is checked after loading)."""
+    if text.count("[") + text.count("{") <= MAX_DEPTH:
+        return 0
+    depth = deepest = 0
+    quote = ""
+    for ch in text:
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth = max(0, depth - 1)
+    return deepest
 
 
 def check_depth(doc: Any, path: str | Path | None, what: str,

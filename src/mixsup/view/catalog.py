@@ -6,7 +6,6 @@ requests only ever pick a slide id out of this table.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import re
@@ -188,7 +187,9 @@ def _mode(bundle: str | None) -> str | None:
     for meta in ((Path(bundle) / "bundle" / "bundle.json", Path(bundle) / "bundle.json")
                  if bundle else ()):
         try:
-            return json.loads(meta.read_text()).get("mode")
-        except (OSError, ValueError, AttributeError):
+            doc = parse_json(read_text(meta, "bundle.json"), meta, "bundle.json")
+        except MixsupError:
             continue
+        mode = doc.get("mode") if isinstance(doc, dict) else None
+        return mode if isinstance(mode, str) else None
     return None

@@ -27,6 +27,7 @@ import numpy as np
 from mixsup.errors import MixsupError
 from mixsup.heatmap import jet_rgb
 from mixsup.heatmap_figure import FLOOR
+from mixsup.user_files import parse_json, read_text
 from mixsup.view.assets import STATIC, content_type, listing
 from mixsup.view.catalog import SAFE_ID, Catalog, SlideEntry
 from mixsup.view.deepzoom import MapTiles, SlideTiles, TileOutOfRange, TilesClosed
@@ -207,13 +208,16 @@ def _suspicious(entry: SlideEntry) -> list[dict[str, Any]]:
     if not entry.regions.is_file():
         return []
     try:
-        features = json.loads(entry.regions.read_text()).get("features", [])
-    except (OSError, ValueError) as exc:
-        log.error("%s: unreadable regions (%s)", entry.regions, exc)
+        doc = parse_json(read_text(entry.regions, "regions file"), entry.regions, "regions file")
+    except MixsupError as exc:
+        log.error("unreadable regions: %s", exc)
         return []
-    return [f["geometry"] for f in features
-            if str(f.get("properties", {}).get("name", "")).startswith("Suspicious")
-            and f.get("geometry", {}).get("type") in ("Polygon", "MultiPolygon")]
+    features = doc.get("features") if isinstance(doc, dict) else None
+    return [f["geometry"] for f in (features if isinstance(features, list) else [])
+            if isinstance(f, dict) and isinstance(f.get("properties"), dict)
+            and str(f["properties"].get("name", "")).startswith("Suspicious")
+            and isinstance(f.get("geometry"), dict)
+            and f["geometry"].get("type") in ("Polygon", "MultiPolygon")]
 
 
 def slide_annotations(entry: SlideEntry, dims: tuple[int, int]) -> dict[str, Any] | None:
