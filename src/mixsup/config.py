@@ -33,7 +33,8 @@ AnnotationRole = Literal["tumor", "negative", "roi", "ignore"]
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # NaN and infinity are no setting's value (tissue.thumbnail_mpp=.inf tiled nothing)
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class ReaderConfig(_Frozen):
@@ -174,7 +175,7 @@ class Stage1Config(_Frozen):
 
     @model_validator(mode="after")
     def _ratio_ok(self) -> Stage1Config:
-        if any(r < 0 for r in self.ratio) or sum(self.ratio) <= 0:
+        if any(r < 0 for r in self.ratio) or not 0 < sum(self.ratio) < float("inf"):
             raise ValueError(f"ratio {self.ratio} must be non-negative with a positive sum")
         return self
 

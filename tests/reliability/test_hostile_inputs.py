@@ -250,6 +250,8 @@ def test_annotations_downsample_out_of_range(shared, tmp_path, capsys, value):
     ("tiling.mpp=.nan", "tiling.mpp"), ("tiling.mpp=1e-300", "tiling.mpp"),
     ("tiling.mpp=true", "boolean"), ("reader.mpp=true", "boolean"),
     ("reader.mpp=0", "reader.mpp"), ("reader.mpp=1000", "reader.mpp"),
+    ("tissue.thumbnail_mpp=.inf", "finite"), ("stage1.lr=.nan", "finite"),
+    ("stage1.ratio=[1e308,1e308,1e308]", "positive sum"),
 ])
 def test_hostile_overrides(capsys, override, needle):
     with pytest.raises(ConfigError, match=".") as err:
