@@ -17,7 +17,6 @@ from mixsup.cli.common import (
     print_dataset,
 )
 from mixsup.errors import MixsupError
-from mixsup.labels.formats.mask import MAX_DOWNSAMPLE, MAX_PIXELS
 from mixsup.user_files import output_dir
 
 
@@ -60,9 +59,8 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Command]:
     p.add_argument("dest", help="output .geojson or .png")
     p.add_argument("--slide", default=None, help="slide, for the mask size and bounds checks "
                    "(and a mask image's scale)")
-    p.add_argument("--downsample", type=number_in(1, MAX_DOWNSAMPLE, "downsample"),
-                   default=32.0, help="mask pixel size (level 0 px, 1 to "
-                   f"{MAX_DOWNSAMPLE})")
+    p.add_argument("--downsample", type=number_in(1, 1e6, "downsample"), default=32.0,
+                   help="mask pixel size (level 0 px, 1 to 256)")
     config_args(p)
     return {"info": cmd_info, "synth": cmd_synth, "validate": cmd_validate, "tile": cmd_tile,
             "annotations": cmd_annotations}
@@ -127,10 +125,14 @@ def cmd_tile(args: argparse.Namespace) -> int:
 
 def cmd_annotations(args: argparse.Namespace) -> int:
     from mixsup.labels.annotations import read_annotations
-    from mixsup.labels.formats.mask import write_png
+    from mixsup.labels.formats.mask import MAX_DOWNSAMPLE, MAX_PIXELS, write_png
     from mixsup.labels.formats.qupath import write_geojson
     from mixsup.slides import open_slide
 
+    if args.downsample > MAX_DOWNSAMPLE:
+        raise MixsupError(f"--downsample {args.downsample:g} is over {MAX_DOWNSAMPLE}: a mask "
+                          "pixel would cover more than a training patch",
+                          f"pass --downsample between 1 and {MAX_DOWNSAMPLE}")
     cfg = load_cfg(args)
     dest = Path(args.dest)
     if dest.suffix.lower() not in (".geojson", ".json", ".png"):
