@@ -108,14 +108,12 @@ def test_evaluate_refuses_binary_predictions(tmp_path, capsys):
            "predictions.csv")
 
 
-@pytest.mark.parametrize("value", ["nan", "inf", "-1", "2", "abc"])
+@pytest.mark.parametrize("value", ["nan", "inf", "-1", "2"])
 def test_evaluate_refuses_a_bad_threshold(tmp_path, preds, capsys, value):
     (tmp_path / "labels.csv").write_text("slide_id,label\ns0,0\ns1,1\n")
-    _usage_error(capsys, ["evaluate", str(preds), "--labels", str(tmp_path / "labels.csv"),
-                          "--out", str(tmp_path / "ev"), "--threshold", value], "--threshold")
-    with pytest.raises(MixsupError, match="threshold"):  # the library checks it too
-        evaluate(preds, tmp_path / "labels.csv", tmp_path / "ev",
-                 threshold=float(value) if value != "abc" else float("nan"))
+    _fails(capsys, ["evaluate", str(preds), "--labels", str(tmp_path / "labels.csv"),
+                    "--out", str(tmp_path / "ev"), "--threshold", value], "threshold")
+    assert not (tmp_path / "ev").exists()
 
 
 @pytest.mark.parametrize("meta,needle", [
@@ -461,9 +459,29 @@ def test_an_unexpected_error_is_one_line_with_a_report_hint(monkeypatch, capsys)
         raise RuntimeError("something\nnobody foresaw")
 
     monkeypatch.setattr(data, "cmd_info", broken)
-    assert main(["info", "x.svs"]) == INTERNAL_ERROR
+    with pytest.raises(RuntimeError):  # tests calling main see the bug itself
+        main(["info", "x.svs"])
+    capsys.readouterr()
+    assert main(["info", "x.svs"], catch_unexpected=True) == INTERNAL_ERROR  # the executable
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err
     assert "RuntimeError: something nobody foresaw" in err and "report" in err and "-v" in err
-    assert main(["-v", "info", "x.svs"]) == INTERNAL_ERROR
+    assert main(["-v", "info", "x.svs"], catch_unexpected=True) == INTERNAL_ERROR
     assert "Traceback" in capsys.readouterr().err
+
+
+def test_the_executable_catches_the_unexpected():
+    """The ``mixsup`` executable's entry point goes through the handler, in a process of its
+    own: a bug is one line and exit 70."""
+    import subprocess
+    import sys
+
+    probe = ("import sys, mixsup.cli as cli, mixsup.cli.data as data\n"
+             "data.cmd_info = lambda args: 1 / 0\n"
+             "sys.argv = ['mixsup', 'info', 'x.svs']\n"
+             "sys.exit(cli.entry())\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == INTERNAL_ERROR, done.stderr
+    assert done.stderr.startswith("error: unexpected ZeroDivisionError")
+    assert done.stderr.count("\n") == 1

@@ -29,7 +29,10 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
     return parser, commands
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, catch_unexpected: bool = False) -> int:
+    """Run one command; its exit status. A ``MixsupError`` is one line and status 2. Any other
+    exception propagates (tests call this, and must see the bug) unless ``catch_unexpected``,
+    which the ``mixsup`` executable sets: the user then gets one line, never a traceback."""
     parser, commands = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
@@ -45,7 +48,14 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # a bug, or a bad input that no check caught yet
+        if not catch_unexpected:
+            raise
         return _unexpected(exc, args.verbose)
+
+
+def entry() -> int:
+    """The ``mixsup`` executable (and ``python -m mixsup``)."""
+    return main(catch_unexpected=True)
 
 
 INTERNAL_ERROR = 70  # EX_SOFTWARE: not the user's error (2), but mixsup's
@@ -65,4 +75,4 @@ def _unexpected(exc: BaseException, verbose: bool) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry())

@@ -63,7 +63,6 @@ def port(text: str) -> int:
 
 
 mpp_arg = number_in(*MPP_RANGE, "MPP (microns per pixel)")
-threshold_arg = number_in(0.0, 1.0, "threshold")
 
 
 def config_args(p: argparse.ArgumentParser, default_preset: str = "paper") -> None:

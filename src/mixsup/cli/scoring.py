@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mixsup.cli.common import Command, cli_overrides, mpp_arg, print_metrics, threshold_arg
+from mixsup.cli.common import Command, cli_overrides, mpp_arg, print_metrics
 
 
 def register(sub: argparse._SubParsersAction) -> dict[str, Command]:
@@ -15,7 +15,7 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Command]:
     p.add_argument("--data", default=None, help="dataset directory (with --split)")
     p.add_argument("--split", default=None, choices=["train", "val", "test"])
     p.add_argument("--out", required=True)
-    p.add_argument("--threshold", type=threshold_arg, default=None,
+    p.add_argument("--threshold", type=float, default=None,
                    help="operating threshold (default: the bundle's, chosen on val)")
     p.add_argument("--strict", action="store_true", help="fail on the first bad slide")
     p.add_argument("--config", action="append", default=[], metavar="FILE.yaml")
@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Command]:
     p.add_argument("predictions")
     p.add_argument("--labels", required=True, help="slides.csv with slide_id,label")
     p.add_argument("--out", required=True)
-    p.add_argument("--threshold", type=threshold_arg, default=None,
+    p.add_argument("--threshold", type=float, default=None,
                    help="operating threshold in [0, 1] (default: predict.json's, else 0.5)")
     return {"predict": cmd_predict, "evaluate": cmd_evaluate}
 
