@@ -349,3 +349,14 @@ def test_fuzz_viewer_routes(viewer, path):
     if ctype == "application/json":
         json.loads(body)
     assert HTTPStatus.OK  # a served route
+
+
+@given(header=st.one_of(st.text(max_size=40), st.sampled_from(
+    ["[::1]:8765", "[::1", "localhost:99999", "LOCALHOST", ":", "[]", "127.0.0.1:a"])))
+def test_fuzz_host_header(header):
+    from mixsup.view.server import LOOPBACK_NAMES, _host_name
+
+    name = _host_name(header)
+    assert isinstance(name, str)
+    if name in LOOPBACK_NAMES:  # only a loopback Host header is let through on loopback
+        assert any(n in header.lower() for n in LOOPBACK_NAMES)
