@@ -1,5 +1,5 @@
 import sys
 
-from mixsup.cli import main
+from mixsup.cli import entry
 
-sys.exit(main())
+sys.exit(entry())

@@ -29,8 +29,12 @@ def _umask() -> int:
 def atomic_path(target: str | Path, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside ``target``; rename it onto ``target`` on success."""
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.tmp-", suffix=suffix, dir=target.parent)
+    try:  # an unusable folder (a file in the way, /proc/...) is the user's error too
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.tmp-", suffix=suffix,
+                                   dir=target.parent)
+    except OSError as exc:
+        raise _explain(exc, target) from exc
     os.close(fd)
     tmp_path = Path(tmp)
     try:

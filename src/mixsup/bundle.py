@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -24,6 +23,7 @@ from mixsup.errors import MixsupError
 from mixsup.models.encoders import input_norm
 from mixsup.models.factory import build_theta2, theta2_input
 from mixsup.modes import Mode, get_mode
+from mixsup.user_files import parse_json, read_text
 
 BUNDLE_FORMAT = "mixsup-bundle-v1"
 
@@ -107,10 +107,13 @@ def read_bundle(path: str | Path) -> BundleFile:
     if not meta_path.is_file():
         raise MixsupError("no model bundle here",
                           "pass a finished run folder (with bundle/) or its bundle folder", path)
-    meta = json.loads(meta_path.read_text())
-    if meta.get("format") != BUNDLE_FORMAT:
+    meta = parse_json(read_text(meta_path, "bundle.json"), meta_path, "bundle.json")
+    if not isinstance(meta, dict) or meta.get("format") != BUNDLE_FORMAT:
         raise MixsupError("unknown bundle format", "re-export it with this mixsup", meta_path)
-    bundle = BundleFile(path, meta, validate(meta["config"]))
+    config = meta.get("config")
+    if not isinstance(config, dict):
+        raise MixsupError("the bundle has no config", "re-export it with this mixsup", meta_path)
+    bundle = BundleFile(path, meta, validate(config))
     if bundle.mode.theta2 != bool(meta.get("theta2")):
         raise MixsupError(f"a {bundle.mode.name}-mode bundle "
                           + ("without θ2" if bundle.mode.theta2 else "with a θ2"),

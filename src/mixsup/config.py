@@ -8,25 +8,39 @@ from __future__ import annotations
 import copy
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from mixsup.errors import ConfigError
 from mixsup.protocols import apply_protocol
+from mixsup.user_files import parse_yaml, read_text
 
 PRESETS = ("paper", "small", "tiny")
+# Microns per pixel that a real scan can have (40x is 0.25, a 1.25x thumbnail 8): values
+# outside are typos or broken metadata, and 1e-4 would tile petabytes.
+MPP_RANGE = (0.01, 100.0)
+
+
+def _not_bool(value: Any) -> Any:
+    if isinstance(value, bool):  # YAML's true would otherwise be 1.0
+        raise ValueError("a boolean is not a number")
+    return value
+
+
+Mpp = Annotated[float, BeforeValidator(_not_bool), Field(ge=MPP_RANGE[0], le=MPP_RANGE[1])]
 AnnotationRole = Literal["tumor", "negative", "roi", "ignore"]
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # NaN and infinity are no setting's value (tissue.thumbnail_mpp=.inf tiled nothing)
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class ReaderConfig(_Frozen):
     backend: Literal["auto", "tifftiles", "openslide", "tiffslide"] = "auto"
-    mpp: float | None = Field(None, gt=0, description="override for slides without MPP metadata")
+    mpp: Mpp | None = Field(None, description="override for slides without MPP metadata")
     cache_bytes: int = Field(32 * 1024 * 1024, ge=0, description="decoded-tile cache per "
                              "process, shared by its open slides; tifftiles and the OpenSlide "
                              "it falls back on each keep one, so up to twice this")
@@ -45,7 +59,7 @@ class TissueConfig(_Frozen):
 
 
 class TilingConfig(_Frozen):
-    mpp: float = Field(0.5, gt=0)
+    mpp: Mpp = 0.5
     patch_size: int = Field(512, ge=16)
     overlap: int = Field(128, ge=0)
     min_tissue: float = Field(0.25, ge=0, le=1)
@@ -175,7 +189,7 @@ class Stage1Config(_Frozen):
 
     @model_validator(mode="after")
     def _ratio_ok(self) -> Stage1Config:
-        if any(r < 0 for r in self.ratio) or sum(self.ratio) <= 0:
+        if any(r < 0 for r in self.ratio) or not 0 < sum(self.ratio) < float("inf"):
             raise ValueError(f"ratio {self.ratio} must be non-negative with a positive sum")
         return self
 
@@ -281,11 +295,8 @@ def apply_overrides(data: dict[str, Any], files: list[str | Path] | tuple = (),
     data = copy.deepcopy(data)
     for f in files:
         path = Path(f)
-        try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"cannot read config ({exc})", "pass a readable YAML file",
-                              path) from exc
+        loaded = parse_yaml(read_text(path, "config file", error=ConfigError), path,
+                            "config file", ConfigError) or {}
         if not isinstance(loaded, dict):
             raise ConfigError("config must be a YAML mapping", "write key: value pairs", path)
         _merge(data, loaded)
@@ -300,7 +311,7 @@ def apply_overrides(data: dict[str, Any], files: list[str | Path] | tuple = (),
             if not isinstance(node, dict):
                 raise ConfigError(f"bad override {item!r}: {part} is not a section",
                                   "check the key path")
-        node[parts[-1]] = yaml.safe_load(raw)
+        node[parts[-1]] = parse_yaml(raw, None, f"value of --set {key.strip()}", ConfigError)
     return validate(data)
 
 

@@ -86,7 +86,7 @@ def test_old_bundles_count_every_train_slide_as_in_sample(staging, tmp_path):
 
 
 @pytest.mark.parametrize("edit,extra,needle", [
-    (lambda rows: rows[0].update(node_class="huge"), [], "unknown node_class value(s) huge"),
+    (lambda rows: rows[0].update(node_class="huge"), [], "node_class 'huge' is not one of"),
     (lambda rows: rows.append(dict(rows[0])), [], "appears 2 times"),
     (None, ["--features-from", "val"], "only 1 val slide(s) carry a node_class"),
 ])

@@ -21,7 +21,13 @@ def _leaves(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):
 def _sample(action: argparse.Action) -> str:
     if action.choices:
         return str(list(action.choices)[-1])
-    return "1" if action.type in (int, float) else f"v-{action.dest}"
+    if action.type is not None:  # a number, in range for every numeric option
+        try:
+            action.type("1")
+            return "1"
+        except (ValueError, argparse.ArgumentTypeError):
+            pass
+    return f"v-{action.dest}"
 
 
 def _pieces(parser: argparse.ArgumentParser) -> tuple[list[list[str]], list[list[str]]]:

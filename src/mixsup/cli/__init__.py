@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import traceback
 import warnings
 
 from mixsup import __version__
@@ -19,6 +20,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
         "pixel annotations plus many slide labels (Li et al.).")
     parser.add_argument("--version", action="version", version=f"mixsup {__version__}")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="print the traceback of an unexpected error")
     sub = parser.add_subparsers(dest="command", required=True)
     commands: dict[str, Command] = {}
     for group in (data, training, scoring, staging, view):
@@ -26,7 +29,10 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
     return parser, commands
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, catch_unexpected: bool = False) -> int:
+    """Run one command; its exit status. A ``MixsupError`` is one line and status 2. Any other
+    exception propagates (tests call this, and must see the bug) unless ``catch_unexpected``,
+    which the ``mixsup`` executable sets: the user then gets one line, never a traceback."""
     parser, commands = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
@@ -41,7 +47,32 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug, or a bad input that no check caught yet
+        if not catch_unexpected:
+            raise
+        return _unexpected(exc, args.verbose)
+
+
+def entry() -> int:
+    """The ``mixsup`` executable (and ``python -m mixsup``)."""
+    return main(catch_unexpected=True)
+
+
+INTERNAL_ERROR = 70  # EX_SOFTWARE: not the user's error (2), but mixsup's
+
+
+def _unexpected(exc: BaseException, verbose: bool) -> int:
+    """One line instead of a traceback (which -v prints): the user cannot fix what mixsup
+    should have refused with a clear message, so they are asked to report it."""
+    if verbose:
+        traceback.print_exception(exc)
+    text = " ".join(str(exc).split())
+    text = text if len(text) <= 200 else text[:197] + "..."
+    print(f"error: unexpected {type(exc).__name__}{': ' + text if text else ''}. This is a "
+          "bug in mixsup: please report it on the project's issue tracker with the command"
+          f"{'' if verbose else ' and its output with -v (mixsup -v ...)'}", file=sys.stderr)
+    return INTERNAL_ERROR
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry())

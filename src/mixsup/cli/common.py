@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mixsup.config import PRESETS, Config
+from mixsup.config import MPP_RANGE, PRESETS, Config
 
 if TYPE_CHECKING:
     from mixsup.evaluate.metrics import SlideMetrics
@@ -34,6 +34,37 @@ class IntermixedParser(argparse.ArgumentParser):
             self._intermixing = False
 
 
+def number_in(low: float, high: float, what: str) -> Callable[[str], float]:
+    """An argparse type: a finite number in [low, high] (nan, inf and 1e-300 are refused by
+    argparse itself, with the usage line)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not low <= value <= high:  # False for NaN
+            raise argparse.ArgumentTypeError(f"{what} must be between {low:g} and {high:g}, "
+                                             f"not {text}")
+        return value
+
+    parse.__name__ = what  # argparse names the type in its messages
+    return parse
+
+
+def port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port {value} is not between 0 and 65535")
+    return value
+
+
+mpp_arg = number_in(*MPP_RANGE, "MPP (microns per pixel)")
+
+
 def config_args(p: argparse.ArgumentParser, default_preset: str = "paper") -> None:
     p.add_argument("--preset", default=default_preset, choices=list(PRESETS),
                    help=f"settings preset (default: {default_preset})")
@@ -41,7 +72,7 @@ def config_args(p: argparse.ArgumentParser, default_preset: str = "paper") -> No
                    help="YAML file overriding the preset (repeatable)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                    help="override one setting, e.g. --set tiling.mpp=1.0 (repeatable)")
-    p.add_argument("--mpp", type=float, default=None,
+    p.add_argument("--mpp", type=mpp_arg, default=None,
                    help="microns per pixel for slides whose metadata has none")
 
 

@@ -7,13 +7,17 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from mixsup.cli.common import Command, config_args, load_cfg, print_dataset
+from mixsup.cli.common import (
+    Command,
+    config_args,
+    load_cfg,
+    mpp_arg,
+    number_in,
+    print_dataset,
+)
 from mixsup.errors import MixsupError
-
-if TYPE_CHECKING:
-    from mixsup.labels.regions import SlideAnnotations
+from mixsup.user_files import output_dir
 
 
 def register(sub: argparse._SubParsersAction) -> dict[str, Command]:
@@ -21,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Command]:
     p.add_argument("slide")
     p.add_argument("--backend", default="auto",
                    choices=["auto", "tifftiles", "openslide", "tiffslide"])
-    p.add_argument("--mpp", type=float, default=None, help="MPP override")
+    p.add_argument("--mpp", type=mpp_arg, default=None, help="MPP override")
 
     p = sub.add_parser("synth", help="generate a dataset of pyramidal TIFF slides")
     p.add_argument("out")
@@ -38,8 +42,11 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Command]:
     p.add_argument("--compression", choices=["jpeg", "zlib"], default="jpeg",
                    help="tile compression; zlib needs no imagecodecs (bigger, lossless files)")
 
-    p = sub.add_parser("validate", help="check a dataset directory and its annotations")
+    p = sub.add_parser("validate", help="check a dataset: slides.csv, every slide (opened: "
+                       "header, levels, MPP, a few tiles) and every annotation")
     p.add_argument("data")
+    p.add_argument("--fast", action="store_true",
+                   help="do not open the slides (slides.csv and outlines only)")
     config_args(p)
 
     p = sub.add_parser("tile", help="tissue-detect and tile every slide of a dataset")
@@ -54,7 +61,8 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Command]:
     p.add_argument("dest", help="output .geojson or .png")
     p.add_argument("--slide", default=None, help="slide, for the mask size and bounds checks "
                    "(and a mask image's scale)")
-    p.add_argument("--downsample", type=float, default=32.0, help="mask pixel size (level 0 px)")
+    p.add_argument("--downsample", type=number_in(1, 1e6, "downsample"), default=32.0,
+                   help="mask pixel size (level 0 px, 1 to 256)")
     config_args(p)
     return {"info": cmd_info, "synth": cmd_synth, "validate": cmd_validate, "tile": cmd_tile,
             "annotations": cmd_annotations}
@@ -92,38 +100,20 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from mixsup.labels.annotations import read_annotations
-    from mixsup.labels.table import load_dataset
-    from mixsup.slides import open_slide
+    from mixsup.validate import validate_dataset
 
-    cfg = load_cfg(args)
-    ds = load_dataset(args.data)
-    lines = []
-    for rec in ds.slides:
-        if rec.annotation is not None:
-            with open_slide(rec.path, cfg.reader.backend, cfg.reader.mpp) as slide:
-                dims, mpp = slide.dimensions, slide.info.mpp
-            ann = read_annotations(rec.annotation, cfg.annotations, dims, rec.label)
-            lines.append(_annotation_line(rec.slide_id, rec.annotation, ann, mpp))
+    result = validate_dataset(args.data, load_cfg(args), fast=args.fast)
     print_dataset(args.data)
-    if lines:
+    print(f"opened {result.slides_opened} slide(s)" if not args.fast else
+          "slides not opened (--fast): their headers, MPP and tiles are unchecked")
+    if result.annotations:
         print("pixel labels (what training will read):")
-        print("\n".join(lines))
+        print("\n".join(result.annotations))
+    if result.masks_unchecked:
+        print(f"mask images not checked (--fast needs no slide): "
+              f"{', '.join(result.masks_unchecked)}")
     print("dataset OK")
     return 0
-
-
-def _annotation_line(slide_id: str, path: Path, ann: SlideAnnotations, mpp: float | None) -> str:
-    from mixsup.labels.formats.mask import recognises
-    from mixsup.labels.raster import polygon_parts
-
-    with path.open("rb") as fh:
-        kind = "mask image" if recognises(fh.read(8)) else "outlines"
-    parts = len(polygon_parts(ann.tumor))
-    area = (f"{ann.tumor.area * mpp * mpp / 1e6:.4f} mm²" if mpp
-            else f"{ann.tumor.area:.0f} px² (no MPP)")
-    where = "inside an ROI" if ann.has_roi else "whole slide labelled"
-    return f"  {slide_id}: {path.name} ({kind}): tumour {area} in {parts} region(s), {where}"
 
 
 def cmd_tile(args: argparse.Namespace) -> int:
@@ -132,7 +122,8 @@ def cmd_tile(args: argparse.Namespace) -> int:
 
     cfg = load_cfg(args)
     ds = load_dataset(args.data)
-    out = Path(args.out) if args.out else default_tiles_dir(ds.root, cfg)
+    out = output_dir(Path(args.out) if args.out else default_tiles_dir(ds.root, cfg),
+                     "tiles folder")
     report = tile_dataset(ds, cfg, out, strict=args.strict, progress=not args.quiet)
     _print_tiling(report, out)
     return 1 if report.skipped and not report.tiles else 0
@@ -140,17 +131,24 @@ def cmd_tile(args: argparse.Namespace) -> int:
 
 def cmd_annotations(args: argparse.Namespace) -> int:
     from mixsup.labels.annotations import read_annotations
-    from mixsup.labels.formats.mask import write_png
+    from mixsup.labels.formats.mask import MAX_DOWNSAMPLE, MAX_PIXELS, write_png
     from mixsup.labels.formats.qupath import write_geojson
     from mixsup.slides import open_slide
 
+    if args.downsample > MAX_DOWNSAMPLE:
+        raise MixsupError(f"--downsample {args.downsample:g} is over {MAX_DOWNSAMPLE}: a mask "
+                          "pixel would cover more than a training patch",
+                          f"pass --downsample between 1 and {MAX_DOWNSAMPLE}")
     cfg = load_cfg(args)
+    dest = Path(args.dest)
+    if dest.suffix.lower() not in (".geojson", ".json", ".png"):
+        raise MixsupError("unknown output type", "name the output .geojson or .png", dest)
+    output_dir(dest.parent, "output's folder")
     dims = None
     if args.slide:
         with open_slide(args.slide, mpp=cfg.reader.mpp or 1.0) as slide:
             dims = slide.dimensions
     ann = read_annotations(args.source, cfg.annotations, dims)
-    dest = Path(args.dest)
     if dest.suffix.lower() in (".geojson", ".json"):
         write_geojson(dest, ann)
     elif dest.suffix.lower() == ".png":
@@ -160,9 +158,11 @@ def cmd_annotations(args: argparse.Namespace) -> int:
             print("note: without --slide the mask covers the outlines' extent, not a slide; "
                   "give --slide to use it as a dataset's label mask", file=sys.stderr)
         w, h = (max(1, round(d / args.downsample)) for d in dims)
+        if w * h > MAX_PIXELS:
+            raise MixsupError(f"a mask at --downsample {args.downsample:g} would be {w}x{h} px",
+                              f"raise --downsample (the mask may have {MAX_PIXELS:,} pixels)",
+                              dest)
         write_png(dest, ann.rasterize(0, 0, w, h, args.downsample))
-    else:
-        raise MixsupError("unknown output type", "name the output .geojson or .png", dest)
     print(f"wrote {dest} ({len(ann.regions)} outlines)")
     return 0
 

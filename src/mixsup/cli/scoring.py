@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mixsup.cli.common import Command, cli_overrides, print_metrics
+from mixsup.cli.common import Command, cli_overrides, mpp_arg, print_metrics
 
 
 def register(sub: argparse._SubParsersAction) -> dict[str, Command]:
@@ -21,13 +21,14 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Command]:
     p.add_argument("--config", action="append", default=[], metavar="FILE.yaml")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                    help="override a runtime or reader setting, e.g. --set runtime.device=cuda")
-    p.add_argument("--mpp", type=float, default=None, help="MPP for slides without metadata")
+    p.add_argument("--mpp", type=mpp_arg, default=None, help="MPP for slides without metadata")
 
     p = sub.add_parser("evaluate", help="metrics, ROC and report from predictions.csv")
     p.add_argument("predictions")
     p.add_argument("--labels", required=True, help="slides.csv with slide_id,label")
     p.add_argument("--out", required=True)
-    p.add_argument("--threshold", type=float, default=None)
+    p.add_argument("--threshold", type=float, default=None,
+                   help="operating threshold in [0, 1] (default: predict.json's, else 0.5)")
     return {"predict": cmd_predict, "evaluate": cmd_evaluate}
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mixsup.cli.common import Command
+from mixsup.cli.common import Command, port
 
 
 def register(sub: argparse._SubParsersAction) -> dict[str, Command]:
@@ -15,7 +15,7 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Command]:
                    help="dataset directory: adds true labels, centers and the metrics")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=8765, help="port (0: any free one)")
+    p.add_argument("--port", type=port, default=8765, help="port (0: any free one)")
     return {"view": cmd_view}
 
 

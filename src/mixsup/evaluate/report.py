@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import json
 import logging
 import math
 import shutil
@@ -23,40 +21,68 @@ from mixsup.evaluate.metrics import (
     slide_metrics,
 )
 from mixsup.records import to_json
+from mixsup.user_files import finite, output_dir, parse_json, parse_number, read_csv, read_text
 
 log = logging.getLogger(__name__)
 
 
 def read_predictions(path: Path) -> dict[str, float]:
-    try:
-        with open(path, newline="") as fh:
-            rows = list(csv.DictReader(fh))
-    except OSError as exc:
-        raise MixsupError(f"cannot read predictions ({exc.strerror})", "check the path",
-                          path) from exc
-    if not rows or not {"slide_id", "probability"} <= set(rows[0]):
-        raise MixsupError("not a predictions file (needs slide_id, probability)",
-                          "pass the predictions.csv written by `mixsup predict`", path)
-    out = {}
+    """slide id -> probability. A probability must be a number in [0, 1]; an empty one, or
+    NaN (what predict writes for a diverged model), is kept as NaN for the caller to report;
+    a slide listed twice is refused."""
+    rows = read_csv(path, "predictions file", ("slide_id", "probability"))
+    out: dict[str, float] = {}
     for line, r in enumerate(rows, start=2):
+        sid, raw = r["slide_id"], r["probability"]
+        if not sid:
+            raise MixsupError(f"line {line} has no slide_id",
+                              "pass the predictions.csv written by `mixsup predict`", path)
+        if sid in out:
+            raise MixsupError(f"slide {sid!r} appears more than once (line {line})",
+                              "keep one prediction per slide", path)
+        if raw.lower() in ("nan", ""):
+            out[sid] = math.nan
+            continue
         try:
-            out[r["slide_id"]] = float(r["probability"])
-        except (TypeError, ValueError):
-            raise MixsupError(f"line {line}: probability {r['probability']!r} is not a number",
-                              "pass the predictions.csv written by `mixsup predict`",
-                              path) from None
+            out[sid] = parse_number(raw, f"line {line}: probability", path, low=0.0, high=1.0)
+        except MixsupError as exc:
+            raise MixsupError(exc.what, "pass the predictions.csv written by `mixsup predict` "
+                              "(probabilities in [0, 1])", path) from None
+    if not out:
+        raise MixsupError("the predictions file lists no slide",
+                          "pass the predictions.csv written by `mixsup predict`", path)
     return out
 
 
 def read_labels(path: Path) -> tuple[dict[str, int], dict[str, str]]:
-    with open(path, newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    if not rows or "slide_id" not in rows[0] or "label" not in rows[0]:
-        raise MixsupError("labels need slide_id and label columns",
-                          "pass the dataset's slides.csv", path)
-    labels = {r["slide_id"]: int(float(r["label"])) for r in rows if r["label"] not in ("",)}
-    centers = {r["slide_id"]: r.get("center") or "" for r in rows}
+    """(slide id -> label 0 or 1, slide id -> center) from a slides.csv-like table; an empty
+    label is an unlabelled slide."""
+    rows = read_csv(path, "labels file", ("slide_id", "label"))
+    labels: dict[str, int] = {}
+    centers: dict[str, str] = {}
+    for line, r in enumerate(rows, start=2):
+        sid, raw = r["slide_id"], r["label"]
+        if sid in centers:
+            raise MixsupError(f"slide {sid!r} appears more than once (line {line})",
+                              "keep one row per slide", path)
+        centers[sid] = r.get("center") or ""
+        if raw == "":
+            continue
+        if raw not in ("0", "1", "0.0", "1.0"):
+            raise MixsupError(f"line {line}: label {raw[:40]!r} is not 0, 1 or empty",
+                              "write 1 for positive, 0 for negative slides", path)
+        labels[sid] = int(float(raw))
     return labels, centers
+
+
+def read_threshold(pred_csv: Path) -> float:
+    """The operating threshold of the predictions' folder (its predict.json), else 0.5."""
+    meta = pred_csv.parent / "predict.json"
+    if not meta.is_file():
+        return 0.5
+    doc = parse_json(read_text(meta, "predict.json"), meta, "predict.json")
+    value = doc.get("operating_threshold") if isinstance(doc, dict) else None
+    return finite(value, "operating_threshold", meta, low=0.0, high=1.0)
 
 
 @dataclass(frozen=True)
@@ -103,18 +129,22 @@ def evaluate(pred_csv: str | Path, labels_csv: str | Path, out: str | Path,
                           f"({', '.join(undefined[:5])})",
                           "the model's output was not finite: check the run (a diverged "
                           "training?) and predict again", pred_csv)
-    if threshold is None:
-        meta = pred_csv.parent / "predict.json"
-        threshold = (json.loads(meta.read_text())["operating_threshold"] if meta.is_file()
-                     else 0.5)
+    threshold = read_threshold(pred_csv) if threshold is None else finite(
+        threshold, "the threshold", None, low=0.0, high=1.0)
     s = np.array([scores[i] for i in ids])
     y = np.array([labels[i] for i in ids])
     result = evaluation(s, y, [centers.get(i, "") for i in ids], threshold)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "metrics.json", result.to_json())
+    output_dir(out)
+    write_json(out / "metrics.json", _nan_to_null(result.to_json()))  # NaN is not JSON
     roc_figure(out / "roc.png", {"model": (s, y)})
     _report(out, pred_csv, result, ids, s, y, threshold)
     return result
+
+
+def _nan_to_null(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _nan_to_null(v) for k, v in value.items()}
+    return None if isinstance(value, float) and math.isnan(value) else value
 
 
 def roc_figure(path: Path, curves: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:

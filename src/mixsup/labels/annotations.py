@@ -15,10 +15,12 @@ import shapely
 from shapely.geometry import Polygon
 from shapely.geometry.base import BaseGeometry
 
+from mixsup import user_files
 from mixsup.config import AnnotationConfig
 from mixsup.errors import AnnotationError
-from mixsup.labels.formats import mask, parse_outlines
+from mixsup.labels.formats import mask, parse_outlines, recognise_syntax
 from mixsup.labels.regions import Region, SlideAnnotations
+from mixsup.user_files import read_bytes
 
 log = logging.getLogger(__name__)
 
@@ -34,18 +36,13 @@ def read_annotations(path: str | Path, cfg: AnnotationConfig | None = None,
     slide's ``label``, pixel labels that contradict it are an error too."""
     cfg = cfg or AnnotationConfig()
     path = Path(path)
-    try:
-        with path.open("rb") as fh:
-            head = fh.read(8)
-            if mask.recognises(head):  # an image: opened by path, read a level at most
-                ann = mask.read_mask(path, head, cfg.mask_values, slide_dimensions)
-                _check_against_label(ann, label, path)
-                return ann
-            fh.seek(0)
-            raw = fh.read()
-    except OSError as exc:
-        raise AnnotationError(f"cannot read annotation file ({exc.strerror})",
-                              "check the path and permissions", path) from exc
+    head = read_bytes(path, "annotation file", 8, AnnotationError, refuse_longer=False)
+    if mask.recognises(head):  # an image: opened by path, read a level at most
+        ann = mask.read_mask(path, head, cfg.mask_values, slide_dimensions)
+        _check_against_label(ann, label, path)
+        return ann
+    recognise_syntax(head, path)  # before reading the rest: /dev/zero is refused here
+    raw = read_bytes(path, "annotation file", user_files.MAX_ANNOTATION_BYTES, AnnotationError)
     regions = []
     repaired: list[str] = []
     for name, geom in parse_outlines(raw, path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import re
 from collections import defaultdict
 from collections.abc import Iterable
@@ -11,11 +12,12 @@ from pathlib import Path
 from sklearn.metrics import cohen_kappa_score
 
 from mixsup.errors import MixsupError
+from mixsup.labels.table import NODE_CLASSES
+from mixsup.user_files import read_text
 
-NODE_CLASSES = ("negative", "itc", "micro", "macro")
 STAGES = ("pN0", "pN0(i+)", "pN1mi", "pN1", "pN2")  # clinical (ordinal) order
 _PATIENT = re.compile(r"^(patient_\d+)\.zip$")
-_NODE = re.compile(r"^(patient_\d+)_node_(\d+)\.tif$")
+_NODE = re.compile(r"^(patient_\d+)_node_(\d{1,9})\.tif$")
 
 
 def pn_stage(node_classes: Iterable[str]) -> str:
@@ -50,10 +52,9 @@ def read_stage_csv(path: str | Path) -> tuple[dict[str, str], dict[str, dict[int
     patients: dict[str, str] = {}
     nodes: dict[str, dict[int, str]] = defaultdict(dict)
     try:
-        with open(path, newline="") as fh:
-            rows = list(csv.reader(fh))
-    except OSError as exc:
-        raise MixsupError(f"cannot read ({exc.strerror})", "check the path", path) from exc
+        rows = list(csv.reader(io.StringIO(read_text(path, "stage CSV"), newline="")))
+    except csv.Error as exc:
+        raise MixsupError(f"not a CSV table ({exc})", "save it as CSV", path) from None
     for line, row in enumerate(rows, start=1):
         if not row or (line == 1 and row[0].strip().lower() == "patient"):
             continue

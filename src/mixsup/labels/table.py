@@ -8,16 +8,20 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 from mixsup.atomic import atomic_open
 from mixsup.errors import DatasetError
+from mixsup.user_files import read_csv
 
 REQUIRED = ("slide_id", "path", "label", "split")
 OPTIONAL = ("center", "patient", "node_class")
 SPLITS = ("train", "val", "test")
+NODE_CLASSES = ("negative", "itc", "micro", "macro")  # Camelyon17's lymph-node classes
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # NUL, newline...: nothing a file name should hold
 ANNOTATION_SUFFIXES = (".geojson", ".json", ".xml", ".png", ".tif", ".tiff")
 
 
@@ -86,6 +90,12 @@ def load_dataset(root: str | Path) -> Dataset:
             continue
         if "/" in r["slide_id"] or "\\" in r["slide_id"]:
             problems.append(f"{where}: slide_id must not contain path separators")
+        if CONTROL.search(r["slide_id"]) or r["slide_id"] in (".", ".."):
+            problems.append(f"{where}: slide_id {r['slide_id']!r} holds control characters "
+                            "or names a folder; it becomes a file name")
+        if r.get("node_class") and r["node_class"].lower() not in NODE_CLASSES:
+            problems.append(f"{where}: node_class {r['node_class']!r} is not one of "
+                            f"{', '.join(NODE_CLASSES)} (or empty)")
         label = _label(r["label"])
         if label == "bad":
             problems.append(f"{where}: label {r['label']!r} is not 1, 0 or empty")
@@ -117,28 +127,11 @@ def load_dataset(root: str | Path) -> Dataset:
 
 def _read_rows(table: Path) -> list[dict[str, str]]:
     """slides.csv's rows, keys and values stripped; refuses unreadable, ragged or incomplete
-    tables."""
-    try:
-        with open(table, newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh)
-            columns = [c.strip() for c in (reader.fieldnames or [])]
-            raw_rows = list(reader)
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise DatasetError(f"cannot read ({exc})", "save it as UTF-8 CSV", table) from exc
-    ragged = [i for i, r in enumerate(raw_rows, start=2) if None in r]
-    if ragged:
-        raise DatasetError(f"line(s) {', '.join(map(str, ragged[:10]))} have more fields than "
-                           "the header", "quote values that contain commas, or fix the rows",
-                           table)
-    try:
-        rows = [{(k or "").strip(): (v or "").strip() for k, v in r.items()} for r in raw_rows]
-    except AttributeError as exc:
-        raise DatasetError("malformed rows", "fix slides.csv", table) from exc
-
-    missing = [c for c in REQUIRED if c not in columns]
-    if missing:
-        raise DatasetError(f"missing column(s) {', '.join(missing)}",
-                           f"the header must contain {','.join(REQUIRED)}", table)
+    tables, repeated columns and a table without slides."""
+    rows = read_csv(table, "slides.csv", REQUIRED, DatasetError)
+    if not rows:
+        raise DatasetError("slides.csv lists no slide (only its header)",
+                           "add one row per slide: slide_id,path,label,split", table)
     return rows
 
 

@@ -15,8 +15,10 @@ from typing import Any
 import cv2
 import numpy as np
 
+from mixsup.config import MPP_RANGE
 from mixsup.errors import MissingMPPError, SlideReadError
 from mixsup.slides.backends.base import Backend
+from mixsup.slides.tiff_check import check_tiff
 
 # "auto" tries them in this order: the direct tile reader, then OpenSlide for what it refuses.
 BACKENDS = ("tifftiles", "openslide", "tiffslide")
@@ -64,6 +66,7 @@ class Slide:
         self._pid = -1
         if not Path(self.path).is_file():
             raise SlideReadError("slide file not found", "check the path", self.path)
+        check_tiff(self.path)
         order = BACKENDS if backend == "auto" else (backend,)
         if any(b not in BACKENDS for b in order):
             raise SlideReadError(f"unknown backend {backend!r}",
@@ -75,7 +78,10 @@ class Slide:
                 handle = _open_backend(name, self.path, cache_bytes)
                 _probe(handle)
             except Exception as exc:  # every backend raises its own types
-                reasons.append(f"{name}: {type(exc).__name__}: {exc}")
+                # A library's own bug on a malformed file says nothing to the user
+                internal = isinstance(exc, AttributeError | TypeError | KeyError | IndexError)
+                reasons.append(f"{name}: cannot decode the file's structure" if internal
+                               else f"{name}: {type(exc).__name__}: {exc}")
                 if handle is not None:
                     handle.close()
                 continue
@@ -92,9 +98,18 @@ class Slide:
         native = handle.mpp()
         self._mpp: float | None
         if mpp is not None:
+            if not MPP_RANGE[0] <= mpp <= MPP_RANGE[1]:
+                handle.close()
+                raise SlideReadError(f"MPP {mpp} is not a plausible microns-per-pixel",
+                                     f"give one between {MPP_RANGE[0]:g} and {MPP_RANGE[1]:g} "
+                                     "(0.25 at 40x, 0.5 at 20x)", self.path)
             self._mpp, self._mpp_source = float(mpp), "override"
-        elif native is not None:
+        elif native is not None and all(MPP_RANGE[0] <= v <= MPP_RANGE[1] for v in native):
             self._mpp, self._mpp_source = float(np.mean(native)), "metadata"
+        elif native is not None:
+            # Broken metadata (a TIFF resolution of 1e-4 px/cm, an Aperio MPP of 1e308) would
+            # tile petabytes: the slide has no usable MPP, and says which value it holds.
+            self._mpp, self._mpp_source = None, f"implausible ({native[0]:g} µm/px)"
         else:
             self._mpp, self._mpp_source = None, "missing"
         self.info = SlideInfo(
@@ -150,7 +165,10 @@ class Slide:
     def mpp(self) -> float:
         if self._mpp is None:
             raise MissingMPPError(
-                "the slide's metadata gives no microns-per-pixel (MPP)",
+                "the slide's metadata gives no microns-per-pixel (MPP)"
+                if self._mpp_source == "missing" else
+                f"the slide's metadata MPP is {self._mpp_source}, outside "
+                f"{MPP_RANGE[0]:g}-{MPP_RANGE[1]:g} µm/px",
                 "pass the scanner's resolution explicitly, e.g. --mpp 0.25 "
                 "(or set reader.mpp in the config)",
                 self.path,

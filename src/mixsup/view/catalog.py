@@ -6,7 +6,6 @@ requests only ever pick a slide id out of this table.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import re
@@ -19,6 +18,7 @@ import numpy as np
 from mixsup.errors import MixsupError
 from mixsup.evaluate.report import Evaluation, evaluation, read_predictions
 from mixsup.labels.table import SlideRecord
+from mixsup.user_files import finite, parse_json, read_text
 
 log = logging.getLogger(__name__)
 # Ids become file names under the folder: anything that could step out of it is refused.
@@ -78,8 +78,9 @@ def load_catalog(pred: str | Path, data: str | Path | None = None) -> Catalog:
         raise MixsupError("not a finished prediction folder (no predict.json)",
                           "pass the --out folder of a `mixsup predict` run that ran to the end",
                           pred)
-    meta = json.loads(meta_path.read_text())
-    threshold = float(meta["operating_threshold"])
+    meta = _json_object(meta_path, "predict.json")
+    threshold = finite(meta.get("operating_threshold"), "operating_threshold", meta_path,
+                       low=0.0, high=1.0)
     scores = read_predictions(pred / "predictions.csv")
     records = _records(data)
     slides = []
@@ -91,7 +92,7 @@ def load_catalog(pred: str | Path, data: str | Path | None = None) -> Catalog:
         if not rec_path.is_file():
             raise MixsupError(f"slide {slide_id} is in predictions.csv but has no record",
                               "re-run `mixsup predict` into this folder", rec_path)
-        rec = json.loads(rec_path.read_text())
+        rec = _slide_record(rec_path)
         row = records.get(slide_id)
         slide_path = row.path if row else Path(rec["path"])
         if not slide_path.is_file():
@@ -104,7 +105,7 @@ def load_catalog(pred: str | Path, data: str | Path | None = None) -> Catalog:
             probmap=pred / "probmaps" / f"{slide_id}.zarr",
             regions=pred / "regions" / f"{slide_id}.geojson",
             probability=prob, prediction=int(prob >= threshold),
-            n_patches=int(rec.get("n_patches", 0)), topk=tuple(rec.get("topk", [])),
+            n_patches=rec["n_patches"], topk=rec["topk"],
             label=row.label if row else None, center=row.center if row else None,
             annotation=row.annotation if row else None))
     if not slides:
@@ -117,13 +118,57 @@ def load_catalog(pred: str | Path, data: str | Path | None = None) -> Catalog:
         log.warning("%s: slide(s) %s have no finite probability; left out of the metrics",
                     pred, ", ".join(undefined[:5]))
     known = [s for s in slides if s.label is not None and math.isfinite(s.probability)]
+    mode, bundle = meta.get("mode"), meta.get("bundle")
     return Catalog(pred=pred, threshold=threshold,
-                   mode=meta.get("mode") or _mode(meta.get("bundle")), slides=tuple(slides),
+                   mode=(mode if isinstance(mode, str) else None)
+                   or _mode(bundle if isinstance(bundle, str) else None), slides=tuple(slides),
                    metrics=evaluation(np.array([s.probability for s in known]),
                                       np.array([s.label for s in known]),
                                       [s.center or "" for s in known], threshold)
                    if known else None,
                    n_unlabelled=len(slides) - len(known))
+
+
+_RECORD_FIX = "re-run `mixsup predict` into this folder (its own files were edited or cut short)"
+TOPK_NUMBERS = ("x", "y", "size", "max_pixel_prob")
+
+
+def _json_object(path: Path, what: str) -> dict[str, Any]:
+    doc = parse_json(read_text(path, what), path, what)
+    if not isinstance(doc, dict):
+        raise MixsupError(f"{what} is not a JSON object", _RECORD_FIX, path)
+    return doc
+
+
+def _slide_record(path: Path) -> dict[str, Any]:
+    """The fields of ``slides/<id>.json`` that the viewer uses, checked: the slide's path, its
+    patch count and its top-K rows (numbers the page shows and flies to)."""
+    rec = _json_object(path, "slide record")
+    slide = rec.get("path")
+    n_patches = rec.get("n_patches", 0)
+    topk = rec.get("topk", [])
+    if not isinstance(slide, str) or not slide or "\x00" in slide:
+        raise MixsupError("the slide record has no slide path", _RECORD_FIX, path)
+    if not isinstance(n_patches, int) or isinstance(n_patches, bool) or n_patches < 0:
+        raise MixsupError(f"n_patches is {str(n_patches)[:40]!r}, not a count", _RECORD_FIX,
+                          path)
+    if not isinstance(topk, list):
+        raise MixsupError("topk is not a list", _RECORD_FIX, path)
+    rows = []
+    for i, t in enumerate(topk, start=1):
+        if not isinstance(t, dict):
+            raise MixsupError(f"top-K row {i} is not an object", _RECORD_FIX, path)
+        row: dict[str, Any] = {k: finite(t.get(k), f"top-K row {i}'s {k}", path)
+                               for k in TOPK_NUMBERS}
+        if not 0 <= row["max_pixel_prob"] <= 1:
+            raise MixsupError(f"top-K row {i}'s max_pixel_prob is not a probability",
+                              _RECORD_FIX, path)
+        patch = t.get("patch_prob")
+        row["patch_prob"] = None if patch is None else finite(
+            patch, f"top-K row {i}'s patch_prob", path, low=0.0, high=1.0)
+        row["rank"] = i
+        rows.append(row)
+    return {"path": slide, "n_patches": n_patches, "topk": tuple(rows)}
 
 
 def _records(data: str | Path | None) -> dict[str, SlideRecord]:
@@ -142,7 +187,9 @@ def _mode(bundle: str | None) -> str | None:
     for meta in ((Path(bundle) / "bundle" / "bundle.json", Path(bundle) / "bundle.json")
                  if bundle else ()):
         try:
-            return json.loads(meta.read_text()).get("mode")
-        except (OSError, ValueError, AttributeError):
+            doc = parse_json(read_text(meta, "bundle.json"), meta, "bundle.json")
+        except MixsupError:
             continue
+        mode = doc.get("mode") if isinstance(doc, dict) else None
+        return mode if isinstance(mode, str) else None
     return None

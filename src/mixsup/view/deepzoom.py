@@ -22,6 +22,7 @@ from PIL import Image
 from mixsup.errors import MixsupError
 from mixsup.heatmap import FLOOR, jet_rgb
 from mixsup.slides.reader import Slide
+from mixsup.user_files import finite
 
 TILE_SIZE, OVERLAP = 254, 1
 # Largest region (pixels) read in one go; bigger ones (a slide without a pyramid, seen whole)
@@ -169,7 +170,12 @@ class MapTiles(_Tiles):
                               f"{attrs.get('level0_dimensions')} px, not {list(slide_dimensions)}",
                               "the slide file changed since the prediction: predict it again",
                               path)
-        self.downsample = float(attrs["downsample"])
+        try:
+            self.downsample = finite(attrs.get("downsample"), "its downsample attribute", path,
+                                     low=1e-6, high=1e6)
+        except MixsupError as exc:
+            raise MixsupError(f"the probability map's {exc.what}",
+                              "re-run `mixsup predict` for this slide", path) from None
         h, w = self.array.shape
         dims, downs = [(w, h)], [1.0]
         while max(dims[-1]) > TILE_SIZE:

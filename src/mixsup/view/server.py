@@ -26,6 +26,7 @@ import numpy as np
 
 from mixsup.errors import MixsupError
 from mixsup.heatmap import FLOOR, jet_rgb
+from mixsup.user_files import parse_json, read_text
 from mixsup.view.assets import STATIC, content_type, listing
 from mixsup.view.catalog import SAFE_ID, Catalog, SlideEntry
 from mixsup.view.deepzoom import MapTiles, SlideTiles, TileOutOfRange, TilesClosed
@@ -59,6 +60,7 @@ class Viewer:
         self.tiles_served = 0
         self._truth: dict[str, dict[str, Any] | None] = {}  # read once per slide
         self._truth_lock = threading.Lock()
+        self._map_errors: dict[str, str] = {}  # slide id -> why its map is not shown
 
     def close(self) -> None:
         with self._open_lock:
@@ -121,7 +123,8 @@ class Viewer:
         if layer == "slide":
             return tiles
         if overlay is None:
-            raise HTTPError(HTTPStatus.NOT_FOUND, "this slide has no probability map")
+            raise HTTPError(HTTPStatus.NOT_FOUND, self._map_errors.get(
+                entry.slide_id, "this slide has no probability map"))
         return overlay
 
     def _tiles(self, entry: SlideEntry) -> tuple[SlideTiles, MapTiles | None]:
@@ -133,13 +136,12 @@ class Viewer:
         # hold up the tiles of the slides already open.
         try:
             tiles = SlideTiles(entry.slide_path)
-            overlay = (MapTiles(entry.probmap, tiles.slide.dimensions)
-                       if entry.probmap.is_dir() else None)
         except MixsupError as exc:
             log.error("%s", exc)
             raise HTTPError(HTTPStatus.INTERNAL_SERVER_ERROR,
                             f"slide {entry.slide_id} cannot be read; see the server's log"
                             ) from exc
+        overlay = self._overlay(entry, tiles.slide.dimensions)
         with self._open_lock:
             if entry.slide_id in self._open:  # another request opened it meanwhile
                 with tiles.lock:
@@ -153,6 +155,19 @@ class Viewer:
             with old.lock:
                 old.close()
         return tiles, overlay
+
+    def _overlay(self, entry: SlideEntry, dims: tuple[int, int]) -> MapTiles | None:
+        """The slide's probability map; a broken one is the map's fault, not the slide's: the
+        slide is shown without it and the map's layer answers why."""
+        if not entry.probmap.is_dir():
+            return None
+        try:
+            return MapTiles(entry.probmap, dims)
+        except Exception as exc:  # zarr and a hand-edited store raise many types
+            why = exc.what if isinstance(exc, MixsupError) else type(exc).__name__
+            log.error("%s: unreadable probability map (%s)", entry.probmap, why)
+            self._map_errors[entry.slide_id] = f"its probability map cannot be read ({why})"
+            return None
 
     def _annotations(self, entry: SlideEntry, dims: tuple[int, int]) -> dict[str, Any] | None:
         # Under the lock: one reading per slide, however many clients ask at once (a mask
@@ -175,6 +190,7 @@ class Viewer:
         return {
             **entry.summary(), "threshold": self.catalog.threshold, "mode": self.catalog.mode,
             "width": w, "height": h, "mpp": tiles.mpp, "slide_dzi": f"{base}/slide.dzi",
+            "overlay_error": self._map_errors.get(entry.slide_id),
             "overlay": None if overlay is None else {
                 "dzi": f"{base}/overlay.dzi", "floor": FLOOR,
                 # The map's last cell reaches past the slide's edge: its width in slide units.
@@ -191,13 +207,16 @@ def _suspicious(entry: SlideEntry) -> list[dict[str, Any]]:
     if not entry.regions.is_file():
         return []
     try:
-        features = json.loads(entry.regions.read_text()).get("features", [])
-    except (OSError, ValueError) as exc:
-        log.error("%s: unreadable regions (%s)", entry.regions, exc)
+        doc = parse_json(read_text(entry.regions, "regions file"), entry.regions, "regions file")
+    except MixsupError as exc:
+        log.error("unreadable regions: %s", exc)
         return []
-    return [f["geometry"] for f in features
-            if str(f.get("properties", {}).get("name", "")).startswith("Suspicious")
-            and f.get("geometry", {}).get("type") in ("Polygon", "MultiPolygon")]
+    features = doc.get("features") if isinstance(doc, dict) else None
+    return [f["geometry"] for f in (features if isinstance(features, list) else [])
+            if isinstance(f, dict) and isinstance(f.get("properties"), dict)
+            and str(f["properties"].get("name", "")).startswith("Suspicious")
+            and isinstance(f.get("geometry"), dict)
+            and f["geometry"].get("type") in ("Polygon", "MultiPolygon")]
 
 
 def slide_annotations(entry: SlideEntry, dims: tuple[int, int]) -> dict[str, Any] | None:
@@ -308,9 +327,10 @@ class ViewerServer(ThreadingHTTPServer):
     def __init__(self, viewer: Viewer, host: str, port: int) -> None:
         if ":" in host:
             self.address_family = socket.AF_INET6
-        super().__init__((host, port), Handler)
+        # Set first: a failed bind calls server_close, which closes the viewer.
         self.viewer = viewer
         self.loopback = _is_loopback(host)
+        super().__init__((host, port), Handler)
 
     @property
     def url(self) -> str:
@@ -335,6 +355,8 @@ def _is_loopback(host: str) -> bool:
 def make_server(catalog: Catalog, host: str = "127.0.0.1", port: int = 8765) -> ViewerServer:
     try:
         return ViewerServer(Viewer(catalog), host, port)
-    except OSError as exc:
-        raise MixsupError(f"cannot listen on {host}:{port} ({exc.strerror})",
-                          "pick another --port (or --port 0 for any free one)") from exc
+    except (OSError, OverflowError, UnicodeError) as exc:  # gaierror is an OSError
+        why = getattr(exc, "strerror", None) or str(exc)
+        raise MixsupError(f"cannot listen on {host}:{port} ({why})",
+                          "pass an address of this machine as --host (default 127.0.0.1) and "
+                          "a free --port (0 for any)") from exc

@@ -6,7 +6,6 @@ then each format of that syntax is asked, in registry order, whether the documen
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from defusedxml.common import DefusedXmlException
 from mixsup.errors import AnnotationError
 from mixsup.labels.formats import asap, imagescope, ncrf, qupath
 from mixsup.labels.formats.base import AnnotationFormat, Outline
+from mixsup.user_files import MAX_DEPTH, parse_json, too_deep
 
 # NCRF before QuPath: a JSON object with positive/negative lists is NCRF whatever else it holds.
 FORMATS: dict[str, AnnotationFormat] = {
@@ -27,21 +27,31 @@ _SYNTAX_BY_FIRST_BYTE = {b"<": "xml", b"{": "json", b"[": "json"}
 
 def _decode_xml(raw: bytes, path: Path) -> Any:
     try:
-        return ElementTree.fromstring(raw)
+        root = ElementTree.fromstring(raw)
     except DefusedXmlException as exc:
         raise AnnotationError(f"refused unsafe XML ({type(exc).__name__})",
                               "export the annotations again; entity definitions are not allowed",
                               path) from exc
     except ElementTree.ParseError as exc:
         raise AnnotationError(f"invalid XML ({exc})", "export the annotations again", path) from exc
+    except RecursionError:
+        too_deep(path, "annotation file", AnnotationError)
+    _check_xml_depth(root, path)
+    return root
+
+
+def _check_xml_depth(root: Any, path: Path) -> None:
+    """Refuse elements nested past the JSON limit, walked without recursion."""
+    stack = [(root, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            too_deep(path, "annotation file", AnnotationError)
+        stack.extend((child, depth + 1) for child in node)
 
 
 def _decode_json(raw: bytes, path: Path) -> Any:
-    try:
-        return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise AnnotationError(f"invalid JSON ({exc})",
-                              "export the annotations again from QuPath", path) from exc
+    return parse_json(raw, path, "annotation file", AnnotationError)
 
 
 _DECODERS: dict[str, Callable[[bytes, Path], Any]] = {"xml": _decode_xml, "json": _decode_json}
@@ -53,11 +63,24 @@ def parse_outlines(raw: bytes, path: Path) -> list[Outline]:
     return fmt.parse(doc, path)
 
 
-def recognise(raw: bytes, path: Path) -> tuple[AnnotationFormat, Any]:
-    """A file's format and its decoded document (what that format's parser takes)."""
-    syntax = _SYNTAX_BY_FIRST_BYTE.get(raw.lstrip()[:1])
+def recognise_syntax(raw: bytes, path: Path) -> str | None:
+    """"xml" or "json" from a file's first bytes (None while they are all white space); any
+    other first byte is not an annotation file."""
+    first = raw.lstrip()[:1]
+    if not first:
+        return None
+    syntax = _SYNTAX_BY_FIRST_BYTE.get(first)
     if syntax is None:
         raise AnnotationError("not an annotation file (expected XML or GeoJSON)",
+                              "use ASAP/ImageScope XML or QuPath GeoJSON", path)
+    return syntax
+
+
+def recognise(raw: bytes, path: Path) -> tuple[AnnotationFormat, Any]:
+    """A file's format and its decoded document (what that format's parser takes)."""
+    syntax = recognise_syntax(raw, path)
+    if syntax is None:
+        raise AnnotationError("not an annotation file (it is empty or only white space)",
                               "use ASAP/ImageScope XML or QuPath GeoJSON", path)
     doc = _DECODERS[syntax](raw, path)
     for fmt in FORMATS.values():

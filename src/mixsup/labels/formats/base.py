@@ -11,6 +11,7 @@ from shapely.geometry import Polygon
 from shapely.geometry.base import BaseGeometry
 
 from mixsup.errors import AnnotationError
+from mixsup.user_files import finite, parse_number
 
 Outline = tuple[str, BaseGeometry]  # (class name as written in the file, level-0 geometry)
 
@@ -32,10 +33,32 @@ def polygon(points: list[tuple[float, float]], path: Path, name: str) -> Polygon
 
 
 def vertex(element: Any, path: Path, name: str) -> tuple[float, float]:
-    """(X, Y) of an XML vertex element; a missing or non-numeric coordinate is the file's error."""
+    """(X, Y) of an XML vertex element; a missing, non-numeric or infinite coordinate is the
+    file's error."""
+    x, y = element.get("X"), element.get("Y")
     try:
-        return float(element.get("X")), float(element.get("Y"))
-    except (TypeError, ValueError):
-        raise AnnotationError(f"a vertex of class {name!r} has no numeric X and Y "
-                              f"({element.get('X')!r}, {element.get('Y')!r})",
+        return (parse_number(x, "X", path, AnnotationError),
+                parse_number(y, "Y", path, AnnotationError))
+    except (AnnotationError, AttributeError):
+        raise AnnotationError(f"a vertex of class {name!r} has no finite numeric X and Y "
+                              f"({_clip(x)}, {_clip(y)})",
                               "fix or delete that vertex in the annotation file", path) from None
+
+
+def point(pair: Any, path: Path, name: str) -> tuple[float, float]:
+    """(x, y) of a JSON vertex: two finite numbers (booleans are not numbers)."""
+    if not isinstance(pair, list | tuple) or len(pair) < 2:
+        raise AnnotationError(f"a vertex of class {name!r} is {_clip(pair)}, not [x, y]",
+                              "fix or delete that vertex in the annotation file", path)
+    try:
+        return (finite(pair[0], "x", path, AnnotationError),
+                finite(pair[1], "y", path, AnnotationError))
+    except AnnotationError:
+        raise AnnotationError(f"a vertex of class {name!r} is {_clip(pair)}, not two finite "
+                              "numbers", "fix or delete that vertex in the annotation file",
+                              path) from None
+
+
+def _clip(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."

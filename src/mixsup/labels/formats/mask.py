@@ -22,8 +22,11 @@ from mixsup.atomic import atomic_path
 from mixsup.config import DEFAULT_MASK_VALUES, MaskRole
 from mixsup.errors import AnnotationError
 from mixsup.labels.regions import SlideAnnotations, mask_to_annotations
+from mixsup.user_files import parse_json
 
 MAX_PIXELS = 1 << 26  # 64 MB as uint8 (8192²); outlines are traced at that level at most
+# Coarser masks label a whole training patch (512 px at level 0) with one pixel or less.
+MAX_DOWNSAMPLE = 256
 _PNG = b"\x89PNG\r\n\x1a\n"
 _TIFF = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and BigTIFF
 VALUES_KEY = "mixsup:mask_values"  # PNG text chunk: the value -> role map, as JSON
@@ -171,11 +174,11 @@ def _declared(text: Any, path: Path) -> dict[int, MaskRole] | None:
     if text is None:
         return None
     try:
-        pairs = json.loads(text)
+        pairs = parse_json(str(text), path, f"mask's {VALUES_KEY} text", AnnotationError)
         out = {int(k): v for k, v in pairs.items()}
-        if out and all(v in _ROLES for v in out.values()):
+        if out and all(isinstance(v, str) and v in _ROLES for v in out.values()):
             return out
-    except (ValueError, AttributeError):
+    except (AnnotationError, ValueError, AttributeError):
         pass
     raise AnnotationError(f"the mask's {VALUES_KEY} text ({text!r}) is not a map of values to "
                           "tumor, negative or ignore", "write the mask again", path)
@@ -186,6 +189,12 @@ def _downsample(size: tuple[int, int], slide: tuple[int, int], path: Path) -> fl
     mask's size on both axes is taken exactly; else the width ratio, if it gives the height to
     within a mask pixel."""
     (w, h), (sw, sh) = size, slide
+    if w < 1 or h < 1 or max(sw / w, sh / h) > MAX_DOWNSAMPLE:
+        raise AnnotationError(
+            f"the mask ({w}x{h} px) is over {MAX_DOWNSAMPLE} times smaller than its slide "
+            f"({sw}x{sh} px): a mask pixel would cover more than a training patch",
+            f"write the mask at most {MAX_DOWNSAMPLE}x downsampled (e.g. {-(-sw // 32)}x"
+            f"{-(-sh // 32)} px, 32x)", path)
     k = max(1, round(sw / w))
     if all(n in (s // k, -(-s // k)) for n, s in ((w, sw), (h, sh))):
         return float(k)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
+import shapely
 from shapely.geometry import mapping, shape
+from shapely.geometry.base import BaseGeometry
 
 from mixsup.atomic import write_json
 from mixsup.errors import AnnotationError
@@ -31,25 +34,68 @@ def parse(data: dict[str, Any] | list[Any], path: Path) -> list[Outline]:
         features = data.get("features", [])
     else:
         features = [data]
+    if not isinstance(features, list):
+        raise AnnotationError("the FeatureCollection's features are not a list",
+                              "export the annotations as GeoJSON from QuPath", path)
     out = []
     for i, feat in enumerate(features):
-        if not isinstance(feat, dict) or "geometry" not in feat:
+        if not isinstance(feat, dict) or not isinstance(feat.get("geometry"), dict):
             raise AnnotationError(f"feature {i} has no geometry",
                                   "export the annotations as GeoJSON from QuPath", path)
-        props = feat.get("properties") or {}
+        props = feat.get("properties")
+        props = props if isinstance(props, dict) else {}
         cls = props.get("classification")
         name = cls.get("name") if isinstance(cls, dict) else cls
         name = name or props.get("name") or "unclassified"
+        _check_numbers(feat["geometry"], i, path)
         try:
             geom = shape(feat["geometry"])
         except Exception as exc:
-            raise AnnotationError(f"feature {i} ({name!r}) has a malformed geometry ({exc})",
-                                  "export the annotations again", path) from exc
+            raise AnnotationError(f"feature {i} ({str(name)[:40]!r}) has a malformed geometry "
+                                  f"({type(exc).__name__})", "export the annotations again",
+                                  path) from exc
+        if geom.geom_type == "GeometryCollection":
+            geom = _polygonal_part(geom, i, path)
         if geom.geom_type not in ("Polygon", "MultiPolygon"):
             log.info("%s: skipping %s feature %d", path, geom.geom_type, i)
             continue
         out.append((str(name), geom))
     return out
+
+
+def _check_numbers(geometry: dict[str, Any], i: int, path: Path) -> None:
+    """Every coordinate a finite number (JSON's true and false are not), checked without
+    recursion before shapely sees them."""
+    stack: list[Any] = [geometry]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            stack.extend(node.get(k) for k in ("coordinates", "geometries") if k in node)
+        elif isinstance(node, list):
+            stack.extend(node)
+        elif not isinstance(node, int | float) or isinstance(node, bool) or not math.isfinite(
+                float(node) if abs(node) < 1e308 else math.inf):
+            raise AnnotationError(f"feature {i} has a NaN or infinite coordinate, or one that "
+                                  f"is not a number ({str(node)[:40]!r})",
+                                  "fix or delete that outline and export again", path)
+
+
+def _polygonal_part(geom: BaseGeometry, i: int, path: Path) -> BaseGeometry:
+    """The polygons of a GeometryCollection (at any depth) as one outline; other parts are
+    dropped with a warning."""
+    polys, others, stack = [], [], list(geom.geoms)
+    while stack:
+        g = stack.pop()
+        if g.geom_type in ("Polygon", "MultiPolygon"):
+            polys.append(g)
+        elif g.geom_type == "GeometryCollection":
+            stack.extend(g.geoms)
+        else:
+            others.append(g.geom_type)
+    if others:
+        log.warning("%s: feature %d: dropped the %s part(s) of a GeometryCollection", path, i,
+                    ", ".join(sorted(set(others))))
+    return shapely.union_all(polys) if polys else geom
 
 
 FORMAT = AnnotationFormat("qupath", "json", recognises, parse)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Protocol
 
@@ -36,9 +37,9 @@ def parse_mpp(props: Mapping[str, str], prefix: str) -> tuple[float, float] | No
         y = float(props[f"{prefix}.mpp-y"])
     except (KeyError, TypeError, ValueError):
         return None
-    if not (x > 0 and y > 0):
+    if x == 0 or y == 0 or math.isnan(x) or math.isnan(y):
         return None
-    return x, y
+    return x, y  # the Slide refuses implausible values (negative, infinite, 1e308)
 
 
 def rgba_to_rgb(rgba: np.ndarray) -> np.ndarray:

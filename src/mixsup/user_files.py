@@ -1,0 +1,235 @@
+"""The one boundary where a user's file becomes bytes, text or a parsed document.
+
+Every parser of a file the user hands over (annotations, slides.csv, config YAML and --set,
+predictions and labels CSVs, a prediction folder's JSON) reads it here, so that each gets the
+same guarantees: a size cap (``/dev/zero`` is not read to exhaustion), strict UTF-8, JSON and
+YAML loads that refuse deep nesting and 4,300-digit integers instead of raising
+``RecursionError`` or ``ValueError``, and finite-number checks. Every refusal is a
+``MixsupError`` (or the subclass the caller names) that names the file.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, NoReturn
+
+import yaml
+
+from mixsup.errors import MixsupError
+
+MiB = 1 << 20
+MAX_TEXT_BYTES = 64 * MiB  # config, CSV tables, a prediction folder's JSON
+MAX_ANNOTATION_BYTES = 512 * MiB  # whole-slide outlines (QuPath exports run to 100s of MB)
+MAX_DEPTH = 64  # nesting of JSON/YAML containers: GeoJSON needs 7, a config 4
+
+ErrorType = type[MixsupError]
+
+
+def read_bytes(path: str | Path, what: str, limit: int = MAX_TEXT_BYTES,
+               error: ErrorType = MixsupError, refuse_longer: bool = True) -> bytes:
+    """A file's bytes, at most ``limit`` of them: a larger file is refused, or with
+    ``refuse_longer=False`` its first ``limit`` bytes are returned."""
+    path = Path(path)
+    try:
+        with path.open("rb") as fh:
+            raw = fh.read(limit + 1)
+    except OSError as exc:
+        raise error(f"cannot read the {what} ({exc.strerror or type(exc).__name__})",
+                    "check the path and permissions", path) from exc
+    if len(raw) > limit and refuse_longer:
+        raise error(f"the {what} is larger than {limit / MiB:g} MiB",
+                    f"pass the real {what}; a file this large is not one", path)
+    return raw[:limit]
+
+
+def decode_text(raw: bytes, path: str | Path, what: str,
+                error: ErrorType = MixsupError) -> str:
+    """UTF-8 (a byte-order mark allowed) or a clear error; NUL bytes are refused as binary."""
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise error(f"the {what} is not UTF-8 text (byte {exc.start} is {raw[exc.start]:#04x})",
+                    "save it as UTF-8", path) from None
+    if "\x00" in text:
+        raise error(f"the {what} holds NUL bytes (a binary file?)", f"pass the {what} as text",
+                    path)
+    return text
+
+
+def read_text(path: str | Path, what: str, limit: int = MAX_TEXT_BYTES,
+              error: ErrorType = MixsupError) -> str:
+    return decode_text(read_bytes(path, what, limit, error), path, what, error)
+
+
+def read_csv(path: str | Path, what: str, required: tuple[str, ...],
+             error: ErrorType = MixsupError) -> list[dict[str, str]]:
+    """A CSV table's rows (line numbers from 2), keys and values stripped. Refused: no header,
+    a missing or repeated column (the last would silently win), a row with more fields than
+    the header or too few for the required ones (a missing optional field is empty)."""
+    text = read_text(path, what, error=error)
+    try:
+        rows = list(csv.reader(io.StringIO(text, newline="")))
+    except csv.Error as exc:  # a stray quote, a field over csv's size limit
+        raise error(f"the {what} is not a CSV table ({_short(exc)})", "save it as CSV",
+                    path) from None
+    if not rows:
+        raise error(f"the {what} is empty", f"its header must contain {','.join(required)}",
+                    path)
+    header = [c.strip() for c in rows[0]]
+    repeated = sorted({c for c in header if header.count(c) > 1})
+    missing = [c for c in required if c not in header]
+    if missing or repeated:
+        raise error(f"missing column(s) {', '.join(missing)}" if missing else
+                    f"column(s) {', '.join(map(repr, repeated))} appear more than once",
+                    f"the header must contain {','.join(required)}, each once", path)
+    long = [i for i, r in enumerate(rows[1:], start=2) if len(r) > len(header)]
+    if long:
+        raise error(f"line(s) {', '.join(map(str, long[:10]))} have more fields than the "
+                    "header", "quote values that contain commas, or fix the rows", path)
+    needed = max(header.index(c) for c in required) + 1 if required else 0
+    short = [i for i, r in enumerate(rows[1:], start=2) if r and len(r) < needed]
+    if short:
+        raise error(f"line(s) {', '.join(map(str, short[:10]))} have fewer fields than the "
+                    f"header's {', '.join(required)}", "fill in the missing fields", path)
+    return [{c: (r[j].strip() if j < len(r) else "") for j, c in enumerate(header)}
+            for r in rows[1:] if r]  # csv gives [] for a blank line
+
+
+def parse_json(raw: str | bytes, path: str | Path | None, what: str,
+               error: ErrorType = MixsupError) -> Any:
+    """A JSON document; malformed, too deeply nested or holding a too-long integer is an
+    error. NaN and Infinity are kept: callers check numbers with :func:`finite`."""
+    try:
+        doc = json.loads(raw)
+    except RecursionError:
+        too_deep(path, what, error)
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, integer digit limit
+        raise error(f"invalid JSON in the {what} ({_short(exc)})",
+                    f"write the {what} again", path) from None
+    check_depth(doc, path, what, error)
+    return doc
+
+
+def parse_yaml(text: str, path: str | Path | None, what: str,
+               error: ErrorType = MixsupError) -> Any:
+    """A YAML document through the safe loader (tags that build objects are refused)."""
+    if _flow_depth(text) > MAX_DEPTH:  # PyYAML takes seconds to reach its RecursionError
+        too_deep(path, what, error)
+    try:
+        doc = yaml.safe_load(text)
+    except RecursionError:
+        too_deep(path, what, error)
+    except (yaml.YAMLError, ValueError, OverflowError) as exc:  # ValueError: digit limit
+        raise error(f"invalid YAML in the {what} ({_short(exc)})",
+                    f"write the {what} as plain YAML (no tags such as !!python)", path) from None
+    check_depth(doc, path, what, error)
+    return doc
+
+
+def _flow_depth(text: str) -> int:
+    """The deepest nesting of YAML flow brackets outside quotes (an upper bound is enough:
+    the document's own depth is checked after loading)."""
+    if text.count("[") + text.count("{") <= MAX_DEPTH:
+        return 0
+    depth = deepest = 0
+    quote = ""
+    for ch in text:
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth = max(0, depth - 1)
+    return deepest
+
+
+def check_depth(doc: Any, path: str | Path | None, what: str,
+                error: ErrorType = MixsupError, limit: int = MAX_DEPTH) -> None:
+    """Refuse containers nested deeper than ``limit`` (walked without recursion; a YAML
+    alias shared many times is visited once)."""
+    seen: set[int] = set()
+    stack: list[tuple[Any, int]] = [(doc, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if not isinstance(node, dict | list | tuple) or id(node) in seen:
+            continue
+        if depth >= limit:
+            too_deep(path, what, error)
+        seen.add(id(node))
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((child, depth + 1) for child in children)
+
+
+def finite(value: Any, what: str, path: str | Path | None = None,
+           error: ErrorType = MixsupError, low: float | None = None,
+           high: float | None = None) -> float:
+    """``value`` as a finite float in [low, high]; booleans and strings are not numbers."""
+    number: float | None = None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            number = float(value)
+        except OverflowError:  # an integer past float's range
+            number = None
+    if number is None or not math.isfinite(number):
+        raise error(f"{what} is {_shown(value)}, not a finite number",
+                    "write a plain decimal number", path)
+    if (low is not None and number < low) or (high is not None and number > high):
+        raise error(f"{what} is {number:g}, outside [{low:g}, {high:g}]"
+                    if low is not None and high is not None else
+                    f"{what} is {number:g}, out of range", "write a value in range", path)
+    return number
+
+
+def parse_number(text: str | None, what: str, path: str | Path | None = None,
+                 error: ErrorType = MixsupError, low: float | None = None,
+                 high: float | None = None) -> float:
+    """A number written as text (a CSV cell, an option), checked as :func:`finite` does."""
+    try:
+        value = float(text.strip()) if isinstance(text, str) and len(text) < 100 else None
+    except ValueError:
+        value = None
+    if value is None:
+        raise error(f"{what} is {_shown(text)}, not a number", "write a plain decimal number",
+                    path)
+    return finite(value, what, path, error, low, high)
+
+
+def output_dir(path: str | Path, what: str = "output folder") -> Path:
+    """``path`` as a folder to write into, created if needed; a file in the way, or a parent
+    that cannot be created or written, is the user's error."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise MixsupError(f"the {what} is a file, not a folder", "pass a folder's path",
+                          path) from None
+    except OSError as exc:
+        raise MixsupError(f"cannot create the {what} ({exc.strerror or type(exc).__name__})",
+                          "pass a folder that you can write to", path) from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise MixsupError(f"cannot write into the {what}", "pass a folder that you can write "
+                          "to", path)
+    return path
+
+
+def too_deep(path: str | Path | None, what: str, error: ErrorType = MixsupError) -> NoReturn:
+    raise error(f"the {what} nests more than {MAX_DEPTH} levels deep",
+                f"pass a real {what}; none nests this deep", path)
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
