@@ -53,11 +53,10 @@ def _restore(data, shapes_data) -> None:
 
 
 def _train_args(data, run, *extra: str) -> list[str]:
-    args = ["-q", "train", str(data), "--out", str(run), "--preset", "tiny", "--strict",
-            *extra]
+    args = ["-q", "train", str(data), "--out", str(run), "--preset", "tiny", "--strict"]
     for item in FAST:
         args += ["--set", item]
-    return args
+    return [*args, *extra]  # after FAST, so that the test's own --set wins
 
 
 @pytest.mark.parametrize("name,table,broken_annotation,needle", BAD_TABLES,
