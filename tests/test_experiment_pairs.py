@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from mixsup.experiment_pairs import paired_markdown, paired_table, theta1_scores, write_paired
+from mixsup.experiment_pairs import (
+    paired_markdown,
+    paired_table,
+    pairs,
+    theta1_scores,
+    write_paired,
+)
 
 IDS = [f"s{i}" for i in range(8)]
 LABELS = dict(zip(IDS, [1, 1, 1, 1, 0, 0, 0, 0], strict=True))
@@ -53,3 +59,14 @@ def test_paired_table_pairs_seeds_and_both_scores(tmp_path):
     assert len((tmp_path / "paired.csv").read_text().splitlines()) == 1 + 4
     md = "\n".join(paired_markdown(rows))
     assert "mixed − pixel" in md and "θ1 alone" in md and "[" in md
+
+
+def test_an_em_switch_pairs_with_the_plain_runs_of_every_mode():
+    variants = ["pixel", "mixed", "mixed teacher=average", "mixed pixel-slides=3",
+                "pixel pixel-slides=3"]
+    got = pairs(variants, frozenset({"teacher"}))
+    assert got == [("mixed", "pixel"), ("mixed teacher=average", "mixed"),
+                   ("mixed teacher=average", "pixel"),
+                   ("mixed pixel-slides=3", "pixel pixel-slides=3")]
+    # without the switch declared, a group of one pairs with nothing
+    assert ("mixed teacher=average", "pixel") not in pairs(variants)

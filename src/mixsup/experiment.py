@@ -50,7 +50,11 @@ METRICS = ["specificity_at_full_sensitivity", "auc", "sensitivity", "specificity
            "n_neg"]
 THETA1_METRICS = ["theta1_auc", "theta1_specificity_at_full_sensitivity"]
 ABLATIONS = {"pixel-labels": "subset.max_fine_patches", "slides": "subset.slide_label_fraction",
-             "pixel-slides": "subset.pixel_slides"}
+             "pixel-slides": "subset.pixel_slides", "pseudo-labels": "stage1.pseudo_labels",
+             "keep-top": "stage1.positive_keep_top", "teacher": "stage1.teacher"}
+# Switches that only the E-step reads: pixel and image runs are the same at every value, so
+# mixed at each value is paired with the plain runs of every mode (mixed's own included).
+EM_SWITCHES = frozenset({"pseudo-labels", "keep-top", "teacher"})
 # An ablation of the pixel labels is run for every mode that learns from them, so that
 # mixed - pixel can be read at each label budget; the others vary mixed only.
 ABLATED_MODES = {"pixel-slides": ("mixed", "pixel")}
@@ -145,7 +149,7 @@ def run_experiment(data_dir: str | Path, out: str | Path, preset: str = "small",
                for name, rs in results.items()}
     rows = summarise(results, per_center)
     pairs = paired_table({name: {r.seed: r.run for r in rs} for name, rs in results.items()},
-                         labels)
+                         labels, shared=EM_SWITCHES)
     write_paired(out / "paired.csv", pairs)
     write_results(out, rows, seeds, results, pairs)
     first = {name: r[0].run for name, r in results.items()}

@@ -43,17 +43,24 @@ def split_variant(name: str) -> tuple[str, str]:
     return mode, setting
 
 
-def pairs(variants: Sequence[str]) -> list[tuple[str, str]]:
+def pairs(variants: Sequence[str], shared: frozenset[str] = frozenset()
+          ) -> list[tuple[str, str]]:
     """Every two variants of the same setting, in the registry's order (mixed - pixel, mixed -
-    image, pixel - image, ...)."""
+    image, pixel - image, ...). A setting whose key is in ``shared`` changes only what its
+    variants' mode reads (an EM switch: pixel and image runs are the same at every value), so
+    each of its variants is also paired with every variant of the base setting."""
     order = {m: i for i, m in enumerate(MODES)}
     groups: dict[str, list[str]] = {}
     for v in variants:
         groups.setdefault(split_variant(v)[1], []).append(v)
+    by_mode = lambda v: order.get(split_variant(v)[0], len(order))  # noqa: E731
+    base = sorted(groups.get("", []), key=by_mode)
     out = []
-    for members in groups.values():
-        members = sorted(members, key=lambda v: order.get(split_variant(v)[0], len(order)))
+    for setting, members in groups.items():
+        members = sorted(members, key=by_mode)
         out += list(itertools.combinations(members, 2))
+        if setting and setting.partition("=")[0] in shared:
+            out += [(m, b) for m in members for b in base]
     return out
 
 
@@ -64,11 +71,11 @@ class PairRow:
 
 
 def paired_table(runs: dict[str, dict[int, Path]], labels: dict[str, int],
-                 n_boot: int = 2000) -> list[PairRow]:
+                 n_boot: int = 2000, shared: frozenset[str] = frozenset()) -> list[PairRow]:
     """``runs``: variant -> seed -> run folder. Pairs use the seeds both variants ran and the
-    labelled slides both scored in every one of them."""
+    labelled slides both scored in every one of them; ``shared``: as for ``pairs``."""
     rows = []
-    for a, b in pairs(list(runs)):
+    for a, b in pairs(list(runs), shared):
         seeds = sorted(set(runs[a]) & set(runs[b]))
         if not seeds:
             continue
