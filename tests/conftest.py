@@ -12,12 +12,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 try:  # a dev dependency: the fuzz tests skip without it
     from hypothesis import HealthCheck, settings
 
-    # `make test` runs a bounded number of examples per fuzz test; `pytest
-    # --hypothesis-profile=long tests/reliability/test_fuzz.py` runs deeper.
+    # `make test` runs a bounded, fixed set of examples per fuzz test (a CI run is
+    # reproducible); `pytest --hypothesis-profile=long tests/reliability/test_fuzz.py` runs
+    # deeper, with fresh examples each time.
     _QUIET = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
               HealthCheck.data_too_large, HealthCheck.filter_too_much]
     settings.register_profile("default", max_examples=40, deadline=None,
-                              suppress_health_check=_QUIET, derandomize=False)
+                              suppress_health_check=_QUIET, derandomize=True)
     settings.register_profile("long", max_examples=2000, deadline=None,
                               suppress_health_check=_QUIET)
     settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
