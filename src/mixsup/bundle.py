@@ -18,9 +18,9 @@ import torch
 from mixsup import __version__
 from mixsup.artefacts import load_checkpoint
 from mixsup.atomic import write_json
-from mixsup.config import Config, validate
+from mixsup.config import Config, EncoderSpec, validate
 from mixsup.errors import MixsupError
-from mixsup.models.encoders import input_norm
+from mixsup.models.encoders import input_norm, timm_build
 from mixsup.models.factory import build_theta2, theta2_input
 from mixsup.modes import Mode, get_mode
 from mixsup.user_files import parse_json, read_text
@@ -88,13 +88,15 @@ def export_bundle(out_dir: Path, cfg: Config, mode: Mode, theta1_ckpt: Path,
 
 def _normalisation(cfg: Config, mode: Mode) -> dict[str, Any]:
     """Each model's input: RGB / 255, then (x - mean) / std (done inside the model)."""
-    def norm(encoder: str, pretrained: bool) -> dict[str, Any]:
-        mean, std = input_norm(encoder, pretrained)
-        return {"scale": 1 / 255, "mean": mean, "std": std}
+    def norm(encoder: str, pretrained: bool, spec: EncoderSpec | None) -> dict[str, Any]:
+        mean, std = input_norm(encoder, pretrained, spec)
+        size = timm_build(encoder, spec).input_size if spec else None
+        return {"scale": 1 / 255, "mean": mean, "std": std, "resize_to": size}
 
-    out = {"theta1": norm(*mode.theta1_input(cfg))}
+    out = {"theta1": norm(*mode.theta1_input(cfg), None if mode.segmenter else cfg.mil)}
     if mode.theta2:
-        out["theta2"] = norm(*theta2_input(cfg.model, cfg.stage2))
+        out["theta2"] = norm(*theta2_input(cfg.model, cfg.stage2),
+                             None if cfg.stage2.init == "theta1" else cfg.stage2)
     return out
 
 

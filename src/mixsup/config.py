@@ -194,10 +194,47 @@ class Stage1Config(_Frozen):
         return self
 
 
-class Stage2Config(_Frozen):
-    encoder: str = "dla34"
+EncoderKwarg = bool | int | float | str | list[int] | list[float] | None
+# create_model arguments mixsup sets itself, or that would load or fetch weights past
+# artefacts.py's safe reader (checkpoint_path is a torch.load; pretrained_cfg can name a URL).
+RESERVED_KWARGS = ("num_classes", "pretrained", "pretrained_cfg", "pretrained_cfg_overlay",
+                   "checkpoint_path", "cache_dir", "features_only")
+
+
+class EncoderSpec(_Frozen):
+    """A patch classifier's encoder beyond its timm name (θ2, the MIL baselines): a recipe
+    name of ``mixsup.models.recipes`` or a timm name, with what foundation models need."""
+
+    encoder: str = "resnet34"
     pretrained: bool = False
-    weights: str | None = None
+    weights: str | None = Field(None, description="local weights file (.safetensors/.bin/"
+                                ".pth), loaded strictly; foundation models' files go here")
+    encoder_kwargs: dict[str, EncoderKwarg] = Field(
+        default_factory=dict, description="passed to timm.create_model over the recipe's "
+        "(e.g. init_values: 1e-5 for LayerScale weights)")
+    input_size: int | None = Field(None, ge=16, le=4096, description="patches are resized to "
+                                   "this side on the device before the encoder (a 224-px ViT); "
+                                   "default: the recipe's, else the patch as it is")
+    mean: tuple[float, float, float] | None = Field(None, description="input normalisation; "
+                                                    "default: the recipe's, the packaged "
+                                                    "weights', timm's pretrained_cfg, ImageNet")
+    std: tuple[float, float, float] | None = None
+
+    @model_validator(mode="after")
+    def _check_spec(self) -> EncoderSpec:
+        reserved = sorted(set(self.encoder_kwargs) & set(RESERVED_KWARGS))
+        if reserved:
+            raise ValueError(f"encoder_kwargs may not set {', '.join(reserved)}: mixsup sets "
+                             "the head itself and loads weights only from `weights`")
+        if (self.mean is None) != (self.std is None):
+            raise ValueError("give both mean and std, or neither")
+        if self.std is not None and min(self.std) <= 0:
+            raise ValueError("std must be positive")
+        return self
+
+
+class Stage2Config(EncoderSpec):
+    encoder: str = "dla34"
     top_k: int = Field(16, ge=1)
     epochs: int = Field(15, ge=0)
     slides_per_batch: int = Field(4, ge=1)
@@ -218,12 +255,9 @@ class Stage2Config(_Frozen):
                                  "(θ1 on the pixel labels alone); the paper selects among 1..N")
 
 
-class MILConfig(_Frozen):
+class MILConfig(EncoderSpec):
     """The image-level baseline (Campanella et al. 2019): top-k MIL with slide labels only."""
 
-    encoder: str = "resnet34"
-    pretrained: bool = False
-    weights: str | None = None
     top_k: int = Field(1, ge=1, description="patches per slide trained on each epoch")
     epochs: int = Field(20, ge=0)
     steps_per_epoch: int | None = Field(None, ge=1, description="default: one pass over the "
@@ -268,9 +302,11 @@ class Config(_Frozen):
             raise ValueError(f"stage2.init=theta1_encoder needs stage2.encoder "
                              f"({self.stage2.encoder}) to equal model.encoder "
                              f"({self.model.encoder})")
-        if self.stage2.init == "theta1" and self.stage2.weights:
-            raise ValueError("stage2.weights is unused with stage2.init=theta1 (θ2 starts as "
-                             "θ1); set stage2.init=encoder to load them")
+        unused = [k for k in ("weights", "encoder_kwargs", "input_size", "mean")
+                  if getattr(self.stage2, k)]
+        if self.stage2.init == "theta1" and unused:
+            raise ValueError(f"stage2.{unused[0]} is unused with stage2.init=theta1 (θ2 starts "
+                             "as θ1); set stage2.init=encoder to use it")
         return self
 
 

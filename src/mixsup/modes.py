@@ -44,7 +44,7 @@ class Mode:
         if self.segmenter:
             return build_segmenter(cfg.model, load_weights)
         return build_classifier(cfg.mil.encoder, cfg.mil.pretrained, load_weights,
-                                cfg.mil.weights)
+                                cfg.mil.weights, spec=cfg.mil)
 
     def map_downsample(self, cfg: Config) -> int:
         """Stored map side = patch side / this: a classifier's map is one value."""

@@ -12,17 +12,22 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import timm
 import torch
+import torch.nn.functional as F
+from timm.layers import GluMlp, Mlp, SwiGLU, SwiGLUPacked
 from torch import nn
 
 from mixsup.artefacts import fill_strictly, read_weights
+from mixsup.config import EncoderSpec
 from mixsup.errors import MixsupError
+from mixsup.models.recipes import IMAGENET_MEAN, IMAGENET_STD, RECIPES
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 HALF = (0.5, 0.5, 0.5)
+# The MLP blocks a recipe or encoder_kwargs may name (timm takes classes, YAML holds names).
+MLP_LAYERS = {"mlp": Mlp, "glu": GluMlp, "swiglu": SwiGLU, "swiglu_packed": SwiGLUPacked}
 
 
 @dataclass(frozen=True)
@@ -50,11 +55,47 @@ PACKAGED: dict[str, PackagedWeights] = {
 }
 
 
-def input_norm(encoder: str, pretrained: bool) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """(mean, std) applied to [0, 1] RGB input."""
+def input_norm(encoder: str, pretrained: bool, spec: EncoderSpec | None = None
+               ) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(mean, std) applied to [0, 1] RGB input: the spec's own, a recipe's, the packaged
+    weights', timm's ``pretrained_cfg`` where weights are loaded, else ImageNet's."""
+    if spec is not None and spec.mean is not None and spec.std is not None:
+        return spec.mean, spec.std
+    if encoder in RECIPES:
+        return RECIPES[encoder].mean, RECIPES[encoder].std
     if pretrained and encoder in PACKAGED:
         return PACKAGED[encoder].mean, PACKAGED[encoder].std
+    if spec is not None and (pretrained or spec.weights):
+        cfg = timm.models.get_pretrained_cfg(encoder)
+        if cfg is not None and len(cfg.mean) == 3 and len(cfg.std) == 3:
+            return tuple(cfg.mean), tuple(cfg.std)
     return IMAGENET_MEAN, IMAGENET_STD
+
+
+@dataclass(frozen=True)
+class TimmBuild:
+    """What ``timm.create_model`` gets for an encoder spec, and the input it expects."""
+
+    name: str
+    kwargs: dict[str, Any]
+    input_size: int | None
+
+
+def timm_build(encoder: str, spec: EncoderSpec | None = None) -> TimmBuild:
+    """A recipe's timm name and arguments under the spec's own, with ``mlp_layer`` names
+    made timm's classes."""
+    recipe = RECIPES.get(encoder)
+    kwargs: dict[str, Any] = {**(recipe.kwargs if recipe else {}),
+                                 **(spec.encoder_kwargs if spec else {})}
+    if isinstance(kwargs.get("mlp_layer"), str):
+        name = str(kwargs["mlp_layer"])
+        if name not in MLP_LAYERS:
+            raise MixsupError(f"unknown mlp_layer {name!r} in encoder_kwargs",
+                              f"use one of {', '.join(MLP_LAYERS)}")
+        kwargs["mlp_layer"] = MLP_LAYERS[name]
+    size = spec.input_size if spec and spec.input_size else (
+        recipe.input_size if recipe else None)
+    return TimmBuild(recipe.timm_name if recipe else encoder, kwargs, size)
 
 
 def packaged_file(encoder: str) -> Path:
@@ -119,15 +160,21 @@ def trunk_head(encoder: str, trunk: nn.Module) -> tuple[str, ...]:
 
 
 class InputNorm(nn.Module):
-    """(x - mean) / std with the encoder's constants; not saved in checkpoints."""
+    """(x - mean) / std with the encoder's constants, after resizing to ``size`` where the
+    encoder takes a fixed side (a 224-px ViT fed 128-px patches); not saved in checkpoints."""
 
     mean: torch.Tensor  # buffers, registered in __init__
     std: torch.Tensor
 
-    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...],
+                 size: int | None = None) -> None:
         super().__init__()
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+        self.size = size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.size is not None and tuple(x.shape[-2:]) != (self.size, self.size):
+            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear",
+                              align_corners=False)
         return (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)

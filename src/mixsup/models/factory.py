@@ -10,7 +10,7 @@ import timm
 import torch
 from torch import nn
 
-from mixsup.config import ModelConfig, Stage2Config
+from mixsup.config import EncoderSpec, ModelConfig, Stage2Config
 from mixsup.errors import MixsupError
 from mixsup.models.dla_up import DLAUpSegmenter
 from mixsup.models.encoders import (
@@ -19,9 +19,11 @@ from mixsup.models.encoders import (
     classifier_head,
     input_norm,
     load_packaged,
+    timm_build,
     trunk_head,
 )
 from mixsup.models.max_logit import MaxLogitClassifier
+from mixsup.models.recipes import RECIPES
 
 
 def build_segmenter(cfg: ModelConfig, load_weights: bool = True) -> DLAUpSegmenter:
@@ -48,20 +50,27 @@ def _normalise_input(module: nn.Module, args: tuple) -> tuple:
 
 
 def build_classifier(encoder: str, pretrained: bool = False, load_weights: bool = True,
-                     weights: str | None = None) -> nn.Module:
+                     weights: str | None = None, spec: EncoderSpec | None = None) -> nn.Module:
     """A timm classifier with one logit, its head fresh; ``weights``: a local file for the rest
-    (loaded strictly). The input normalisation runs as a forward pre-hook so that parameter
-    names stay timm's (local weights files match by name)."""
+    (loaded strictly); ``spec``: a recipe's or the config's create_model arguments, input
+    size and normalisation. The input normalisation (and resize) runs as a forward pre-hook
+    so that parameter names stay timm's (local weights files match by name)."""
+    build = timm_build(encoder, spec)
+    recipe = RECIPES.get(encoder)
+    if recipe and pretrained and not weights and load_weights:
+        raise MixsupError(f"{encoder}'s weights are not downloaded by mixsup",
+                          f"download them yourself ({recipe.weights}) and name the file in "
+                          "`weights` beside the encoder")
     packaged = pretrained and encoder in PACKAGED
-    model = timm.create_model(encoder, pretrained=load_weights and pretrained and not packaged,
-                              num_classes=1)
+    model = timm.create_model(build.name, pretrained=load_weights and pretrained and not
+                              packaged and recipe is None, num_classes=1, **build.kwargs)
     if packaged and load_weights:
         load_packaged(model, encoder, classifier_head(model))
     if weights and load_weights:
         from mixsup.artefacts import load_weights_into
 
         load_weights_into(model, weights, classifier_head(model))
-    model.input_norm = InputNorm(*input_norm(encoder, pretrained))
+    model.input_norm = InputNorm(*input_norm(encoder, pretrained, spec), size=build.input_size)
     model.register_forward_pre_hook(_normalise_input)
     return model
 
@@ -102,7 +111,8 @@ def build_theta2(model: ModelConfig, s2: Stage2Config,
         if theta1_state is not None:
             theta1.segmenter.load_state_dict(theta1_state)
         return theta1
-    net: nn.Module = build_classifier(s2.encoder, s2.pretrained, load_weights, s2.weights)
+    net: nn.Module = build_classifier(s2.encoder, s2.pretrained, load_weights, s2.weights,
+                                      spec=s2)
     if s2.init == "theta1_encoder" and theta1_state is not None:
         init_from_segmenter(net, theta1_state)
     return net
