@@ -39,7 +39,7 @@ def test_experiment_writes_every_mode(shapes_data, tmp_path):
     with open(out / "results.csv") as fh:
         rows = list(csv.DictReader(fh))
     overall = {r["mode"] for r in rows if r["center"] == "all"}
-    assert overall == {"mixed", "pixel", "image", "mixed slides=0.5"}
+    assert overall == {"mixed", "pixel", "image", "abmil", "mixed slides=0.5"}
     assert any(r["center"] != "all" for r in rows)
     for r in rows:
         assert "specificity_at_full_sensitivity" in r and "auc" in r
@@ -55,6 +55,9 @@ def test_experiment_writes_every_mode(shapes_data, tmp_path):
     # the shapes fixture's test split is one slide: no AUC, so no pair, and the table says so
     assert "Paired differences: none" in md and (out / "paired.csv").is_file()
     assert "theta1_auc" in runs["mixed"]
+    # attention weights are no probabilities: abmil has no θ1-alone score
+    assert runs["abmil"]["theta1_auc"] == "nan" and runs["abmil"]["selected_round"] == ""
+    assert len(list((out / "features").iterdir())) == 1  # one shared cache per encoder
 
 
 METRIC_COLUMNS = ["mode", "seed", "selected_round", "selection_rule", "auc",

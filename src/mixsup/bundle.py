@@ -93,7 +93,7 @@ def _normalisation(cfg: Config, mode: Mode) -> dict[str, Any]:
         size = timm_build(encoder, spec).input_size if spec else None
         return {"scale": 1 / 255, "mean": mean, "std": std, "resize_to": size}
 
-    out = {"theta1": norm(*mode.theta1_input(cfg), None if mode.segmenter else cfg.mil)}
+    out = {"theta1": norm(*mode.theta1_input(cfg), mode.encoder_spec(cfg))}
     if mode.theta2:
         out["theta2"] = norm(*theta2_input(cfg.model, cfg.stage2),
                              None if cfg.stage2.init == "theta1" else cfg.stage2)

@@ -269,6 +269,27 @@ class MILConfig(EncoderSpec):
     augment: bool = True
 
 
+class ABMILConfig(EncoderSpec):
+    """Gated-attention MIL (Ilse et al. 2018) on cached patch features of a frozen encoder,
+    with CLAM's instance clustering loss as an option (Lu et al. 2021)."""
+
+    features: str | None = Field(None, description="folder of cached features (`mixsup "
+                                 "features`); default: the run's own features/ folder")
+    embed_dim: int = Field(256, ge=1, description="features -> this, before the attention")
+    attention_dim: int = Field(128, ge=1)
+    dropout: float = Field(0.25, ge=0, lt=1)
+    epochs: int = Field(20, ge=1)
+    lr: float = Field(2e-4, gt=0)
+    weight_decay: float = Field(1e-5, ge=0)
+    top_k: int = Field(16, ge=1, description="patches listed per slide, by attention")
+    instance_loss: bool = Field(False, description="CLAM's instance clustering loss: the top "
+                                "and bottom instance_k patches by attention as in- and "
+                                "out-of-class evidence")
+    instance_k: int = Field(8, ge=1)
+    instance_weight: float = Field(0.3, ge=0, le=1, description="share of the instance loss in "
+                                   "the total (CLAM: 0.3)")
+
+
 class DataSubsetConfig(_Frozen):
     """Ablations (the paper's Table V): fewer pixel labels or fewer labelled slides."""
 
@@ -294,6 +315,7 @@ class Config(_Frozen):
     stage1: Stage1Config = Stage1Config()
     stage2: Stage2Config = Stage2Config()
     mil: MILConfig = MILConfig()
+    abmil: ABMILConfig = ABMILConfig()
     subset: DataSubsetConfig = DataSubsetConfig()
 
     @model_validator(mode="after")

@@ -134,8 +134,9 @@ def run_experiment(data_dir: str | Path, out: str | Path, preset: str = "small",
     # Everything that can fail is checked before the first run folder exists.
     test = collect_inputs([], str(data_dir), "test")
     data = load_dataset(data_dir)
-    jobs = [(seed, v, load_config(preset, files, [*overrides, *v.overrides, f"seed={seed}"]))
-            for seed in seeds for v in variants]
+    jobs = [(seed, v, shared_features(load_config(
+        preset, files, [*overrides, *v.overrides, f"seed={seed}"]), v.mode, out))
+        for seed in seeds for v in variants]
     checked: set[str] = set()
     for _, v, cfg in jobs:  # variants of one mode differ only in what the check ignores
         if v.mode not in checked:
@@ -145,7 +146,9 @@ def run_experiment(data_dir: str | Path, out: str | Path, preset: str = "small",
             for seed, v, cfg in jobs]
     results = run_grid(grid, data_dir, test, workers, progress)
     labels, _ = read_labels(data_dir / "slides.csv")
-    results = {name: [replace(r, theta1=theta1_metrics(r.run, labels)) for r in rs]
+    mode_of = {v.name: MODES[v.mode] for v in variants}
+    results = {name: [replace(r, theta1=theta1_metrics(r.run, labels)
+                              if mode_of[name].ranks_by_probability else None) for r in rs]
                for name, rs in results.items()}
     rows = summarise(results, per_center)
     pairs = paired_table({name: {r.seed: r.run for r in rs} for name, rs in results.items()},
@@ -156,6 +159,20 @@ def run_experiment(data_dir: str | Path, out: str | Path, preset: str = "small",
     roc_overlay(out / "roc.png", first, data_dir / "slides.csv")
     heatmap_grid(out / "heatmaps.png", first, data_dir)
     return rows
+
+
+def shared_features(cfg: Config, mode: str, out: Path) -> Config:
+    """A feature-based mode's runs share one cache per encoder (``out/features/<id>``), so
+    that the features are computed once for every seed."""
+    m = MODES[mode]
+    section = getattr(cfg, m.section)
+    if not m.cached_features or section.features:
+        return cfg
+    from mixsup.scoring.features import fingerprint, fingerprint_id
+
+    folder = out / "features" / fingerprint_id(fingerprint(cfg, section))
+    return cfg.model_copy(update={m.section: section.model_copy(
+        update={"features": str(folder.resolve())})})
 
 
 @dataclass(frozen=True)

@@ -38,11 +38,8 @@ from mixsup.patches import SlideSource
 from mixsup.progress import progress_bar
 from mixsup.records import from_json, to_json
 from mixsup.runtime import pick_device
-from mixsup.scoring.cpu_backend import inference_model
-from mixsup.scoring.map_store import MapWriter
-from mixsup.scoring.patch_maps import map_slide
 from mixsup.scoring.settings import InferSettings
-from mixsup.scoring.slide import TopKPatch, score_slide
+from mixsup.scoring.slide import TopKPatch
 from mixsup.slides.reader import Slide
 from mixsup.slides.tiling import tile_slide
 
@@ -175,33 +172,19 @@ class _SlidePredictor:
     """Everything one slide's prediction needs, set up once per run."""
 
     def __init__(self, models: Bundle, cfg: Config, out: Path, device: torch.device) -> None:
-        self.mode, self.cfg, self.out = models.file.mode, cfg, out
+        self.cfg, self.out = cfg, out
         # The graphs a CPU backend runs are cached beside the bundle's checkpoints.
         settings = InferSettings.from_config(cfg, device, models.file.dir / "graphs")
-        # compiled (or exported) once here, not once per slide: map_slide gets the result
-        self.settings = replace(settings, compile=False,
-                                map_downsample=self.mode.map_downsample(cfg))
-        size = cfg.tiling.patch_size
-        self.theta1 = inference_model(models.theta1.to(device), settings, size)
-        self.theta2 = (None if models.theta2 is None
-                       else inference_model(models.theta2.to(device), settings, size))
+        self.scorer = models.file.mode.load("scorer")(models, cfg, out, settings)
 
     def __call__(self, slide_id: str, path: Path, thr: float) -> SlidePrediction:
         cfg, out = self.cfg, self.out
         with Slide(path, cfg.reader.backend, cfg.reader.mpp, cfg.reader.cache_bytes) as slide:
             tiles = tile_slide(slide, slide_id, cfg.tiling, cfg.tissue, out / "tiles")
             source = SlideSource.of(slide_id, path, cfg.reader)
-            # Maps stream into the store (a few chunks in memory), and everything after reads
-            # them back from it, so memory does not grow with the slide.
-            maps = map_slide(self.theta1, source, tiles.coords, tiles.patch_size, tiles.mpp,
-                             self.settings, open_sink=lambda _i, _n, m: MapWriter(
-                                 out / "maps" / f"{slide_id}.zarr", tiles.coords, m,
-                                 {"key": tiles.key, "slide_id": slide_id,
-                                  "size0": tiles.size0}))
+            maps, score = self.scorer(slide_id, source, tiles)
             if not len(tiles):
                 log.warning("%s: no tissue patch; probability set to 0", path)
-            score = score_slide(self.mode, cfg, self.theta2, source, tiles, maps.max_prob,
-                                self.settings)
             thumb, thumb_mpp = slide.thumbnail(
                 png_mpp(slide.mpp, slide.dimensions, cfg.tissue.thumbnail_mpp), LONG_SIDE[1])
             ds0 = thumb_mpp / slide.mpp
@@ -212,15 +195,17 @@ class _SlidePredictor:
             heatmap_png(out / "heatmaps" / f"{slide_id}.png", thumb, heat, count > 0,
                         [(t.rank, t.x / ds0, t.y / ds0, t.size / ds0) for t in score.topk],
                         thumb_mpp, title=f"{slide_id}: probability {score.probability:.4g}")
-            _regions(out / "regions" / f"{slide_id}.geojson", heat, ds0, score.topk)
+            _regions(out / "regions" / f"{slide_id}.geojson", heat, ds0, score.topk,
+                     self.scorer.region)
         row = SlidePrediction(slide_id, str(Path(path).resolve()), score.probability,
                               int(score.probability >= thr), len(tiles), score.topk)
         write_json(out / "slides" / f"{slide_id}.json", to_json(row))
         return row
 
 
-def _regions(path: Path, heat: np.ndarray, ds0: float, topk: tuple[TopKPatch, ...]) -> None:
-    regions = [Region("Suspicious (p>=0.5)", "tumor", g)
+def _regions(path: Path, heat: np.ndarray, ds0: float, topk: tuple[TopKPatch, ...],
+             name: str) -> None:
+    regions = [Region(name, "tumor", g)
                for g in mask_polygons(heat >= 0.5, ds0)]
     for t in topk:
         box = shapely.box(t.x, t.y, t.x + t.size, t.y + t.size)

@@ -8,7 +8,7 @@ import pytest
 
 from mixsup.scoring import map_store
 from mixsup.scoring.map_store import MapWriter, open_maps, write_maps
-from mixsup.scoring.patch_maps import PatchMaps, _Router, memory_sink
+from mixsup.scoring.patch_maps import PatchMaps, Router, memory_sink
 
 
 def _random_maps(n: int, m: int = 4, seed: int = 0) -> PatchMaps:
@@ -63,7 +63,7 @@ def test_router_splits_batches_at_slide_boundaries():
     sizes = [3, 0, 5, 2]
     jobs = [(10 + j, np.zeros((n, 2))) for j, n in enumerate(sizes)]
     pm = _random_maps(sum(sizes), m=2)
-    router = _Router(jobs, 2, memory_sink)
+    router = Router(jobs, 2, memory_sink)
     out = list(router.empty())
     for a in range(0, len(pm.max_prob), 4):  # batches of 4 straddle slides
         out += list(router.feed(a, pm.maps[a:a + 4], pm.max_prob[a:a + 4]))
@@ -80,7 +80,7 @@ def test_router_reassembles_a_slide_whose_later_part_arrives_first():
     sizes = [4, 6, 3]
     jobs = [(j, np.zeros((n, 2))) for j, n in enumerate(sizes)]
     pm = _random_maps(sum(sizes), m=2)
-    router = _Router(jobs, 2, memory_sink)
+    router = Router(jobs, 2, memory_sink)
     order = [(7, 3), (0, 3), (10, 3), (3, 2), (5, 2)]  # (first patch, count), as delivered
     out = []
     for a, k in order:

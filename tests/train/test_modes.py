@@ -37,14 +37,14 @@ def test_image_mode_trains_and_predicts(shapes_data, tmp_path):
     _viewer_shows(tmp_path / "pred", shapes_data)
 
 
-def _viewer_shows(pred, data):
-    """``mixsup view`` on an image-mode prediction folder: slide JSON, DZI and tiles of both
-    layers (the browser test runs on a mixed-mode folder)."""
+def _viewer_shows(pred, data, mode="image"):
+    """``mixsup view`` on a prediction folder of a patch-model mode: slide JSON, DZI and tiles
+    of both layers (the browser test runs on a mixed-mode folder)."""
     from mixsup.view.catalog import load_catalog
     from mixsup.view.server import Viewer
 
     catalog = load_catalog(pred, data)
-    assert catalog.mode == "image"
+    assert catalog.mode == mode
     viewer = Viewer(catalog)
     try:
         for entry in catalog.slides:

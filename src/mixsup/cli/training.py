@@ -37,6 +37,16 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Command]:
                    help="round selection: lowest θ2 training loss (paper) or val loss")
     config_args(p)
 
+    p = sub.add_parser("features", help="cache a frozen encoder's features of every tissue "
+                       "patch (for --mode abmil), one zarr store per slide")
+    p.add_argument("data")
+    p.add_argument("--out", required=True, help="feature folder (one per encoder)")
+    p.add_argument("--encoder", default=None, help="timm name or recipe (uni, virchow2, ...): "
+                   "abmil.encoder; its other settings go in --set abmil.*")
+    p.add_argument("--weights", default=None, help="local encoder weights file: abmil.weights")
+    p.add_argument("--splits", default="train,val,test")
+    config_args(p, default_preset="small")
+
     p = sub.add_parser("experiment", help="compare modes (and ablations) over seeds")
     p.add_argument("data")
     p.add_argument("--out", required=True)
@@ -64,7 +74,8 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Command]:
 
     p = sub.add_parser("demo", help="run the main job end to end on the embedded shapes dataset")
     p.add_argument("--out", default="demo-out")
-    return {"train": cmd_train, "experiment": cmd_experiment, "rounds": cmd_rounds,
+    return {"train": cmd_train, "features": cmd_features, "experiment": cmd_experiment,
+            "rounds": cmd_rounds,
             "config": cmd_config, "demo": cmd_demo}
 
 
@@ -72,8 +83,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from mixsup.dist import close_dist, init_dist
     from mixsup.train.api import train
 
-    if args.weights:
-        args.overrides.append(f"model.weights={args.weights}")
+    if args.weights:  # the encoder the mode trains first: θ1's (model.*), mil.*, abmil.*
+        args.overrides.append(f"{MODES[args.mode].section}.weights={args.weights}")
     if args.seed is not None:
         args.overrides.append(f"seed={args.seed}")
     if args.select_by:
@@ -89,6 +100,33 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 0
     if result.summary is not None:
         print_train_summary(result.summary, result.run_dir)
+    return 0
+
+
+def cmd_features(args: argparse.Namespace) -> int:
+    from mixsup.dist import close_dist, init_dist
+    from mixsup.scoring.features import extract_dataset
+
+    if args.encoder:
+        args.overrides.append(f"abmil.encoder={args.encoder}")
+    if args.weights:
+        args.overrides.append(f"abmil.weights={args.weights}")
+    cfg = load_cfg(args)
+    splits = tuple(s.strip() for s in args.splits.split(",") if s.strip())
+    bad = sorted(set(splits) - {"train", "val", "test"})
+    if bad or not splits:
+        raise MixsupError(f"unknown split {', '.join(bad) or '(none)'}",
+                          "pass --splits as a comma list of train, val, test")
+    dist = init_dist(cfg.runtime.device)
+    try:
+        result = extract_dataset(args.data, args.out, cfg, splits, not args.quiet, dist)
+    finally:
+        close_dist(dist)
+    if dist.main:
+        for sid, why in result.skipped.items():
+            print(f"skipped {sid}: {why}")
+        print(f"wrote the {cfg.abmil.encoder} features of {result.patches} patches "
+              f"({result.slides} slides, {result.dim} values each) to {result.out}")
     return 0
 
 

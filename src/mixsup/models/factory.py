@@ -4,13 +4,13 @@ normalisation and, where ``pretrained`` names packaged weights, those weights.""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import cast
+from typing import Any, cast
 
 import timm
 import torch
 from torch import nn
 
-from mixsup.config import EncoderSpec, ModelConfig, Stage2Config
+from mixsup.config import Config, EncoderSpec, ModelConfig, Stage2Config
 from mixsup.errors import MixsupError
 from mixsup.models.dla_up import DLAUpSegmenter
 from mixsup.models.encoders import (
@@ -73,6 +73,37 @@ def build_classifier(encoder: str, pretrained: bool = False, load_weights: bool 
     model.input_norm = InputNorm(*input_norm(encoder, pretrained, spec), size=build.input_size)
     model.register_forward_pre_hook(_normalise_input)
     return model
+
+
+def theta1_segmenter(cfg: Config, load_weights: bool = True) -> nn.Module:
+    """The segmenter modes' θ1 (``modes`` registry)."""
+    return build_segmenter(cfg.model, load_weights)
+
+
+def theta1_classifier(cfg: Config, load_weights: bool = True) -> nn.Module:
+    """The image-level MIL baseline's patch classifier (``modes`` registry)."""
+    return build_classifier(cfg.mil.encoder, cfg.mil.pretrained, load_weights, cfg.mil.weights,
+                            spec=cfg.mil)
+
+
+def build_embedder(spec: EncoderSpec, load_weights: bool = True) -> nn.Module:
+    """``build_classifier`` without a head: a patch -> its pooled feature vector
+    (``embedding_dim`` long), for cached features and attention MIL. An encoder without
+    weights (a test's, or a baseline's) starts from seed 0, so that its features, cached once,
+    match the encoder a bundle ships."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = build_classifier(spec.encoder, spec.pretrained, load_weights, spec.weights,
+                                 spec=spec)
+    cast(Any, model).reset_classifier(0)
+    return model
+
+
+def embedding_dim(embedder: nn.Module) -> int:
+    """The length of ``build_embedder``'s output: timm's ``head_hidden_size`` where a model
+    has a layer after the pooling (MobileNetV3's conv_head), else ``num_features``."""
+    m = cast(Any, embedder)
+    return int(getattr(m, "head_hidden_size", None) or m.num_features)
 
 
 StateDict = Mapping[str, torch.Tensor]

@@ -42,7 +42,7 @@ class SlideSink(Protocol):
     """Receives one slide's results, each block at its row ``offset`` (a slide that two loader
     workers share arrives in two runs); ``finish`` returns what the iterator yields."""
 
-    def write(self, maps: np.ndarray, max_prob: np.ndarray, offset: int) -> None: ...
+    def write(self, *results_then_offset: Any) -> None: ...
 
     def finish(self) -> Any: ...
 
@@ -73,7 +73,7 @@ def memory_sink(slide: int, n: int, m: int) -> SlideSink:
     return _MemorySink(n, m)
 
 
-class _Router:
+class Router:
     """Hands each result to the sink of the slide it belongs to, at its row, and yields a
     slide's ``finish()`` once all its patches are in. Results come in stretches (one per loader
     worker, see ``worker_batches``), so a slide two stretches share arrives in two runs; the
@@ -92,18 +92,18 @@ class _Router:
             if n == 0:
                 yield self.jobs[j][0], self.open_sink(self.jobs[j][0], 0, self.m).finish()
 
-    def feed(self, first: int, maps: np.ndarray, max_prob: np.ndarray
-             ) -> Iterator[tuple[int, Any]]:
-        """Results of the patches ``first``, ``first + 1``, ... (global order of the jobs)."""
-        pos = 0
-        while pos < len(maps):
+    def feed(self, first: int, *results: np.ndarray) -> Iterator[tuple[int, Any]]:
+        """Results (rows: the patches ``first``, ``first + 1``, ..., in the global order of
+        the jobs): ``(maps, max_prob)`` for map sinks, ``(features,)`` for feature sinks."""
+        pos, n = 0, len(results[0])
+        while pos < n:
             g = first + pos
             j = int(np.searchsorted(self.starts, g, side="right")) - 1
-            take = min(len(maps) - pos, int(self.starts[j + 1]) - g)
+            take = min(n - pos, int(self.starts[j + 1]) - g)
             sink = self.sinks.get(j)
             if sink is None:
                 sink = self.sinks[j] = self.open_sink(self.jobs[j][0], self.sizes[j], self.m)
-            sink.write(maps[pos:pos + take], max_prob[pos:pos + take], g - int(self.starts[j]))
+            sink.write(*(r[pos:pos + take] for r in results), g - int(self.starts[j]))
             self.filled[j] += take
             pos += take
             if self.filled[j] == self.sizes[j]:
@@ -150,7 +150,7 @@ def map_slides(model: torch.nn.Module, sources: list[SlideSource],
     refs = np.concatenate([np.column_stack([np.full(len(c), s, np.int64),
                                             np.asarray(c, np.int64).reshape(-1, 2)])
                            for s, c in jobs]) if jobs else np.zeros((0, 3), np.int64)
-    router = _Router(jobs, m, open_sink)
+    router = Router(jobs, m, open_sink)
     bar = progress_bar(total=len(refs), desc=desc, unit="patch", disable=not progress)
     yield from router.empty()
     if len(refs):

@@ -3,7 +3,9 @@ image-level baseline, the MIL aggregate of the patch probabilities."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -11,21 +13,29 @@ import torch
 from mixsup.config import Config
 from mixsup.modes import Mode
 from mixsup.patches import SlideSource
+from mixsup.scoring.cpu_backend import inference_model
+from mixsup.scoring.map_store import MapWriter, StoredMaps
 from mixsup.scoring.mil import aggregate
+from mixsup.scoring.patch_maps import map_slide
 from mixsup.scoring.settings import InferSettings
 from mixsup.scoring.theta2 import TopKPatches, mean_of_valid, patch_probs
 from mixsup.scoring.topk import top_k
 from mixsup.slides.tiling import TileSet
 
+if TYPE_CHECKING:
+    from mixsup.bundle import Bundle
+
 
 @dataclass(frozen=True)
 class TopKPatch:
-    rank: int  # 1 = highest max pixel probability
+    rank: int  # 1 = highest ranking score
     x: int  # level-0 top-left
     y: int
     size: float  # level-0 side
-    max_pixel_prob: float  # θ1's
-    patch_prob: float | None  # θ2's (the image mode: its patch classifier's)
+    # the ranking score: θ1's max pixel probability (the image mode: its patch probability;
+    # abmil: the patch's attention over the slide's highest)
+    max_pixel_prob: float
+    patch_prob: float | None  # θ2's (image: its patch classifier's; abmil: the instance's)
 
 
 @dataclass(frozen=True)
@@ -64,3 +74,31 @@ def _theta2_score(theta2: torch.nn.Module, ds: TopKPatches,
                             settings.channels_last)
         slide = float(mean_of_valid(probs, valid[None])[0])
     return slide, probs[0, : int(valid.sum())].cpu().tolist()
+
+
+class MapScorer:
+    """The map modes' scorer (``modes`` registry): θ1's maps stream into ``maps/<id>.zarr``,
+    then the slide score from its patch maxima."""
+
+    region = "Suspicious (p>=0.5)"  # what the stitched map's >= 0.5 outlines are
+
+    def __init__(self, models: Bundle, cfg: Config, out: Path, settings: InferSettings) -> None:
+        self.mode, self.cfg, self.out = models.file.mode, cfg, out
+        size = cfg.tiling.patch_size
+        # compiled (or exported) once here, not once per slide: map_slide gets the result
+        self.theta1 = inference_model(models.theta1.to(settings.device), settings, size)
+        self.theta2 = (None if models.theta2 is None else
+                       inference_model(models.theta2.to(settings.device), settings, size))
+        self.settings = replace(settings, compile=False,
+                                map_downsample=self.mode.map_downsample(cfg))
+
+    def __call__(self, slide_id: str, source: SlideSource,
+                 tiles: TileSet) -> tuple[StoredMaps, SlideScore]:
+        # Maps stream into the store (a few chunks in memory), and everything after reads
+        # them back from it, so memory does not grow with the slide.
+        maps = map_slide(self.theta1, source, tiles.coords, tiles.patch_size, tiles.mpp,
+                         self.settings, open_sink=lambda _i, _n, m: MapWriter(
+                             self.out / "maps" / f"{slide_id}.zarr", tiles.coords, m,
+                             {"key": tiles.key, "slide_id": slide_id, "size0": tiles.size0}))
+        return maps, score_slide(self.mode, self.cfg, self.theta2, source, tiles,
+                                 maps.max_prob, self.settings)

@@ -56,8 +56,7 @@ def train(data_dir: str | Path, out: str | Path, cfg: Config, mode: str = "mixed
     ctx = prepare(data, cfg, run_dir, strict=strict, progress=progress, dist=dist,
                   checked=checked)
     val = slide_set(data, ("val",), cfg, run_dir / "tiles", strict, progress, dist)
-    summary = (_train_segmenter if spec.segmenter else _train_mil)(
-        ctx, spec, val if val.labelled() else None)
+    summary = spec.load("trainer")(ctx, spec, val if val.labelled() else None)
     if dist.main:
         write_json(run_dir / "summary.json", to_json(summary))
         # They served the rounds (and a resume); predict caches its own beside the bundle.
@@ -66,8 +65,9 @@ def train(data_dir: str | Path, out: str | Path, cfg: Config, mode: str = "mixed
     return TrainResult(run_dir, summary if dist.main else None)
 
 
-def _train_segmenter(ctx: RunContext, spec: Mode, val: SlideSet | None) -> TrainSummary:
-    """θ1 (with EM rounds where the mode has them), θ2 after every round, the round choice."""
+def train_segmenter(ctx: RunContext, spec: Mode, val: SlideSet | None) -> TrainSummary:
+    """θ1 (with EM rounds where the mode has them), θ2 after every round, the round choice
+    (the segmenter modes' trainer in the ``modes`` registry)."""
     cfg, s1, run_dir = ctx.cfg, ctx.cfg.stage1, ctx.run_dir
     results = run_stage1(ctx, em=spec.em_rounds)
     figures = stage1_figures(run_dir / "figures", ctx.train, ctx.train.labelled(),
@@ -109,7 +109,8 @@ def _round_row(rs: RoundSummary, s2: Stage2Summary | None) -> RoundRow:
                     None if s2 is None else s2.val_loss, rs.optimiser_steps)
 
 
-def _train_mil(ctx: RunContext, spec: Mode, val: SlideSet | None) -> TrainSummary:
+def train_mil(ctx: RunContext, spec: Mode, val: SlideSet | None) -> TrainSummary:
+    """The image-level MIL baseline (``modes`` registry)."""
     mil = run_mil(ctx, val)
     threshold, source = operating_threshold(mil.val)
     bundle = ctx.run_dir / "bundle"

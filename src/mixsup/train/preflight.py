@@ -7,12 +7,13 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mixsup.config import Config, MILConfig, ModelConfig, Stage2Config
+from mixsup.config import Config, EncoderSpec, ModelConfig
 from mixsup.errors import MixsupError
 from mixsup.labels.annotations import read_annotations
 from mixsup.labels.regions import SlideAnnotations
 from mixsup.labels.table import Dataset, SlideRecord
 from mixsup.models.encoders import PACKAGED, packaged_file
+from mixsup.modes import Mode, get_mode
 from mixsup.slides.reader import open_slide
 
 log = logging.getLogger(__name__)
@@ -32,17 +33,18 @@ def check_training(data: Dataset, cfg: Config, mode: str, strict: bool) -> Check
     if {0, 1} - {r.label for r in train}:
         raise MixsupError("training needs positive (label 1) and negative (label 0) train slides",
                           "label at least one slide of each class with split=train", table)
-    if (mode != "image" and cfg.stage2.select_by == "val"
+    spec = get_mode(mode)
+    if (spec.theta2 and cfg.stage2.select_by == "val"
             and all(r.label is None for r in data.split("val"))):
         raise MixsupError("selecting the round by val loss needs labelled val slides",
                           "label some val slides, or select by train_loss", table)
-    _check_weights(cfg, mode)
+    _check_weights(cfg, spec)
     if strict:  # otherwise tiling skips and lists bad slides
         for rec in [*train, *data.split("val")]:
             with open_slide(rec.path, cfg.reader.backend, cfg.reader.mpp,
                             cfg.reader.cache_bytes) as slide:
                 _ = slide.mpp  # raises MissingMPPError
-    if mode == "image":
+    if not spec.segmenter:  # the patch models learn from slide labels alone
         return CheckedInputs()
     checked = read_train_annotations(train, cfg, strict)
     if not checked.annotations:
@@ -79,10 +81,11 @@ def read_train_annotations(records: list[SlideRecord], cfg: Config,
     return out
 
 
-def _check_weights(cfg: Config, mode: str) -> None:
+def _check_weights(cfg: Config, mode: Mode) -> None:
     """Local weights files exist and packaged pretrained weights are installed."""
-    models: list[ModelConfig | Stage2Config | MILConfig] = (
-        [cfg.mil] if mode == "image" else [cfg.model, cfg.stage2])
+    models: list[ModelConfig | EncoderSpec] = [getattr(cfg, mode.section)]
+    if mode.theta2:
+        models.append(cfg.stage2)
     for m in models:
         if m.weights and not Path(m.weights).is_file():
             raise MixsupError("weights file not found",

@@ -102,6 +102,7 @@ class MILSummary:
 
     epoch_losses: list[float]
     val: ValScores | None = None
+    val_losses: list[float] | None = None  # per epoch (attention MIL)
 
     @classmethod
     def read(cls, path: Path) -> MILSummary:

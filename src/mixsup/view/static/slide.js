@@ -53,12 +53,21 @@ function flyTo(t) {
   document.querySelectorAll(`[data-rank="${t.rank}"]`).forEach(e => e.classList.add("active"));
 }
 
+// What each mode's top-K columns and map hold: [score column, ranking column, map legend]
+const LABELS = {
+  image: ["patch p (θ1)", "patch p", "probability map"],
+  abmil: ["instance p", "attention / max", "attention map (share of the slide's highest)"],
+};
+const DEFAULT_LABELS = ["θ2 score", "max pixel p", "probability map"];
+
 function topk() {
-  const imageMode = info.mode === "image";
-  document.getElementById("score-head").textContent = imageMode ? "patch p (θ1)" : "θ2 score";
+  const [scoreHead, rankHead, legend] = LABELS[info.mode] || DEFAULT_LABELS;
+  document.getElementById("score-head").textContent = scoreHead;
+  document.getElementById("rank-head").textContent = rankHead;
+  document.getElementById("map-legend").textContent = legend;
   const rows = info.topk.map(t => {
     const box = el("div", {class: "topk-box", "data-rank": String(t.rank),
-                           title: `#${t.rank}: ${imageMode ? "patch p" : "θ2"} ${fmt(t.patch_prob)}, max pixel p ${fmt(t.max_pixel_prob)}`});
+                           title: `#${t.rank}: ${scoreHead} ${fmt(t.patch_prob)}, ${rankHead} ${fmt(t.max_pixel_prob)}`});
     box.append(el("span", {}, `#${t.rank}`));
     box.addEventListener("click", () => flyTo(t));
     viewer.addOverlay({element: box, location: slideImage.imageToViewportRectangle(t.x, t.y, t.size, t.size)});

@@ -1,0 +1,113 @@
+"""The abmil mode's scorer: a slide's patch features (read from the training's feature folder
+where it has them, else computed into it, or into the prediction's ``features/`` where that
+folder is gone), the attention head, and the attention map (each patch's weight over the
+slide's highest) as the slide's heatmap."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+import numpy as np
+import torch
+
+from mixsup.config import Config
+from mixsup.models.abmil import FeatureAttentionNet
+from mixsup.models.factory import embedding_dim
+from mixsup.patches import SlideSource
+from mixsup.scoring.features import (
+    INDEX,
+    FeatureSink,
+    SlideFeatures,
+    claim_folder,
+    embed_slides,
+    fingerprint_id,
+    open_features,
+    store_path,
+)
+from mixsup.scoring.map_store import StoredMaps, write_maps
+from mixsup.scoring.patch_maps import PatchMaps
+from mixsup.scoring.settings import InferSettings
+from mixsup.scoring.slide import SlideScore, TopKPatch
+from mixsup.scoring.topk import top_k
+from mixsup.slides.tiling import TileSet
+from mixsup.user_files import parse_json, read_text
+
+if TYPE_CHECKING:
+    from mixsup.bundle import Bundle
+
+CHUNK = 4096  # patches per pass of the head: memory stays flat on huge slides
+
+
+class AttentionScorer:
+    region = "High attention (>= half the slide's highest)"
+
+    def __init__(self, models: Bundle, cfg: Config, out: Path, settings: InferSettings) -> None:
+        net = cast(FeatureAttentionNet, models.theta1).to(settings.device).eval()
+        self.encoder, self.head = net.encoder, net.head
+        self.cfg, self.out, self.k = cfg, out, cfg.abmil.top_k
+        self.settings = replace(settings, compile=False)
+        self.fingerprint: dict[str, Any] | None = models.file.meta.get("features_fingerprint")
+        self.cache = self._training_cache(models.file.meta.get("features"))
+
+    def _training_cache(self, folder: object) -> Path | None:
+        """The training run's feature folder, where it still holds these features."""
+        if not isinstance(folder, str) or self.fingerprint is None:
+            return None
+        index = Path(folder) / INDEX
+        if not index.is_file():
+            return None
+        held = parse_json(read_text(index, INDEX), index, INDEX)
+        ok = isinstance(held, dict) and held.get("id") == fingerprint_id(self.fingerprint)
+        return Path(folder) if ok else None
+
+    def features(self, slide_id: str, source: SlideSource, tiles: TileSet) -> SlideFeatures:
+        if self.cache is not None:
+            got = open_features(store_path(self.cache, slide_id), tiles.key)
+            if got is not None:
+                return got
+        # into the training's folder where it is at hand (the next prediction with these
+        # features, e.g. another seed's, reuses them), else beside the predictions
+        own = self.cache or self.out / "features"
+        if self.fingerprint is not None:
+            claim_folder(own, self.fingerprint)
+        attrs = {"key": tiles.key, "slide_id": slide_id,
+                 "fingerprint": fingerprint_id(self.fingerprint or {}),
+                 "dim": embedding_dim(self.encoder)}
+        done = list(embed_slides(self.encoder, [source], [(0, tiles.coords)], tiles.patch_size,
+                                 tiles.mpp, self.settings,
+                                 lambda _i, _n, _m: FeatureSink(store_path(own, slide_id),
+                                                                 tiles.coords, attrs)))
+        return cast(SlideFeatures, done[0][1])
+
+    def __call__(self, slide_id: str, source: SlideSource,
+                 tiles: TileSet) -> tuple[StoredMaps, SlideScore]:
+        feats = self.features(slide_id, source, tiles).features
+        a, s = self._patch_logits(feats)
+        if len(a):
+            weights = torch.softmax(torch.from_numpy(a), 0).numpy()
+            prob = float(torch.sigmoid(torch.tensor(float((weights * s).sum()))))
+            rel = (weights / weights.max()).astype(np.float32)
+        else:
+            prob, rel = 0.0, np.zeros(0, np.float32)
+        maps = write_maps(self.out / "maps" / f"{slide_id}.zarr", tiles.coords,
+                          PatchMaps(rel.astype(np.float16)[:, None, None], rel),
+                          {"key": tiles.key, "slide_id": slide_id, "size0": tiles.size0,
+                           "values": "attention / the slide's highest"})
+        inst = 1 / (1 + np.exp(-s))
+        topk = tuple(TopKPatch(r + 1, int(tiles.coords[j][0]), int(tiles.coords[j][1]),
+                               float(tiles.size0), float(rel[j]), float(inst[j]))
+                     for r, j in enumerate(top_k(rel, self.k)))
+        return maps, SlideScore(prob, topk)
+
+    def _patch_logits(self, feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(attention logits, instance logits) of every patch, float64."""
+        a, s = [], []
+        with torch.inference_mode():
+            for lo in range(0, len(feats), CHUNK):
+                x = torch.from_numpy(np.asarray(feats[lo:lo + CHUNK], np.float32))
+                att, ins, _ = self.head.patch_logits(x.to(self.settings.device))
+                a.append(att.double().cpu().numpy())
+                s.append(ins.double().cpu().numpy())
+        return (np.concatenate(a), np.concatenate(s)) if a else (np.zeros(0), np.zeros(0))

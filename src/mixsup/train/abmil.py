@@ -1,0 +1,174 @@
+"""``--mode abmil``: gated-attention MIL on cached patch features (Ilse et al. 2018), CLAM's
+instance clustering loss optional. The encoder stays frozen: its features are computed once
+(``scoring.features``) and every epoch trains only the small attention head, one slide per
+step, positive and negative slides drawn equally often."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mixsup.artefacts import load_checkpoint, save_checkpoint
+from mixsup.atomic import write_json
+from mixsup.config import ABMILConfig
+from mixsup.errors import MixsupError
+from mixsup.models.abmil import FeatureAttentionNet, GatedAttentionMIL
+from mixsup.models.factory import build_embedder
+from mixsup.progress import progress_bar
+from mixsup.records import to_json
+from mixsup.runtime import seed_everything
+from mixsup.scoring.features import SlideFeatures, extract_features, fingerprint
+from mixsup.tile_dataset import SlideSet
+from mixsup.train.context import RunContext
+from mixsup.train.fit import append_jsonl
+from mixsup.train.results import MILSummary, TrainSummary, ValScores
+from mixsup.train.selection import operating_threshold
+
+if TYPE_CHECKING:
+    from mixsup.modes import Mode
+
+log = logging.getLogger(__name__)
+
+
+def features_dir(ctx: RunContext) -> Path:
+    return Path(ctx.cfg.abmil.features) if ctx.cfg.abmil.features else ctx.run_dir / "features"
+
+
+def balanced_order(labels: list[int], rng: np.random.Generator) -> list[int]:
+    """One epoch's slide order: every slide of the larger class once, the smaller class's
+    slides repeated (shuffled, without replacement where they suffice) to as many, mixed."""
+    pos = [i for i, y in enumerate(labels) if y == 1]
+    neg = [i for i, y in enumerate(labels) if y == 0]
+    n = max(len(pos), len(neg))
+
+    def draw(group: list[int]) -> list[int]:
+        reps = -(-n // len(group))
+        return [int(j) for j in np.concatenate([rng.permutation(group)
+                                                for _ in range(reps)])[:n]]
+
+    order = draw(pos) + draw(neg)
+    return [order[j] for j in rng.permutation(len(order))]
+
+
+def bag_loss(head: GatedAttentionMIL, feats: torch.Tensor, label: int,
+             cfg: ABMILConfig) -> torch.Tensor:
+    logit, weights, h = head(feats)
+    loss = F.binary_cross_entropy_with_logits(logit, torch.tensor(float(label)))
+    if cfg.instance_loss:
+        inst = head.instance_loss(h, weights, label, cfg.instance_k)
+        loss = (1 - cfg.instance_weight) * loss + cfg.instance_weight * inst
+    return loss
+
+
+def slide_probabilities(head: GatedAttentionMIL, bags: list[torch.Tensor]) -> list[float]:
+    head.eval()
+    with torch.inference_mode():
+        return [float(torch.sigmoid(head(b)[0])) for b in bags]
+
+
+def run_abmil(ctx: RunContext, val: SlideSet | None) -> MILSummary:
+    """Features of the labelled train (and val) slides, then the attention head's epochs;
+    resumes from the last finished epoch. Writes ``abmil/model.pt``: encoder and head."""
+    cfg, a = ctx.cfg, ctx.cfg.abmil
+    adir = ctx.run_dir / "abmil"
+    if (adir / "summary.json").is_file():
+        return MILSummary.read(adir / "summary.json")
+    adir.mkdir(parents=True, exist_ok=True)
+    labelled = {i: y for i, y in ctx.train.labelled().items()
+                if len(ctx.train.tilesets[i].coords)}
+    ys = list(labelled.values())
+    if 0 not in ys or 1 not in ys:
+        raise MixsupError("attention MIL needs positive and negative training slides",
+                          "label both kinds in slides.csv", ctx.data.root)
+    fdir = features_dir(ctx)
+    train_feats = extract_features(ctx.train, list(labelled), cfg, a, fdir, ctx.device,
+                                   ctx.progress, ctx.dist)
+    val_ids = val.labelled() if val is not None else {}
+    val_feats = (extract_features(val, list(val_ids), cfg, a, fdir, ctx.device, ctx.progress,
+                                  ctx.dist) if val is not None and val_ids else {})
+    if not ctx.dist.main:  # the head trains in seconds: rank 0 alone
+        ctx.dist.barrier()
+        return MILSummary.read(adir / "summary.json")
+    seed_everything(cfg.seed)
+    bags = [_bag(train_feats[i]) for i in labelled]
+    head = GatedAttentionMIL(bags[0].shape[1], a)
+    opt = torch.optim.AdamW(head.parameters(), lr=a.lr, weight_decay=a.weight_decay)
+    losses, val_losses, start = _resume(adir / "train_last.pt", head, opt)
+    vbags = [_bag(val_feats[i]) for i in val_ids]
+    vlabels = list(val_ids.values())
+    for epoch in progress_bar(range(start, a.epochs), desc="ABMIL", unit="epoch",
+                              disable=not ctx.progress):
+        head.train()
+        rng = np.random.default_rng((cfg.seed, epoch))
+        total = []
+        for j in balanced_order(ys, rng):
+            loss = bag_loss(head, bags[j], ys[j], a)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total.append(loss.item())
+        losses.append(float(np.mean(total)))
+        if vbags:
+            probs = slide_probabilities(head, vbags)
+            val_losses.append(float(F.binary_cross_entropy(
+                torch.tensor(probs).clamp(1e-7, 1 - 1e-7), torch.tensor(vlabels).float())))
+        append_jsonl(ctx.run_dir / "log.jsonl", {"event": "abmil_epoch", "epoch": epoch,
+                                                 "loss": losses[-1],
+                                                 "val_loss": val_losses[-1] if vbags else None})
+        save_checkpoint(adir / "train_last.pt", {"head": head.state_dict(),
+                                                 "optimiser": opt.state_dict(),
+                                                 "epoch": epoch + 1, "losses": losses,
+                                                 "val_losses": val_losses})
+    summary = MILSummary(losses, val_losses=val_losses or None)
+    if vbags:
+        probs = slide_probabilities(head, vbags)
+        summary = MILSummary(losses, ValScores(
+            {val.records[i].slide_id: p for i, p in zip(val_ids, probs, strict=True)}
+            if val is not None else {},
+            {val.records[i].slide_id: int(y) for i, y in val_ids.items()}
+            if val is not None else {}), val_losses)
+    net = FeatureAttentionNet(build_embedder(a), head)
+    save_checkpoint(adir / "model.pt", {"model": net.state_dict(), "encoder": a.encoder})
+    write_json(adir / "summary.json", to_json(summary))
+    (adir / "train_last.pt").unlink(missing_ok=True)
+    ctx.dist.barrier()
+    return summary
+
+
+def _bag(f: SlideFeatures) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(f.features, np.float32))
+
+
+def _resume(path: Path, head: GatedAttentionMIL, opt: torch.optim.Optimizer
+            ) -> tuple[list[float], list[float], int]:
+    if not path.is_file():
+        return [], [], 0
+    state = load_checkpoint(path)
+    head.load_state_dict(state["head"])
+    opt.load_state_dict(state["optimiser"])
+    log.info("ABMIL: resuming after epoch %d", int(state["epoch"]))
+    return list(state["losses"]), list(state["val_losses"]), int(state["epoch"])
+
+
+def train_abmil(ctx: RunContext, spec: Mode, val: SlideSet | None) -> TrainSummary:
+    """The abmil mode's trainer (``modes`` registry): the head, then the bundle."""
+    from mixsup.bundle import export_bundle
+    from mixsup.train.api import theta1_slides
+
+    summary = run_abmil(ctx, val)
+    threshold, source = operating_threshold(summary.val)
+    bundle = ctx.run_dir / "bundle"
+    if ctx.dist.main:
+        export_bundle(bundle, ctx.cfg, spec, ctx.run_dir / "abmil" / "model.pt", None, {
+            "theta1_slides": theta1_slides(ctx, spec), "selected_round": None,
+            "operating_threshold": threshold, "threshold_source": source,
+            "abmil_losses": summary.epoch_losses, "abmil_val_losses": summary.val_losses,
+            "features": str(features_dir(ctx).resolve()),
+            "features_fingerprint": fingerprint(ctx.cfg, ctx.cfg.abmil)})
+    return TrainSummary(spec.name, threshold, source, str(bundle),
+                        mil_epoch_losses=summary.epoch_losses, skipped_slides=ctx.train.skipped)

@@ -1,0 +1,141 @@
+"""``mixsup features`` and ``--mode abmil``: the attention head's arithmetic, the balanced
+epochs, the feature cache (one encoder per folder, reused, resumed) and the mode end to end
+through train, predict and the viewer on the shapes dataset."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from mixsup.config import ABMILConfig
+from mixsup.models.abmil import GatedAttentionMIL, slide_logit
+from mixsup.train.abmil import balanced_order
+from tests.helpers import FAST
+
+TINY = ["--preset", "tiny", *(a for s in FAST for a in ("--set", s))]
+
+
+def test_slide_logit_is_the_classifier_of_the_attention_pooled_embedding():
+    """Ilse et al.'s c·(Σ a_i h_i) + b, computed as Σ a_i (c·h_i + b): the per-patch form that
+    prediction uses must give the same logit."""
+    torch.manual_seed(0)
+    head = GatedAttentionMIL(12, ABMILConfig(embed_dim=8, attention_dim=4, dropout=0.0)).eval()
+    feats = torch.randn(30, 12)
+    logit, weights, h = head(feats)
+    pooled = (weights[:, None] * h).sum(0)
+    assert torch.allclose(logit, head.classifier(pooled)[0], atol=1e-6)
+    assert torch.allclose(weights.sum(), torch.tensor(1.0))
+    a, s, _ = head.patch_logits(feats)
+    assert torch.allclose(slide_logit(a, s), logit, atol=1e-6)
+
+
+def test_instance_loss_trains_only_the_true_class_classifier():
+    torch.manual_seed(0)
+    head = GatedAttentionMIL(6, ABMILConfig(embed_dim=5, attention_dim=3, dropout=0.0))
+    _, weights, h = head(torch.randn(10, 6))
+    loss = head.instance_loss(h, weights, label=1, k=3)
+    loss.backward()
+    assert head.instance[1].weight.grad is not None and head.instance[1].weight.grad.abs().sum()
+    assert head.instance[0].weight.grad is None
+    one = head.instance_loss(h[:1], weights[:1], label=0, k=3)  # too few patches for k
+    assert float(one.detach()) == 0.0
+
+
+def test_balanced_order_draws_both_classes_equally():
+    labels = [1, 0, 0, 0, 0, 1, 0]
+    order = balanced_order(labels, np.random.default_rng(0))
+    pos = [i for i in order if labels[i] == 1]
+    neg = [i for i in order if labels[i] == 0]
+    assert len(pos) == len(neg) == 5
+    assert sorted(neg) == [1, 2, 3, 4, 6]  # the larger class: each slide once
+    assert {pos.count(0), pos.count(5)} == {2, 3}  # the smaller repeated as evenly as possible
+
+
+def test_features_then_abmil_trains_predicts_and_shows(shapes_data, tmp_path):
+    from mixsup.cli import main
+
+    feats = tmp_path / "feats"
+    assert main(["-q", "features", str(shapes_data), "--out", str(feats), *TINY]) == 0
+    stores = sorted(feats.glob("*.zarr"))
+    assert len(stores) == 6
+    index = json.loads((feats / "features.json").read_text())
+    assert index["fingerprint"]["encoder"]["encoder"] == "mobilenetv3_small_100"
+    before = {p.name: p.stat().st_mtime_ns for p in stores}
+    # another encoder into the same folder is refused: features are never mixed
+    assert main(["-q", "features", str(shapes_data), "--out", str(feats), *TINY,
+                 "--encoder", "resnet18"]) == 2
+    # a store lost (a killed run) is the only one recomputed
+    import shutil
+
+    shutil.rmtree(stores[0])
+    assert main(["-q", "features", str(shapes_data), "--out", str(feats), *TINY]) == 0
+    after = {p.name: p.stat().st_mtime_ns for p in feats.glob("*.zarr")}
+    assert [n for n in after if after[n] != before[n]] == [stores[0].name]
+
+    run = tmp_path / "run"
+    assert main(["-q", "train", str(shapes_data), "--mode", "abmil", "--out", str(run), *TINY,
+                 "--set", f"abmil.features={feats}", "--set", "abmil.epochs=3"]) == 0
+    assert not (run / "features").exists()  # the cache was used
+    assert {p.name: p.stat().st_mtime_ns for p in feats.glob("*.zarr")} == after
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["mode"] == "abmil" and len(summary["mil_epoch_losses"]) == 3
+    bundle = json.loads((run / "bundle" / "bundle.json").read_text())
+    assert bundle["mode"] == "abmil" and bundle["theta2"] is None
+
+    pred = tmp_path / "pred"
+    assert main(["-q", "predict", str(run), "--data", str(shapes_data), "--out", str(pred)]) == 0
+    rows = (pred / "predictions.csv").read_text().splitlines()[1:]
+    assert len(rows) == 6
+    _attention_matches_the_features(run, pred, feats)
+    from tests.train.test_modes import _viewer_shows
+
+    _viewer_shows(pred, shapes_data, mode="abmil")
+    # the training's feature folder gone (another machine): prediction computes its own
+    shutil.move(feats, tmp_path / "moved")
+    again = tmp_path / "again"
+    assert main(["-q", "predict", str(run), "--data", str(shapes_data), "--split", "test",
+                 "--out", str(again)]) == 0
+    assert len(list((again / "features").glob("*.zarr"))) == 1
+    first = dict(r.split(",")[:2] for r in rows)
+    for r in (again / "predictions.csv").read_text().splitlines()[1:]:
+        sid, prob = r.split(",")[:2]
+        assert float(prob) == pytest.approx(float(first[sid]), abs=1e-5)
+
+
+def _attention_matches_the_features(run, pred, feats):
+    """Each slide's probability is the head on its cached features (Ilse's pooled form), and
+    its stored map is the attention over the slide's highest."""
+    from mixsup.bundle import load_bundle
+    from mixsup.scoring.features import open_features
+    from mixsup.scoring.map_store import open_maps
+
+    head = load_bundle(run).theta1.head.eval()
+    for row in json.loads((pred / "predict.json").read_text())["skipped"] or {}:
+        raise AssertionError(f"skipped {row}")
+    for path in sorted((pred / "slides").glob("*.json")):
+        slide = json.loads(path.read_text())
+        f = open_features(feats / f"{slide['slide_id']}.zarr")
+        with torch.inference_mode():
+            _, weights, h = head(torch.from_numpy(f.features.astype(np.float32)))
+            expected = float(torch.sigmoid(head.classifier((weights[:, None] * h).sum(0))[0]))
+        assert slide["probability"] == pytest.approx(expected, abs=1e-5)
+        maps = open_maps(pred / "maps" / f"{slide['slide_id']}.zarr")
+        rel = (weights / weights.max()).numpy()
+        assert np.allclose(maps.max_prob, rel, atol=1e-5)
+        assert slide["topk"][0]["max_pixel_prob"] == pytest.approx(1.0)
+
+
+def test_experiment_runs_share_one_feature_folder_per_encoder(tmp_path):
+    from mixsup.config import load_config
+    from mixsup.experiment import shared_features
+
+    a = shared_features(load_config("tiny", overrides=["seed=0"]), "abmil", tmp_path)
+    b = shared_features(load_config("tiny", overrides=["seed=1"]), "abmil", tmp_path)
+    c = shared_features(load_config("tiny", overrides=["abmil.encoder=resnet18"]), "abmil",
+                        tmp_path)
+    assert a.abmil.features == b.abmil.features != c.abmil.features
+    assert a.abmil.features.startswith(str((tmp_path / "features").resolve()))
+    assert shared_features(load_config("tiny"), "mixed", tmp_path).abmil.features is None
