@@ -279,6 +279,9 @@ class ABMILConfig(EncoderSpec):
     attention_dim: int = Field(128, ge=1)
     dropout: float = Field(0.25, ge=0, lt=1)
     epochs: int = Field(20, ge=1)
+    select_epoch: Literal["val", "last"] = Field(
+        "val", description="the head kept: the epoch of lowest val loss (CLAM's early "
+        "stopping; the last epoch where no val slide is labelled), or the last")
     lr: float = Field(2e-4, gt=0)
     weight_decay: float = Field(1e-5, ge=0)
     top_k: int = Field(16, ge=1, description="patches listed per slide, by attention")

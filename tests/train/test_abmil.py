@@ -84,6 +84,8 @@ def test_features_then_abmil_trains_predicts_and_shows(shapes_data, tmp_path):
     assert summary["mode"] == "abmil" and len(summary["mil_epoch_losses"]) == 3
     bundle = json.loads((run / "bundle" / "bundle.json").read_text())
     assert bundle["mode"] == "abmil" and bundle["theta2"] is None
+    val = bundle["abmil_val_losses"]  # the head kept is the epoch of lowest val loss
+    assert len(val) == 3 and bundle["selected_epoch"] == 1 + int(np.argmin(val))
 
     pred = tmp_path / "pred"
     assert main(["-q", "predict", str(run), "--data", str(shapes_data), "--out", str(pred)]) == 0

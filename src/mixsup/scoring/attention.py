@@ -16,6 +16,7 @@ from mixsup.config import Config
 from mixsup.models.abmil import FeatureAttentionNet
 from mixsup.models.factory import embedding_dim
 from mixsup.patches import SlideSource
+from mixsup.scoring.cpu_backend import inference_model
 from mixsup.scoring.features import (
     INDEX,
     FeatureSink,
@@ -47,6 +48,8 @@ class AttentionScorer:
         net = cast(FeatureAttentionNet, models.theta1).to(settings.device).eval()
         self.encoder, self.head = net.encoder, net.head
         self.cfg, self.out, self.k = cfg, out, cfg.abmil.top_k
+        # exported (or compiled) once here, not once per slide
+        self.net = inference_model(self.encoder, settings, cfg.tiling.patch_size)
         self.settings = replace(settings, compile=False)
         self.fingerprint: dict[str, Any] | None = models.file.meta.get("features_fingerprint")
         self.cache = self._training_cache(models.file.meta.get("features"))
@@ -75,7 +78,7 @@ class AttentionScorer:
         attrs = {"key": tiles.key, "slide_id": slide_id,
                  "fingerprint": fingerprint_id(self.fingerprint or {}),
                  "dim": embedding_dim(self.encoder)}
-        done = list(embed_slides(self.encoder, [source], [(0, tiles.coords)], tiles.patch_size,
+        done = list(embed_slides(self.net, [source], [(0, tiles.coords)], tiles.patch_size,
                                  tiles.mpp, self.settings,
                                  lambda _i, _n, _m: FeatureSink(store_path(own, slide_id),
                                                                  tiles.coords, attrs)))

@@ -5,9 +5,10 @@ step, positive and negative slides drawn equally often."""
 
 from __future__ import annotations
 
+import copy
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -98,7 +99,7 @@ def run_abmil(ctx: RunContext, val: SlideSet | None) -> MILSummary:
     bags = [_bag(train_feats[i]) for i in labelled]
     head = GatedAttentionMIL(bags[0].shape[1], a)
     opt = torch.optim.AdamW(head.parameters(), lr=a.lr, weight_decay=a.weight_decay)
-    losses, val_losses, start = _resume(adir / "train_last.pt", head, opt)
+    losses, val_losses, start, best = _resume(adir / "train_last.pt", head, opt)
     vbags = [_bag(val_feats[i]) for i in val_ids]
     vlabels = list(val_ids.values())
     for epoch in progress_bar(range(start, a.epochs), desc="ABMIL", unit="epoch",
@@ -117,21 +118,29 @@ def run_abmil(ctx: RunContext, val: SlideSet | None) -> MILSummary:
             probs = slide_probabilities(head, vbags)
             val_losses.append(float(F.binary_cross_entropy(
                 torch.tensor(probs).clamp(1e-7, 1 - 1e-7), torch.tensor(vlabels).float())))
+            if best is None or val_losses[-1] < min(val_losses[:-1]):
+                best = {"epoch": epoch + 1, "head": copy.deepcopy(head.state_dict())}
         append_jsonl(ctx.run_dir / "log.jsonl", {"event": "abmil_epoch", "epoch": epoch,
                                                  "loss": losses[-1],
                                                  "val_loss": val_losses[-1] if vbags else None})
         save_checkpoint(adir / "train_last.pt", {"head": head.state_dict(),
                                                  "optimiser": opt.state_dict(),
                                                  "epoch": epoch + 1, "losses": losses,
-                                                 "val_losses": val_losses})
-    summary = MILSummary(losses, val_losses=val_losses or None)
+                                                 "val_losses": val_losses, "best": best})
+    chosen = a.epochs
+    if a.select_epoch == "val" and best is not None:
+        head.load_state_dict(best["head"])
+        chosen = int(best["epoch"])
+        log.info("ABMIL: keeping epoch %d of %d (lowest val loss %.4f)", chosen, a.epochs,
+                 val_losses[chosen - 1])
+    summary = MILSummary(losses, None, val_losses or None, chosen)
     if vbags:
         probs = slide_probabilities(head, vbags)
         summary = MILSummary(losses, ValScores(
             {val.records[i].slide_id: p for i, p in zip(val_ids, probs, strict=True)}
             if val is not None else {},
             {val.records[i].slide_id: int(y) for i, y in val_ids.items()}
-            if val is not None else {}), val_losses)
+            if val is not None else {}), val_losses, chosen)
     net = FeatureAttentionNet(build_embedder(a), head)
     save_checkpoint(adir / "model.pt", {"model": net.state_dict(), "encoder": a.encoder})
     write_json(adir / "summary.json", to_json(summary))
@@ -145,14 +154,16 @@ def _bag(f: SlideFeatures) -> torch.Tensor:
 
 
 def _resume(path: Path, head: GatedAttentionMIL, opt: torch.optim.Optimizer
-            ) -> tuple[list[float], list[float], int]:
+            ) -> tuple[list[float], list[float], int, dict[str, Any] | None]:
+    """(train losses, val losses, epochs done, the best epoch by val loss and its head)."""
     if not path.is_file():
-        return [], [], 0
+        return [], [], 0, None
     state = load_checkpoint(path)
     head.load_state_dict(state["head"])
     opt.load_state_dict(state["optimiser"])
     log.info("ABMIL: resuming after epoch %d", int(state["epoch"]))
-    return list(state["losses"]), list(state["val_losses"]), int(state["epoch"])
+    return (list(state["losses"]), list(state["val_losses"]), int(state["epoch"]),
+            state.get("best"))
 
 
 def train_abmil(ctx: RunContext, spec: Mode, val: SlideSet | None) -> TrainSummary:
@@ -168,6 +179,7 @@ def train_abmil(ctx: RunContext, spec: Mode, val: SlideSet | None) -> TrainSumma
             "theta1_slides": theta1_slides(ctx, spec), "selected_round": None,
             "operating_threshold": threshold, "threshold_source": source,
             "abmil_losses": summary.epoch_losses, "abmil_val_losses": summary.val_losses,
+            "selected_epoch": summary.selected_epoch,
             "features": str(features_dir(ctx).resolve()),
             "features_fingerprint": fingerprint(ctx.cfg, ctx.cfg.abmil)})
     return TrainSummary(spec.name, threshold, source, str(bundle),

@@ -103,6 +103,7 @@ class MILSummary:
     epoch_losses: list[float]
     val: ValScores | None = None
     val_losses: list[float] | None = None  # per epoch (attention MIL)
+    selected_epoch: int | None = None  # attention MIL: the epoch kept (1-based)
 
     @classmethod
     def read(cls, path: Path) -> MILSummary:
