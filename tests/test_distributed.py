@@ -70,3 +70,27 @@ def test_torchrun_predict_equals_single_process(shapes_data, trained, tmp_path):
     assert a.keys() == b.keys() and len(a) == 4
     for k in a:
         assert a[k] == pytest.approx(b[k], abs=1e-5)
+
+
+@pytest.mark.slow
+def test_torchrun_features_are_sharded_and_equal_single_process(shapes_data, tmp_path):
+    import numpy as np
+
+    from mixsup.scoring.features import open_features
+
+    common = ["--preset", "tiny", "--set", "runtime.num_workers=0", "--set", "tiling.overlap=0"]
+    one = subprocess.run([sys.executable, "-m", "mixsup", "-q", "features", str(shapes_data),
+                          "--out", str(tmp_path / "one"), *common], capture_output=True,
+                         text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = _torchrun("features", str(shapes_data), "--out", str(tmp_path / "two"), *common)
+    assert two.returncode == 0, two.stderr[-3000:]
+    writers: dict[int, set[str]] = {}
+    for store in (tmp_path / "two").glob("*.zarr"):
+        rank = zarr.open_group(str(store), mode="r").attrs["written_by_rank"]
+        writers.setdefault(rank, set()).add(store.stem)
+        a, b = open_features(tmp_path / "one" / store.name), open_features(store)
+        assert np.array_equal(a.coords, b.coords)
+        assert np.allclose(a.features, b.features, atol=1e-5)
+    assert set(writers) == {0, 1} and writers[0].isdisjoint(writers[1])
+    assert len(writers[0] | writers[1]) == 6

@@ -219,6 +219,7 @@ def extract_features(slides: SlideSet, which: list[int], cfg: Config, spec: Enco
             return FeatureSink(store_path(out, slides.records[i].slide_id), t.coords,
                                 {"key": t.key, "slide_id": slides.records[i].slide_id,
                                  "fingerprint": fingerprint_id(fp),
+                                 "written_by_rank": dist.rank,
                                  "dim": embedding_dim(encoder)})
 
         mine = dist.shard([(i, slides.tilesets[i].coords) for i in todo])
