@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import copy
 import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -72,6 +74,62 @@ def slide_probabilities(head: GatedAttentionMIL, bags: list[torch.Tensor]) -> li
         return [float(torch.sigmoid(head(b)[0])) for b in bags]
 
 
+@dataclass(frozen=True)
+class FittedHead:
+    head: GatedAttentionMIL
+    losses: list[float]  # per epoch, training bags
+    val_losses: list[float]  # per epoch (empty without val bags)
+    chosen_epoch: int  # 1-based: the head returned
+
+
+def fit_head(bags: list[torch.Tensor], labels: list[int], a: ABMILConfig, seed: int,
+             val_bags: Sequence[torch.Tensor] = (), val_labels: Sequence[int] = (),
+             checkpoint: Path | None = None, progress: bool = False,
+             log_epoch: Callable[[dict[str, Any]], None] | None = None) -> FittedHead:
+    """The attention head's epochs on feature bags (one bag per step, classes balanced), the
+    val loss after each; resumes from ``checkpoint`` and keeps the epoch ``select_epoch``
+    names."""
+    seed_everything(seed)
+    head = GatedAttentionMIL(bags[0].shape[1], a)
+    opt = torch.optim.AdamW(head.parameters(), lr=a.lr, weight_decay=a.weight_decay)
+    losses, val_losses, start, best = ([], [], 0, None) if checkpoint is None else _resume(
+        checkpoint, head, opt)
+    for epoch in progress_bar(range(start, a.epochs), desc="ABMIL", unit="epoch",
+                              disable=not progress):
+        head.train()
+        rng = np.random.default_rng((seed, epoch))
+        total = []
+        for j in balanced_order(labels, rng):
+            loss = bag_loss(head, bags[j], labels[j], a)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total.append(loss.item())
+        losses.append(float(np.mean(total)))
+        if val_bags:
+            probs = slide_probabilities(head, list(val_bags))
+            val_losses.append(float(F.binary_cross_entropy(
+                torch.tensor(probs).clamp(1e-7, 1 - 1e-7),
+                torch.tensor(list(val_labels)).float())))
+            if best is None or val_losses[-1] < min(val_losses[:-1]):
+                best = {"epoch": epoch + 1, "head": copy.deepcopy(head.state_dict())}
+        if log_epoch is not None:
+            log_epoch({"event": "abmil_epoch", "epoch": epoch, "loss": losses[-1],
+                       "val_loss": val_losses[-1] if val_bags else None})
+        if checkpoint is not None:
+            save_checkpoint(checkpoint, {"head": head.state_dict(),
+                                         "optimiser": opt.state_dict(), "epoch": epoch + 1,
+                                         "losses": losses, "val_losses": val_losses,
+                                         "best": best})
+    chosen = a.epochs
+    if a.select_epoch == "val" and best is not None:
+        head.load_state_dict(best["head"])
+        chosen = int(best["epoch"])
+        log.info("ABMIL: keeping epoch %d of %d (lowest val loss %.4f)", chosen, a.epochs,
+                 val_losses[chosen - 1])
+    return FittedHead(head, losses, val_losses, chosen)
+
+
 def run_abmil(ctx: RunContext, val: SlideSet | None) -> MILSummary:
     """Features of the labelled train (and val) slides, then the attention head's epochs;
     resumes from the last finished epoch. Writes ``abmil/model.pt``: encoder and head."""
@@ -95,44 +153,12 @@ def run_abmil(ctx: RunContext, val: SlideSet | None) -> MILSummary:
     if not ctx.dist.main:  # the head trains in seconds: rank 0 alone
         ctx.dist.barrier()
         return MILSummary.read(adir / "summary.json")
-    seed_everything(cfg.seed)
-    bags = [_bag(train_feats[i]) for i in labelled]
-    head = GatedAttentionMIL(bags[0].shape[1], a)
-    opt = torch.optim.AdamW(head.parameters(), lr=a.lr, weight_decay=a.weight_decay)
-    losses, val_losses, start, best = _resume(adir / "train_last.pt", head, opt)
     vbags = [_bag(val_feats[i]) for i in val_ids]
-    vlabels = list(val_ids.values())
-    for epoch in progress_bar(range(start, a.epochs), desc="ABMIL", unit="epoch",
-                              disable=not ctx.progress):
-        head.train()
-        rng = np.random.default_rng((cfg.seed, epoch))
-        total = []
-        for j in balanced_order(ys, rng):
-            loss = bag_loss(head, bags[j], ys[j], a)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total.append(loss.item())
-        losses.append(float(np.mean(total)))
-        if vbags:
-            probs = slide_probabilities(head, vbags)
-            val_losses.append(float(F.binary_cross_entropy(
-                torch.tensor(probs).clamp(1e-7, 1 - 1e-7), torch.tensor(vlabels).float())))
-            if best is None or val_losses[-1] < min(val_losses[:-1]):
-                best = {"epoch": epoch + 1, "head": copy.deepcopy(head.state_dict())}
-        append_jsonl(ctx.run_dir / "log.jsonl", {"event": "abmil_epoch", "epoch": epoch,
-                                                 "loss": losses[-1],
-                                                 "val_loss": val_losses[-1] if vbags else None})
-        save_checkpoint(adir / "train_last.pt", {"head": head.state_dict(),
-                                                 "optimiser": opt.state_dict(),
-                                                 "epoch": epoch + 1, "losses": losses,
-                                                 "val_losses": val_losses, "best": best})
-    chosen = a.epochs
-    if a.select_epoch == "val" and best is not None:
-        head.load_state_dict(best["head"])
-        chosen = int(best["epoch"])
-        log.info("ABMIL: keeping epoch %d of %d (lowest val loss %.4f)", chosen, a.epochs,
-                 val_losses[chosen - 1])
+    fitted = fit_head([_bag(train_feats[i]) for i in labelled], ys, a, cfg.seed, vbags,
+                      list(val_ids.values()), adir / "train_last.pt", ctx.progress,
+                      lambda row: append_jsonl(ctx.run_dir / "log.jsonl", row))
+    head, losses, val_losses = fitted.head, fitted.losses, fitted.val_losses
+    chosen = fitted.chosen_epoch
     summary = MILSummary(losses, None, val_losses or None, chosen)
     if vbags:
         probs = slide_probabilities(head, vbags)
