@@ -37,7 +37,7 @@ from mixsup.experiment_pairs import (
     write_paired,
 )
 from mixsup.labels.table import load_dataset
-from mixsup.modes import MODES
+from mixsup.modes import MODES, Mode
 from mixsup.parallel_runs import run_in_processes
 from mixsup.plotting import save_png
 from mixsup.predict import collect_inputs, predict
@@ -144,6 +144,7 @@ def run_experiment(data_dir: str | Path, out: str | Path, preset: str = "small",
             checked.add(v.mode)
     grid = [Job(v, seed, cfg, out / "runs" / f"{_slug(v.name)}_seed{seed}")
             for seed, v, cfg in jobs]
+    precompute_features(data_dir, [(MODES[v.mode], cfg) for _, v, cfg in jobs], progress)
     results = run_grid(grid, data_dir, test, workers, progress)
     labels, _ = read_labels(data_dir / "slides.csv")
     mode_of = {v.name: MODES[v.mode] for v in variants}
@@ -173,6 +174,20 @@ def shared_features(cfg: Config, mode: str, out: Path) -> Config:
     folder = out / "features" / fingerprint_id(fingerprint(cfg, section))
     return cfg.model_copy(update={m.section: section.model_copy(
         update={"features": str(folder.resolve())})})
+
+
+def precompute_features(data_dir: Path, jobs: list[tuple[Mode, Config]],
+                        progress: bool) -> None:
+    """Each shared feature folder filled once, for every split, before the grid starts: the
+    runs (in parallel or not) then only read them, at training and at prediction."""
+    from mixsup.scoring.features import extract_dataset
+
+    done: set[str] = set()
+    for mode, cfg in jobs:
+        folder = getattr(cfg, mode.section).features if mode.cached_features else None
+        if folder and folder not in done:
+            extract_dataset(data_dir, folder, cfg, ("train", "val", "test"), progress)
+            done.add(folder)
 
 
 @dataclass(frozen=True)

@@ -68,7 +68,7 @@ class PredictResult:
 
 
 # Settings the models were trained with: prediction takes them from the bundle.
-MODEL_SECTIONS = ("tiling", "tissue", "model", "stage1", "stage2", "mil")
+MODEL_SECTIONS = ("tiling", "tissue", "model", "stage1", "stage2", "mil", "abmil")
 PREDICT_SETTINGS = "runtime.*, reader.* and stage1.infer_batch_size"
 
 

@@ -85,6 +85,45 @@ def test_the_head_learns_a_few_witnesses_per_positive_bag():
     assert 1 <= fitted.chosen_epoch <= 15 and len(fitted.val_losses) == 15
 
 
+def test_a_resumed_head_equals_an_uninterrupted_one(tmp_path):
+    """Killed after epoch 2 of 4 and resumed: the same weights as 4 epochs in one go (the
+    optimiser, the dropout's random state and the best epoch come back)."""
+    from mixsup.train.abmil import fit_head
+
+    rng = np.random.default_rng(1)
+    bags, ys = _bags(12, rng)
+    cfg = ABMILConfig(embed_dim=8, attention_dim=4, epochs=4, lr=1e-3)
+    whole = fit_head(bags, ys, cfg, seed=3, val_bags=bags[:4], val_labels=ys[:4])
+    ckpt = tmp_path / "last.pt"
+    fit_head(bags, ys, cfg.model_copy(update={"epochs": 2}), seed=3, val_bags=bags[:4],
+             val_labels=ys[:4], checkpoint=ckpt)
+    resumed = fit_head(bags, ys, cfg, seed=3, val_bags=bags[:4], val_labels=ys[:4],
+                       checkpoint=ckpt)
+    assert resumed.losses == whole.losses and resumed.val_losses == whole.val_losses
+    assert resumed.chosen_epoch == whole.chosen_epoch
+    for k, v in whole.head.state_dict().items():
+        assert torch.equal(v, resumed.head.state_dict()[k]), k
+
+
+def test_a_published_store_is_kept_and_bad_weights_are_named(tmp_path, shapes_data):
+    """Two runs sharing a folder: the second writer of a slide keeps the first one's store.
+    A missing weights file is one clear error, before any tiling."""
+    from mixsup.cli import main
+    from mixsup.scoring.features import open_features, write_store
+
+    path = tmp_path / "s.zarr"
+    coords = np.zeros((2, 2), np.int64)
+    write_store(path, np.ones((2, 3), np.float32), coords, {"key": "k"})
+    write_store(path, np.zeros((2, 3), np.float32), coords, {"key": "k"})
+    assert open_features(path, "k").features.sum() == 6
+    write_store(path, np.zeros((2, 3), np.float32), coords, {"key": "other"})  # stale: replaced
+    assert open_features(path, "other").features.sum() == 0
+    out = tmp_path / "feats"
+    assert main(["-q", "features", str(shapes_data), "--out", str(out), *TINY,
+                 "--weights", str(tmp_path / "missing.safetensors")]) == 2
+    assert not out.exists()
+
+
 def test_features_then_abmil_trains_predicts_and_shows(shapes_data, tmp_path):
     from mixsup.cli import main
 

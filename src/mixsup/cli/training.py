@@ -45,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Command]:
                    "abmil.encoder; its other settings go in --set abmil.*")
     p.add_argument("--weights", default=None, help="local encoder weights file: abmil.weights")
     p.add_argument("--splits", default="train,val,test")
-    config_args(p, default_preset="small")
+    config_args(p)  # the same default preset as train, so that train reads these features
 
     p = sub.add_parser("experiment", help="compare modes (and ablations) over seeds")
     p.add_argument("data")

@@ -1,7 +1,7 @@
 """The abmil mode's scorer: a slide's patch features (read from the training's feature folder
-where it has them, else computed into it, or into the prediction's ``features/`` where that
-folder is gone), the attention head, and the attention map (each patch's weight over the
-slide's highest) as the slide's heatmap."""
+where it has them, else computed into the prediction's ``features/``), the attention head,
+and the attention map (each patch's weight over the slide's highest) as the slide's
+heatmap."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ from mixsup.user_files import parse_json, read_text
 if TYPE_CHECKING:
     from mixsup.bundle import Bundle
 
-CHUNK = 4096  # patches per pass of the head: memory stays flat on huge slides
+CHUNK = 4096  # patches per pass of the head
 
 
 class AttentionScorer:
@@ -66,13 +66,14 @@ class AttentionScorer:
         return Path(folder) if ok else None
 
     def features(self, slide_id: str, source: SlideSource, tiles: TileSet) -> SlideFeatures:
-        if self.cache is not None:
-            got = open_features(store_path(self.cache, slide_id), tiles.key)
+        """The training's cached features (only read), else the prediction's own
+        ``features/`` (kept, so that a resumed prediction reads them back), else computed."""
+        own = self.out / "features"
+        for folder in (self.cache, own):
+            got = None if folder is None else open_features(store_path(folder, slide_id),
+                                                            tiles.key)
             if got is not None:
                 return got
-        # into the training's folder where it is at hand (the next prediction with these
-        # features, e.g. another seed's, reuses them), else beside the predictions
-        own = self.cache or self.out / "features"
         if self.fingerprint is not None:
             claim_folder(own, self.fingerprint)
         attrs = {"key": tiles.key, "slide_id": slide_id,
@@ -81,7 +82,7 @@ class AttentionScorer:
         done = list(embed_slides(self.net, [source], [(0, tiles.coords)], tiles.patch_size,
                                  tiles.mpp, self.settings,
                                  lambda _i, _n, _m: FeatureSink(store_path(own, slide_id),
-                                                                 tiles.coords, attrs)))
+                                                                tiles.coords, attrs)))
         return cast(SlideFeatures, done[0][1])
 
     def __call__(self, slide_id: str, source: SlideSource,

@@ -43,16 +43,19 @@ INDEX = "features.json"
 
 
 def fingerprint(cfg: Config, spec: EncoderSpec) -> dict[str, Any]:
-    """What the features depend on: the encoder spec (and its weights file's identity), the
-    patches' tiling and tissue settings."""
+    """What the features depend on: the encoder spec (its weights file by identity: resolved
+    path, size, modification time), the patches' tiling and tissue settings."""
     weights = None
     if spec.weights:
-        st = Path(spec.weights).stat()
-        weights = {"file": str(Path(spec.weights).resolve()), "bytes": st.st_size,
-                    "mtime": int(st.st_mtime)}
-    return {"version": FEATURES_VERSION,
-            "encoder": spec.model_dump(mode="json", include=set(EncoderSpec.model_fields)),
-            "weights_file": weights, "tiling": cfg.tiling.model_dump(mode="json"),
+        path = Path(spec.weights)
+        if not path.is_file():
+            raise MixsupError("encoder weights file not found",
+                              "check --weights or abmil.weights", path)
+        st = path.stat()
+        weights = {"file": str(path.resolve()), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
+    encoder = spec.model_dump(mode="json", include=set(EncoderSpec.model_fields) - {"weights"})
+    return {"version": FEATURES_VERSION, "encoder": encoder, "weights_file": weights,
+            "tiling": cfg.tiling.model_dump(mode="json"),
             "tissue": cfg.tissue.model_dump(mode="json"), "reader_mpp": cfg.reader.mpp}
 
 
@@ -62,9 +65,22 @@ def fingerprint_id(fp: dict[str, Any]) -> str:
 
 @dataclass(frozen=True)
 class SlideFeatures:
+    """One slide's store by reference: its arrays are read when asked for, so that a
+    dataset's features are never all in memory at once."""
+
     path: Path
-    features: np.ndarray  # (N, D)
-    coords: np.ndarray  # (N, 2) level-0 top-left corners
+    n: int  # patches
+    dim: int
+
+    @property
+    def features(self) -> np.ndarray:
+        """(N, D) in the stored dtype."""
+        return np.asarray(cast(Any, open_store(self.path)["features"])[:])
+
+    @property
+    def coords(self) -> np.ndarray:
+        """(N, 2) level-0 top-left corners."""
+        return np.asarray(cast(Any, open_store(self.path)["coords"])[:])
 
 
 def claim_folder(out: Path, fp: dict[str, Any]) -> None:
@@ -73,17 +89,26 @@ def claim_folder(out: Path, fp: dict[str, Any]) -> None:
     if index.is_file():
         held = parse_json(read_text(index, INDEX), index, INDEX)
         if not isinstance(held, dict) or held.get("id") != fingerprint_id(fp):
-            encoder = held.get("fingerprint", {}).get("encoder", {}).get("encoder") if \
-                isinstance(held, dict) else None
             raise MixsupError(f"this folder holds features of another encoder or tiling "
-                              f"({encoder or 'unknown'}); features are never mixed",
-                              "write to another --out folder (one per encoder)", out)
+                              f"({_encoder_name(held)}); features are never mixed",
+                              FOLDER_FIX, out)
         return
     if out.is_dir() and any(out.glob("*.zarr")):
         raise MixsupError("this folder holds feature stores without features.json",
-                          "write to another --out folder", out)
+                          FOLDER_FIX, out)
     out.mkdir(parents=True, exist_ok=True)
     write_json(index, {"id": fingerprint_id(fp), "fingerprint": fp})
+
+
+FOLDER_FIX = ("name another folder for these features (`mixsup features --out`, or "
+              "abmil.features for training): one folder per encoder")
+
+
+def _encoder_name(held: object) -> str:
+    fp = held.get("fingerprint") if isinstance(held, dict) else None
+    enc = fp.get("encoder") if isinstance(fp, dict) else None
+    name = enc.get("encoder") if isinstance(enc, dict) else None
+    return name if isinstance(name, str) else "unknown"
 
 
 def store_path(out: Path, slide_id: str) -> Path:
@@ -91,7 +116,8 @@ def store_path(out: Path, slide_id: str) -> Path:
 
 
 def open_features(path: Path, key: str | None = None) -> SlideFeatures | None:
-    """A slide's store, or None when absent, unfinished or made from other tiles."""
+    """A slide's finished store by reference (checked by its attributes and array shapes, not
+    read), or None when absent, unfinished, unreadable or made from other tiles."""
     if not path.is_dir():
         return None
     try:
@@ -100,13 +126,13 @@ def open_features(path: Path, key: str | None = None) -> SlideFeatures | None:
         if attrs.get("version") != FEATURES_VERSION or (key is not None
                                                         and attrs.get("key") != key):
             return None
-        feats = np.asarray(cast(Any, group["features"])[:])
-        coords = np.asarray(cast(Any, group["coords"])[:])
+        feats, coords = cast(Any, group["features"]), cast(Any, group["coords"])
+        n = int(cast(Any, attrs.get("n_patches", -1)))
+        if len(feats.shape) != 2 or feats.shape[0] != n or tuple(coords.shape) != (n, 2):
+            return None
     except Exception:  # a store that cannot be read is recomputed
         return None
-    if feats.ndim != 2 or coords.shape != (len(feats), 2):
-        return None
-    return SlideFeatures(path, feats, coords)
+    return SlideFeatures(path, n, int(feats.shape[1]))
 
 
 class FeatureSink:
@@ -124,7 +150,7 @@ class FeatureSink:
         feats = (np.concatenate([self.blocks[k] for k in sorted(self.blocks)])
                  if self.blocks else np.zeros((0, int(self.attrs.get("dim", 0))), np.float32))
         write_store(self.path, feats, self.coords, self.attrs)
-        return SlideFeatures(self.path, feats, self.coords)
+        return SlideFeatures(self.path, len(feats), int(feats.shape[1]))
 
     def abort(self) -> None:
         self.blocks.clear()
@@ -132,6 +158,12 @@ class FeatureSink:
 
 def write_store(path: Path, feats: np.ndarray, coords: np.ndarray,
                 attrs: dict[str, Any]) -> None:
+    """Publish a slide's store atomically. Where another process (a parallel run sharing the
+    folder) has published the same slide's store meanwhile, its store stays and this one is
+    dropped: both hold the same features."""
+    if not np.isfinite(feats).all():
+        raise MixsupError("the encoder gave non-finite features",
+                          "check the encoder's weights and input normalisation", path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
     try:
@@ -141,12 +173,13 @@ def write_store(path: Path, feats: np.ndarray, coords: np.ndarray,
         group.create_array("coords", data=np.asarray(coords, np.int64).reshape(-1, 2))
         group.attrs.update({**attrs, "version": FEATURES_VERSION, "n_patches": len(feats),
                             "dtype": str(feats.dtype)})
-        if path.exists():
-            shutil.rmtree(path, ignore_errors=True)
+        if open_features(path, attrs.get("key")) is not None:
+            return
+        if path.exists():  # a stale or broken store: set aside, then removed
+            os.replace(path, tmp / "old")
         try:
             os.replace(tmp / "g.zarr", path)
         except OSError:
-            # another process (a parallel run sharing the folder) published it meanwhile
             if open_features(path, attrs.get("key")) is None:
                 raise
     finally:
@@ -177,8 +210,9 @@ def embed_slides(encoder: torch.nn.Module, sources: list[SlideSource],
             for rows, batch in zip(batches, loader, strict=True):
                 with autocast(settings.device, settings.amp):
                     out = net(to_input(batch, settings.device, settings.channels_last))
-                # half precision stays half on disk; bfloat16, which zarr lacks, becomes float16
-                half = out.dtype in (torch.float16, torch.bfloat16)
+                # float16 stays float16 on disk; bfloat16, which zarr lacks, becomes float32
+                # (float16 could overflow its range)
+                half = out.dtype == torch.float16
                 feats = out.to(torch.float16 if half else torch.float32).cpu().numpy()
                 yield from router.feed(rows.start, feats)
                 bar.update(len(feats))
@@ -203,12 +237,12 @@ def extract_features(slides: SlideSet, which: list[int], cfg: Config, spec: Enco
     done: dict[int, SlideFeatures] = {}
     todo = []
     for i in which:
-        t = slides.tilesets[i]
-        got = open_features(store_path(out, slides.records[i].slide_id), t.key)
+        got = open_features(store_path(out, slides.records[i].slide_id), slides.tilesets[i].key)
         if got is None:
             todo.append(i)
         else:
             done[i] = got
+    todo = dist.all_gather(todo)[0]  # rank 0's view: every rank takes the same branches
     if todo:
         encoder = build_embedder(spec).to(device)
         settings = InferSettings.from_config(cfg, device, out / "graphs")
@@ -217,23 +251,23 @@ def extract_features(slides: SlideSet, which: list[int], cfg: Config, spec: Enco
         def sink(i: int, _n: int, _m: int) -> FeatureSink:
             t = slides.tilesets[i]
             return FeatureSink(store_path(out, slides.records[i].slide_id), t.coords,
-                                {"key": t.key, "slide_id": slides.records[i].slide_id,
-                                 "fingerprint": fingerprint_id(fp),
-                                 "written_by_rank": dist.rank,
-                                 "dim": embedding_dim(encoder)})
+                               {"key": t.key, "slide_id": slides.records[i].slide_id,
+                                "fingerprint": fingerprint_id(fp),
+                                "written_by_rank": dist.rank,
+                                "dim": embedding_dim(encoder)})
 
         mine = dist.shard([(i, slides.tilesets[i].coords) for i in todo])
         for _ in embed_slides(encoder, slides.sources, mine, t0.patch_size, t0.mpp, settings,
                               sink, progress, "features"):
             pass
-        dist.barrier()
-        for i in todo:
-            got = open_features(store_path(out, slides.records[i].slide_id),
-                                slides.tilesets[i].key)
-            if got is None:
-                raise MixsupError(f"the features of {slides.records[i].slide_id} were not "
-                                  "written", "re-run the command to resume", out)
-            done[i] = got
+    dist.barrier()
+    for i in todo:
+        got = open_features(store_path(out, slides.records[i].slide_id),
+                            slides.tilesets[i].key)
+        if got is None:
+            raise MixsupError(f"the features of {slides.records[i].slide_id} were not "
+                              "written", "re-run the command to resume", out)
+        done[i] = got
     return done
 
 
@@ -259,10 +293,12 @@ def extract_dataset(data_dir: str | Path, out: str | Path, cfg: Config,
     if out.exists() and not out.is_dir():
         raise MixsupError("--out is a file", "name a folder for the features", out)
     data = load_dataset(data_dir)
+    if dist.main:  # refused before any tiling
+        claim_folder(out, fingerprint(cfg, cfg.abmil))
     slides = slide_set(data, splits, cfg, out / "tiles", False, progress, dist)
     device = pick_device(cfg.runtime, dist.local_rank)
     got = extract_features(slides, list(range(len(slides.records))), cfg, cfg.abmil, out,
                            device, progress, dist)
-    dims = {f.features.shape[1] for f in got.values() if len(f.features)}
-    return FeaturesResult(out, len(got), sum(len(f.features) for f in got.values()),
-                          max(dims, default=0), dict(slides.skipped))
+    return FeaturesResult(out, len(got), sum(f.n for f in got.values()),
+                          max((f.dim for f in got.values() if f.n), default=0),
+                          dict(slides.skipped))

@@ -10,7 +10,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 import torch
@@ -68,7 +68,7 @@ def bag_loss(head: GatedAttentionMIL, feats: torch.Tensor, label: int,
     return loss
 
 
-def slide_probabilities(head: GatedAttentionMIL, bags: list[torch.Tensor]) -> list[float]:
+def slide_probabilities(head: GatedAttentionMIL, bags: Sequence[torch.Tensor]) -> list[float]:
     head.eval()
     with torch.inference_mode():
         return [float(torch.sigmoid(head(b)[0])) for b in bags]
@@ -82,7 +82,7 @@ class FittedHead:
     chosen_epoch: int  # 1-based: the head returned
 
 
-def fit_head(bags: list[torch.Tensor], labels: list[int], a: ABMILConfig, seed: int,
+def fit_head(bags: Sequence[torch.Tensor], labels: list[int], a: ABMILConfig, seed: int,
              val_bags: Sequence[torch.Tensor] = (), val_labels: Sequence[int] = (),
              checkpoint: Path | None = None, progress: bool = False,
              log_epoch: Callable[[dict[str, Any]], None] | None = None) -> FittedHead:
@@ -107,20 +107,20 @@ def fit_head(bags: list[torch.Tensor], labels: list[int], a: ABMILConfig, seed: 
             total.append(loss.item())
         losses.append(float(np.mean(total)))
         if val_bags:
-            probs = slide_probabilities(head, list(val_bags))
+            probs = slide_probabilities(head, val_bags)
             val_losses.append(float(F.binary_cross_entropy(
                 torch.tensor(probs).clamp(1e-7, 1 - 1e-7),
                 torch.tensor(list(val_labels)).float())))
             if best is None or val_losses[-1] < min(val_losses[:-1]):
                 best = {"epoch": epoch + 1, "head": copy.deepcopy(head.state_dict())}
         if log_epoch is not None:
-            log_epoch({"event": "abmil_epoch", "epoch": epoch, "loss": losses[-1],
+            log_epoch({"event": "abmil_epoch", "epoch": epoch + 1, "loss": losses[-1],
                        "val_loss": val_losses[-1] if val_bags else None})
         if checkpoint is not None:
             save_checkpoint(checkpoint, {"head": head.state_dict(),
                                          "optimiser": opt.state_dict(), "epoch": epoch + 1,
                                          "losses": losses, "val_losses": val_losses,
-                                         "best": best})
+                                         "best": best, "rng": torch.get_rng_state()})
     chosen = a.epochs
     if a.select_epoch == "val" and best is not None:
         head.load_state_dict(best["head"])
@@ -147,14 +147,15 @@ def run_abmil(ctx: RunContext, val: SlideSet | None) -> MILSummary:
     fdir = features_dir(ctx)
     train_feats = extract_features(ctx.train, list(labelled), cfg, a, fdir, ctx.device,
                                    ctx.progress, ctx.dist)
-    val_ids = val.labelled() if val is not None else {}
+    val_ids = {i: y for i, y in (val.labelled() if val is not None else {}).items()
+               if len(val.tilesets[i].coords)} if val is not None else {}
     val_feats = (extract_features(val, list(val_ids), cfg, a, fdir, ctx.device, ctx.progress,
                                   ctx.dist) if val is not None and val_ids else {})
     if not ctx.dist.main:  # the head trains in seconds: rank 0 alone
         ctx.dist.barrier()
         return MILSummary.read(adir / "summary.json")
-    vbags = [_bag(val_feats[i]) for i in val_ids]
-    fitted = fit_head([_bag(train_feats[i]) for i in labelled], ys, a, cfg.seed, vbags,
+    vbags = LazyBags([val_feats[i] for i in val_ids])
+    fitted = fit_head(LazyBags([train_feats[i] for i in labelled]), ys, a, cfg.seed, vbags,
                       list(val_ids.values()), adir / "train_last.pt", ctx.progress,
                       lambda row: append_jsonl(ctx.run_dir / "log.jsonl", row))
     head, losses, val_losses = fitted.head, fitted.losses, fitted.val_losses
@@ -175,8 +176,26 @@ def run_abmil(ctx: RunContext, val: SlideSet | None) -> MILSummary:
     return summary
 
 
-def _bag(f: SlideFeatures) -> torch.Tensor:
-    return torch.from_numpy(np.asarray(f.features, np.float32))
+class LazyBags(Sequence[torch.Tensor]):
+    """Slides' feature bags, each read from its store when a step needs it (float32), so that
+    a dataset's features are not all in memory at once."""
+
+    def __init__(self, stores: list[SlideFeatures]) -> None:
+        self.stores = stores
+
+    def __len__(self) -> int:
+        return len(self.stores)
+
+    @overload
+    def __getitem__(self, i: int) -> torch.Tensor: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[torch.Tensor]: ...
+
+    def __getitem__(self, i: int | slice) -> torch.Tensor | list[torch.Tensor]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(len(self))[i]]
+        return torch.from_numpy(np.asarray(self.stores[i].features, np.float32))
 
 
 def _resume(path: Path, head: GatedAttentionMIL, opt: torch.optim.Optimizer
@@ -187,6 +206,7 @@ def _resume(path: Path, head: GatedAttentionMIL, opt: torch.optim.Optimizer
     state = load_checkpoint(path)
     head.load_state_dict(state["head"])
     opt.load_state_dict(state["optimiser"])
+    torch.set_rng_state(state["rng"])  # dropout goes on as it would have
     log.info("ABMIL: resuming after epoch %d", int(state["epoch"]))
     return (list(state["losses"]), list(state["val_losses"]), int(state["epoch"]),
             state.get("best"))

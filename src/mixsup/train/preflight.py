@@ -39,6 +39,11 @@ def check_training(data: Dataset, cfg: Config, mode: str, strict: bool) -> Check
         raise MixsupError("selecting the round by val loss needs labelled val slides",
                           "label some val slides, or select by train_loss", table)
     _check_weights(cfg, spec)
+    section = getattr(cfg, spec.section)
+    if spec.cached_features and not (section.pretrained or section.weights):
+        log.warning("%s.encoder %s has no weights (pretrained false, no weights file): its "
+                    "frozen features are those of a random network; set %s.weights or "
+                    "%s.pretrained", spec.section, section.encoder, spec.section, spec.section)
     if strict:  # otherwise tiling skips and lists bad slides
         for rec in [*train, *data.split("val")]:
             with open_slide(rec.path, cfg.reader.backend, cfg.reader.mpp,
