@@ -267,6 +267,9 @@ class MILConfig(EncoderSpec):
     weight_decay: float = Field(1e-4, ge=0)
     aggregation: Literal["max", "mean_topk"] = "max"
     augment: bool = True
+    batchnorm: Literal["train", "frozen"] = Field(
+        "train", description="frozen: BatchNorm keeps the pretrained statistics while training "
+        "on top-k batches (eval mode; affine weights still train)")
 
 
 class ABMILConfig(EncoderSpec):

@@ -83,3 +83,22 @@ def test_pixel_mode_passes_through_mixed_round_zero(shapes_data, tmp_path, train
     assert not (tmp_path / "run" / "round_0" / "maps").exists()
     assert not (tmp_path / "run" / "round_0" / "stage2").exists()
     assert (trained.run_dir / "round_0" / "maps").is_dir()  # mixed's round 1 pools need it
+
+
+def test_image_mode_frozen_batchnorm_keeps_the_initial_statistics(shapes_data, tmp_path):
+    """``mil.batchnorm: frozen``: training and the end-of-fit recalibration leave every
+    BatchNorm's running statistics as built (here the from-scratch 0 and 1)."""
+    import torch
+
+    from mixsup.artefacts import load_checkpoint
+    from mixsup.train.mil import mil_model_path
+
+    cfg = fast_config().model_copy(update={"mil": MILConfig(
+        encoder="mobilenetv3_small_100", epochs=1, batch_size=8, lr=1e-3,
+        batchnorm="frozen")})
+    train(shapes_data, tmp_path / "run", cfg, mode="image", progress=False)
+    state = load_checkpoint(mil_model_path(tmp_path / "run"), torch.device("cpu"))["model"]
+    means = [v for k, v in state.items() if k.endswith("running_mean")]
+    variances = [v for k, v in state.items() if k.endswith("running_var")]
+    assert means and all(torch.all(v == 0) for v in means)
+    assert all(torch.all(v == 1) for v in variances)

@@ -22,6 +22,7 @@ from mixsup.models.encoders import (
     timm_build,
     trunk_head,
 )
+from mixsup.models.logit_head import reset_logit_head
 from mixsup.models.max_logit import MaxLogitClassifier
 from mixsup.models.recipes import RECIPES
 
@@ -64,6 +65,8 @@ def build_classifier(encoder: str, pretrained: bool = False, load_weights: bool 
     packaged = pretrained and encoder in PACKAGED
     model = timm.create_model(build.name, pretrained=load_weights and pretrained and not
                               packaged and recipe is None, num_classes=1, **build.kwargs)
+    for name in classifier_head(model):  # timm's TF-style init: one logit's weights U(-1, 1)
+        reset_logit_head(model.get_submodule(name))
     if packaged and load_weights:
         load_packaged(model, encoder, classifier_head(model))
     if weights and load_weights:

@@ -23,6 +23,7 @@ from mixsup.atomic import write_json
 from mixsup.config import RuntimeConfig
 from mixsup.dist import SINGLE, Dist
 from mixsup.errors import MixsupError
+from mixsup.models.frozen_bn import freeze_batchnorm
 from mixsup.modes import MODES
 from mixsup.patches import SlidePool, augment
 from mixsup.records import to_json
@@ -114,6 +115,8 @@ def run_mil(ctx: RunContext, val: SlideSet | None) -> MILSummary:
     mdir.mkdir(parents=True, exist_ok=True)
     seed_everything(cfg.seed)
     model = MODES["image"].build_theta1(cfg).to(ctx.device)
+    if m.batchnorm == "frozen":
+        freeze_batchnorm(model)
     labelled = {i: y for i, y in ctx.train.labelled().items()
                 if len(ctx.train.tilesets[i].coords)}
     # positives first: the sampler's two pools are the first and second block of rows
