@@ -78,11 +78,11 @@ def test_torchrun_features_are_sharded_and_equal_single_process(shapes_data, tmp
 
     from mixsup.scoring.features import open_features
 
+    from mixsup.cli import main
+
     common = ["--preset", "tiny", "--set", "runtime.num_workers=0", "--set", "tiling.overlap=0"]
-    one = subprocess.run([sys.executable, "-m", "mixsup", "-q", "features", str(shapes_data),
-                          "--out", str(tmp_path / "one"), *common], capture_output=True,
-                         text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
-    assert one.returncode == 0, one.stderr[-3000:]
+    assert main(["-q", "features", str(shapes_data), "--out", str(tmp_path / "one"),
+                 *common]) == 0
     two = _torchrun("features", str(shapes_data), "--out", str(tmp_path / "two"), *common)
     assert two.returncode == 0, two.stderr[-3000:]
     writers: dict[int, set[str]] = {}
