@@ -76,9 +76,8 @@ def test_torchrun_predict_equals_single_process(shapes_data, trained, tmp_path):
 def test_torchrun_features_are_sharded_and_equal_single_process(shapes_data, tmp_path):
     import numpy as np
 
-    from mixsup.scoring.features import open_features
-
     from mixsup.cli import main
+    from mixsup.scoring.features import open_features
 
     common = ["--preset", "tiny", "--set", "runtime.num_workers=0", "--set", "tiling.overlap=0"]
     assert main(["-q", "features", str(shapes_data), "--out", str(tmp_path / "one"),

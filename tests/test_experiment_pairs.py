@@ -70,3 +70,16 @@ def test_an_em_switch_pairs_with_the_plain_runs_of_every_mode():
                    ("mixed pixel-slides=3", "pixel pixel-slides=3")]
     # without the switch declared, a group of one pairs with nothing
     assert ("mixed teacher=average", "pixel") not in pairs(variants)
+
+
+def test_attention_modes_pair_on_the_slide_score_only(tmp_path):
+    """abmil's topk.csv ranks by attention, no probability: no θ1-alone pair with it."""
+    rng = np.random.default_rng(1)
+    runs: dict[str, dict[int, object]] = {"mixed": {}, "abmil": {}}
+    for mode in runs:
+        run = tmp_path / mode
+        _pred(run, dict(zip(IDS, rng.random(8), strict=True)),
+              {sid: rng.random(2) for sid in IDS})
+        runs[mode][0] = run
+    rows = paired_table(runs, LABELS, n_boot=50)
+    assert {r.score for r in rows} == {"slide"} and rows[0].diff.a == "mixed"

@@ -80,6 +80,9 @@ def paired_table(runs: dict[str, dict[int, Path]], labels: dict[str, int],
         if not seeds:
             continue
         for which in SCORES:
+            if which != "slide" and not all(
+                    MODES[split_variant(v)[0]].ranks_by_probability for v in (a, b)):
+                continue  # attention weights give no θ1-alone slide score
             sa = [run_scores(runs[a][s], which) for s in seeds]
             sb = [run_scores(runs[b][s], which) for s in seeds]
             ids = sorted(set(labels).intersection(*sa, *sb))
