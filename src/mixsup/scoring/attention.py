@@ -18,12 +18,12 @@ from mixsup.models.factory import embedding_dim
 from mixsup.patches import SlideSource
 from mixsup.scoring.cpu_backend import inference_model
 from mixsup.scoring.features import (
-    INDEX,
     FeatureSink,
     SlideFeatures,
     claim_folder,
     embed_slides,
     fingerprint_id,
+    holds,
     open_features,
     store_path,
 )
@@ -33,7 +33,6 @@ from mixsup.scoring.settings import InferSettings
 from mixsup.scoring.slide import SlideScore, TopKPatch
 from mixsup.scoring.topk import top_k
 from mixsup.slides.tiling import TileSet
-from mixsup.user_files import parse_json, read_text
 
 if TYPE_CHECKING:
     from mixsup.bundle import Bundle
@@ -46,10 +45,10 @@ class AttentionScorer:
 
     def __init__(self, models: Bundle, cfg: Config, out: Path, settings: InferSettings) -> None:
         net = cast(FeatureAttentionNet, models.theta1).to(settings.device).eval()
-        self.encoder, self.head = net.encoder, net.head
-        self.cfg, self.out, self.k = cfg, out, cfg.abmil.top_k
+        self.head, self.dim = net.head, embedding_dim(net.encoder)
+        self.out, self.k = out, cfg.abmil.top_k
         # exported (or compiled) once here, not once per slide
-        self.net = inference_model(self.encoder, settings, cfg.tiling.patch_size)
+        self.net = inference_model(net.encoder, settings, cfg.tiling.patch_size)
         self.settings = replace(settings, compile=False)
         self.fingerprint: dict[str, Any] | None = models.file.meta.get("features_fingerprint")
         self.cache = self._training_cache(models.file.meta.get("features"))
@@ -58,12 +57,7 @@ class AttentionScorer:
         """The training run's feature folder, where it still holds these features."""
         if not isinstance(folder, str) or self.fingerprint is None:
             return None
-        index = Path(folder) / INDEX
-        if not index.is_file():
-            return None
-        held = parse_json(read_text(index, INDEX), index, INDEX)
-        ok = isinstance(held, dict) and held.get("id") == fingerprint_id(self.fingerprint)
-        return Path(folder) if ok else None
+        return Path(folder) if holds(Path(folder), self.fingerprint) else None
 
     def features(self, slide_id: str, source: SlideSource, tiles: TileSet) -> SlideFeatures:
         """The training's cached features (only read), else the prediction's own
@@ -78,7 +72,7 @@ class AttentionScorer:
             claim_folder(own, self.fingerprint)
         attrs = {"key": tiles.key, "slide_id": slide_id,
                  "fingerprint": fingerprint_id(self.fingerprint or {}),
-                 "dim": embedding_dim(self.encoder)}
+                 "dim": self.dim}
         done = list(embed_slides(self.net, [source], [(0, tiles.coords)], tiles.patch_size,
                                  tiles.mpp, self.settings,
                                  lambda _i, _n, _m: FeatureSink(store_path(own, slide_id),

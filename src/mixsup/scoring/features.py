@@ -29,11 +29,11 @@ from mixsup.atomic import write_json
 from mixsup.config import Config, EncoderSpec
 from mixsup.dist import SINGLE, Dist
 from mixsup.errors import MixsupError
-from mixsup.patches import PatchReader, SlideSource
+from mixsup.patches import SlideSource
 from mixsup.progress import progress_bar
 from mixsup.runtime import autocast, to_input
 from mixsup.scoring.cpu_backend import inference_model
-from mixsup.scoring.patch_maps import Router, make_loader, worker_batches
+from mixsup.scoring.patch_maps import Router, patch_batches
 from mixsup.scoring.settings import InferSettings
 from mixsup.tile_dataset import SlideSet
 from mixsup.user_files import parse_json, read_text
@@ -87,8 +87,8 @@ def claim_folder(out: Path, fp: dict[str, Any]) -> None:
     """Make ``out`` this fingerprint's folder, or refuse when it holds other features."""
     index = out / INDEX
     if index.is_file():
-        held = parse_json(read_text(index, INDEX), index, INDEX)
-        if not isinstance(held, dict) or held.get("id") != fingerprint_id(fp):
+        held = read_index(out)
+        if not _same(held, fp):
             raise MixsupError(f"this folder holds features of another encoder or tiling "
                               f"({_encoder_name(held)}); features are never mixed",
                               FOLDER_FIX, out)
@@ -102,6 +102,20 @@ def claim_folder(out: Path, fp: dict[str, Any]) -> None:
 
 FOLDER_FIX = ("name another folder for these features (`mixsup features --out`, or "
               "abmil.features for training): one folder per encoder")
+
+
+def read_index(folder: Path) -> object:
+    """``features.json`` as parsed (a user may have edited it: checked by the callers)."""
+    return parse_json(read_text(folder / INDEX, INDEX), folder / INDEX, INDEX)
+
+
+def _same(held: object, fp: dict[str, Any]) -> bool:
+    return isinstance(held, dict) and held.get("id") == fingerprint_id(fp)
+
+
+def holds(folder: Path, fp: dict[str, Any]) -> bool:
+    """Whether ``folder`` is this fingerprint's feature folder."""
+    return (folder / INDEX).is_file() and _same(read_index(folder), fp)
 
 
 def _encoder_name(held: object) -> str:
@@ -194,17 +208,13 @@ def embed_slides(encoder: torch.nn.Module, sources: list[SlideSource],
     encoder's embedding of every patch, through the same loader as ``map_slides``."""
     encoder.eval()
     net = inference_model(encoder, settings, patch_size)
-    refs = np.concatenate([np.column_stack([np.full(len(c), s, np.int64),
-                                            np.asarray(c, np.int64).reshape(-1, 2)])
-                           for s, c in jobs]) if jobs else np.zeros((0, 3), np.int64)
     router = Router(jobs, 1, open_sink)
     yield from router.empty()
-    if not len(refs):
+    n = sum(router.sizes)
+    if not n:
         return
-    batches = worker_batches(router.sizes, settings.batch_size, settings.num_workers)
-    loader = make_loader(PatchReader(sources, refs, patch_size, mpp), batches,
-                         settings.num_workers, settings.device)
-    bar = progress_bar(total=len(refs), desc=desc, unit="patch", disable=not progress)
+    batches, loader = patch_batches(sources, jobs, router.sizes, patch_size, mpp, settings)
+    bar = progress_bar(total=n, desc=desc, unit="patch", disable=not progress)
     try:
         with torch.inference_mode():
             for rows, batch in zip(batches, loader, strict=True):

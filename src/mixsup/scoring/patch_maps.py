@@ -135,6 +135,19 @@ def worker_batches(sizes: list[int], batch_size: int, workers: int) -> list[rang
     return [s[k] for k in range(len(streams[0])) for s in streams if k < len(s)]
 
 
+def patch_batches(sources: list[SlideSource], jobs: list[tuple[int, np.ndarray]],
+                  sizes: list[int], patch_size: int, mpp: float,
+                  settings: InferSettings) -> tuple[list[range], DataLoader]:
+    """The jobs' patches (slide index, level-0 coords) as the batches ``worker_batches`` orders
+    and the one DataLoader that reads them: shared by every pass over patches."""
+    refs = np.concatenate([np.column_stack([np.full(len(c), s, np.int64),
+                                            np.asarray(c, np.int64).reshape(-1, 2)])
+                           for s, c in jobs])
+    batches = worker_batches(sizes, settings.batch_size, settings.num_workers)
+    return batches, make_loader(PatchReader(sources, refs, patch_size, mpp), batches,
+                                settings.num_workers, settings.device)
+
+
 def map_slides(model: torch.nn.Module, sources: list[SlideSource],
                jobs: list[tuple[int, np.ndarray]], patch_size: int, mpp: float,
                settings: InferSettings, progress: bool = False, desc: str = "infer",
@@ -147,16 +160,12 @@ def map_slides(model: torch.nn.Module, sources: list[SlideSource],
     model.eval()
     net = inference_model(model, settings, patch_size)
     device, m = settings.device, max(1, patch_size // settings.map_downsample)
-    refs = np.concatenate([np.column_stack([np.full(len(c), s, np.int64),
-                                            np.asarray(c, np.int64).reshape(-1, 2)])
-                           for s, c in jobs]) if jobs else np.zeros((0, 3), np.int64)
     router = Router(jobs, m, open_sink)
-    bar = progress_bar(total=len(refs), desc=desc, unit="patch", disable=not progress)
+    n = sum(router.sizes)
+    bar = progress_bar(total=n, desc=desc, unit="patch", disable=not progress)
     yield from router.empty()
-    if len(refs):
-        batches = worker_batches(router.sizes, settings.batch_size, settings.num_workers)
-        loader = make_loader(PatchReader(sources, refs, patch_size, mpp), batches,
-                             settings.num_workers, device)
+    if n:
+        batches, loader = patch_batches(sources, jobs, router.sizes, patch_size, mpp, settings)
         pending: _HostCopy | None = None
         try:
             with torch.inference_mode():
