@@ -20,6 +20,10 @@ def test_parse_ablation():
     assert [x.name for x in budget] == ["mixed pixel-slides=6", "pixel pixel-slides=6",
                                         "mixed pixel-slides=1", "pixel pixel-slides=1"]
     assert budget[1].mode == "pixel" and budget[1].overrides == ("subset.pixel_slides=6",)
+    drawn = parse_ablation("fine-tumour=0.25", ("mixed", "pixel"))
+    assert [(x.name, x.overrides) for x in drawn] == [
+        ("mixed fine-tumour=0.25", ("stage1.fine_tumour_share=0.25",)),
+        ("pixel fine-tumour=0.25", ("stage1.fine_tumour_share=0.25",))]
 
 
 def test_pairs_compare_modes_within_one_setting():

@@ -167,6 +167,9 @@ class Stage1Config(_Frozen):
         "last", description="the E-step's maps: the last round's θ1 (the paper), or the "
         "pixel-wise average of every round's so far")
     ratio: tuple[float, float, float] = Field((2, 1, 7), description="R = y_p : y_p+ : y_p-")
+    fine_tumour_share: float | None = Field(
+        None, gt=0, lt=1, description="share of each batch's y_p draws taken from fine "
+        "patches whose labels hold tumour (default: drawn uniformly, the paper)")
     map_downsample: int = Field(4, ge=1, description="stored probability map: patch / this")
     min_labelled: float = Field(0.5, ge=0, le=1, description="labelled fraction of a y_p patch")
     negative_fallback: Literal["none", "previous", "random"] = "random"

@@ -51,13 +51,14 @@ METRICS = ["specificity_at_full_sensitivity", "auc", "sensitivity", "specificity
 THETA1_METRICS = ["theta1_auc", "theta1_specificity_at_full_sensitivity"]
 ABLATIONS = {"pixel-labels": "subset.max_fine_patches", "slides": "subset.slide_label_fraction",
              "pixel-slides": "subset.pixel_slides", "pseudo-labels": "stage1.pseudo_labels",
-             "keep-top": "stage1.positive_keep_top", "teacher": "stage1.teacher"}
+             "keep-top": "stage1.positive_keep_top", "teacher": "stage1.teacher",
+             "fine-tumour": "stage1.fine_tumour_share"}
 # Switches that only the E-step reads: pixel and image runs are the same at every value, so
 # mixed at each value is paired with the plain runs of every mode (mixed's own included).
 EM_SWITCHES = frozenset({"pseudo-labels", "keep-top", "teacher"})
-# An ablation of the pixel labels is run for every mode that learns from them, so that
-# mixed - pixel can be read at each label budget; the others vary mixed only.
-ABLATED_MODES = {"pixel-slides": ("mixed", "pixel")}
+# An ablation of the pixel labels (or of how they are drawn) is run for every mode that learns
+# from them, so that mixed - pixel can be read at each value; the others vary mixed only.
+ABLATED_MODES = {"pixel-slides": ("mixed", "pixel"), "fine-tumour": ("mixed", "pixel")}
 
 
 @dataclass(frozen=True)

@@ -4,15 +4,18 @@ import logging
 
 import numpy as np
 import pytest
+import shapely
 import torch
 
 from mixsup.config import Stage1Config
+from mixsup.labels.regions import Region, SlideAnnotations
 from mixsup.scoring.map_store import write_maps
 from mixsup.scoring.patch_maps import PatchMaps
+from mixsup.slides.tiling import TileSet
 from mixsup.train.loss import soft_bce
-from mixsup.train.pools import em_pools
+from mixsup.train.pools import em_pools, tumour_first
 from mixsup.train.pseudo import keep_patches, pseudo_positive
-from mixsup.train.sampler import MixedBatchSampler, batch_counts
+from mixsup.train.sampler import MixedBatchSampler, batch_counts, split_first_pool
 
 
 def test_reweight_and_clip_exact_values():
@@ -148,3 +151,37 @@ def test_m_steps_use_round_lr_when_set():
     assert [stage1_lr(Stage1Config(lr=1e-3), r) for r in (0, 1, 2)] == [1e-3] * 3
     s1 = Stage1Config(lr=1e-3, round_lr=1e-4)
     assert [stage1_lr(s1, r) for r in (0, 1, 2)] == [1e-3, 1e-4, 1e-4]
+
+
+def test_split_first_pool_exact():
+    sizes, ratio = split_first_pool([10, 5, 20], [52, 9, 40], head=3, share=0.25)
+    assert sizes == [3, 7, 5, 20]
+    assert ratio == [13.0, 39.0, 9.0, 40.0]
+    # an empty part would hand its share to the other pools: the pool stays whole
+    for head in (0, 10):
+        assert split_first_pool([10, 5, 20], [52, 9, 40], head, 0.25) == (
+            [10, 5, 20], [52.0, 9.0, 40.0])
+
+
+def test_fine_tumour_share_in_every_batch():
+    sizes, ratio = split_first_pool([12, 0, 0], [1, 0, 0], head=3, share=0.25)
+    batches = list(MixedBatchSampler(sizes, ratio, batch_size=16, steps=20, seed=1))
+    for b in batches:
+        assert sum(i < 3 for i in b) == 4 and all(0 <= i < 12 for i in b)
+    # the tumour patches are drawn in turn, each as often as the others
+    assert sorted(np.bincount([i for b in batches for i in b if i < 3])) == [26, 27, 27]
+
+
+def test_tumour_first_orders_by_the_pixel_labels():
+    # a slide at 1 µm/px tiled in 8-px patches; tumour covers level-0 x in [20, 23), y < 8
+    tiles = TileSet("s", "s.tif", np.array([[0, 0], [8, 0], [16, 0], [24, 0]], np.int64),
+                    np.ones(4, np.float32), mpp=1.0, patch_size=8, overlap=0, slide_mpp=1.0,
+                    dimensions=(32, 8), key="k")
+    ann = SlideAnnotations((Region("T", "tumor", shapely.box(20, 0, 23, 8)),))
+    fine = np.array([[0, 0, 0], [0, 8, 0], [0, 16, 0], [0, 24, 0]], np.int64)
+    ordered, n = tumour_first(fine, [tiles], {0: ann}, patch_size=8)
+    assert n == 1
+    np.testing.assert_array_equal(ordered, fine[[2, 0, 1, 3]])
+    # a one-pixel sliver at the patch edge is found
+    ann = SlideAnnotations((Region("T", "tumor", shapely.box(30, 0, 31, 8)),))
+    assert tumour_first(fine, [tiles], {0: ann}, patch_size=8)[1] == 1

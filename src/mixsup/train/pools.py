@@ -10,7 +10,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from mixsup.config import Stage1Config
-from mixsup.labels.regions import IGNORE, SlideAnnotations
+from mixsup.labels.regions import IGNORE, POSITIVE, SlideAnnotations
 from mixsup.slides.tiling import TileSet
 from mixsup.train.pseudo import keep_patches, pseudo_positive
 from mixsup.train.results import NegativeFallback, PoolSizes, PoolStats
@@ -106,6 +106,20 @@ def fine_refs(tilesets: list[TileSet], annotations: dict[int, SlideAnnotations],
             if (m != IGNORE).mean() >= min_labelled:
                 rows.append((idx, x, y))
     return np.asarray(rows, np.int64).reshape(-1, 3)
+
+
+def tumour_first(fine: np.ndarray, tilesets: list[TileSet],
+                 annotations: dict[int, SlideAnnotations],
+                 patch_size: int) -> tuple[np.ndarray, int]:
+    """The fine pool reordered: the patches whose pixel labels hold tumour first (in their
+    order), then the rest; and how many hold tumour."""
+    holds = np.zeros(len(fine), bool)
+    for i, (idx, x, y) in enumerate(fine):
+        tiles = tilesets[int(idx)]
+        m = annotations[int(idx)].rasterize(int(x), int(y), patch_size, patch_size,
+                                            tiles.size0 / patch_size)
+        holds[i] = bool((m == POSITIVE).any())
+    return np.concatenate([fine[holds], fine[~holds]]), int(holds.sum())
 
 
 def em_pools(fine: np.ndarray, labels: dict[int, int], maps: Mapping[int, SlideMaps],

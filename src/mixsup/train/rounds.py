@@ -33,9 +33,9 @@ from mixsup.scoring.stores import MapStores, map_to_stores
 from mixsup.train.context import RunContext
 from mixsup.train.dataset import MixedPatches
 from mixsup.train.fit import append_jsonl, fit
-from mixsup.train.pools import Pools, average_teacher, em_pools, fine_refs
+from mixsup.train.pools import Pools, average_teacher, em_pools, fine_refs, tumour_first
 from mixsup.train.results import MapStats, RoundSummary
-from mixsup.train.sampler import MixedBatchSampler, batch_counts
+from mixsup.train.sampler import MixedBatchSampler, batch_counts, split_first_pool
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +76,15 @@ def run_stage1(ctx: RunContext, em: bool = True) -> list[RoundResult]:
                           "ROI) for some train slides", ctx.data.root)
     log.info("fine-label pool: %d patches from %d annotated slides", len(fine),
              len(ctx.annotations))
+    fine_tumour = 0
+    if s1.fine_tumour_share is not None:
+        fine, fine_tumour = tumour_first(fine, ctx.train.tilesets, ctx.annotations,
+                                         ctx.cfg.tiling.patch_size)
+        log.info("fine-label pool: %d of %d patches hold tumour; they get %.0f%% of its draws",
+                 fine_tumour, len(fine), 100 * s1.fine_tumour_share)
+        if not 0 < fine_tumour < len(fine):
+            log.warning("stage1.fine_tumour_share has no effect: %s of the fine-label patches "
+                        "hold tumour", "none" if fine_tumour == 0 else "all")
     results: list[RoundResult] = []
     previous: RoundResult | None = None
     previous_negative = None
@@ -87,7 +96,8 @@ def run_stage1(ctx: RunContext, em: bool = True) -> list[RoundResult]:
                                                               ctx.cfg.stage2.include_round0))
             log.info("round %d already finished; reusing it", r)
         else:
-            result = _run_round(ctx, r, fine, labelled, previous, previous_negative, em,
+            result = _run_round(ctx, r, fine, fine_tumour, labelled, previous,
+                                previous_negative, em,
                                 [res for res in results if not res.summary.collapsed])
         neg_path = rdir / "negatives.npy"
         if neg_path.is_file():
@@ -150,9 +160,11 @@ def stage1_lr(s1: Stage1Config, r: int) -> float:
     return s1.lr if r == 0 or s1.round_lr is None else s1.round_lr
 
 
-def _run_round(ctx: RunContext, r: int, fine: np.ndarray, labelled: dict[int, int],
-               previous: RoundResult | None, previous_negative: np.ndarray | None,
-               em: bool, history: list[RoundResult]) -> RoundResult:
+def _run_round(ctx: RunContext, r: int, fine: np.ndarray, fine_tumour: int,
+               labelled: dict[int, int], previous: RoundResult | None,
+               previous_negative: np.ndarray | None, em: bool,
+               history: list[RoundResult]) -> RoundResult:
+    """``fine_tumour``: the fine pool's first rows that hold tumour (``tumour_first``)."""
     cfg, s1 = ctx.cfg, ctx.cfg.stage1
     rdir = round_dir(ctx.run_dir, r)
     rdir.mkdir(parents=True, exist_ok=True)
@@ -181,7 +193,7 @@ def _run_round(ctx: RunContext, r: int, fine: np.ndarray, labelled: dict[int, in
         losses = list(state["losses"])
         log.info("round %d: model already trained; continuing with its E-step", r)
     else:
-        model, losses = _m_step(ctx, r, pools, ratio, epochs, previous)
+        model, losses = _m_step(ctx, r, pools, ratio, epochs, previous, fine_tumour)
     t_train = time.perf_counter() - t0
     if needs_maps(r, s1.rounds, em, cfg.stage2.include_round0):
         estep = e_step(ctx, model, r, labelled)
@@ -200,7 +212,8 @@ def _run_round(ctx: RunContext, r: int, fine: np.ndarray, labelled: dict[int, in
 
 
 def _m_step(ctx: RunContext, r: int, pools: Pools, ratio: tuple[float, float, float],
-            epochs: int, previous: RoundResult | None) -> tuple[torch.nn.Module, list[float]]:
+            epochs: int, previous: RoundResult | None,
+            fine_tumour: int = 0) -> tuple[torch.nn.Module, list[float]]:
     """θ1 of round ``r``: trained on the pools, warm-started from the previous round."""
     cfg, s1 = ctx.cfg, ctx.cfg.stage1
     rdir = round_dir(ctx.run_dir, r)
@@ -215,7 +228,10 @@ def _m_step(ctx: RunContext, r: int, pools: Pools, ratio: tuple[float, float, fl
                            cfg.tiling.mpp, s1.reweight, s1.floor, s1.augment,
                            seed=cfg.seed + r, pseudo_kind=s1.pseudo_labels)
     steps = theta1_steps(s1, len(pools.fine), r)
-    sampler = MixedBatchSampler(pools.sizes, ratio, s1.batch_size, steps,
+    sizes, mix = pools.sizes, list(ratio)
+    if s1.fine_tumour_share is not None:
+        sizes, mix = split_first_pool(sizes, mix, fine_tumour, s1.fine_tumour_share)
+    sampler = MixedBatchSampler(sizes, mix, s1.batch_size, steps,
                                 seed=cfg.seed * 1000 + r, rank=ctx.dist.rank,
                                 world_size=ctx.dist.world)
 

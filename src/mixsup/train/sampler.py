@@ -31,6 +31,18 @@ def batch_counts(batch_size: int, ratio: Sequence[float],
     return counts.tolist()
 
 
+def split_first_pool(sizes: Sequence[int], ratio: Sequence[float], head: int,
+                     share: float) -> tuple[list[int], list[float]]:
+    """The first pool as two pools, its first ``head`` rows drawn at ``share`` of its ratio and
+    the rest at ``1 - share``, the others as they were. Unsplit when either part is empty: an
+    empty part would hand its share to every other pool."""
+    sizes, ratio = [int(n) for n in sizes], [float(r) for r in ratio]
+    if not 0 < head < sizes[0]:
+        return sizes, ratio
+    return ([head, sizes[0] - head, *sizes[1:]],
+            [ratio[0] * share, ratio[0] * (1 - share), *ratio[1:]])
+
+
 class MixedBatchSampler(Sampler[list[int]]):
     """Yields ``steps`` batches of indices into the concatenation of the pools.
 
