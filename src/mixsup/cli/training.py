@@ -175,6 +175,7 @@ def cmd_rounds(args: argparse.Namespace) -> int:
         default_truth,
         map_quality,
         round_map_quality,
+        run_threshold,
         run_top_k,
         write_quality,
     )
@@ -192,16 +193,19 @@ def cmd_rounds(args: argparse.Namespace) -> int:
         k = run_top_k(Path(args.run))
         for split in args.split.split(","):
             for rnd, maps in heldout_maps(args.run, args.data, split, not args.quiet).items():
-                rows.append(map_quality(rnd, split, maps, labels, truth, k))
+                rows.append(map_quality(rnd, split, maps, labels, truth, k,
+                                        run_threshold(Path(args.run))))
     write_quality(Path(args.run) / "map_quality.json", rows)
     k = rows[0].top_k if rows else 0
     print(f"{'split':>5} {'round':>5} {'slides':>6} {'recall':>7} {'precision':>9} "
-          f"{'IoU (pos)':>9} {'pos frac (neg)':>14} {f'top-{k} hits':>10} {f'top-{k} AUC':>10}")
+          f"{'IoU (pos)':>9} {'pos frac (neg)':>14} {f'top-{k} hits':>10} {f'top-{k} AUC':>10} "
+          f"{'pos >= T':>8} {'neg >= T':>8}")
     for r in rows:
         print(f"{r.split:>5} {r.round:>5} {r.slides:>6} {r.recall_positive_slides:>7.4f} "
               f"{r.precision:>9.4f} {r.iou_positive_slides:>9.4f} "
               f"{r.negative_slides_positive_fraction:>14.4f} {r.topk_hit_rate:>10.3f} "
-              f"{r.topk_slide_auc:>10.3f}")
+              f"{r.topk_slide_auc:>10.3f} {r.positive_slides_reaching_t:>8.3f} "
+              f"{r.negative_slides_reaching_t:>8.3f}")
     return 0
 
 

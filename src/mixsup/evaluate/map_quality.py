@@ -6,8 +6,9 @@ On the training slides (the E-step's stored maps) or on held-out ones (val, test
 precision of (p >= 0.5) on the stored map grid of its tissue patches (false positives on
 negative slides count against the precision), pixel IoU on positive slides, the fraction of
 pixels called tumour on negative slides, and what stage 2 will see: the share of each positive
-slide's top-K patches that touch a true lesion, and how well the mean of the top-K max
-probabilities alone ranks the slides (AUC).
+slide's top-K patches that touch a true lesion, how well the mean of the top-K max
+probabilities alone ranks the slides (AUC), and the share of positive and of negative slides
+with a patch that reaches the run's T (the slides an E-step would take anything from).
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ class RoundQuality:
     recall_positive_slides: float = float("nan")  # true tumour pixels called tumour
     precision: float = float("nan")  # pixels called tumour that are, negative slides included
     slides: int = 0
+    threshold: float = float("nan")  # the run's T (stage1.threshold)
+    positive_slides_reaching_t: float = float("nan")  # share with a patch whose max p >= T
+    negative_slides_reaching_t: float = float("nan")
 
 
 def topk_hit_rate(true_masks: np.ndarray, max_prob: np.ndarray, k: int) -> float:
@@ -57,6 +61,17 @@ def run_top_k(run_dir: Path, default: int = 16) -> int:
     return default if cfg is None else cfg.stage2.top_k
 
 
+def run_threshold(run_dir: Path, default: float = 0.4) -> float:
+    cfg = saved_config(run_dir)
+    return default if cfg is None else cfg.stage1.threshold
+
+
+def share_reaching(slide_max: list[float], threshold: float) -> float:
+    """Share of slides whose highest patch probability reaches ``threshold``: the slides an
+    E-step at T = ``threshold`` keeps any patch of (the paper's filter is inclusive)."""
+    return float(np.mean(np.asarray(slide_max) >= threshold)) if slide_max else float("nan")
+
+
 def round_map_quality(run_dir: str | Path, data_dir: str | Path,
                       truth_dir: str | Path | None = None,
                       k: int | None = None) -> list[RoundQuality]:
@@ -69,7 +84,7 @@ def round_map_quality(run_dir: str | Path, data_dir: str | Path,
     for rdir in sorted(run_dir.glob("round_*"), key=lambda p: int(p.name.split("_")[1])):
         maps = {store.stem: open_maps(store) for store in sorted((rdir / "maps").glob("*.zarr"))}
         rows.append(map_quality(int(rdir.name.split("_")[1]), "train", maps, labels,
-                                truth_dir, k))
+                                truth_dir, k, run_threshold(run_dir)))
     return rows
 
 
@@ -80,12 +95,14 @@ def default_truth(data_dir: Path) -> Path:
 
 
 def map_quality(r: int, split: str, maps: Mapping[str, StoredMaps | None],
-                labels: Mapping[str, int | None], truth_dir: Path, k: int) -> RoundQuality:
+                labels: Mapping[str, int | None], truth_dir: Path, k: int,
+                threshold: float = 0.4) -> RoundQuality:
     """One round's maps of some slides (id -> maps) against ``truth_dir/<id>.geojson``; slides
-    without a label or a truth file are left out."""
+    without a label or a truth file are left out. ``threshold``: the run's T."""
     tp = fp = fn = 0
     neg_pos = neg_all = 0
     per_slide_iou, hits, slide_y, slide_score = [], [], [], []
+    slide_max: dict[int, list[float]] = {0: [], 1: []}
     for sid, got in maps.items():
         truth_path = truth_dir / f"{sid}.geojson"
         label = labels.get(sid)
@@ -95,6 +112,7 @@ def map_quality(r: int, split: str, maps: Mapping[str, StoredMaps | None],
         if len(coords):
             slide_y.append(int(label))
             slide_score.append(float(got.max_prob[top_k(got.max_prob, k)].mean()))
+            slide_max[int(label)].append(float(np.max(got.max_prob)))
         pred = got.maps[:] >= 0.5
         if label == 0:
             neg_pos += int(pred.sum())
@@ -123,7 +141,9 @@ def map_quality(r: int, split: str, maps: Mapping[str, StoredMaps | None],
         top_k=k, split=split,
         recall_positive_slides=tp / (tp + fn) if tp + fn else float("nan"),
         precision=tp / (tp + fp + neg_pos) if tp + fp + neg_pos else float("nan"),
-        slides=len(slide_y))
+        slides=len(slide_y), threshold=threshold,
+        positive_slides_reaching_t=share_reaching(slide_max[1], threshold),
+        negative_slides_reaching_t=share_reaching(slide_max[0], threshold))
 
 
 def write_quality(path: Path, rows: list[RoundQuality]) -> None:
