@@ -29,7 +29,8 @@ def test_parse_ablation():
 def test_pairs_compare_modes_within_one_setting():
     got = pairs(["image", "pixel", "mixed", "mixed pixel-slides=1", "pixel pixel-slides=1"])
     assert got == [("mixed", "pixel"), ("mixed", "image"), ("pixel", "image"),
-                   ("mixed pixel-slides=1", "pixel pixel-slides=1")]
+                   ("mixed pixel-slides=1", "pixel pixel-slides=1"),
+                   ("mixed pixel-slides=1", "mixed"), ("pixel pixel-slides=1", "pixel")]
 
 
 @pytest.mark.slow

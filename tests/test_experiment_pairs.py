@@ -67,9 +67,11 @@ def test_an_em_switch_pairs_with_the_plain_runs_of_every_mode():
     got = pairs(variants, frozenset({"teacher"}))
     assert got == [("mixed", "pixel"), ("mixed teacher=average", "mixed"),
                    ("mixed teacher=average", "pixel"),
-                   ("mixed pixel-slides=3", "pixel pixel-slides=3")]
-    # without the switch declared, a group of one pairs with nothing
+                   ("mixed pixel-slides=3", "pixel pixel-slides=3"),
+                   ("mixed pixel-slides=3", "mixed"), ("pixel pixel-slides=3", "pixel")]
+    # without the switch declared, a variant pairs with its own mode's base run only
     assert ("mixed teacher=average", "pixel") not in pairs(variants)
+    assert ("mixed teacher=average", "mixed") in pairs(variants)
 
 
 def test_attention_modes_pair_on_the_slide_score_only(tmp_path):

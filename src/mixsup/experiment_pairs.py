@@ -46,9 +46,10 @@ def split_variant(name: str) -> tuple[str, str]:
 def pairs(variants: Sequence[str], shared: frozenset[str] = frozenset()
           ) -> list[tuple[str, str]]:
     """Every two variants of the same setting, in the registry's order (mixed - pixel, mixed -
-    image, pixel - image, ...). A setting whose key is in ``shared`` changes only what its
+    image, pixel - image, ...), and each variant of a setting with its own mode's base run (the
+    setting's effect on that mode). A setting whose key is in ``shared`` changes only what its
     variants' mode reads (an EM switch: pixel and image runs are the same at every value), so
-    each of its variants is also paired with every variant of the base setting."""
+    each of its variants is paired with every variant of the base setting instead."""
     order = {m: i for i, m in enumerate(MODES)}
     groups: dict[str, list[str]] = {}
     for v in variants:
@@ -61,6 +62,9 @@ def pairs(variants: Sequence[str], shared: frozenset[str] = frozenset()
         out += list(itertools.combinations(members, 2))
         if setting and setting.partition("=")[0] in shared:
             out += [(m, b) for m in members for b in base]
+        elif setting:
+            out += [(m, b) for m in members for b in base
+                    if split_variant(b)[0] == split_variant(m)[0]]
     return out
 
 

@@ -15,6 +15,7 @@ PAPER: dict[str, Any] = {
     "stage1.pseudo_labels": "soft",
     "stage1.positive_keep_top": 0,
     "stage1.teacher": "last",
+    "stage1.fine_tumour_share": None,  # pixel-label patches drawn uniformly
     "stage2.select_by": "train_loss",  # θ2's final training loss, not its curve
     "stage2.include_round0": False,
     "stage2.init": "encoder",  # θ2 is its own network, not a fine-tuned θ1
