@@ -190,11 +190,10 @@ def cmd_rounds(args: argparse.Namespace) -> int:
         from mixsup.scoring.round_maps import heldout_maps
 
         labels = {s.slide_id: s.label for s in load_dataset(args.data).slides}
-        k = run_top_k(Path(args.run))
+        k, threshold = run_top_k(Path(args.run)), run_threshold(Path(args.run))
         for split in args.split.split(","):
             for rnd, maps in heldout_maps(args.run, args.data, split, not args.quiet).items():
-                rows.append(map_quality(rnd, split, maps, labels, truth, k,
-                                        run_threshold(Path(args.run))))
+                rows.append(map_quality(rnd, split, maps, labels, truth, k, threshold))
     write_quality(Path(args.run) / "map_quality.json", rows)
     k = rows[0].top_k if rows else 0
     print(f"{'split':>5} {'round':>5} {'slides':>6} {'recall':>7} {'precision':>9} "

@@ -80,11 +80,12 @@ def round_map_quality(run_dir: str | Path, data_dir: str | Path,
     truth_dir = Path(truth_dir) if truth_dir else default_truth(data_dir)
     k = k or run_top_k(run_dir)
     labels = {s.slide_id: s.label for s in load_dataset(data_dir).slides}
+    threshold = run_threshold(run_dir)
     rows = []
     for rdir in sorted(run_dir.glob("round_*"), key=lambda p: int(p.name.split("_")[1])):
         maps = {store.stem: open_maps(store) for store in sorted((rdir / "maps").glob("*.zarr"))}
         rows.append(map_quality(int(rdir.name.split("_")[1]), "train", maps, labels,
-                                truth_dir, k, run_threshold(run_dir)))
+                                truth_dir, k, threshold))
     return rows
 
 

@@ -213,7 +213,7 @@ def _run_round(ctx: RunContext, r: int, fine: np.ndarray, fine_tumour: int,
 
 def _m_step(ctx: RunContext, r: int, pools: Pools, ratio: tuple[float, float, float],
             epochs: int, previous: RoundResult | None,
-            fine_tumour: int = 0) -> tuple[torch.nn.Module, list[float]]:
+            fine_tumour: int) -> tuple[torch.nn.Module, list[float]]:
     """θ1 of round ``r``: trained on the pools, warm-started from the previous round."""
     cfg, s1 = ctx.cfg, ctx.cfg.stage1
     rdir = round_dir(ctx.run_dir, r)
