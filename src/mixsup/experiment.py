@@ -29,6 +29,7 @@ from mixsup.evaluate.report import (
     read_predictions,
     roc_figure,
 )
+from mixsup.experiment_budget import BudgetPoint, budget_figure, budget_markdown, budget_points
 from mixsup.experiment_pairs import (
     PairRow,
     paired_markdown,
@@ -138,11 +139,10 @@ def run_experiment(data_dir: str | Path, out: str | Path, preset: str = "small",
     jobs = [(seed, v, shared_features(load_config(
         preset, files, [*overrides, *v.overrides, f"seed={seed}"]), v.mode, out))
         for seed in seeds for v in variants]
-    checked: set[str] = set()
+    annotated: dict[str, int] = {}  # mode -> annotated train slides it could use
     for _, v, cfg in jobs:  # variants of one mode differ only in what the check ignores
-        if v.mode not in checked:
-            check_training(data, cfg, v.mode, strict=False)
-            checked.add(v.mode)
+        if v.mode not in annotated:
+            annotated[v.mode] = len(check_training(data, cfg, v.mode, strict=False).annotations)
     grid = [Job(v, seed, cfg, out / "runs" / f"{_slug(v.name)}_seed{seed}")
             for seed, v, cfg in jobs]
     precompute_features(data_dir, [(MODES[v.mode], cfg) for _, v, cfg in jobs], progress)
@@ -156,7 +156,11 @@ def run_experiment(data_dir: str | Path, out: str | Path, preset: str = "small",
     pairs = paired_table({name: {r.seed: r.run for r in rs} for name, rs in results.items()},
                          labels, shared=EM_SWITCHES)
     write_paired(out / "paired.csv", pairs)
-    write_results(out, rows, seeds, results, pairs)
+    budget = budget_points({r.variant: (r.mean["auc"], r.std["auc"]) for r in rows
+                            if r.center == "all"}, pairs, annotated.get("mixed", 0))
+    write_results(out, rows, seeds, results, pairs, budget)
+    if budget:
+        budget_figure(out / "budget.png", budget)
     first = {name: r[0].run for name, r in results.items()}
     roc_overlay(out / "roc.png", first, data_dir / "slides.csv")
     heatmap_grid(out / "heatmaps.png", first, data_dir)
@@ -304,7 +308,8 @@ RUN_COLUMNS = ["mode", "seed", "selected_round", "selection_rule", "auc",
 
 def write_results(out: Path, rows: list[SummaryRow], seeds: tuple[int, ...],
                   results: dict[str, list[RunResult]] | None = None,
-                  pairs: list[PairRow] | None = None) -> None:
+                  pairs: list[PairRow] | None = None,
+                  budget: list[BudgetPoint] | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     with atomic_open(out / "results.csv") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0].csv_row()), lineterminator="\n")
@@ -340,6 +345,7 @@ def write_results(out: Path, rows: list[SummaryRow], seeds: tuple[int, ...],
                          f"{_theta1_value(rr.theta1, 'theta1_auc'):.3f} | "
                          f"{m.tied_fraction:.2f} | {rr.train_seconds:.0f} |")
     lines += paired_markdown(pairs or [])
+    lines += budget_markdown(budget or [])
     write_text(out / "results.md", "\n".join(lines) + "\n")
 
 

@@ -131,14 +131,15 @@ def paired_markdown(rows: list[PairRow]) -> list[str]:
         d = row.diff
         by_key.setdefault((d.a, d.b, row.score), {})[d.metric] = d
     for (a, b, which), ms in by_key.items():
-        cells = [_ci(ms.get(m)) for m in PAIRED_METRICS]
+        cells = [ci_cell(ms.get(m)) for m in PAIRED_METRICS]
         any_d = next(iter(ms.values()))
         lines.append(f"| {a} − {b} | {SCORES[which]} | {cells[0]} | {cells[1]} | "
                      f"{len(any_d.per_seed)} | {any_d.n_slides} |")
     return lines
 
 
-def _ci(d: PairedDifference | None) -> str:
+def ci_cell(d: PairedDifference | None) -> str:
+    """``+0.042 [-0.011, +0.111]``, starred when the interval excludes 0."""
     if d is None:
         return "n/a"
     star = " *" if d.excludes_zero else ""
