@@ -81,7 +81,7 @@ def budget_figure(path: Path, points: list[BudgetPoint]) -> None:
     for mode in points[0].auc:
         left.errorbar(xs, [p.auc[mode][0] for p in points], [p.auc[mode][1] for p in points],
                       marker="o", capsize=3, label=mode)
-    left.set_ylabel("test AUC (θ2)")
+    left.set_ylabel("test AUC, θ2 (mean ± std over seeds)")
     for i, (key, label) in enumerate(SCORES.items()):
         ds = [(p.slides, p.diff[key]) for p in points if key in p.diff]
         if not ds:
