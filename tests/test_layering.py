@@ -145,7 +145,8 @@ def test_mixsup_view_serves_slides_without_torch(predicted, shapes_data, tmp_pat
     (osd / "openseadragon.min.js").write_text("")
     proc = subprocess.Popen([sys.executable, "-c", VIEW_PROBE, str(osd), "view", str(predicted),
                              "--data", str(shapes_data), "--port", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_default_sigint)
     watchdog = threading.Timer(300, proc.kill)
     watchdog.start()
     try:
@@ -163,6 +164,12 @@ def test_mixsup_view_serves_slides_without_torch(predicted, shapes_data, tmp_pat
     assert {"mixsup.view.server", "mixsup.view.deepzoom", "mixsup.labels.annotations"} <= set(
         modules)
     assert _heavy(modules) == [], f"mixsup view imports {_heavy(modules)[:5]}"
+
+
+def _default_sigint() -> None:
+    """A test run started in the background of a non-interactive shell ignores SIGINT, and so
+    would the viewer it starts: give the viewer Ctrl-C back."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _browse(url: str) -> tuple[int, int]:
