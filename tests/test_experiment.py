@@ -5,7 +5,7 @@ import csv
 import pytest
 
 from mixsup.cli import main
-from mixsup.experiment import parse_ablation
+from mixsup.experiment import grid_variants, parse_ablation
 from mixsup.experiment_pairs import pairs
 from tests.helpers import FAST
 
@@ -24,6 +24,16 @@ def test_parse_ablation():
     assert [(x.name, x.overrides) for x in drawn] == [
         ("mixed fine-tumour=0.25", ("stage1.fine_tumour_share=0.25",)),
         ("pixel fine-tumour=0.25", ("stage1.fine_tumour_share=0.25",))]
+
+
+def test_grid_variants_with_and_without_the_plain_runs():
+    both = grid_variants(("mixed", "pixel"), ("pixel-slides=1",))
+    assert [v.name for v in both] == ["mixed", "pixel", "mixed pixel-slides=1",
+                                      "pixel pixel-slides=1"]
+    only = grid_variants(("mixed", "pixel"), ("pixel-slides=1",), base=False)
+    assert [v.name for v in only] == ["mixed pixel-slides=1", "pixel pixel-slides=1"]
+    with pytest.raises(ValueError, match="--no-base"):
+        grid_variants(("mixed",), (), base=False)
 
 
 def test_pairs_compare_modes_within_one_setting():

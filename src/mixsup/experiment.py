@@ -121,18 +121,29 @@ def parse_ablation(spec: str, modes: tuple[str, ...] = tuple(MODES)) -> list[Var
             for v in values.split(",") for m in ablated]
 
 
+def grid_variants(modes: tuple[str, ...], ablations: tuple[str, ...],
+                  base: bool = True) -> list[Variant]:
+    """Every mode's plain run, then each ablation's; ``base=False`` drops the plain runs (they
+    live in another experiment folder, or only the ablated settings are wanted)."""
+    if not base and not ablations:
+        raise ValueError("--no-base runs only the --ablate variants, and none was given")
+    variants = [Variant(m, m) for m in modes] if base else []
+    for spec in ablations:
+        variants += parse_ablation(spec, modes)
+    return variants
+
+
 def run_experiment(data_dir: str | Path, out: str | Path, preset: str = "small",
                    modes: tuple[str, ...] = tuple(MODES), seeds: tuple[int, ...] = (0,),
                    ablations: tuple[str, ...] = (), files: tuple = (),
                    overrides: tuple[str, ...] = (), per_center: bool = False,
-                   progress: bool = True, workers: int = 1) -> list[SummaryRow]:
+                   progress: bool = True, workers: int = 1,
+                   base: bool = True) -> list[SummaryRow]:
     """``workers`` > 1: that many runs at once, in child processes (``run_grid``)."""
     if workers < 1:
         raise ValueError(f"--jobs takes a number of parallel runs >= 1 (got {workers})")
     data_dir, out = Path(data_dir), Path(out)
-    variants = [Variant(m, m) for m in modes]
-    for spec in ablations:
-        variants += parse_ablation(spec, modes)
+    variants = grid_variants(modes, ablations, base)
     # Everything that can fail is checked before the first run folder exists.
     test = collect_inputs([], str(data_dir), "test")
     data = load_dataset(data_dir)

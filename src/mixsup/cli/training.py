@@ -57,6 +57,9 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Command]:
                            "pseudo-labels=confident | keep-top=4 | teacher=average | "
                            "fine-tumour=0.5")
     p.add_argument("--per-center", action="store_true")
+    p.add_argument("--no-base", action="store_true",
+                   help="run only the --ablate variants, not each mode's plain run (e.g. more "
+                        "seeds at one label budget)")
     p.add_argument("--jobs", type=int, default=1, metavar="N",
                    help="runs at once, each in its own process with 1/N of the CPU cores "
                         "(default 1: one after the other, in this process)")
@@ -162,7 +165,8 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         rows = run_experiment(args.data, args.out, args.preset, modes, seeds,
                               tuple(args.ablate), tuple(args.config),
                               tuple(cli_overrides(args)),
-                              args.per_center, progress=not args.quiet, workers=args.jobs)
+                              args.per_center, progress=not args.quiet, workers=args.jobs,
+                              base=not args.no_base)
     except ValueError as exc:
         raise MixsupError(str(exc), "see mixsup experiment --help") from None
     print(Path(args.out, "results.md").read_text(), end="")
