@@ -24,6 +24,10 @@ def test_parse_ablation():
     assert [(x.name, x.overrides) for x in drawn] == [
         ("mixed fine-tumour=0.25", ("stage1.fine_tumour_share=0.25",)),
         ("pixel fine-tumour=0.25", ("stage1.fine_tumour_share=0.25",))]
+    short = parse_ablation("stage2-epochs=5", ("mixed", "pixel", "image"))
+    assert [(x.name, x.overrides) for x in short] == [
+        ("mixed stage2-epochs=5", ("stage2.epochs=5",)),
+        ("pixel stage2-epochs=5", ("stage2.epochs=5",))]
 
 
 def test_grid_variants_with_and_without_the_plain_runs():

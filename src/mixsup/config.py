@@ -257,6 +257,13 @@ class Stage2Config(EncoderSpec):
     include_round0: bool = Field(False, description="round selection also considers round 0 "
                                  "(θ1 on the pixel labels alone); the paper selects among 1..N")
 
+    @model_validator(mode="after")
+    def _selectable(self) -> Stage2Config:
+        if self.epochs == 0 and self.select_by != "val":
+            raise ValueError(f"stage2.epochs=0 leaves no training loss to pick a round by "
+                             f"(select_by={self.select_by}): set stage2.select_by=val")
+        return self
+
 
 class MILConfig(EncoderSpec):
     """The image-level baseline (Campanella et al. 2019): top-k MIL with slide labels only."""

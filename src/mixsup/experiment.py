@@ -32,6 +32,7 @@ from mixsup.evaluate.report import (
 from mixsup.experiment_budget import BudgetPoint, budget_figure, budget_markdown, budget_points
 from mixsup.experiment_pairs import (
     PairRow,
+    join_variant,
     paired_markdown,
     paired_table,
     theta1_scores,
@@ -53,13 +54,14 @@ THETA1_METRICS = ["theta1_auc", "theta1_specificity_at_full_sensitivity"]
 ABLATIONS = {"pixel-labels": "subset.max_fine_patches", "slides": "subset.slide_label_fraction",
              "pixel-slides": "subset.pixel_slides", "pseudo-labels": "stage1.pseudo_labels",
              "keep-top": "stage1.positive_keep_top", "teacher": "stage1.teacher",
-             "fine-tumour": "stage1.fine_tumour_share"}
+             "fine-tumour": "stage1.fine_tumour_share", "stage2-epochs": "stage2.epochs"}
 # Switches that only the E-step reads: pixel and image runs are the same at every value, so
 # mixed at each value is paired with the plain runs of every mode (mixed's own included).
 EM_SWITCHES = frozenset({"pseudo-labels", "keep-top", "teacher"})
 # An ablation of the pixel labels (or of how they are drawn) is run for every mode that learns
 # from them, so that mixed - pixel can be read at each value; the others vary mixed only.
-ABLATED_MODES = {"pixel-slides": ("mixed", "pixel"), "fine-tumour": ("mixed", "pixel")}
+ABLATED_MODES = {"pixel-slides": ("mixed", "pixel"), "fine-tumour": ("mixed", "pixel"),
+                 "stage2-epochs": ("mixed", "pixel")}
 
 
 @dataclass(frozen=True)
@@ -117,7 +119,7 @@ def parse_ablation(spec: str, modes: tuple[str, ...] = tuple(MODES)) -> list[Var
     if key not in ABLATIONS or not values:
         raise ValueError(f"--ablate takes {' or '.join(ABLATIONS)}=v1,v2,... (got {spec!r})")
     ablated = [m for m in ABLATED_MODES.get(key, ("mixed",)) if m in modes or m == "mixed"]
-    return [Variant(f"{m} {key}={v}", m, (f"{ABLATIONS[key]}={v}",))
+    return [Variant(join_variant(m, f"{key}={v}"), m, (f"{ABLATIONS[key]}={v}",))
             for v in values.split(",") for m in ablated]
 
 

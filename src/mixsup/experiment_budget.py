@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mixsup.evaluate.paired import PairedDifference
-from mixsup.experiment_pairs import SCORES, PairRow, ci_cell, split_variant
+from mixsup.experiment_pairs import SCORES, PairRow, ci_cell, join_variant, split_variant
 from mixsup.plotting import save_png
 
 KEY = "pixel-slides"
@@ -31,7 +31,7 @@ def budget_points(aucs: dict[str, tuple[float, float]], pairs: list[PairRow],
     budget at or above ``base_slides`` keeps every annotated slide, so it is shown at that
     count. Empty when no budget was ablated."""
     settings = sorted({s for v in aucs for m, s in [split_variant(v)] if s.startswith(f"{KEY}=")
-                       and m == a and _join(b, s) in aucs}, key=_count, reverse=True)
+                       and m == a and join_variant(b, s) in aucs}, key=_count, reverse=True)
     if not settings:
         return []
     if a in aucs and b in aucs:
@@ -39,14 +39,10 @@ def budget_points(aucs: dict[str, tuple[float, float]], pairs: list[PairRow],
     points = []
     for s in settings:
         diff = {row.score: row.diff for row in pairs if row.diff.metric == "auc"
-                and (row.diff.a, row.diff.b) == (_join(a, s), _join(b, s))}
+                and (row.diff.a, row.diff.b) == (join_variant(a, s), join_variant(b, s))}
         points.append(BudgetPoint(min(_count(s), base_slides) if s else base_slides, s,
-                                  {a: aucs[_join(a, s)], b: aucs[_join(b, s)]}, diff))
+                                  {a: aucs[join_variant(a, s)], b: aucs[join_variant(b, s)]}, diff))
     return points
-
-
-def _join(mode: str, setting: str) -> str:
-    return f"{mode} {setting}" if setting else mode
 
 
 def _count(setting: str) -> int:

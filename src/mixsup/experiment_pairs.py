@@ -43,6 +43,11 @@ def split_variant(name: str) -> tuple[str, str]:
     return mode, setting
 
 
+def join_variant(mode: str, setting: str) -> str:
+    """The inverse of ``split_variant``: (``"mixed"``, ``""``) -> ``"mixed"``."""
+    return f"{mode} {setting}" if setting else mode
+
+
 def pairs(variants: Sequence[str], shared: frozenset[str] = frozenset()
           ) -> list[tuple[str, str]]:
     """Every two variants of the same setting, in the registry's order (mixed - pixel, mixed -
