@@ -40,6 +40,18 @@ def test_grid_variants_with_and_without_the_plain_runs():
         grid_variants(("mixed",), (), base=False)
 
 
+def test_an_external_test_set_needs_labelled_test_slides(tmp_path):
+    from mixsup.errors import MixsupError
+    from mixsup.experiment import HeldOut
+    from mixsup.synth.shapes import make_shapes
+
+    train_only = make_shapes(tmp_path / "t", n_slides=2, size=256, progress=False,
+                             splits=(1, 0, 0))
+    with pytest.raises(MixsupError, match="no labelled test slide") as err:
+        HeldOut.of(tmp_path / "elsewhere", train_only)
+    assert str(train_only) in str(err.value)
+
+
 def test_pairs_compare_modes_within_one_setting():
     got = pairs(["image", "pixel", "mixed", "mixed pixel-slides=1", "pixel pixel-slides=1"])
     assert got == [("mixed", "pixel"), ("mixed", "image"), ("pixel", "image"),
@@ -113,3 +125,21 @@ def test_parallel_runs_give_the_sequential_results(shapes_data, tmp_path):
     assert [r["seed"] for r in parallel[0]] == ["0", "1"]
     assert parallel == sequential
     assert (tmp_path / "jobs2" / "runs" / "pixel_seed1" / "experiment.log").is_file()
+
+    # The same runs scored on an external test set: no training, their own prediction folder.
+    from mixsup.synth.shapes import make_shapes
+
+    ext = make_shapes(tmp_path / "ext", n_slides=4, size=640, seed=5, progress=False,
+                      splits=(0, 0, 1))
+    run = tmp_path / "jobs2" / "runs" / "pixel_seed0"
+    before = {p: p.stat().st_mtime_ns for p in (run / "train").glob("round_*/**/*.pt")}
+    own = (run / "pred" / "predictions.csv").read_text()
+    assert main(["-q", "experiment", str(shapes_data), "--out", str(tmp_path / "jobs2"),
+                 "--modes", "pixel", "--seeds", "0,1", "--preset", "tiny", "--test-data",
+                 str(ext), *[a for item in [*FAST, "stage1.rounds=0"]
+                             for a in ("--set", item)]]) == 0
+    assert before and {p: p.stat().st_mtime_ns for p in before} == before  # not retrained
+    assert (run / "pred" / "predictions.csv").read_text() == own
+    scored = (run / "pred-ext" / "predictions.csv").read_text().splitlines()[1:]
+    assert sorted(line.split(",")[0] for line in scored) == [f"slide_{i:03d}" for i in range(4)]
+    assert "external test set" in (tmp_path / "jobs2" / "results.md").read_text()

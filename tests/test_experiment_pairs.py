@@ -45,7 +45,7 @@ def test_paired_table_pairs_seeds_and_both_scores(tmp_path):
             slide = dict(zip(IDS, rng.random(8), strict=True))
             topk = {sid: rng.random(2) for sid in IDS[:-1]}  # s7: no tissue -> 0
             _pred(run, slide, topk)
-            runs[mode][seed] = run
+            runs[mode][seed] = run / "pred"
             expected.append(roc_auc_score([LABELS[i] for i in IDS], [slide[i] for i in IDS]))
     rows = paired_table(runs, LABELS, n_boot=200)
     assert {(r.score, r.diff.metric) for r in rows} == {
@@ -53,7 +53,7 @@ def test_paired_table_pairs_seeds_and_both_scores(tmp_path):
     auc = next(r.diff for r in rows if r.score == "slide" and r.diff.metric == "auc")
     assert (auc.a, auc.b, auc.n_slides) == ("mixed", "pixel", 8)
     assert auc.per_seed == pytest.approx([expected[0] - expected[2], expected[1] - expected[3]])
-    theta1 = theta1_scores(runs["mixed"][0] / "pred")
+    theta1 = theta1_scores(runs["mixed"][0])
     assert theta1["s7"] == 0.0 and 0 <= theta1["s0"] <= 1
     write_paired(tmp_path / "paired.csv", rows)
     assert len((tmp_path / "paired.csv").read_text().splitlines()) == 1 + 4
@@ -82,6 +82,6 @@ def test_attention_modes_pair_on_the_slide_score_only(tmp_path):
         run = tmp_path / mode
         _pred(run, dict(zip(IDS, rng.random(8), strict=True)),
               {sid: rng.random(2) for sid in IDS})
-        runs[mode][0] = run
+        runs[mode][0] = run / "pred"
     rows = paired_table(runs, LABELS, n_boot=50)
     assert {r.score for r in rows} == {"slide"} and rows[0].diff.a == "mixed"

@@ -78,6 +78,7 @@ class RunResult:
     variant: str
     seed: int
     run: Path
+    pred: Path  # its predictions on the experiment's test slides
     train_seconds: float
     selected_round: int | None  # None: the mode has no rounds (image)
     selection_rule: str
@@ -139,15 +140,17 @@ def run_experiment(data_dir: str | Path, out: str | Path, preset: str = "small",
                    modes: tuple[str, ...] = tuple(MODES), seeds: tuple[int, ...] = (0,),
                    ablations: tuple[str, ...] = (), files: tuple = (),
                    overrides: tuple[str, ...] = (), per_center: bool = False,
-                   progress: bool = True, workers: int = 1,
-                   base: bool = True) -> list[SummaryRow]:
-    """``workers`` > 1: that many runs at once, in child processes (``run_grid``)."""
+                   progress: bool = True, workers: int = 1, base: bool = True,
+                   test_data: str | Path | None = None) -> list[SummaryRow]:
+    """``workers`` > 1: that many runs at once, in child processes (``run_grid``).
+    ``test_data``: score the runs on that dataset's test split (an external cohort) instead
+    of ``data_dir``'s, into each run's own ``pred-<its folder name>``."""
     if workers < 1:
         raise ValueError(f"--jobs takes a number of parallel runs >= 1 (got {workers})")
     data_dir, out = Path(data_dir), Path(out)
     variants = grid_variants(modes, ablations, base)
     # Everything that can fail is checked before the first run folder exists.
-    test = collect_inputs([], str(data_dir), "test")
+    tests = HeldOut.of(data_dir, test_data)
     data = load_dataset(data_dir)
     jobs = [(seed, v, shared_features(load_config(
         preset, files, [*overrides, *v.overrides, f"seed={seed}"]), v.mode, out))
@@ -156,27 +159,27 @@ def run_experiment(data_dir: str | Path, out: str | Path, preset: str = "small",
     for _, v, cfg in jobs:  # variants of one mode differ only in what the check ignores
         if v.mode not in annotated:
             annotated[v.mode] = len(check_training(data, cfg, v.mode, strict=False).annotations)
-    grid = [Job(v, seed, cfg, out / "runs" / f"{_slug(v.name)}_seed{seed}")
+    grid = [Job(v, seed, cfg, out / "runs" / f"{_slug(v.name)}_seed{seed}", tests.folder)
             for seed, v, cfg in jobs]
     precompute_features(data_dir, [(MODES[v.mode], cfg) for _, v, cfg in jobs], progress)
-    results = run_grid(grid, data_dir, test, workers, progress)
-    labels, _ = read_labels(data_dir / "slides.csv")
+    results = run_grid(grid, data_dir, tests, workers, progress)
+    labels, _ = read_labels(tests.labels)
     mode_of = {v.name: MODES[v.mode] for v in variants}
-    results = {name: [replace(r, theta1=theta1_metrics(r.run, labels)
+    results = {name: [replace(r, theta1=theta1_metrics(r.pred, labels)
                               if mode_of[name].ranks_by_probability else None) for r in rs]
                for name, rs in results.items()}
     rows = summarise(results, per_center)
-    pairs = paired_table({name: {r.seed: r.run for r in rs} for name, rs in results.items()},
+    pairs = paired_table({name: {r.seed: r.pred for r in rs} for name, rs in results.items()},
                          labels, shared=EM_SWITCHES)
     write_paired(out / "paired.csv", pairs)
     budget = budget_points({r.variant: (r.mean["auc"], r.std["auc"]) for r in rows
                             if r.center == "all"}, pairs, annotated.get("mixed", 0))
-    write_results(out, rows, seeds, results, pairs, budget)
+    write_results(out, rows, seeds, results, pairs, budget, tests.note())
     if budget:
         budget_figure(out / "budget.png", budget)
-    first = {name: r[0].run for name, r in results.items()}
-    roc_overlay(out / "roc.png", first, data_dir / "slides.csv")
-    heatmap_grid(out / "heatmaps.png", first, data_dir)
+    first = {name: r[0].pred for name, r in results.items()}
+    roc_overlay(out / "roc.png", first, tests.labels)
+    heatmap_grid(out / "heatmaps.png", first, tests.data)
     return rows
 
 
@@ -209,6 +212,38 @@ def precompute_features(data_dir: Path, jobs: list[tuple[Mode, Config]],
 
 
 @dataclass(frozen=True)
+class HeldOut:
+    """The slides every run is scored on: the training dataset's test split, or another
+    dataset's (an external cohort), whose predictions get their own folder in each run."""
+
+    data: Path
+    slides: list[tuple[str, Path]]
+    folder: str  # a run's predictions: "pred", or "pred-<the other dataset's folder name>"
+
+    @classmethod
+    def of(cls, data_dir: Path, test_data: str | Path | None) -> HeldOut:
+        other = Path(test_data) if test_data is not None else None
+        if other is None or other.resolve() == data_dir.resolve():
+            return cls(data_dir, collect_inputs([], str(data_dir), "test"), "pred")
+        ds = load_dataset(other)
+        if not any(r.split == "test" and r.label is not None for r in ds.slides):
+            raise MixsupError("the --test-data dataset has no labelled test slide",
+                              "mark its held-out slides split=test in its slides.csv (`mixsup "
+                              "synth --splits 0,0,1` writes such a dataset)", other)
+        return cls(other, collect_inputs([], str(other), "test"), f"pred-{other.name}")
+
+    @property
+    def labels(self) -> Path:
+        return self.data / "slides.csv"
+
+    def note(self) -> str:
+        where = ("the training dataset's test split" if self.folder == "pred" else
+                 f"the test split of {self.data} (an external test set; in each run's "
+                 f"{self.folder}/)")
+        return f"Test slides: {len(self.slides)}, {where}."
+
+
+@dataclass(frozen=True)
 class Job:
     """One run of the grid: a variant at a seed, in its own folder."""
 
@@ -216,6 +251,15 @@ class Job:
     seed: int
     cfg: Config
     run: Path
+    pred_folder: str = "pred"
+
+    @property
+    def pred(self) -> Path:
+        return self.run / self.pred_folder
+
+    @property
+    def report(self) -> Path:
+        return self.run / self.pred_folder.replace("pred", "report", 1)
 
     @property
     def name(self) -> str:
@@ -231,7 +275,7 @@ def _slug(name: str) -> str:
     return name.replace(" ", "_").replace("=", "")
 
 
-def run_grid(grid: list[Job], data_dir: Path, test: list[tuple[str, Path]], workers: int,
+def run_grid(grid: list[Job], data_dir: Path, test: HeldOut, workers: int,
              progress: bool) -> dict[str, list[RunResult]]:
     """Every job's result by variant, in the grid's order whatever order they finish in."""
     if workers == 1:
@@ -253,25 +297,24 @@ def run_grid(grid: list[Job], data_dir: Path, test: list[tuple[str, Path]], work
     return results
 
 
-def run_one(job: Job, data_dir: Path, test: list[tuple[str, Path]],
-            progress: bool) -> RunResult:
-    """Train (or resume) one run, predict the test split with it and evaluate."""
+def run_one(job: Job, data_dir: Path, test: HeldOut, progress: bool) -> RunResult:
+    """Train (or resume) one run, predict the test slides with it and evaluate."""
     v, seed, cfg, run = job.variant, job.seed, job.cfg, job.run
     log.info("experiment: %s, seed %d", v.name, seed)
     t0 = time.perf_counter()
     trained = train(data_dir, run / "train", cfg, mode=v.mode,
                     resume=(run / "train" / "config.yaml").is_file(), progress=progress)
     seconds = _train_seconds(run / "train", time.perf_counter() - t0)
-    predict(run / "train", test, run / "pred", progress=progress)
-    ev = evaluate(run / "pred" / "predictions.csv", data_dir / "slides.csv", run / "report")
+    predict(run / "train", test.slides, job.pred, progress=progress)
+    ev = evaluate(job.pred / "predictions.csv", test.labels, job.report)
     s = trained.summary
-    return RunResult(v.name, seed, run, seconds, s.selected_round if s else None,
+    return RunResult(v.name, seed, run, job.pred, seconds, s.selected_round if s else None,
                      s.selection.rule if s and s.selection else "", ev)
 
 
-def theta1_metrics(run: Path, labels: dict[str, int]) -> SlideMetrics | None:
+def theta1_metrics(pred: Path, labels: dict[str, int]) -> SlideMetrics | None:
     """θ1's own slide score on the test slides (no operating threshold: 0.5 stands in)."""
-    scores = theta1_scores(run / "pred")
+    scores = theta1_scores(pred)
     ids = [i for i in scores if i in labels]
     y = np.array([labels[i] for i in ids])
     if len(set(y.tolist())) < 2:
@@ -322,7 +365,7 @@ RUN_COLUMNS = ["mode", "seed", "selected_round", "selection_rule", "auc",
 def write_results(out: Path, rows: list[SummaryRow], seeds: tuple[int, ...],
                   results: dict[str, list[RunResult]] | None = None,
                   pairs: list[PairRow] | None = None,
-                  budget: list[BudgetPoint] | None = None) -> None:
+                  budget: list[BudgetPoint] | None = None, test_note: str = "") -> None:
     out.mkdir(parents=True, exist_ok=True)
     with atomic_open(out / "results.csv") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0].csv_row()), lineterminator="\n")
@@ -339,7 +382,8 @@ def write_results(out: Path, rows: list[SummaryRow], seeds: tuple[int, ...],
             ("sensitivity", "sensitivity"), ("specificity", "specificity"),
             ("θ1 alone: AUC", "theta1_auc"),
             ("θ1 alone: spec @ sens 1", "theta1_specificity_at_full_sensitivity")]
-    lines = [f"Seeds: {', '.join(map(str, seeds))} (mean ± std over seeds)", "",
+    lines = [f"Seeds: {', '.join(map(str, seeds))} (mean ± std over seeds)",
+             *([test_note] if test_note else []), "",
              "| mode | center | " + " | ".join(h for h, _ in show) + " |",
              "|---|---|" + "---|" * len(show)]
     for row in rows:
@@ -368,36 +412,36 @@ def _pm(mean: float, std: float, n: int) -> str:
     return f"{mean:.3f} ± {std:.3f}" if n > 1 else f"{mean:.3f}"
 
 
-def roc_overlay(path: Path, runs: dict[str, Path], labels_csv: Path) -> None:
+def roc_overlay(path: Path, preds: dict[str, Path], labels_csv: Path) -> None:
     labels, _ = read_labels(labels_csv)
     curves = {}
-    for name, run in runs.items():
-        scores = read_predictions(run / "pred" / "predictions.csv")
+    for name, pred in preds.items():
+        scores = read_predictions(pred / "predictions.csv")
         ids = [i for i in scores if i in labels]
         curves[name] = (np.array([scores[i] for i in ids]), np.array([labels[i] for i in ids]))
     roc_figure(path, curves)
 
 
-def heatmap_grid(path: Path, runs: dict[str, Path], data_dir: Path, n_each: int = 2) -> None:
+def heatmap_grid(path: Path, preds: dict[str, Path], data_dir: Path, n_each: int = 2) -> None:
     """A few test slides (rows) x modes (columns), like the paper's Fig. 5."""
     test = [s for s in load_dataset(data_dir).split("test") if s.label is not None]
     chosen = ([s for s in test if s.label == 1][:n_each] +
               [s for s in test if s.label == 0][:n_each])
-    if not chosen or not runs:
+    if not chosen or not preds:
         return
-    fig = Figure(figsize=(2.8 * len(runs), 2.8 * len(chosen)))
-    axes = fig.subplots(len(chosen), len(runs), squeeze=False)
+    fig = Figure(figsize=(2.8 * len(preds), 2.8 * len(chosen)))
+    axes = fig.subplots(len(chosen), len(preds), squeeze=False)
     for r, rec in enumerate(chosen):
-        for c, (name, run) in enumerate(runs.items()):
+        for c, (name, pred) in enumerate(preds.items()):
             ax = axes[r][c]
-            png = run / "pred" / "heatmaps" / f"{rec.slide_id}.png"
+            png = pred / "heatmaps" / f"{rec.slide_id}.png"
             if png.is_file():
                 bgr = cv2.imread(str(png))
                 if bgr is None:
                     raise MixsupError("cannot read heatmap image",
                                       "delete it and re-run the prediction", png)
                 ax.imshow(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-            p = json.loads((run / "pred" / "slides" / f"{rec.slide_id}.json").read_text())
+            p = json.loads((pred / "slides" / f"{rec.slide_id}.json").read_text())
             ax.set_title(f"{name}\n{rec.slide_id} (y={rec.label}) p={p['probability']:.2f}",
                          fontsize=8)
             ax.axis("off")

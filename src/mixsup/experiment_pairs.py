@@ -32,8 +32,8 @@ def theta1_scores(pred_dir: Path) -> dict[str, float]:
             for sid in read_predictions(pred_dir / "predictions.csv")}
 
 
-def run_scores(run: Path, which: str) -> dict[str, float]:
-    pred = run / "pred"
+def run_scores(pred: Path, which: str) -> dict[str, float]:
+    """A run's test scores (``pred``: its prediction folder) by a key of SCORES."""
     return read_predictions(pred / "predictions.csv") if which == "slide" else theta1_scores(pred)
 
 
@@ -81,8 +81,9 @@ class PairRow:
 
 def paired_table(runs: dict[str, dict[int, Path]], labels: dict[str, int],
                  n_boot: int = 2000, shared: frozenset[str] = frozenset()) -> list[PairRow]:
-    """``runs``: variant -> seed -> run folder. Pairs use the seeds both variants ran and the
-    labelled slides both scored in every one of them; ``shared``: as for ``pairs``."""
+    """``runs``: variant -> seed -> the run's prediction folder. Pairs use the seeds both
+    variants ran and the labelled slides both scored in every one of them; ``shared``: as for
+    ``pairs``."""
     rows = []
     for a, b in pairs(list(runs), shared):
         seeds = sorted(set(runs[a]) & set(runs[b]))

@@ -65,6 +65,16 @@ def port(text: str) -> int:
 mpp_arg = number_in(*MPP_RANGE, "MPP (microns per pixel)")
 
 
+def split_fractions(text: str) -> tuple[float, float, float]:
+    """An argparse type: three shares (train, val, test), each in [0, 1], summing to 1."""
+    share = number_in(0, 1, "a split's share")
+    parts = [share(x) for x in text.split(",")]
+    if len(parts) != 3 or abs(sum(parts) - 1) > 1e-6:
+        raise argparse.ArgumentTypeError(f"give three shares TRAIN,VAL,TEST that sum to 1, "
+                                          f"not {text!r}")
+    return parts[0], parts[1], parts[2]
+
+
 def config_args(p: argparse.ArgumentParser, default_preset: str = "paper") -> None:
     p.add_argument("--preset", default=default_preset, choices=list(PRESETS),
                    help=f"settings preset (default: {default_preset})")

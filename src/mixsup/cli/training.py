@@ -57,6 +57,10 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Command]:
                            "pseudo-labels=confident | keep-top=4 | teacher=average | "
                            "fine-tumour=0.5 | stage2-epochs=5")
     p.add_argument("--per-center", action="store_true")
+    p.add_argument("--test-data", default=None, metavar="OTHER",
+                   help="score the runs on OTHER's test split (an external test set) instead "
+                        "of DATA's; each run keeps those predictions in pred-<OTHER's name>/ "
+                        "and trains only if it has not yet")
     p.add_argument("--no-base", action="store_true",
                    help="run only the --ablate variants, not each mode's plain run (e.g. more "
                         "seeds at one label budget)")
@@ -166,7 +170,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
                               tuple(args.ablate), tuple(args.config),
                               tuple(cli_overrides(args)),
                               args.per_center, progress=not args.quiet, workers=args.jobs,
-                              base=not args.no_base)
+                              base=not args.no_base, test_data=args.test_data)
     except ValueError as exc:
         raise MixsupError(str(exc), "see mixsup experiment --help") from None
     print(Path(args.out, "results.md").read_text(), end="")

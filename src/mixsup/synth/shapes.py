@@ -63,7 +63,9 @@ def shapes_renderer(lay: SlideLayout) -> Renderer:
 
 def make_shapes(out: str | Path, n_slides: int = 20, size: int = 1280, mpp: float = 1.0,
                 seed: int = 0, annotated_fraction: float = 0.6, progress: bool = True,
-                compression: str = "jpeg", truth_dir: str | Path | None = None) -> Path:
-    layouts = plan_slides(n_slides, size, size, seed=seed, annotated_fraction=annotated_fraction)
+                compression: str = "jpeg", truth_dir: str | Path | None = None,
+                splits: tuple[float, float, float] = (0.6, 0.2, 0.2)) -> Path:
+    layouts = plan_slides(n_slides, size, size, seed=seed, annotated_fraction=annotated_fraction,
+                          splits=splits)
     return write_dataset(out, layouts, mpp, shapes_renderer, progress=progress,
                          compression=compression, truth_dir=truth_dir)
