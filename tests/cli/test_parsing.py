@@ -21,12 +21,13 @@ def _leaves(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):
 def _sample(action: argparse.Action) -> str:
     if action.choices:
         return str(list(action.choices)[-1])
-    if action.type is not None:  # a number, in range for every numeric option
-        try:
-            action.type("1")
-            return "1"
-        except (ValueError, argparse.ArgumentTypeError):
-            pass
+    if action.type is not None:  # a number (or three shares), in range for every such option
+        for text in ("1", "1,0,0"):
+            try:
+                action.type(text)
+                return text
+            except (ValueError, argparse.ArgumentTypeError):
+                pass
     return f"v-{action.dest}"
 
 
