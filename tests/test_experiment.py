@@ -30,6 +30,31 @@ def test_parse_ablation():
         ("pixel stage2-epochs=5", ("stage2.epochs=5",))]
 
 
+@pytest.mark.parametrize("shares", ["0.5,0.5", "a,b,c", "0.5,0.2,0.2", "1.5,-0.5,0"])
+def test_synth_refuses_split_shares_that_are_not_three_summing_to_one(shares, tmp_path,
+                                                                       capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["synth", str(tmp_path / "d"), "--split-shares", shares])
+    assert exit_.value.code == 2 and "--split-shares" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()
+
+
+def test_no_base_without_an_ablation_is_refused(tmp_path, capsys):
+    assert main(["experiment", str(tmp_path), "--out", str(tmp_path / "e"), "--no-base"]) == 2
+    assert "--no-base" in capsys.readouterr().err and not (tmp_path / "e").exists()
+
+
+def test_stage2_without_epochs_needs_a_rule_that_has_a_value():
+    from mixsup.config import load_config
+    from mixsup.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="no training curve"):
+        load_config("small", overrides=["stage2.epochs=0", "stage2.select_by=train_curve"])
+    for rule in ("train_loss", "val"):  # θ2's loss after training is measured at 0 epochs too
+        cfg = load_config("small", overrides=["stage2.epochs=0", f"stage2.select_by={rule}"])
+        assert cfg.stage2.epochs == 0
+
+
 def test_grid_variants_with_and_without_the_plain_runs():
     both = grid_variants(("mixed", "pixel"), ("pixel-slides=1",))
     assert [v.name for v in both] == ["mixed", "pixel", "mixed pixel-slides=1",
@@ -46,10 +71,10 @@ def test_an_external_test_set_needs_labelled_test_slides(tmp_path):
     from mixsup.synth.shapes import make_shapes
 
     train_only = make_shapes(tmp_path / "t", n_slides=2, size=256, progress=False,
-                             splits=(1, 0, 0))
-    with pytest.raises(MixsupError, match="no labelled test slide") as err:
+                             splits=(1, 0, 0)).resolve()
+    with pytest.raises(MixsupError, match="labelled test slides of both classes") as err:
         HeldOut.of(tmp_path / "elsewhere", train_only)
-    assert str(train_only) in str(err.value)
+    assert str(train_only / "slides.csv") in str(err.value)
 
 
 def test_pairs_compare_modes_within_one_setting():
@@ -142,4 +167,9 @@ def test_parallel_runs_give_the_sequential_results(shapes_data, tmp_path):
     assert (run / "pred" / "predictions.csv").read_text() == own
     scored = (run / "pred-ext" / "predictions.csv").read_text().splitlines()[1:]
     assert sorted(line.split(",")[0] for line in scored) == [f"slide_{i:03d}" for i in range(4)]
-    assert "external test set" in (tmp_path / "jobs2" / "results.md").read_text()
+    assert (run / "report-ext" / "metrics.json").is_file()
+    tables = tmp_path / "jobs2" / "test-ext"
+    assert "external test set" in (tables / "results.md").read_text()
+    assert {"results.csv", "runs.csv", "paired.csv", "roc.png"} <= {
+        p.name for p in tables.iterdir()}
+    assert "external" not in (tmp_path / "jobs2" / "results.md").read_text()  # DATA's own

@@ -29,3 +29,25 @@ def test_predict_config_takes_runtime_settings_and_refuses_model_ones(trained):
         with pytest.raises(MixsupError, match=override.split(".")[0]) as err:
             predict_config(bundle, (), [override])
         assert "runtime" in err.value.fix
+
+
+def test_a_prediction_is_reused_only_for_the_same_slide_file(tmp_path):
+    import json
+    import os
+
+    from mixsup.predict import _predicted
+
+    slide, other = tmp_path / "a.tiff", tmp_path / "b.tiff"
+    slide.write_bytes(b"x")
+    other.write_bytes(b"y")
+    record = tmp_path / "slides" / "s0.json"
+    assert not _predicted(record, slide)  # none yet
+    record.parent.mkdir()
+    record.write_text(json.dumps({"path": str(slide.resolve())}))
+    assert _predicted(record, slide)
+    assert not _predicted(record, other)  # the same id in another test set
+    later = record.stat().st_mtime_ns + 10**9
+    os.utime(slide, ns=(later, later))  # the slide was written again after its prediction
+    assert not _predicted(record, slide)
+    record.write_text("{not json")
+    assert not _predicted(record, slide)

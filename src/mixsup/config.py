@@ -259,9 +259,9 @@ class Stage2Config(EncoderSpec):
 
     @model_validator(mode="after")
     def _selectable(self) -> Stage2Config:
-        if self.epochs == 0 and self.select_by != "val":
-            raise ValueError(f"stage2.epochs=0 leaves no training loss to pick a round by "
-                             f"(select_by={self.select_by}): set stage2.select_by=val")
+        if self.epochs == 0 and self.select_by == "train_curve":
+            raise ValueError("stage2.epochs=0 leaves no training curve to pick a round by: "
+                             "set stage2.select_by=train_loss or val")
         return self
 
 

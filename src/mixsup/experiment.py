@@ -6,12 +6,8 @@ from __future__ import annotations
 
 import csv
 import json
-import logging
 import math
-import time
-from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from functools import partial
 from pathlib import Path
 
 import cv2
@@ -23,8 +19,6 @@ from mixsup.config import Config, load_config
 from mixsup.errors import MixsupError
 from mixsup.evaluate.metrics import SlideMetrics, slide_metrics
 from mixsup.evaluate.report import (
-    Evaluation,
-    evaluate,
     read_labels,
     read_predictions,
     roc_figure,
@@ -38,15 +32,12 @@ from mixsup.experiment_pairs import (
     theta1_scores,
     write_paired,
 )
+from mixsup.experiment_runs import HeldOut, Job, RunResult, Variant, run_grid, slug
 from mixsup.labels.table import load_dataset
 from mixsup.modes import MODES, Mode
-from mixsup.parallel_runs import run_in_processes
 from mixsup.plotting import save_png
-from mixsup.predict import collect_inputs, predict
-from mixsup.train.api import train
 from mixsup.train.preflight import check_training
 
-log = logging.getLogger(__name__)
 METRICS = ["specificity_at_full_sensitivity", "auc", "sensitivity", "specificity",
            "threshold_at_full_sensitivity", "operating_threshold", "tied_fraction", "n_pos",
            "n_neg"]
@@ -64,33 +55,13 @@ ABLATED_MODES = {"pixel-slides": ("mixed", "pixel"), "fine-tumour": ("mixed", "p
                  "stage2-epochs": ("mixed", "pixel")}
 
 
-@dataclass(frozen=True)
-class Variant:
-    name: str
-    mode: str
-    overrides: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class RunResult:
-    """One variant at one seed: trained, its test split predicted and evaluated."""
-
-    variant: str
-    seed: int
-    run: Path
-    pred: Path  # its predictions on the experiment's test slides
-    train_seconds: float
-    selected_round: int | None  # None: the mode has no rounds (image)
-    selection_rule: str
-    evaluation: Evaluation
-    theta1: SlideMetrics | None = None  # θ1's own slide score (top-K mean max probability)
-
-    def csv_row(self) -> dict[str, object]:
-        m = self.evaluation.overall
-        return {"mode": self.variant, "seed": self.seed, "selected_round": self.selected_round,
-                "selection_rule": self.selection_rule, "run": str(self.run),
-                "train_seconds": self.train_seconds} | {k: getattr(m, k) for k in METRICS} | {
-                    k: _theta1_value(self.theta1, k) for k in THETA1_METRICS}
+def run_row(r: RunResult) -> dict[str, object]:
+    """A run's ``runs.csv`` row."""
+    m = r.evaluation.overall
+    return {"mode": r.variant, "seed": r.seed, "selected_round": r.selected_round,
+            "selection_rule": r.selection_rule, "run": str(r.run),
+            "train_seconds": r.train_seconds} | {k: getattr(m, k) for k in METRICS} | {
+                k: _theta1_value(r.theta1, k) for k in THETA1_METRICS}
 
 
 def _theta1_value(m: SlideMetrics | None, key: str) -> float:
@@ -113,6 +84,12 @@ class SummaryRow:
         for k in METRICS + THETA1_METRICS:
             row[k], row[f"{k}_std"] = self.mean[k], self.std[k]
         return row
+
+
+@dataclass(frozen=True)
+class Experiment:
+    rows: list[SummaryRow]
+    tables: Path  # results.md/csv, runs.csv, paired.csv and the figures
 
 
 def parse_ablation(spec: str, modes: tuple[str, ...] = tuple(MODES)) -> list[Variant]:
@@ -141,16 +118,16 @@ def run_experiment(data_dir: str | Path, out: str | Path, preset: str = "small",
                    ablations: tuple[str, ...] = (), files: tuple = (),
                    overrides: tuple[str, ...] = (), per_center: bool = False,
                    progress: bool = True, workers: int = 1, base: bool = True,
-                   test_data: str | Path | None = None) -> list[SummaryRow]:
+                   test_data: str | Path | None = None) -> Experiment:
     """``workers`` > 1: that many runs at once, in child processes (``run_grid``).
-    ``test_data``: score the runs on that dataset's test split (an external cohort) instead
-    of ``data_dir``'s, into each run's own ``pred-<its folder name>``."""
+    ``test_data``: score the runs on that dataset's test split (an external test set) instead
+    of ``data_dir``'s (``HeldOut``)."""
     if workers < 1:
         raise ValueError(f"--jobs takes a number of parallel runs >= 1 (got {workers})")
     data_dir, out = Path(data_dir), Path(out)
     variants = grid_variants(modes, ablations, base)
     # Everything that can fail is checked before the first run folder exists.
-    tests = HeldOut.of(data_dir, test_data)
+    held_out = HeldOut.of(data_dir, test_data)
     data = load_dataset(data_dir)
     jobs = [(seed, v, shared_features(load_config(
         preset, files, [*overrides, *v.overrides, f"seed={seed}"]), v.mode, out))
@@ -159,11 +136,11 @@ def run_experiment(data_dir: str | Path, out: str | Path, preset: str = "small",
     for _, v, cfg in jobs:  # variants of one mode differ only in what the check ignores
         if v.mode not in annotated:
             annotated[v.mode] = len(check_training(data, cfg, v.mode, strict=False).annotations)
-    grid = [Job(v, seed, cfg, out / "runs" / f"{_slug(v.name)}_seed{seed}", tests.folder)
+    grid = [Job(v, seed, cfg, out / "runs" / f"{slug(v.name)}_seed{seed}", held_out.suffix)
             for seed, v, cfg in jobs]
     precompute_features(data_dir, [(MODES[v.mode], cfg) for _, v, cfg in jobs], progress)
-    results = run_grid(grid, data_dir, tests, workers, progress)
-    labels, _ = read_labels(tests.labels)
+    results = run_grid(grid, data_dir, held_out, workers, progress)
+    labels, _ = read_labels(held_out.labels)
     mode_of = {v.name: MODES[v.mode] for v in variants}
     results = {name: [replace(r, theta1=theta1_metrics(r.pred, labels)
                               if mode_of[name].ranks_by_probability else None) for r in rs]
@@ -171,16 +148,18 @@ def run_experiment(data_dir: str | Path, out: str | Path, preset: str = "small",
     rows = summarise(results, per_center)
     pairs = paired_table({name: {r.seed: r.pred for r in rs} for name, rs in results.items()},
                          labels, shared=EM_SWITCHES)
-    write_paired(out / "paired.csv", pairs)
+    tables = held_out.tables(out)
+    tables.mkdir(parents=True, exist_ok=True)
+    write_paired(tables / "paired.csv", pairs)
     budget = budget_points({r.variant: (r.mean["auc"], r.std["auc"]) for r in rows
                             if r.center == "all"}, pairs, annotated.get("mixed", 0))
-    write_results(out, rows, seeds, results, pairs, budget, tests.note())
+    write_results(tables, rows, seeds, results, pairs, budget, held_out.note())
     if budget:
-        budget_figure(out / "budget.png", budget)
+        budget_figure(tables / "budget.png", budget)
     first = {name: r[0].pred for name, r in results.items()}
-    roc_overlay(out / "roc.png", first, tests.labels)
-    heatmap_grid(out / "heatmaps.png", first, tests.data)
-    return rows
+    roc_overlay(tables / "roc.png", first, held_out.labels)
+    heatmap_grid(tables / "heatmaps.png", first, held_out.data)
+    return Experiment(rows, tables)
 
 
 def shared_features(cfg: Config, mode: str, out: Path) -> Config:
@@ -209,107 +188,6 @@ def precompute_features(data_dir: Path, jobs: list[tuple[Mode, Config]],
         if folder and folder not in done:
             extract_dataset(data_dir, folder, cfg, ("train", "val", "test"), progress)
             done.add(folder)
-
-
-@dataclass(frozen=True)
-class HeldOut:
-    """The slides every run is scored on: the training dataset's test split, or another
-    dataset's (an external cohort), whose predictions get their own folder in each run."""
-
-    data: Path
-    slides: list[tuple[str, Path]]
-    folder: str  # a run's predictions: "pred", or "pred-<the other dataset's folder name>"
-
-    @classmethod
-    def of(cls, data_dir: Path, test_data: str | Path | None) -> HeldOut:
-        other = Path(test_data) if test_data is not None else None
-        if other is None or other.resolve() == data_dir.resolve():
-            return cls(data_dir, collect_inputs([], str(data_dir), "test"), "pred")
-        ds = load_dataset(other)
-        if not any(r.split == "test" and r.label is not None for r in ds.slides):
-            raise MixsupError("the --test-data dataset has no labelled test slide",
-                              "mark its held-out slides split=test in its slides.csv (`mixsup "
-                              "synth --splits 0,0,1` writes such a dataset)", other)
-        return cls(other, collect_inputs([], str(other), "test"), f"pred-{other.name}")
-
-    @property
-    def labels(self) -> Path:
-        return self.data / "slides.csv"
-
-    def note(self) -> str:
-        where = ("the training dataset's test split" if self.folder == "pred" else
-                 f"the test split of {self.data} (an external test set; in each run's "
-                 f"{self.folder}/)")
-        return f"Test slides: {len(self.slides)}, {where}."
-
-
-@dataclass(frozen=True)
-class Job:
-    """One run of the grid: a variant at a seed, in its own folder."""
-
-    variant: Variant
-    seed: int
-    cfg: Config
-    run: Path
-    pred_folder: str = "pred"
-
-    @property
-    def pred(self) -> Path:
-        return self.run / self.pred_folder
-
-    @property
-    def report(self) -> Path:
-        return self.run / self.pred_folder.replace("pred", "report", 1)
-
-    @property
-    def name(self) -> str:
-        return f"{self.variant.name}, seed {self.seed}"
-
-    @property
-    def log(self) -> Path:
-        """Where the run logs when it runs in a child process."""
-        return self.run / "experiment.log"
-
-
-def _slug(name: str) -> str:
-    return name.replace(" ", "_").replace("=", "")
-
-
-def run_grid(grid: list[Job], data_dir: Path, test: HeldOut, workers: int,
-             progress: bool) -> dict[str, list[RunResult]]:
-    """Every job's result by variant, in the grid's order whatever order they finish in."""
-    if workers == 1:
-        finished: Iterator[tuple[int, RunResult]] = (
-            (i, run_one(job, data_dir, test, progress)) for i, job in enumerate(grid))
-    else:
-        fn = partial(run_one, data_dir=data_dir, test=test, progress=False)
-        finished = run_in_processes(fn, grid, min(workers, len(grid)), name=lambda j: j.name,
-                                    log_path=lambda j: j.log)
-    done: dict[int, RunResult] = {}
-    for i, result in finished:
-        done[i] = result
-        log.info("experiment: [%d/%d] %s finished: AUC %.3f, trained in %.0f s%s",
-                 len(done), len(grid), grid[i].name, result.evaluation.overall.auc,
-                 result.train_seconds, f" (log: {grid[i].log})" if workers > 1 else "")
-    results: dict[str, list[RunResult]] = {}
-    for i in sorted(done):
-        results.setdefault(done[i].variant, []).append(done[i])
-    return results
-
-
-def run_one(job: Job, data_dir: Path, test: HeldOut, progress: bool) -> RunResult:
-    """Train (or resume) one run, predict the test slides with it and evaluate."""
-    v, seed, cfg, run = job.variant, job.seed, job.cfg, job.run
-    log.info("experiment: %s, seed %d", v.name, seed)
-    t0 = time.perf_counter()
-    trained = train(data_dir, run / "train", cfg, mode=v.mode,
-                    resume=(run / "train" / "config.yaml").is_file(), progress=progress)
-    seconds = _train_seconds(run / "train", time.perf_counter() - t0)
-    predict(run / "train", test.slides, job.pred, progress=progress)
-    ev = evaluate(job.pred / "predictions.csv", test.labels, job.report)
-    s = trained.summary
-    return RunResult(v.name, seed, run, job.pred, seconds, s.selected_round if s else None,
-                     s.selection.rule if s and s.selection else "", ev)
 
 
 def theta1_metrics(pred: Path, labels: dict[str, int]) -> SlideMetrics | None:
@@ -347,16 +225,6 @@ def _row(name: str, center: str, runs: list[SlideMetrics],
     return SummaryRow(name, center, len(runs), mean, std)
 
 
-def _train_seconds(train_dir: Path, measured: float) -> float:
-    """Wall time of the training, kept beside the run so that a resumed experiment reports
-    the time of the run that did the work, not of the reload."""
-    path = train_dir / "wall_seconds.json"
-    if path.is_file():
-        return float(json.loads(path.read_text())["seconds"])
-    write_text(path, json.dumps({"seconds": round(measured, 1)}))
-    return measured
-
-
 RUN_COLUMNS = ["mode", "seed", "selected_round", "selection_rule", "auc",
                "specificity_at_full_sensitivity", *THETA1_METRICS, "sensitivity",
                "specificity", "tied_fraction", "train_seconds", "run"]
@@ -371,7 +239,7 @@ def write_results(out: Path, rows: list[SummaryRow], seeds: tuple[int, ...],
         w = csv.DictWriter(fh, fieldnames=list(rows[0].csv_row()), lineterminator="\n")
         w.writeheader()
         w.writerows(r.csv_row() for r in rows)
-    runs = [r.csv_row() for rs in (results or {}).values() for r in rs]
+    runs = [run_row(r) for rs in (results or {}).values() for r in rs]
     if runs:
         with atomic_open(out / "runs.csv") as fh:
             w = csv.DictWriter(fh, fieldnames=RUN_COLUMNS, extrasaction="ignore",

@@ -121,7 +121,7 @@ def predict(bundle: BundleFile | str | Path, inputs: list[tuple[str, Path]], out
     slide_predictor = _SlidePredictor(models, cfg, out, device)
     for slide_id, path in progress_bar(dist.shard(list(inputs)), desc="predict",
                                        unit="slide", disable=not (progress and dist.main)):
-        if (out / "slides" / f"{slide_id}.json").is_file():
+        if _predicted(out / "slides" / f"{slide_id}.json", path):
             continue
         try:
             slide_predictor(slide_id, path, thr)
@@ -145,6 +145,22 @@ def predict(bundle: BundleFile | str | Path, inputs: list[tuple[str, Path]], out
                                           "n_slides": len(rows), "skipped": skipped})
     dist.barrier()
     return PredictResult(out, rows, skipped)
+
+
+def _predicted(record: Path, slide: Path) -> bool:
+    """Whether ``record`` is a finished prediction of this very slide file. A record of
+    another file under the same id (another test set in the same folder) or of an older
+    version of it (a dataset made again) is not: that slide is predicted again."""
+    try:
+        stored = json.loads(record.read_text()).get("path")
+        newer = record.stat().st_mtime_ns >= Path(slide).stat().st_mtime_ns
+    except (OSError, ValueError, AttributeError):
+        return False
+    if stored == str(Path(slide).resolve()) and newer:
+        return True
+    log.warning("%s was predicted from another file (%s) or an older version of it; "
+                "predicting it again", record.stem, stored)
+    return False
 
 
 def predict_config(bundle: BundleFile, files: tuple | list = (),

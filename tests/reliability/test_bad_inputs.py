@@ -185,7 +185,7 @@ def test_pickle_that_runs_code_is_refused(tmp_path):
     ("stage1.threshold=1.5", "threshold"),
     ("stage1.threshold=-0.1", "threshold"),
     ("stage1.ratio=[2,-1,7]", "ratio"),
-    ("stage2.epochs=0", "select_by=val"),
+    ("stage2.epochs=0", "no training curve"),
     ("stage1.unknown=3", "unknown"),
     ("bogus.key=1", "bogus"),
 ])

@@ -42,9 +42,10 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Command]:
                    "outlines (default: OUT-truth beside OUT, never inside it)")
     p.add_argument("--compression", choices=["jpeg", "zlib"], default="jpeg",
                    help="tile compression; zlib needs no imagecodecs (bigger, lossless files)")
-    p.add_argument("--splits", type=split_fractions, default=None, metavar="TRAIN,VAL,TEST",
-                   help="shares of the slides in each split (default: shapes 0.6,0.2,0.2, pcam "
-                        "0.5,0.15,0.35); 0,0,1 makes an all-test set for experiment --test-data")
+    p.add_argument("--split-shares", type=split_fractions, default=None,
+                   metavar="TRAIN,VAL,TEST", help="each split's share of the slides (default: "
+                   "shapes 0.6,0.2,0.2, pcam 0.5,0.15,0.35); 0,0,1 makes an all-test set for "
+                   "experiment --test-data")
 
     p = sub.add_parser("validate", help="check a dataset: slides.csv, every slide (opened: "
                        "header, levels, MPP, a few tiles) and every annotation")
@@ -83,20 +84,23 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_synth(args: argparse.Namespace) -> int:
     from mixsup.synth.layout import answer_key
 
+    if args.split_shares and args.patients:
+        raise MixsupError("--split-shares cannot be used with --patients",
+                          "drop one: a patient's 5 nodes share one split")
+    shares = {"splits": args.split_shares} if args.split_shares else {}
     start = time.perf_counter()
     if args.kind == "shapes":
         from mixsup.synth.shapes import make_shapes
 
         out = make_shapes(args.out, n_slides=args.n_slides or 20, size=args.size or 1280,
-                          seed=args.seed, progress=not args.quiet,
-                          splits=args.splits or (0.6, 0.2, 0.2),
+                          seed=args.seed, progress=not args.quiet, **shares,
                           compression=args.compression, truth_dir=args.truth)
     else:
         from mixsup.synth.pcam import make_pcam
 
         out = make_pcam(args.out, args.pcam, n_slides=args.n_slides or 60,
                         size=args.size or 3072, seed=args.seed, patients=args.patients,
-                        splits=args.splits or (0.5, 0.15, 0.35),
+                        **shares,
                         progress=not args.quiet, compression=args.compression,
                         truth_dir=args.truth)
     print_dataset(out)

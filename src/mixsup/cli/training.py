@@ -59,8 +59,9 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Command]:
     p.add_argument("--per-center", action="store_true")
     p.add_argument("--test-data", default=None, metavar="OTHER",
                    help="score the runs on OTHER's test split (an external test set) instead "
-                        "of DATA's; each run keeps those predictions in pred-<OTHER's name>/ "
-                        "and trains only if it has not yet")
+                        "of DATA's: each run keeps those predictions in pred-<OTHER's name>/, "
+                        "the tables go to OUT/test-<OTHER's name>/, and a run trains only if "
+                        "it has not yet")
     p.add_argument("--no-base", action="store_true",
                    help="run only the --ablate variants, not each mode's plain run (e.g. more "
                         "seeds at one label budget)")
@@ -166,15 +167,15 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     modes = tuple(get_mode(m.strip()).name for m in args.modes.split(",") if m.strip())
     seeds = tuple(int(s) for s in args.seeds.split(","))
     try:
-        rows = run_experiment(args.data, args.out, args.preset, modes, seeds,
+        done = run_experiment(args.data, args.out, args.preset, modes, seeds,
                               tuple(args.ablate), tuple(args.config),
                               tuple(cli_overrides(args)),
                               args.per_center, progress=not args.quiet, workers=args.jobs,
                               base=not args.no_base, test_data=args.test_data)
     except ValueError as exc:
         raise MixsupError(str(exc), "see mixsup experiment --help") from None
-    print(Path(args.out, "results.md").read_text(), end="")
-    print(f"{len(rows)} row(s) -> {Path(args.out) / 'results.csv'}")
+    print((done.tables / "results.md").read_text(), end="")
+    print(f"{len(done.rows)} row(s) -> {done.tables / 'results.csv'}")
     return 0
 
 

@@ -1,0 +1,163 @@
+"""The experiment's runs: each variant at each seed trained (or resumed) in its own folder,
+then its test slides predicted and evaluated; one after the other, or in child processes."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+from mixsup.atomic import write_text
+from mixsup.config import Config
+from mixsup.errors import MixsupError
+from mixsup.evaluate.metrics import SlideMetrics
+from mixsup.evaluate.report import Evaluation, evaluate
+from mixsup.labels.table import load_dataset
+from mixsup.parallel_runs import run_in_processes
+from mixsup.predict import collect_inputs, predict
+from mixsup.train.api import train
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    mode: str
+    overrides: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """One variant at one seed: trained, its test split predicted and evaluated."""
+
+    variant: str
+    seed: int
+    run: Path
+    pred: Path  # its predictions on the experiment's test slides
+    train_seconds: float
+    selected_round: int | None  # None: the mode has no rounds (image)
+    selection_rule: str
+    evaluation: Evaluation
+    theta1: SlideMetrics | None = None  # θ1's own slide score (top-K mean max probability)
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """The slides every run is scored on: the training dataset's test split, or another
+    dataset's (an external test set), whose predictions, reports and tables get their own
+    folders, so that the training dataset's own stay as they are."""
+
+    data: Path
+    slides: list[tuple[str, Path]]
+    suffix: str = ""  # "" for the training dataset's test split, else "-<its folder name>"
+
+    @classmethod
+    def of(cls, data_dir: Path, test_data: str | Path | None) -> HeldOut:
+        if test_data is None or Path(test_data).resolve() == data_dir.resolve():
+            return cls(data_dir, collect_inputs([], str(data_dir), "test"))
+        other = Path(test_data).resolve()
+        test = [r for r in load_dataset(other).slides if r.split == "test"]
+        if {r.label for r in test} - {None} != {0, 1}:
+            raise MixsupError("the --test-data dataset needs labelled test slides of both "
+                              "classes", "mark its held-out slides split=test, with labels 0 "
+                              "and 1 (`mixsup synth --split-shares 0,0,1` writes such a "
+                              "dataset)", other / "slides.csv")
+        return cls(other, [(r.slide_id, r.path) for r in test], f"-{other.name}")
+
+    @property
+    def labels(self) -> Path:
+        return self.data / "slides.csv"
+
+    def tables(self, out: Path) -> Path:
+        """Where the experiment's tables and figures about these slides go."""
+        return out / f"test{self.suffix}" if self.suffix else out
+
+    def note(self) -> str:
+        where = ("the training dataset's test split" if not self.suffix else
+                 f"the test split of {self.data}, an external test set (each run's "
+                 f"pred{self.suffix}/)")
+        return f"Test slides: {len(self.slides)}, {where}."
+
+
+@dataclass(frozen=True)
+class Job:
+    """One run of the grid: a variant at a seed, in its own folder."""
+
+    variant: Variant
+    seed: int
+    cfg: Config
+    run: Path
+    suffix: str = ""  # its test set's (``HeldOut.suffix``)
+
+    @property
+    def pred(self) -> Path:
+        return self.run / f"pred{self.suffix}"
+
+    @property
+    def report(self) -> Path:
+        return self.run / f"report{self.suffix}"
+
+    @property
+    def name(self) -> str:
+        return f"{self.variant.name}, seed {self.seed}"
+
+    @property
+    def log(self) -> Path:
+        """Where the run logs when it runs in a child process."""
+        return self.run / "experiment.log"
+
+
+def slug(name: str) -> str:
+    return name.replace(" ", "_").replace("=", "")
+
+
+def run_grid(grid: list[Job], data_dir: Path, held_out: HeldOut, workers: int,
+             progress: bool) -> dict[str, list[RunResult]]:
+    """Every job's result by variant, in the grid's order whatever order they finish in."""
+    if workers == 1:
+        finished: Iterator[tuple[int, RunResult]] = (
+            (i, run_one(job, data_dir, held_out, progress)) for i, job in enumerate(grid))
+    else:
+        fn = partial(run_one, data_dir=data_dir, held_out=held_out, progress=False)
+        finished = run_in_processes(fn, grid, min(workers, len(grid)), name=lambda j: j.name,
+                                    log_path=lambda j: j.log)
+    done: dict[int, RunResult] = {}
+    for i, result in finished:
+        done[i] = result
+        log.info("experiment: [%d/%d] %s finished: AUC %.3f, trained in %.0f s%s",
+                 len(done), len(grid), grid[i].name, result.evaluation.overall.auc,
+                 result.train_seconds, f" (log: {grid[i].log})" if workers > 1 else "")
+    results: dict[str, list[RunResult]] = {}
+    for i in sorted(done):
+        results.setdefault(done[i].variant, []).append(done[i])
+    return results
+
+
+def run_one(job: Job, data_dir: Path, held_out: HeldOut, progress: bool) -> RunResult:
+    """Train (or resume) one run, predict the test slides with it and evaluate."""
+    v, seed, cfg, run = job.variant, job.seed, job.cfg, job.run
+    log.info("experiment: %s, seed %d", v.name, seed)
+    t0 = time.perf_counter()
+    trained = train(data_dir, run / "train", cfg, mode=v.mode,
+                    resume=(run / "train" / "config.yaml").is_file(), progress=progress)
+    seconds = _train_seconds(run / "train", time.perf_counter() - t0)
+    predict(run / "train", held_out.slides, job.pred, progress=progress)
+    ev = evaluate(job.pred / "predictions.csv", held_out.labels, job.report)
+    s = trained.summary
+    return RunResult(v.name, seed, run, job.pred, seconds, s.selected_round if s else None,
+                     s.selection.rule if s and s.selection else "", ev)
+
+
+def _train_seconds(train_dir: Path, measured: float) -> float:
+    """Wall time of the training, kept beside the run so that a resumed experiment reports
+    the time of the run that did the work, not of the reload."""
+    path = train_dir / "wall_seconds.json"
+    if path.is_file():
+        return float(json.loads(path.read_text())["seconds"])
+    write_text(path, json.dumps({"seconds": round(measured, 1)}))
+    return measured
