@@ -39,6 +39,18 @@ def test_synth_refuses_split_shares_that_are_not_three_summing_to_one(shares, tm
     assert not (tmp_path / "d").exists()
 
 
+def test_a_run_folder_linked_to_nothing_is_refused_before_any_run(shapes_data, tmp_path,
+                                                                   capsys):
+    runs = tmp_path / "e" / "runs"
+    runs.mkdir(parents=True)
+    (runs / "pixel_seed0").symlink_to(tmp_path / "gone")
+    assert main(["experiment", str(shapes_data), "--out", str(tmp_path / "e"), "--modes",
+                 "pixel", "--preset", "tiny"]) == 2
+    err = capsys.readouterr().err
+    assert "link to nothing" in err and "pixel_seed0" in err and "Traceback" not in err
+    assert sorted(p.name for p in (tmp_path / "e").iterdir()) == ["runs"]
+
+
 def test_no_base_without_an_ablation_is_refused(tmp_path, capsys):
     assert main(["experiment", str(tmp_path), "--out", str(tmp_path / "e"), "--no-base"]) == 2
     assert "--no-base" in capsys.readouterr().err and not (tmp_path / "e").exists()

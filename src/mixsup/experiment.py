@@ -138,6 +138,11 @@ def run_experiment(data_dir: str | Path, out: str | Path, preset: str = "small",
             annotated[v.mode] = len(check_training(data, cfg, v.mode, strict=False).annotations)
     grid = [Job(v, seed, cfg, out / "runs" / f"{slug(v.name)}_seed{seed}", held_out.suffix)
             for seed, v, cfg in jobs]
+    dangling = [j.run for j in grid if j.run.is_symlink() and not j.run.exists()]
+    if dangling:
+        raise MixsupError(f"{len(dangling)} run folder(s) link to nothing",
+                          "remove the links (the runs then train afresh) or restore what they "
+                          "point to", dangling[0])
     precompute_features(data_dir, [(MODES[v.mode], cfg) for _, v, cfg in jobs], progress)
     results = run_grid(grid, data_dir, held_out, workers, progress)
     labels, _ = read_labels(held_out.labels)
