@@ -67,7 +67,7 @@ class HeldOut:
                               "classes", "mark its held-out slides split=test, with labels 0 "
                               "and 1 (`mixsup synth --split-shares 0,0,1` writes such a "
                               "dataset)", other / "slides.csv")
-        return cls(other, [(r.slide_id, r.path) for r in test], f"-{other.name}")
+        return cls(other, collect_inputs([], str(other), "test"), f"-{other.name}")
 
     @property
     def labels(self) -> Path:
