@@ -4,14 +4,18 @@ Each child is a fresh ``spawn`` interpreter that limits its threads to its share
 before it imports torch (this module imports no torch: the limit is set by the pool's
 initializer, before the job's function and its imports are unpickled) and logs to the run's
 own file. A failed run stops the scheduling of new ones; the runs in progress finish, so that
-nothing done is lost, and the error names the failed run and its log.
+nothing done is lost, and the error names the failed run and its log. A child dies with its
+parent: a killed command leaves no runs training on as orphans.
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import multiprocessing
 import os
+import signal
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
@@ -25,6 +29,7 @@ J = TypeVar("J")
 R = TypeVar("R")
 log = logging.getLogger(__name__)
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
 def cpu_cores() -> int:
@@ -50,7 +55,7 @@ def run_in_processes(fn: Callable[[J], R], jobs: Sequence[J], workers: int,
              len(jobs), workers, threads)
     start = time.time()
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_limit_threads, initargs=(threads,)) as pool:
+                             initializer=_init_child, initargs=(threads, os.getpid())) as pool:
         futures: dict[Future[R], int] = {
             pool.submit(_child, fn, job, log_path(job), threads): i for i, job in enumerate(jobs)}
         try:
@@ -86,10 +91,21 @@ def _died(jobs: Sequence[J], futures: dict[Future[R], int], name: Callable[[J], 
                        f"{named}", "re-run with fewer --jobs; finished runs are kept")
 
 
-def _limit_threads(threads: int) -> None:
+def _init_child(threads: int, parent: int) -> None:
     """The pool's initializer: runs in each child before torch is imported."""
     for var in THREAD_VARIABLES:
         os.environ[var] = str(threads)
+    _die_with_parent(parent)
+
+
+def _die_with_parent(parent: int) -> None:
+    """SIGTERM this process when its parent dies. A parent killed by a signal runs no cleanup,
+    so without this its runs would go on training as orphans, holding the cores."""
+    if not sys.platform.startswith("linux"):
+        return
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # it died before prctl took effect
+        os._exit(1)
 
 
 def _child(fn: Callable[[J], R], job: J, log_file: Path, threads: int) -> R:
