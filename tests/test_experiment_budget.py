@@ -13,7 +13,8 @@ from mixsup.experiment_pairs import PairRow
 
 
 def _diff(a: str, b: str, est: float, metric: str = "auc") -> PairedDifference:
-    return PairedDifference(a, b, metric, est, est - 0.1, est + 0.1, (est,), 40, 100, 0.95)
+    return PairedDifference(a, b, metric, est, est - 0.1, est + 0.1, (est,), 40, 100, 0.95,
+                            est - 0.2, est + 0.2)
 
 
 AUCS = {"mixed": (0.90, 0.02), "pixel": (0.91, 0.02), "image": (0.6, 0.1),
@@ -56,9 +57,11 @@ def test_markdown_rows_and_cells() -> None:
     rows = [ln for ln in lines if ln.startswith("| ") and ln[2].isdigit()]
     assert rows == [
         "| 6 (all) | 0.900 ± 0.020 | 0.910 ± 0.020 | -0.010 [-0.110, +0.090] | "
-        "+0.040 [-0.060, +0.140] |",
-        "| 3 | 0.850 ± 0.030 | 0.800 ± 0.050 | +0.050 [-0.050, +0.150] | n/a |",
-        "| 1 | 0.750 ± 0.050 | 0.600 ± 0.100 | +0.150 [+0.050, +0.250] * | n/a |"]
+        "+0.040 [-0.060, +0.140] | -0.010 [-0.210, +0.190] |",
+        "| 3 | 0.850 ± 0.030 | 0.800 ± 0.050 | +0.050 [-0.050, +0.150] | n/a | "
+        "+0.050 [-0.150, +0.250] |",
+        "| 1 | 0.750 ± 0.050 | 0.600 ± 0.100 | +0.150 [+0.050, +0.250] * | n/a | "
+        "+0.150 [-0.050, +0.350] |"]
 
 
 def test_figure_is_written(tmp_path: Path) -> None:

@@ -54,13 +54,16 @@ def budget_markdown(points: list[BudgetPoint]) -> list[str]:
         return []
     modes = list(points[0].auc)
     lines = ["", f"Label budget ({modes[0]} − {modes[1]} against the slides that keep pixel "
-             "labels; test AUC mean ± std over seeds; paired 95% bootstrap interval):", "",
+             "labels; test AUC mean ± std over seeds; paired 95% bootstrap interval over "
+             "test slides, and over seeds and slides in the last column):", "",
              "| labelled slides | " + " | ".join(f"{m} AUC" for m in modes) + " | " +
-             " | ".join(f"Δ AUC, {SCORES[k]}" for k in SCORES) + " |",
-             "|---|" + "---|" * (len(modes) + len(SCORES))]
+             " | ".join(f"Δ AUC, {SCORES[k]}" for k in SCORES) +
+             f" | Δ AUC, {SCORES['slide']}, seeds redrawn |",
+             "|---|" + "---|" * (len(modes) + len(SCORES) + 1)]
     for p in points:
         cells = [f"{mean:.3f} ± {std:.3f}" for mean, std in p.auc.values()]
         cells += [ci_cell(p.diff.get(k)) for k in SCORES]
+        cells.append(ci_cell(p.diff.get("slide"), over_seeds=True))
         label = f"{p.slides} (all)" if not p.setting else str(p.slides)
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return lines

@@ -61,3 +61,24 @@ def test_one_class_or_misaligned_scores_are_refused():
         paired_difference("a", "b", [np.ones(3)], [np.ones(3)], np.ones(3, int))
     with pytest.raises(ValueError, match="same order"):
         paired_difference("a", "b", [np.ones(3)], [np.ones(4)], np.array([1, 0, 1]))
+
+
+def test_the_seeds_interval_spans_the_seeds_when_the_slides_do_not_matter():
+    """Seed 1 ranks perfectly and seed 2 perfectly wrongly against a constant score: every
+    slide draw gives the same per-seed differences (+0.5, -0.5), so the slides' interval is
+    exactly 0, and the seeds' interval reaches both seeds' differences."""
+    labels = np.r_[np.ones(5, int), np.zeros(5, int)]
+    right, wrong, flat = labels.astype(float), 1.0 - labels, np.full(10, 0.5)
+    d = paired_difference("a", "b", [right, wrong], [flat, flat], labels, n_boot=2000)
+    assert d.per_seed == (0.5, -0.5) and d.estimate == 0.0
+    assert d.low == d.high == 0.0
+    assert (d.seeds_low, d.seeds_high) == (-0.5, 0.5)
+
+
+def test_the_seeds_interval_is_the_slides_one_when_the_seeds_agree():
+    rng = np.random.default_rng(4)
+    labels = np.r_[np.ones(10, int), np.zeros(10, int)]
+    x, y = labels + rng.normal(0, 1, 20), labels + rng.normal(0, 1, 20)
+    d = paired_difference("a", "b", [x, x, x], [y, y, y], labels, n_boot=400)
+    assert (d.seeds_low, d.seeds_high) == pytest.approx((d.low, d.high), abs=1e-12)
+    assert d.low < d.estimate < d.high

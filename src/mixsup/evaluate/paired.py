@@ -6,6 +6,11 @@ counts and the AUC is defined), and applies the same draw to both modes and to e
 the test slides are one sample, shared by the seeds, and resampling them independently per
 seed would shrink the interval as if each seed had its own slides. The statistic is the mean
 over seeds of (metric of mode a - metric of mode b); the interval is its percentile interval.
+
+That interval holds the trained models fixed: it says how sure the difference is for these
+seeds' runs. A second interval also draws the seeds with replacement in every replicate (a
+two-level bootstrap, seeds then slides), and so asks about a new draw of the runs: a new
+initialisation, data order and choice of kept slides. With few seeds it is coarse, and wider.
 """
 
 from __future__ import annotations
@@ -49,16 +54,22 @@ class PairedDifference:
     b: str
     metric: str
     estimate: float  # mean over seeds of the per-seed difference
-    low: float
+    low: float  # the interval over test slides, for these seeds' runs
     high: float
     per_seed: tuple[float, ...]
     n_slides: int
     n_boot: int
     level: float
+    seeds_low: float  # the interval over seeds and test slides, for a new draw of runs
+    seeds_high: float
 
     @property
     def excludes_zero(self) -> bool:
         return self.low > 0 or self.high < 0
+
+    @property
+    def excludes_zero_over_seeds(self) -> bool:
+        return self.seeds_low > 0 or self.seeds_high < 0
 
 
 def paired_difference(a: str, b: str, scores_a: list[np.ndarray], scores_b: list[np.ndarray],
@@ -80,11 +91,12 @@ def paired_difference(a: str, b: str, scores_a: list[np.ndarray], scores_b: list
     draw = np.concatenate([rng.choice(pos, (n_boot, len(pos))),
                            rng.choice(neg, (n_boot, len(neg)))], axis=1)
     y = labels[draw]
-    boot = np.zeros(n_boot)
-    for sa, sb in zip(a_all, b_all, strict=True):
-        boot += fn(sa[draw], y) - fn(sb[draw], y)
-    boot /= len(a_all)
+    boot = np.stack([fn(sa[draw], y) - fn(sb[draw], y)
+                     for sa, sb in zip(a_all, b_all, strict=True)])  # (seeds, n_boot)
+    seeds = rng.integers(0, len(boot), (len(boot), n_boot))
     tail = (1 - level) / 2 * 100
-    low, high = np.percentile(boot, [tail, 100 - tail])
+    low, high = np.percentile(boot.mean(0), [tail, 100 - tail])
+    s_low, s_high = np.percentile(np.take_along_axis(boot, seeds, 0).mean(0), [tail, 100 - tail])
     return PairedDifference(a, b, metric, float(per_seed.mean()), float(low), float(high),
-                            tuple(float(d) for d in per_seed), len(labels), n_boot, level)
+                            tuple(float(d) for d in per_seed), len(labels), n_boot, level,
+                            float(s_low), float(s_high))
