@@ -66,6 +66,11 @@ def write_json(target: str | Path, obj: Any) -> None:
     write_text(target, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
 
 
+def as_written(obj: Any) -> Any:
+    """``obj`` as ``write_json`` writes it and ``json.load`` reads it back."""
+    return json.loads(json.dumps(obj, default=_json_default))
+
+
 def _json_default(obj: Any) -> Any:
     if hasattr(obj, "item"):
         return obj.item()

@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import filecmp
+import json
 import shutil
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -17,7 +19,7 @@ import torch
 
 from mixsup import __version__
 from mixsup.artefacts import load_checkpoint
-from mixsup.atomic import write_json
+from mixsup.atomic import as_written, write_json
 from mixsup.config import Config, EncoderSpec, validate
 from mixsup.errors import MixsupError
 from mixsup.models.encoders import input_norm, timm_build
@@ -54,17 +56,11 @@ class Bundle:
 
 def export_bundle(out_dir: Path, cfg: Config, mode: Mode, theta1_ckpt: Path,
                   theta2_ckpt: Path | None, info: dict[str, Any]) -> Path:
-    """``theta1`` is the segmenter (or, for the image mode, the MIL patch classifier)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "bundle.json").unlink(missing_ok=True)
-    for name, src in (("theta1", theta1_ckpt), ("theta2", theta2_ckpt)):
-        if src is not None:
-            shutil.copyfile(src, out_dir / f".{name}.pt.tmp")
-            (out_dir / f".{name}.pt.tmp").replace(out_dir / f"{name}.pt")
+    """``theta1`` is the segmenter (or, for the image mode, the MIL patch classifier). A
+    bundle already there with the same weights and contents (a resumed run) is left as it is."""
     meta = {
         "format": BUNDLE_FORMAT,
         "mixsup_version": __version__,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "mode": mode.name,
         "preprocessing": {
             "mpp": cfg.tiling.mpp,
@@ -82,8 +78,31 @@ def export_bundle(out_dir: Path, cfg: Config, mode: Mode, theta1_ckpt: Path,
         **info,
         "config": cfg.model_dump(mode="json"),
     }
+    ckpts = {"theta1": theta1_ckpt, "theta2": theta2_ckpt}
+    if _same_bundle(out_dir, meta, ckpts):
+        return out_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "bundle.json").unlink(missing_ok=True)
+    for name, src in ckpts.items():
+        if src is not None:
+            shutil.copyfile(src, out_dir / f".{name}.pt.tmp")
+            (out_dir / f".{name}.pt.tmp").replace(out_dir / f"{name}.pt")
+    meta["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     write_json(out_dir / "bundle.json", meta)  # written last: a bundle with it is complete
     return out_dir
+
+
+def _same_bundle(out_dir: Path, meta: dict[str, Any], ckpts: dict[str, Path | None]) -> bool:
+    path = out_dir / "bundle.json"
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    old.pop("created", None)
+    return old == as_written(meta) and all(
+        src is None or ((out_dir / f"{name}.pt").is_file()
+                        and filecmp.cmp(src, out_dir / f"{name}.pt", shallow=False))
+        for name, src in ckpts.items())
 
 
 def _normalisation(cfg: Config, mode: Mode) -> dict[str, Any]:
