@@ -5,6 +5,7 @@ import csv
 import pytest
 
 from mixsup.cli import main
+from mixsup.config import load_config
 from mixsup.experiment import grid_variants, parse_ablation
 from mixsup.experiment_pairs import pairs
 from tests.helpers import FAST
@@ -28,6 +29,11 @@ def test_parse_ablation():
     assert [(x.name, x.overrides) for x in short] == [
         ("mixed stage2-epochs=5", ("stage2.epochs=5",)),
         ("pixel stage2-epochs=5", ("stage2.epochs=5",))]
+    ratio = parse_ablation("em-ratio=2-3-5,2-1-7", ("mixed", "pixel"))
+    assert [(x.name, x.overrides) for x in ratio] == [
+        ("mixed em-ratio=2-3-5", ("stage1.ratio=[2,3,5]",)),
+        ("mixed em-ratio=2-1-7", ("stage1.ratio=[2,1,7]",))]
+    assert load_config("small", overrides=ratio[0].overrides).stage1.ratio == (2, 3, 5)
 
 
 @pytest.mark.parametrize("shares", ["0.5,0.5", "a,b,c", "0.5,0.2,0.2", "1.5,-0.5,0"])
@@ -185,3 +191,12 @@ def test_parallel_runs_give_the_sequential_results(shapes_data, tmp_path):
     assert {"results.csv", "runs.csv", "paired.csv", "roc.png"} <= {
         p.name for p in tables.iterdir()}
     assert "external" not in (tmp_path / "jobs2" / "results.md").read_text()  # DATA's own
+
+
+def test_a_ratio_ablation_without_a_set_step_count_is_refused(shapes_data, tmp_path, capsys):
+    assert main(["experiment", str(shapes_data), "--out", str(tmp_path / "e"), "--modes",
+                 "mixed,pixel", "--preset", "tiny", "--set", "stage1.steps_per_epoch=null",
+                 "--ablate", "em-ratio=2-3-5"]) == 2
+    err = capsys.readouterr().err
+    assert "em-ratio" in err and "stage1.steps_per_epoch" in err and "Traceback" not in err
+    assert not (tmp_path / "e").exists()

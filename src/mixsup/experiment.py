@@ -29,6 +29,7 @@ from mixsup.experiment_pairs import (
     join_variant,
     paired_markdown,
     paired_table,
+    split_variant,
     theta1_scores,
     write_paired,
 )
@@ -45,10 +46,15 @@ THETA1_METRICS = ["theta1_auc", "theta1_specificity_at_full_sensitivity"]
 ABLATIONS = {"pixel-labels": "subset.max_fine_patches", "slides": "subset.slide_label_fraction",
              "pixel-slides": "subset.pixel_slides", "pseudo-labels": "stage1.pseudo_labels",
              "keep-top": "stage1.positive_keep_top", "teacher": "stage1.teacher",
-             "fine-tumour": "stage1.fine_tumour_share", "stage2-epochs": "stage2.epochs"}
-# Switches that only the E-step reads: pixel and image runs are the same at every value, so
-# mixed at each value is paired with the plain runs of every mode (mixed's own included).
-EM_SWITCHES = frozenset({"pseudo-labels", "keep-top", "teacher"})
+             "fine-tumour": "stage1.fine_tumour_share", "stage2-epochs": "stage2.epochs",
+             "em-ratio": "stage1.ratio"}
+# A value of the ablation as the config reads it, where the two differ: commas separate the
+# values of an --ablate, so a ratio is written 2-3-5 there.
+ABLATION_VALUES = {"em-ratio": lambda v: "[" + v.replace("-", ",") + "]"}
+# Switches that only the E-step's pools read: pixel and image runs are the same at every
+# value, so mixed at each value is paired with the plain runs of every mode (mixed's own
+# included). The ratio's pseudo-positive and negative shares draw from pools only mixed has.
+EM_SWITCHES = frozenset({"pseudo-labels", "keep-top", "teacher", "em-ratio"})
 # An ablation of the pixel labels (or of how they are drawn) is run for every mode that learns
 # from them, so that mixed - pixel can be read at each value; the others vary mixed only.
 ABLATED_MODES = {"pixel-slides": ("mixed", "pixel"), "fine-tumour": ("mixed", "pixel"),
@@ -97,7 +103,8 @@ def parse_ablation(spec: str, modes: tuple[str, ...] = tuple(MODES)) -> list[Var
     if key not in ABLATIONS or not values:
         raise ValueError(f"--ablate takes {' or '.join(ABLATIONS)}=v1,v2,... (got {spec!r})")
     ablated = [m for m in ABLATED_MODES.get(key, ("mixed",)) if m in modes or m == "mixed"]
-    return [Variant(join_variant(m, f"{key}={v}"), m, (f"{ABLATIONS[key]}={v}",))
+    value = ABLATION_VALUES.get(key, str)
+    return [Variant(join_variant(m, f"{key}={v}"), m, (f"{ABLATIONS[key]}={value(v)}",))
             for v in values.split(",") for m in ablated]
 
 
@@ -132,6 +139,14 @@ def run_experiment(data_dir: str | Path, out: str | Path, preset: str = "small",
     jobs = [(seed, v, shared_features(load_config(
         preset, files, [*overrides, *v.overrides, f"seed={seed}"]), v.mode, out))
         for seed in seeds for v in variants]
+    unpaced = [v.name for _, v, cfg in jobs
+               if split_variant(v.name)[1].startswith("em-ratio=")
+               and cfg.stage1.steps_per_epoch is None]
+    if unpaced:
+        raise MixsupError(f"--ablate em-ratio needs a set θ1 step count ({unpaced[0]})",
+                          "add --set stage1.steps_per_epoch=N: without it every mode's steps "
+                          "per epoch follow the ratio, and pixel's plain runs would not be the "
+                          "same at each ratio")
     annotated: dict[str, int] = {}  # mode -> annotated train slides it could use
     for _, v, cfg in jobs:  # variants of one mode differ only in what the check ignores
         if v.mode not in annotated:
