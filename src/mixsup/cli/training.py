@@ -71,8 +71,10 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Command]:
     config_args(p, default_preset="small")
 
     p = sub.add_parser("rounds", help="θ1's map quality per round against truth outlines")
-    p.add_argument("run")
-    p.add_argument("--data", required=True, help="the dataset the run trained on")
+    p.add_argument("run", help="a training run's folder (`mixsup train --out`, or an "
+                   "experiment's runs/<run>/train)")
+    p.add_argument("--data", required=True, metavar="DATA",
+                   help="the dataset the run trained on")
     p.add_argument("--truth", default=None, help="answer key: <slide_id>.geojson true outlines "
                    "(default: DATA-truth, as `mixsup synth` writes it)")
     p.add_argument("--split", default=None, help="score each round's θ1 on these slides it did "
