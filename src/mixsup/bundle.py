@@ -98,8 +98,13 @@ def _same_bundle(out_dir: Path, meta: dict[str, Any], ckpts: dict[str, Path | No
         old = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
+    if not isinstance(old, dict):
+        return False
     old.pop("created", None)
-    return old == as_written(meta) and all(
+    filecmp.clear_cache()
+    # compared as text: NaN (a loss without steps) is not equal to itself as a float
+    same = json.dumps(old, sort_keys=True) == json.dumps(as_written(meta), sort_keys=True)
+    return same and all(
         src is None or ((out_dir / f"{name}.pt").is_file()
                         and filecmp.cmp(src, out_dir / f"{name}.pt", shallow=False))
         for name, src in ckpts.items())

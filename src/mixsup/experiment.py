@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -50,7 +51,8 @@ ABLATIONS = {"pixel-labels": "subset.max_fine_patches", "slides": "subset.slide_
              "em-ratio": "stage1.ratio"}
 # A value of the ablation as the config reads it, where the two differ: commas separate the
 # values of an --ablate, so a ratio is written 2-3-5 there.
-ABLATION_VALUES = {"em-ratio": lambda v: "[" + v.replace("-", ",") + "]"}
+ABLATION_VALUES: dict[str, Callable[[str], str]] = {
+    "em-ratio": lambda v: "[" + v.replace("-", ",") + "]"}
 # Switches that only the E-step's pools read: pixel and image runs are the same at every
 # value, so mixed at each value is paired with the plain runs of every mode (mixed's own
 # included). The ratio's pseudo-positive and negative shares draw from pools only mixed has.

@@ -55,7 +55,7 @@ def budget_markdown(points: list[BudgetPoint]) -> list[str]:
     modes = list(points[0].auc)
     lines = ["", f"Label budget ({modes[0]} − {modes[1]} against the slides that keep pixel "
              "labels; test AUC mean ± std over seeds; paired 95% bootstrap interval over "
-             "test slides, and over seeds and slides in the last column):", "",
+             "test slides, and in the last column for a new draw of seeds as well):", "",
              "| labelled slides | " + " | ".join(f"{m} AUC" for m in modes) + " | " +
              " | ".join(f"Δ AUC, {SCORES[k]}" for k in SCORES) +
              f" | Δ AUC, {SCORES['slide']}, seeds redrawn |",

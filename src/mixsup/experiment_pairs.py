@@ -131,9 +131,9 @@ def paired_markdown(rows: list[PairRow]) -> list[str]:
     lines = ["", "Paired differences on the same test slides (mean over seeds of a − b; 95% "
              "bootstrap interval over test slides, one draw shared by both modes and every "
              "seed; AUC is the primary criterion; specificity at 100% sensitivity hangs on "
-             "the single lowest-scored positive slide). The last interval draws the seeds "
-             "too (seeds, then slides): it asks about a new draw of the runs, not these "
-             "runs, and with few seeds it is coarse:", "",
+             "the single lowest-scored positive slide). The last interval is for a new draw "
+             "of the runs as well as of the slides: the seeds' share of the variance added "
+             "by the method of moments, Student's t; approximate with few seeds:", "",
              "| a − b | score | Δ AUC [95% CI] | Δ spec @ sens 1 [95% CI] | seeds | slides "
              "| Δ AUC, seeds redrawn [95% CI] |",
              "|---|---|---|---|---|---|---|"]
@@ -156,5 +156,7 @@ def ci_cell(d: PairedDifference | None, over_seeds: bool = False) -> str:
     if d is None:
         return "n/a"
     low, high = (d.seeds_low, d.seeds_high) if over_seeds else (d.low, d.high)
-    star = " *" if (low > 0 or high < 0) else ""
+    if np.isnan(low):
+        return "n/a"
+    star = " *" if (d.excludes_zero_over_seeds if over_seeds else d.excludes_zero) else ""
     return f"{d.estimate:+.3f} [{low:+.3f}, {high:+.3f}]{star}"

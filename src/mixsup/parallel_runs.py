@@ -50,6 +50,10 @@ def run_in_processes(fn: Callable[[J], R], jobs: Sequence[J], workers: int,
 
     ``fn`` must be picklable (a module-level function, or a ``functools.partial`` of one).
     """
+    # The workers are forked in submit(), by the thread that iterates this generator, and
+    # their parent-death signal fires when that thread ends: iterate it from a thread that
+    # outlives the pool (the main one), and do not set max_tasks_per_child, whose
+    # replacement workers the pool's own thread would fork.
     threads = threads_per_process(workers)
     log.info("%d run(s) in %d processes of %d thread(s); each run logs to its own file",
              len(jobs), workers, threads)
@@ -103,7 +107,11 @@ def _die_with_parent(parent: int) -> None:
     so without this its runs would go on training as orphans, holding the cores."""
     if not sys.platform.startswith("linux"):
         return
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    prctl.argtypes = [ctypes.c_int] + [ctypes.c_ulong] * 4
+    if prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+        log.warning("this run will not stop with its parent: prctl failed (%s)",
+                    os.strerror(ctypes.get_errno()))
     if os.getppid() != parent:  # it died before prctl took effect
         os._exit(1)
 

@@ -8,7 +8,12 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from mixsup.evaluate.metrics import full_sensitivity_point
-from mixsup.evaluate.paired import auc_rows, paired_difference, spec_at_full_sens_rows
+from mixsup.evaluate.paired import (
+    auc_rows,
+    over_seeds,
+    paired_difference,
+    spec_at_full_sens_rows,
+)
 
 
 def test_row_metrics_equal_the_reported_ones_ties_included():
@@ -63,22 +68,40 @@ def test_one_class_or_misaligned_scores_are_refused():
         paired_difference("a", "b", [np.ones(3)], [np.ones(4)], np.array([1, 0, 1]))
 
 
-def test_the_seeds_interval_spans_the_seeds_when_the_slides_do_not_matter():
+def test_the_seeds_interval_is_the_seeds_spread_when_the_slides_do_not_matter():
     """Seed 1 ranks perfectly and seed 2 perfectly wrongly against a constant score: every
     slide draw gives the same per-seed differences (+0.5, -0.5), so the slides' interval is
-    exactly 0, and the seeds' interval reaches both seeds' differences."""
+    exactly 0, and the seeds' is Student's interval of the mean of two values 1 apart (1
+    degree of freedom: all of the variance is the seeds')."""
     labels = np.r_[np.ones(5, int), np.zeros(5, int)]
     right, wrong, flat = labels.astype(float), 1.0 - labels, np.full(10, 0.5)
     d = paired_difference("a", "b", [right, wrong], [flat, flat], labels, n_boot=2000)
     assert d.per_seed == (0.5, -0.5) and d.estimate == 0.0
     assert d.low == d.high == 0.0
-    assert (d.seeds_low, d.seeds_high) == (-0.5, 0.5)
+    t1 = 12.706204736174698  # Student's t, 97.5%, 1 degree of freedom
+    assert (d.seeds_low, d.seeds_high) == pytest.approx((-t1 * 0.5, t1 * 0.5), abs=1e-9)
 
 
-def test_the_seeds_interval_is_the_slides_one_when_the_seeds_agree():
-    rng = np.random.default_rng(4)
-    labels = np.r_[np.ones(10, int), np.zeros(10, int)]
-    x, y = labels + rng.normal(0, 1, 20), labels + rng.normal(0, 1, 20)
-    d = paired_difference("a", "b", [x, x, x], [y, y, y], labels, n_boot=400)
-    assert (d.seeds_low, d.seeds_high) == pytest.approx((d.low, d.high), abs=1e-12)
-    assert d.low < d.estimate < d.high
+def test_the_seeds_interval_holds_the_slides_share_when_the_seeds_agree():
+    """Identical rows: no seed effect and no interaction, so the interval is the normal one of
+    the slides' bootstrap spread."""
+    x = np.array([0.1, 0.3, -0.2, 0.4, 0.0, 0.2])
+    lo, hi = over_seeds(np.stack([x, x, x]), np.array([0.1, 0.1, 0.1]), 0.95)
+    half = 1.959963984540054 * x.std(ddof=1)
+    assert (lo, hi) == pytest.approx((0.1 - half, 0.1 + half), abs=1e-12)
+
+
+def test_the_seeds_interval_takes_the_interaction_out_of_the_seeds_spread():
+    """Two seeds whose draws move in opposite ways (pure interaction, mean fixed at 0) and
+    whose differences on the slides are 0.1 apart: the interaction, measured from the draws,
+    explains more than that spread, so no seed share is left and the interval is 0 wide."""
+    x = np.array([0.2, -0.2, 0.2, -0.2])
+    lo, hi = over_seeds(np.stack([x, -x]), np.array([0.05, -0.05]), 0.95)
+    assert (lo, hi) == (0.0, 0.0)
+
+
+def test_one_seed_has_no_interval_over_seeds():
+    labels = np.r_[np.ones(4, int), np.zeros(4, int)]
+    rng = np.random.default_rng(5)
+    d = paired_difference("a", "b", [rng.random(8)], [rng.random(8)], labels, n_boot=100)
+    assert np.isnan(d.seeds_low) and np.isnan(d.seeds_high) and not d.excludes_zero_over_seeds

@@ -55,7 +55,7 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Command]:
     p.add_argument("--ablate", action="append", default=[],
                    metavar="pixel-slides=12,6,3,1 | pixel-labels=200,100 | slides=1,0.5 | "
                            "pseudo-labels=confident | keep-top=4 | teacher=average | "
-                           "fine-tumour=0.5 | stage2-epochs=5")
+                           "fine-tumour=0.5 | stage2-epochs=5 | em-ratio=2-3-5")
     p.add_argument("--per-center", action="store_true")
     p.add_argument("--test-data", default=None, metavar="OTHER",
                    help="score the runs on OTHER's test split (an external test set) instead "

@@ -8,9 +8,12 @@ seed would shrink the interval as if each seed had its own slides. The statistic
 over seeds of (metric of mode a - metric of mode b); the interval is its percentile interval.
 
 That interval holds the trained models fixed: it says how sure the difference is for these
-seeds' runs. A second interval also draws the seeds with replacement in every replicate (a
-two-level bootstrap, seeds then slides), and so asks about a new draw of the runs: a new
-initialisation, data order and choice of kept slides. With few seeds it is coarse, and wider.
+seeds' runs. A second interval asks about a new draw of the runs as well (a new
+initialisation, data order and choice of kept slides). Seeds and slides are crossed (every
+seed scored the same slides), so resampling both at once (a "pigeonhole" bootstrap) counts
+their interaction three times over and is too wide. Its variance is put together instead from
+its parts by the method of moments (``over_seeds``), and the interval is Student's t
+with Welch-Satterthwaite's degrees of freedom.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import rankdata
+from scipy.stats import rankdata, t
 
 BatchMetric = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
@@ -60,7 +63,7 @@ class PairedDifference:
     n_slides: int
     n_boot: int
     level: float
-    seeds_low: float  # the interval over seeds and test slides, for a new draw of runs
+    seeds_low: float  # the interval over seeds and test slides (``over_seeds``); NaN: 1 seed
     seeds_high: float
 
     @property
@@ -93,10 +96,33 @@ def paired_difference(a: str, b: str, scores_a: list[np.ndarray], scores_b: list
     y = labels[draw]
     boot = np.stack([fn(sa[draw], y) - fn(sb[draw], y)
                      for sa, sb in zip(a_all, b_all, strict=True)])  # (seeds, n_boot)
-    seeds = rng.integers(0, len(boot), (len(boot), n_boot))
     tail = (1 - level) / 2 * 100
     low, high = np.percentile(boot.mean(0), [tail, 100 - tail])
-    s_low, s_high = np.percentile(np.take_along_axis(boot, seeds, 0).mean(0), [tail, 100 - tail])
+    s_low, s_high = over_seeds(boot, per_seed, level)
     return PairedDifference(a, b, metric, float(per_seed.mean()), float(low), float(high),
                             tuple(float(d) for d in per_seed), len(labels), n_boot, level,
-                            float(s_low), float(s_high))
+                            s_low, s_high)
+
+
+def over_seeds(boot: np.ndarray, per_seed: np.ndarray, level: float) -> tuple[float, float]:
+    """The interval of the mean difference for a new draw of seeds and of test slides.
+
+    ``boot``: (seeds, replicates) per-seed differences under shared slide draws;
+    ``per_seed``: the differences on the slides themselves. With R seeds and C slides the
+    estimate's variance is seed/R + slide/C + interaction/(RC). The slides-only bootstrap's
+    variance of the mean estimates the last two; one seed's variance over the draws estimates
+    slide/C + interaction/C, so their gap gives the interaction; the spread of ``per_seed``
+    holds seed + interaction/C. NaN with one seed: a seed's share cannot be measured."""
+    r = len(boot)
+    if r < 2:
+        return float("nan"), float("nan")
+    v_mean = float(boot.mean(0).var(ddof=1))
+    v_one = float(boot.var(1, ddof=1).mean())
+    interaction = max(0.0, (v_one - v_mean) * r / (r - 1))  # interaction / C
+    seed = max(0.0, float(np.var(per_seed, ddof=1)) - interaction)
+    total = v_mean + seed / r
+    # Welch-Satterthwaite: the seeds' share is measured from r values, the slides' from many
+    df = np.inf if seed == 0 else total ** 2 / ((seed / r) ** 2 / (r - 1))
+    half = float(t.ppf(0.5 + level / 2, df)) * np.sqrt(total)
+    est = float(np.mean(per_seed))
+    return est - half, est + half
