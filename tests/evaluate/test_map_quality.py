@@ -8,6 +8,8 @@ import math
 import numpy as np
 
 from mixsup.evaluate.map_quality import (
+    RoundQuality,
+    coverage_checks,
     round_map_quality,
     share_reaching,
     topk_hit_rate,
@@ -64,4 +66,26 @@ def test_rounds_on_heldout_slides_report_recall_and_precision(shapes_data, train
         for key in ("recall_positive_slides", "precision", "negative_slides_reaching_t"):
             assert math.isnan(r[key]) or 0 <= r[key] <= 1
     assert (trained.run_dir / "round_1" / "maps_test").is_dir()
-    assert "recall" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "recall" in out
+    selected = trained.summary.selected_round
+    assert [ln.split(":")[0] for ln in out.splitlines() if "coverage mechanism" in ln] == [
+        "val", "test"] and f"selected round {selected}:" in out
+
+
+def _quality(split: str, rnd: int, recall: float, negatives: float) -> RoundQuality:
+    return RoundQuality(rnd, 0.0, 0.0, negatives, 0.0, 0.5, 8, split, recall_positive_slides=recall)
+
+
+def test_coverage_is_shown_only_when_recall_rises_and_negatives_do_not():
+    rows = [_quality("val", 0, 0.20, 0.010), _quality("val", 1, 0.10, 0.002),
+            _quality("val", 2, 0.25, 0.010),
+            _quality("test", 0, 0.20, 0.010), _quality("test", 2, 0.15, 0.004)]
+    val, test = coverage_checks(rows, 2)
+    assert (val.recall, val.negative_fraction) == ((0.20, 0.25), (0.010, 0.010))
+    assert val.recall_rose and val.negatives_not_higher and val.line().endswith("is shown")
+    assert not test.recall_rose and test.negatives_not_higher
+    assert test.line().endswith("not shown: recall did not rise")
+    worse = coverage_checks([_quality("test", 0, 0.1, 0.001), _quality("test", 1, 0.2, 0.003)], 1)
+    assert worse[0].line().endswith("not shown: negatives' tumour rose")
+    assert coverage_checks(rows, 0) == [] and coverage_checks(rows, 1)[0].split == "val"

@@ -183,9 +183,11 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 
 def cmd_rounds(args: argparse.Namespace) -> int:
     from mixsup.evaluate.map_quality import (
+        coverage_checks,
         default_truth,
         map_quality,
         round_map_quality,
+        run_selected_round,
         run_threshold,
         run_top_k,
         write_quality,
@@ -216,6 +218,9 @@ def cmd_rounds(args: argparse.Namespace) -> int:
               f"{r.negative_slides_positive_fraction:>14.4f} {r.topk_hit_rate:>10.3f} "
               f"{r.topk_slide_auc:>10.3f} {r.positive_slides_reaching_t:>8.3f} "
               f"{r.negative_slides_reaching_t:>8.3f}")
+    selected = run_selected_round(Path(args.run))
+    for check in coverage_checks(rows, selected) if selected is not None else []:
+        print(check.line())
     return 0
 
 

@@ -66,6 +66,57 @@ def run_threshold(run_dir: Path, default: float = 0.4) -> float:
     return default if cfg is None else cfg.stage1.threshold
 
 
+def run_selected_round(run_dir: Path) -> int | None:
+    """The round the finished run selected (``summary.json``), or None."""
+    path = run_dir / "summary.json"
+    if not path.is_file():
+        return None
+    selected = json.loads(path.read_text(encoding="utf-8")).get("selected_round")
+    return selected if isinstance(selected, int) else None
+
+
+@dataclass(frozen=True)
+class CoverageCheck:
+    """The paper's mechanism on one split, from round 0 to the selected round: tumour recall
+    on positive slides rises while the tumour called on negative slides does not."""
+
+    split: str
+    selected: int
+    recall: tuple[float, float]  # round 0, selected round
+    negative_fraction: tuple[float, float]
+
+    @property
+    def recall_rose(self) -> bool:
+        return self.recall[1] > self.recall[0]
+
+    @property
+    def negatives_not_higher(self) -> bool:
+        return self.negative_fraction[1] <= self.negative_fraction[0]
+
+    def line(self) -> str:
+        verdict = ("shown" if self.recall_rose and self.negatives_not_higher else
+                   "not shown: " + " and ".join(
+                       ([] if self.recall_rose else ["recall did not rise"]) +
+                       ([] if self.negatives_not_higher else ["negatives' tumour rose"])))
+        return (f"{self.split}: round 0 -> selected round {self.selected}: recall "
+                f"{self.recall[0]:.4f} -> {self.recall[1]:.4f}, tumour fraction on negative "
+                f"slides {self.negative_fraction[0]:.4f} -> {self.negative_fraction[1]:.4f}; "
+                f"the paper's coverage mechanism is {verdict}")
+
+
+def coverage_checks(rows: list[RoundQuality], selected: int) -> list[CoverageCheck]:
+    """One check per split that has both round 0 and the selected round (none when round 0
+    was selected)."""
+    by = {(r.split, r.round): r for r in rows}
+    return [CoverageCheck(split, selected,
+                          (by[split, 0].recall_positive_slides,
+                           by[split, selected].recall_positive_slides),
+                          (by[split, 0].negative_slides_positive_fraction,
+                           by[split, selected].negative_slides_positive_fraction))
+            for split in dict.fromkeys(r.split for r in rows)
+            if selected != 0 and (split, 0) in by and (split, selected) in by]
+
+
 def share_reaching(slide_max: list[float], threshold: float) -> float:
     """Share of slides whose highest patch probability reaches ``threshold``: the slides an
     E-step at T = ``threshold`` keeps any patch of (the paper's filter is inclusive)."""
