@@ -14,7 +14,7 @@ import argparse
 
 import numpy as np
 
-from mixsup.evaluate.paired import auc_rows, over_seeds
+from mixsup.evaluate.paired import auc_rows, over_seeds, slide_bootstrap
 
 
 def world(rng: np.random.Generator, seeds: int, n_pos: int, n_neg: int,
@@ -49,10 +49,7 @@ def main() -> None:
         hits = {"slides only": [], "over_seeds": [], "pigeonhole": []}
         for _ in range(args.worlds):
             a, b, y = world(rng, args.seeds, 16, 26, tau)
-            pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
-            draw = np.concatenate([rng.choice(pos, (args.boot, len(pos))),
-                                   rng.choice(neg, (args.boot, len(neg)))], axis=1)
-            boot = np.stack([diff(a[s][draw], b[s][draw], y[draw]) for s in range(len(a))])
+            boot = slide_bootstrap(a, b, y, auc_rows, args.boot, rng)
             redrawn = rng.integers(0, len(a), (len(a), args.boot))
             intervals = {
                 "slides only": tuple(np.percentile(boot.mean(0), [2.5, 97.5])),

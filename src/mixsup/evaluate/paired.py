@@ -85,23 +85,29 @@ def paired_difference(a: str, b: str, scores_a: list[np.ndarray], scores_b: list
     a_all, b_all = np.asarray(scores_a, float), np.asarray(scores_b, float)
     if a_all.shape != b_all.shape or a_all.ndim != 2 or a_all.shape[1] != len(labels):
         raise ValueError("both modes need one score per slide per seed, in the same order")
-    pos, neg = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
-    if len(pos) == 0 or len(neg) == 0:
+    if not (labels == 1).any() or not (labels == 0).any():
         raise ValueError("paired differences need positive and negative slides")
     per_seed = fn(a_all, np.broadcast_to(labels, a_all.shape)) - fn(
         b_all, np.broadcast_to(labels, b_all.shape))
-    rng = np.random.default_rng(seed)
-    draw = np.concatenate([rng.choice(pos, (n_boot, len(pos))),
-                           rng.choice(neg, (n_boot, len(neg)))], axis=1)
-    y = labels[draw]
-    boot = np.stack([fn(sa[draw], y) - fn(sb[draw], y)
-                     for sa, sb in zip(a_all, b_all, strict=True)])  # (seeds, n_boot)
+    boot = slide_bootstrap(a_all, b_all, labels, fn, n_boot, np.random.default_rng(seed))
     tail = (1 - level) / 2 * 100
     low, high = np.percentile(boot.mean(0), [tail, 100 - tail])
     s_low, s_high = over_seeds(boot, per_seed, level)
     return PairedDifference(a, b, metric, float(per_seed.mean()), float(low), float(high),
                             tuple(float(d) for d in per_seed), len(labels), n_boot, level,
                             s_low, s_high)
+
+
+def slide_bootstrap(a_all: np.ndarray, b_all: np.ndarray, labels: np.ndarray, fn: BatchMetric,
+                    n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """(seeds, n_boot): each seed's ``fn(a) - fn(b)`` under ``n_boot`` draws of the slides with
+    replacement, positives and negatives separately, every draw shared by all the seeds."""
+    pos, neg = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
+    draw = np.concatenate([rng.choice(pos, (n_boot, len(pos))),
+                           rng.choice(neg, (n_boot, len(neg)))], axis=1)
+    y = labels[draw]
+    return np.stack([fn(sa[draw], y) - fn(sb[draw], y)
+                     for sa, sb in zip(a_all, b_all, strict=True)])
 
 
 def over_seeds(boot: np.ndarray, per_seed: np.ndarray, level: float) -> tuple[float, float]:
