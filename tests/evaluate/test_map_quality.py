@@ -6,11 +6,14 @@ import json
 import math
 
 import numpy as np
+import pytest
 
+from mixsup.errors import MixsupError
 from mixsup.evaluate.map_quality import (
     RoundQuality,
     coverage_checks,
     round_map_quality,
+    run_selected_round,
     share_reaching,
     topk_hit_rate,
     write_quality,
@@ -89,3 +92,12 @@ def test_coverage_is_shown_only_when_recall_rises_and_negatives_do_not():
     worse = coverage_checks([_quality("test", 0, 0.1, 0.001), _quality("test", 1, 0.2, 0.003)], 1)
     assert worse[0].line().endswith("not shown: negatives' tumour rose")
     assert coverage_checks(rows, 0) == [] and coverage_checks(rows, 1)[0].split == "val"
+
+
+def test_an_unreadable_run_summary_is_one_clear_error(tmp_path):
+    assert run_selected_round(tmp_path) is None
+    (tmp_path / "summary.json").write_text("{not json")
+    with pytest.raises(MixsupError, match="invalid JSON in the run summary"):
+        run_selected_round(tmp_path)
+    (tmp_path / "summary.json").write_text('{"selected_round": 2}')
+    assert run_selected_round(tmp_path) == 2

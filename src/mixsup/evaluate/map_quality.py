@@ -28,6 +28,7 @@ from mixsup.run import saved_config
 from mixsup.scoring.map_store import StoredMaps, open_maps
 from mixsup.scoring.topk import top_k
 from mixsup.synth.layout import answer_key
+from mixsup.user_files import parse_json, read_text
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,8 @@ def run_selected_round(run_dir: Path) -> int | None:
     path = run_dir / "summary.json"
     if not path.is_file():
         return None
-    selected = json.loads(path.read_text(encoding="utf-8")).get("selected_round")
+    doc = parse_json(read_text(path, "run summary"), path, "run summary")
+    selected = doc.get("selected_round") if isinstance(doc, dict) else None
     return selected if isinstance(selected, int) else None
 
 
