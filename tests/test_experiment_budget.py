@@ -14,7 +14,7 @@ from mixsup.experiment_pairs import PairRow
 
 def _diff(a: str, b: str, est: float, metric: str = "auc") -> PairedDifference:
     return PairedDifference(a, b, metric, est, est - 0.1, est + 0.1, (est,), 40, 100, 0.95,
-                            est - 0.2, est + 0.2)
+                            est - 0.2, est + 0.2, 0.5)
 
 
 AUCS = {"mixed": (0.90, 0.02), "pixel": (0.91, 0.02), "image": (0.6, 0.1),

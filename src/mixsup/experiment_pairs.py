@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from mixsup.atomic import atomic_open
-from mixsup.evaluate.paired import PairedDifference, paired_difference
+from mixsup.evaluate.paired import PairedDifference, holm, paired_difference
 from mixsup.evaluate.report import read_predictions
 from mixsup.modes import MODES
 
@@ -108,19 +108,31 @@ def paired_table(runs: dict[str, dict[int, Path]], labels: dict[str, int],
 
 
 COLUMNS = ["a", "b", "score", "metric", "difference", "ci_low", "ci_high", "excludes_zero",
-           "seeds_ci_low", "seeds_ci_high", "excludes_zero_over_seeds", "seeds", "per_seed",
-           "n_slides", "n_boot"]
+           "seeds_ci_low", "seeds_ci_high", "excludes_zero_over_seeds", "seeds_p",
+           "seeds_p_holm", "seeds", "per_seed", "n_slides", "n_boot"]
+
+
+def holm_by_metric(rows: list[PairRow]) -> list[float]:
+    """Each row's over-seeds p, Holm-adjusted over the rows of the same metric: the family is
+    every comparison the table reads on that metric."""
+    adjusted = [float("nan")] * len(rows)
+    for metric in {row.diff.metric for row in rows}:
+        idx = [i for i, row in enumerate(rows) if row.diff.metric == metric]
+        for i, p in zip(idx, holm([rows[i].diff.seeds_p for i in idx]), strict=True):
+            adjusted[i] = float(p)
+    return adjusted
 
 
 def write_paired(path: Path, rows: list[PairRow]) -> None:
     with atomic_open(path) as fh:
         w = csv.writer(fh, lineterminator="\n")
         w.writerow(COLUMNS)
-        for row in rows:
+        for row, p_holm in zip(rows, holm_by_metric(rows), strict=True):
             d = row.diff
             w.writerow([d.a, d.b, row.score, d.metric, f"{d.estimate:.4f}", f"{d.low:.4f}",
                         f"{d.high:.4f}", d.excludes_zero, f"{d.seeds_low:.4f}",
-                        f"{d.seeds_high:.4f}", d.excludes_zero_over_seeds, len(d.per_seed),
+                        f"{d.seeds_high:.4f}", d.excludes_zero_over_seeds, f"{d.seeds_p:.4f}",
+                        f"{p_holm:.4f}", len(d.per_seed),
                         " ".join(f"{x:.4f}" for x in d.per_seed), d.n_slides, d.n_boot])
 
 
@@ -133,10 +145,12 @@ def paired_markdown(rows: list[PairRow]) -> list[str]:
              "seed; AUC is the primary criterion; specificity at 100% sensitivity hangs on "
              "the single lowest-scored positive slide). The last interval is for a new draw "
              "of the runs as well as of the slides: the seeds' share of the variance added "
-             "by the method of moments, Student's t; approximate with few seeds:", "",
+             "by the method of moments, Student's t; approximate with few seeds. Its p is "
+             "Holm-adjusted over every AUC comparison in this table:", "",
              "| a − b | score | Δ AUC [95% CI] | Δ spec @ sens 1 [95% CI] | seeds | slides "
-             "| Δ AUC, seeds redrawn [95% CI] |",
-             "|---|---|---|---|---|---|---|"]
+             "| Δ AUC, seeds redrawn [95% CI] | p (Holm) |",
+             "|---|---|---|---|---|---|---|---|"]
+    adjusted = {id(row.diff): p for row, p in zip(rows, holm_by_metric(rows), strict=True)}
     by_key: dict[tuple[str, str, str], dict[str, PairedDifference]] = {}
     for row in rows:
         d = row.diff
@@ -146,8 +160,13 @@ def paired_markdown(rows: list[PairRow]) -> list[str]:
         any_d = next(iter(ms.values()))
         lines.append(f"| {a} − {b} | {SCORES[which]} | {cells[0]} | {cells[1]} | "
                      f"{len(any_d.per_seed)} | {any_d.n_slides} | "
-                     f"{ci_cell(ms.get('auc'), over_seeds=True)} |")
+                     f"{ci_cell(ms.get('auc'), over_seeds=True)} | "
+                     f"{p_cell(adjusted.get(id(ms['auc'])) if 'auc' in ms else None)} |")
     return lines
+
+
+def p_cell(p: float | None) -> str:
+    return "n/a" if p is None or np.isnan(p) else f"{p:.3f}"
 
 
 def ci_cell(d: PairedDifference | None, over_seeds: bool = False) -> str:

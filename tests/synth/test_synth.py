@@ -103,3 +103,44 @@ def test_synth_cli_zlib_tiles_are_lossless_and_readable(tmp_path):
     with open_slide(path, "openslide") as slide:
         region = np.asarray(slide.read_region((0, 0), 0, (64, 64)))[..., :3]
     assert np.array_equal(region, full[:64, :64, :3])
+
+
+def test_pcam_dev_and_sealed_pools_split_valid_and_share_no_patch(shared, tmp_path):
+    """The two pools of PCam valid are disjoint, cover it, and leave PCam train alone."""
+    import shutil
+
+    from mixsup.synth.pcam import load_banks
+
+    root = tmp_path / "pcam"
+    root.mkdir()
+    rows = (shared / "pcam" / "labels.csv").read_text().splitlines()
+    keep = [rows[0]]
+    for split in ("train", "valid"):
+        for label in ("0", "1"):
+            keep += [r for r in rows[1:] if r.startswith(f"{split},{label},")][:12]
+    header = rows[0].split(",")
+    for row in keep[1:]:
+        rel = row.split(",")[header.index("path")]
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(shared / "pcam" / rel, root / rel)
+    (root / "labels.csv").write_text("\n".join(keep) + "\n")
+
+    def rows_of(bank):
+        return {arr.tobytes() for arr in (*bank.normal, *bank.tumor)}
+
+    every, dev, sealed = (load_banks(root, pool) for pool in ("all", "dev", "sealed"))
+    assert rows_of(dev["train"]) == rows_of(sealed["train"]) == rows_of(every["train"])
+    assert rows_of(dev["valid"]) and rows_of(sealed["valid"])
+    assert not rows_of(dev["valid"]) & rows_of(sealed["valid"])
+    assert rows_of(dev["valid"]) | rows_of(sealed["valid"]) == rows_of(every["valid"])
+    with pytest.raises(ValueError):
+        load_banks(root, "test")
+
+
+def test_sealed_mosaic_without_val_slides_draws_tests_from_the_whole_pool():
+    from mixsup.synth.pcam import PatchBank, slide_banks
+
+    n = np.zeros((4, 8, 8, 3), np.uint8)
+    valid = PatchBank(n, n + 1)
+    assert slide_banks({"train": valid, "valid": valid}, whole_test=True)["test"] is valid
+    assert len(slide_banks({"train": valid, "valid": valid})["test"].normal) == 2

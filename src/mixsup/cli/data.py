@@ -46,6 +46,10 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Command]:
                    metavar="TRAIN,VAL,TEST", help="each split's share of the slides (default: "
                    "shapes 0.6,0.2,0.2, pcam 0.5,0.15,0.35); 0,0,1 makes an all-test set for "
                    "experiment --test-data")
+    p.add_argument("--pcam-pool", choices=["all", "dev", "sealed"], default="all",
+                   help="pcam only: val and test slides draw from this pool of PCam's valid "
+                   "patches: dev (tune on it) or sealed (a pre-registered test; see "
+                   "docs/preregistration.md); default all, as before the pools")
 
     p = sub.add_parser("validate", help="check a dataset: slides.csv, every slide (opened: "
                        "header, levels, MPP, a few tiles) and every annotation")
@@ -87,6 +91,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
     if args.split_shares and args.patients:
         raise MixsupError("--split-shares cannot be used with --patients",
                           "drop one: a patient's 5 nodes share one split")
+    if args.pcam_pool != "all" and args.kind != "pcam":
+        raise MixsupError("--pcam-pool is for --kind pcam", "add --kind pcam or drop it")
     shares = {"splits": args.split_shares} if args.split_shares else {}
     start = time.perf_counter()
     if args.kind == "shapes":
@@ -102,7 +108,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
                         size=args.size or 3072, seed=args.seed, patients=args.patients,
                         **shares,
                         progress=not args.quiet, compression=args.compression,
-                        truth_dir=args.truth)
+                        truth_dir=args.truth, pool=args.pcam_pool)
     print_dataset(out)
     print(f"wrote {out} in {time.perf_counter() - start:.1f} s; the answer key (true outlines, "
           f"for `mixsup rounds --truth`) in {args.truth or answer_key(out)}")

@@ -12,13 +12,14 @@ seeds' runs. A second interval asks about a new draw of the runs as well (a new
 initialisation, data order and choice of kept slides). Seeds and slides are crossed (every
 seed scored the same slides), so resampling both at once (a "pigeonhole" bootstrap) counts
 their interaction three times over and is too wide. Its variance is put together instead from
-its parts by the method of moments (``over_seeds``), and the interval is Student's t
-with Welch-Satterthwaite's degrees of freedom.
+its parts by the method of moments (``over_seeds``): the seeds' spread, which is measured from
+R values and so gets R - 1 degrees of freedom, and the slides' share from the bootstrap; the
+interval is Student's t with Welch-Satterthwaite's degrees of freedom.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -65,6 +66,7 @@ class PairedDifference:
     level: float
     seeds_low: float  # the interval over seeds and test slides (``over_seeds``); NaN: 1 seed
     seeds_high: float
+    seeds_p: float  # two-sided p of "no difference" for that interval's t; NaN: 1 seed
 
     @property
     def excludes_zero(self) -> bool:
@@ -92,10 +94,10 @@ def paired_difference(a: str, b: str, scores_a: list[np.ndarray], scores_b: list
     boot = slide_bootstrap(a_all, b_all, labels, fn, n_boot, np.random.default_rng(seed))
     tail = (1 - level) / 2 * 100
     low, high = np.percentile(boot.mean(0), [tail, 100 - tail])
-    s_low, s_high = over_seeds(boot, per_seed, level)
+    s_low, s_high, s_p = over_seeds(boot, per_seed, level, len(labels))
     return PairedDifference(a, b, metric, float(per_seed.mean()), float(low), float(high),
                             tuple(float(d) for d in per_seed), len(labels), n_boot, level,
-                            s_low, s_high)
+                            s_low, s_high, s_p)
 
 
 def slide_bootstrap(a_all: np.ndarray, b_all: np.ndarray, labels: np.ndarray, fn: BatchMetric,
@@ -110,25 +112,49 @@ def slide_bootstrap(a_all: np.ndarray, b_all: np.ndarray, labels: np.ndarray, fn
                      for sa, sb in zip(a_all, b_all, strict=True)])
 
 
-def over_seeds(boot: np.ndarray, per_seed: np.ndarray, level: float) -> tuple[float, float]:
+def over_seeds(boot: np.ndarray, per_seed: np.ndarray, level: float,
+               n_slides: int) -> tuple[float, float, float]:
     """The interval of the mean difference for a new draw of seeds and of test slides.
 
     ``boot``: (seeds, replicates) per-seed differences under shared slide draws;
     ``per_seed``: the differences on the slides themselves. With R seeds and C slides the
-    estimate's variance is seed/R + slide/C + interaction/(RC). The slides-only bootstrap's
-    variance of the mean estimates the last two; one seed's variance over the draws estimates
-    slide/C + interaction/C, so their gap gives the interaction; the spread of ``per_seed``
-    holds seed + interaction/C. NaN with one seed: a seed's share cannot be measured."""
+    estimate's variance is seed/R + slide/C + interaction/(RC). The spread of ``per_seed``
+    over R gives seed/R + interaction/(RC) directly, with R - 1 degrees of freedom: the
+    interaction is not taken out of it, as it is measured as noisily as the seeds' share.
+    The slides' share is the bootstrap variance of the mean, less the interaction that the
+    seeds' spread already holds (their gap measured from the draws). The two parts are
+    combined by Welch-Satterthwaite, the slides' part with C - 1 degrees of freedom. Returns
+    (low, high, two-sided p of a zero difference); NaN with one seed: a seed's share cannot be
+    measured."""
     r = len(boot)
     if r < 2:
-        return float("nan"), float("nan")
-    v_mean = float(boot.mean(0).var(ddof=1))
-    v_one = float(boot.var(1, ddof=1).mean())
+        return float("nan"), float("nan"), float("nan")
+    v_mean = float(boot.mean(0).var(ddof=1))  # slide/C + interaction/(RC)
+    v_one = float(boot.var(1, ddof=1).mean())  # slide/C + interaction/C
     interaction = max(0.0, (v_one - v_mean) * r / (r - 1))  # interaction / C
-    seed = max(0.0, float(np.var(per_seed, ddof=1)) - interaction)
-    total = v_mean + seed / r
-    # Welch-Satterthwaite: the seeds' share is measured from r values, the slides' from many
-    df = np.inf if seed == 0 else total ** 2 / ((seed / r) ** 2 / (r - 1))
-    half = float(t.ppf(0.5 + level / 2, df)) * np.sqrt(total)
+    slides = max(0.0, v_mean - interaction / r)
+    seeds = float(np.var(per_seed, ddof=1)) / r
+    total = seeds + slides
     est = float(np.mean(per_seed))
-    return est - half, est + half
+    if total == 0:
+        return est, est, 1.0 if est == 0 else 0.0
+    df = total ** 2 / (seeds ** 2 / (r - 1) + slides ** 2 / max(1, n_slides - 1))
+    half = float(t.ppf(0.5 + level / 2, df)) * np.sqrt(total)
+    p = float(2 * t.sf(abs(est) / np.sqrt(total), df))
+    return est - half, est + half, p
+
+
+def holm(p_values: Sequence[float]) -> np.ndarray:
+    """Holm's step-down adjustment of ``p_values`` for the family they form: the k-th smallest
+    is multiplied by (m - k + 1), made monotone, and capped at 1. NaN stays NaN and does not
+    count in the family."""
+    p = np.asarray(p_values, float)
+    out = np.full(p.shape, np.nan)
+    ok = np.flatnonzero(~np.isnan(p))
+    order = ok[np.argsort(p[ok], kind="stable")]
+    m = len(order)
+    running = 0.0
+    for k, i in enumerate(order):
+        running = max(running, min(1.0, (m - k) * float(p[i])))
+        out[i] = running
+    return out

@@ -4,6 +4,11 @@ Normal patches tile the tissue; inside each tumour outline the pixels come from 
 so lesion borders follow the outline, not the 96-px patch grid. Train slides use PCam's
 ``train`` patches; PCam's ``valid`` patches are split in two halves, one for val slides and one
 for test slides, so no patch is shared between splits.
+
+PCam's ``valid`` patches also fall in two pools fixed by their content (md5): ``dev``, for
+every mosaic that anything is tuned on, and ``sealed``, kept for a pre-registered test
+(``docs/preregistration.md``). A ``sealed`` mosaic's test slides draw from the whole sealed
+pool when it has no val slides.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from mixsup.synth.stain import apply_center
 
 log = logging.getLogger(__name__)
 PCAM_MPP = 0.972  # PatchCamelyon: Camelyon16 at 10x
+POOLS = ("all", "dev", "sealed")
 GLASS = np.array([242, 241, 245], np.uint8)
 
 
@@ -44,8 +50,17 @@ class PatchBank:
         return PatchBank(self.normal[which::2], self.tumor[which::2])
 
 
-def load_banks(root: str | Path) -> dict[str, PatchBank]:
-    """PCam patches by PCam split ('train', 'valid'), exact duplicates removed by md5."""
+def in_sealed_pool(digest: str) -> bool:
+    """Whether a ``valid`` patch with this md5 hex digest belongs to the sealed pool (about half
+    of them, fixed by content, so the same files fall in the same pool on every machine)."""
+    return int(digest, 16) % 2 == 1
+
+
+def load_banks(root: str | Path, pool: str = "all") -> dict[str, PatchBank]:
+    """PCam patches by PCam split ('train', 'valid'), exact duplicates removed by md5;
+    ``pool`` ('all', 'dev' or 'sealed') keeps that pool of the ``valid`` patches."""
+    if pool not in POOLS:
+        raise ValueError(f"pool must be one of {POOLS}, not {pool!r}")
     root = Path(root)
     table = root / "labels.csv"
     if not table.is_file():
@@ -61,6 +76,9 @@ def load_banks(root: str | Path) -> dict[str, PatchBank]:
             if digest in seen:
                 continue
             seen.add(digest)
+            if pool != "all" and row["split"] == "valid" and (
+                    in_sealed_pool(digest) != (pool == "sealed")):
+                continue
             img = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR)
             if img is None:
                 raise MixsupError("cannot decode patch image", "remove or replace it",
@@ -78,9 +96,10 @@ def load_banks(root: str | Path) -> dict[str, PatchBank]:
     return banks
 
 
-def slide_banks(banks: dict[str, PatchBank]) -> dict[str, PatchBank]:
+def slide_banks(banks: dict[str, PatchBank], whole_test: bool = False) -> dict[str, PatchBank]:
     """The bank of each slide split: train <- PCam train; val and test <- the two halves of
-    PCam valid, so that no source patch sits in both a val and a test slide."""
+    PCam valid, so that no source patch sits in both a val and a test slide. ``whole_test``
+    (a mosaic without val slides): test slides draw from all of PCam valid."""
     train = banks.get("train") or next(iter(banks.values()))
     held = banks.get("valid")
     if held is None:
@@ -90,6 +109,8 @@ def slide_banks(banks: dict[str, PatchBank]) -> dict[str, PatchBank]:
     if min(len(held.normal), len(held.tumor)) < 2:
         raise MixsupError("too few 'valid' patches to give val and test slides their own",
                           "provide at least 2 normal and 2 tumour patches in the valid split")
+    if whole_test:
+        return {"train": train, "val": held, "test": held}
     return {"train": train, "val": held.half(0), "test": held.half(1)}
 
 
@@ -141,10 +162,12 @@ def make_pcam(out: str | Path, pcam_root: str | Path, n_slides: int = 60, size: 
               tumor_radius: tuple[float, float] = (0.03, 0.08),
               splits: tuple[float, float, float] = (0.5, 0.15, 0.35),
               patients: int | None = None, progress: bool = True,
-              compression: str = "jpeg", truth_dir: str | Path | None = None) -> Path:
+              compression: str = "jpeg", truth_dir: str | Path | None = None,
+              pool: str = "all") -> Path:
     """With ``patients``, 5 lymph nodes per patient with Camelyon17-like node classes (slides
-    of at least 4096 px, so that macro-metastases over 2 mm fit in the tissue)."""
-    banks = load_banks(pcam_root)
+    of at least 4096 px, so that macro-metastases over 2 mm fit in the tissue). ``pool``: which
+    of PCam valid's pools the val and test slides draw from (module docstring)."""
+    banks = load_banks(pcam_root, pool)
     if patients:
         layouts = plan_patients(patients, max(size, 4096), PCAM_MPP, seed=seed,
                                 annotated_fraction=annotated_fraction)
@@ -152,5 +175,6 @@ def make_pcam(out: str | Path, pcam_root: str | Path, n_slides: int = 60, size: 
         layouts = plan_slides(n_slides, size, size, seed=seed,
                               annotated_fraction=annotated_fraction, tumor_radius=tumor_radius,
                               splits=splits)
-    return write_dataset(out, layouts, PCAM_MPP, pcam_renderer(slide_banks(banks)),
+    whole_test = pool == "sealed" and not any(lay.split == "val" for lay in layouts)
+    return write_dataset(out, layouts, PCAM_MPP, pcam_renderer(slide_banks(banks, whole_test)),
                          progress=progress, compression=compression, truth_dir=truth_dir)
