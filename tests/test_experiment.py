@@ -6,6 +6,7 @@ import pytest
 
 from mixsup.cli import main
 from mixsup.config import load_config
+from mixsup.evaluate.thresholds import RULES
 from mixsup.experiment import grid_variants, parse_ablation
 from mixsup.experiment_pairs import pairs
 from tests.helpers import FAST
@@ -132,6 +133,14 @@ def test_experiment_writes_every_mode(shapes_data, tmp_path):
     # attention weights are no probabilities: abmil has no θ1-alone score
     assert runs["abmil"]["theta1_auc"] == "nan" and runs["abmil"]["selected_round"] == ""
     assert len(list((out / "features").iterdir())) == 1  # one shared cache per encoder
+    # every rule applied to the val scores behind each bundle: "lowest" is the bundle's own
+    with open(out / "thresholds.csv") as fh:
+        points = list(csv.DictReader(fh))
+    stored = {r["mode"]: float(r["operating_threshold"]) for r in rows if r["center"] == "all"}
+    lowest = {p["mode"]: float(p["threshold"]) for p in points if p["rule"] == "lowest"}
+    assert lowest and all(lowest[m] == pytest.approx(stored[m], rel=1e-5) for m in lowest)
+    assert {p["rule"] for p in points} == set(RULES)
+    assert "what it promises" in (out / "thresholds.md").read_text()
 
 
 METRIC_COLUMNS = ["mode", "seed", "selected_round", "selection_rule", "auc",

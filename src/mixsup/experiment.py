@@ -24,6 +24,7 @@ from mixsup.evaluate.report import (
     read_predictions,
     roc_figure,
 )
+from mixsup.evaluate.thresholds import RULES, OperatingPoint, operating_points, summarise_rules
 from mixsup.experiment_budget import BudgetPoint, budget_figure, budget_markdown, budget_points
 from mixsup.experiment_pairs import (
     PairRow,
@@ -39,6 +40,7 @@ from mixsup.labels.table import load_dataset
 from mixsup.modes import MODES, Mode
 from mixsup.plotting import save_png
 from mixsup.train.preflight import check_training
+from mixsup.train.results import selected_val_scores
 
 METRICS = ["specificity_at_full_sensitivity", "auc", "sensitivity", "specificity",
            "threshold_at_full_sensitivity", "operating_threshold", "tied_fraction", "n_pos",
@@ -168,6 +170,7 @@ def run_experiment(data_dir: str | Path, out: str | Path, preset: str = "small",
                               if mode_of[name].ranks_by_probability else None) for r in rs]
                for name, rs in results.items()}
     rows = summarise(results, per_center)
+    points = {name: [run_points(r, labels) for r in rs] for name, rs in results.items()}
     pairs = paired_table({name: {r.seed: r.pred for r in rs} for name, rs in results.items()},
                          labels, shared=EM_SWITCHES)
     tables = held_out.tables(out)
@@ -176,6 +179,7 @@ def run_experiment(data_dir: str | Path, out: str | Path, preset: str = "small",
     budget = budget_points({r.variant: (r.mean["auc"], r.std["auc"]) for r in rows
                             if r.center == "all"}, pairs, annotated.get("mixed", 0))
     write_results(tables, rows, seeds, results, pairs, budget, held_out.note())
+    write_thresholds(tables, results, points)
     if budget:
         budget_figure(tables / "budget.png", budget)
     first = {name: r[0].pred for name, r in results.items()}
@@ -220,6 +224,40 @@ def theta1_metrics(pred: Path, labels: dict[str, int]) -> SlideMetrics | None:
     if len(set(y.tolist())) < 2:
         return None
     return slide_metrics(np.array([scores[i] for i in ids]), y, 0.5)
+
+
+def run_points(r: RunResult, labels: dict[str, int]) -> list[OperatingPoint]:
+    """Every threshold rule's point for one run: the rule applied to the val scores behind
+    its bundle's threshold, then scored on the test slides."""
+    val = selected_val_scores(r.run / "train", r.selected_round)
+    if val is None:
+        return []
+    vid = sorted(val.scores)
+    scores = read_predictions(r.pred / "predictions.csv")
+    tid = [i for i in scores if i in labels]
+    return operating_points(np.array([val.scores[i] for i in vid]),
+                            np.array([val.labels[i] for i in vid]),
+                            np.array([scores[i] for i in tid]), np.array([labels[i] for i in tid]))
+
+
+def write_thresholds(out: Path, results: dict[str, list[RunResult]],
+                     points: dict[str, list[list[OperatingPoint]]]) -> None:
+    """``thresholds.csv`` (every run x rule) and ``thresholds.md`` (every variant x rule)."""
+    with atomic_open(out / "thresholds.csv") as fh:
+        w = csv.writer(fh, lineterminator="\n")
+        w.writerow(["mode", "seed", "rule", "threshold", "sensitivity", "specificity"])
+        for name, rs in results.items():
+            for r, run in zip(rs, points[name], strict=True):
+                w.writerows([name, r.seed, p.rule, f"{p.threshold:.6f}", f"{p.sensitivity:.4f}",
+                             f"{p.specificity:.4f}"] for p in run)
+    lines = ["Operating thresholds fixed on val before the test (each rule applied to the val "
+             "scores behind the bundle's threshold), scored on the test slides:", "",
+             "| mode | rule | what it promises | runs | test sensitivity | test specificity "
+             "| runs catching every positive |", "|---|---|---|---|---|---|---|"]
+    for s in summarise_rules(points):
+        lines.append(f"| {s.variant} | {s.rule} | {RULES[s.rule].promise} | {s.runs} | "
+                     f"{s.sensitivity:.3f} | {s.specificity:.3f} | {s.all_caught}/{s.runs} |")
+    write_text(out / "thresholds.md", "\n".join(lines) + "\n")
 
 
 def summarise(results: dict[str, list[RunResult]], per_center: bool) -> list[SummaryRow]:

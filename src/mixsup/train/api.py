@@ -20,8 +20,8 @@ from mixsup.train.context import RunContext, prepare
 from mixsup.train.figures import stage1_figures
 from mixsup.train.mil import mil_model_path, run_mil
 from mixsup.train.preflight import check_training
-from mixsup.train.results import RoundRow, RoundSummary, Stage2Summary, TrainSummary
-from mixsup.train.rounds import round_dir, run_stage1, selectable
+from mixsup.train.results import RoundRow, RoundSummary, Stage2Summary, TrainSummary, round_dir
+from mixsup.train.rounds import run_stage1, selectable
 from mixsup.train.selection import operating_threshold, select_round
 from mixsup.train.stage2 import run_stage2
 

@@ -110,6 +110,22 @@ class MILSummary:
         return from_json(cls, _with_val_scores(json.loads(path.read_text())))
 
 
+def round_dir(run_dir: Path, r: int) -> Path:
+    return run_dir / f"round_{r}"
+
+
+def selected_val_scores(run_dir: Path, selected_round: int | None) -> ValScores | None:
+    """The val slide scores behind a finished run's operating threshold: the selected round's
+    θ2 (``selected_round``), else the MIL baseline's; None where the run kept none."""
+    if selected_round is not None:
+        path = round_dir(run_dir, selected_round) / "stage2" / "summary.json"
+        return Stage2Summary.read(path).val if path.is_file() else None
+    for folder in ("mil", "abmil"):
+        if (run_dir / folder / "summary.json").is_file():
+            return MILSummary.read(run_dir / folder / "summary.json").val
+    return None
+
+
 def _with_val_scores(data: dict) -> dict:
     """Summaries written before ``ValScores`` (run folders of mixsup 0.1.0) kept the val
     scores in two top-level keys."""

@@ -34,7 +34,7 @@ from mixsup.train.context import RunContext
 from mixsup.train.dataset import MixedPatches
 from mixsup.train.fit import append_jsonl, fit
 from mixsup.train.pools import Pools, average_teacher, em_pools, fine_refs, tumour_first
-from mixsup.train.results import MapStats, RoundSummary
+from mixsup.train.results import MapStats, RoundSummary, round_dir
 from mixsup.train.sampler import MixedBatchSampler, batch_counts, split_first_pool
 
 log = logging.getLogger(__name__)
@@ -46,10 +46,6 @@ class RoundResult:
     model_path: Path
     maps: dict[int, StoredMaps]  # slide index -> its E-step store
     summary: RoundSummary
-
-
-def round_dir(run_dir: Path, r: int) -> Path:
-    return run_dir / f"round_{r}"
 
 
 def run_stage1(ctx: RunContext, em: bool = True) -> list[RoundResult]:

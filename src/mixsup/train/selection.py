@@ -6,7 +6,7 @@ import logging
 
 import numpy as np
 
-from mixsup.evaluate.metrics import full_sensitivity_point
+from mixsup.evaluate.thresholds import lowest_positive
 from mixsup.train.results import Selection, Stage2Summary, ValScores
 
 log = logging.getLogger(__name__)
@@ -57,18 +57,12 @@ def _value(summary: Stage2Summary, key: str) -> float:
     return float("nan") if value is None else float(value)
 
 
-# Slide scores are means of float32 probabilities, and the same slide scored in a batch (val)
-# or alone (predict) can differ in the last bits: the demo's val positives scored 0.75000006 and
-# identical test positives 0.75, which a threshold of exactly the lowest val positive missed.
-SCORE_TOLERANCE = 1e-6  # relative, about 8 float32 ulps
-
-
 def full_sensitivity_threshold(scores: np.ndarray, labels: np.ndarray) -> float | None:
     """The largest threshold that keeps every positive at or above it: the lowest positive,
-    lowered by ``SCORE_TOLERANCE`` so that the same score from another code path still counts.
-    """
-    thr, _ = full_sensitivity_point(scores, labels)
-    return None if np.isnan(thr) else thr * (1 - SCORE_TOLERANCE)
+    lowered by ``thresholds.SCORE_TOLERANCE`` so that the same score from another code path
+    still counts (``thresholds.lowest_positive``)."""
+    pos = np.asarray(scores, float)[np.asarray(labels, int) == 1]
+    return lowest_positive(pos) if len(pos) else None
 
 
 def operating_threshold(val: ValScores | None) -> tuple[float, str]:

@@ -24,8 +24,8 @@ from mixsup.tile_dataset import SlideSet
 from mixsup.train.context import RunContext
 from mixsup.train.fit import append_jsonl, fit
 from mixsup.train.loss import smooth
-from mixsup.train.results import Stage2Summary, ValScores
-from mixsup.train.rounds import RoundResult, round_dir
+from mixsup.train.results import Stage2Summary, ValScores, round_dir
+from mixsup.train.rounds import RoundResult
 from mixsup.train.sampler import shuffled_cycle
 
 EPS = 1e-6
