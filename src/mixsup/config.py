@@ -254,6 +254,9 @@ class Stage2Config(EncoderSpec):
         "(train_curve), final training loss (train_loss, the paper's), or val loss")
     select_tolerance: float = Field(1e-3, ge=0, description="criterion values this close to "
                                     "the best are a reported tie")
+    tie_break: Literal["val_loss", "latest", "earliest"] = Field(
+        "val_loss", description="how a tie is broken: the lower val loss (else the latest), "
+        "the latest round, or the earliest (an argmin's first, the paper's)")
     include_round0: bool = Field(False, description="round selection also considers round 0 "
                                  "(θ1 on the pixel labels alone); the paper selects among 1..N")
 

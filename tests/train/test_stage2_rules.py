@@ -114,3 +114,32 @@ def test_collapse_rule():
     assert collapsed(summary(100), summary(555), 0.2)  # 0.18 of the previous round's
     assert not collapsed(summary(209), summary(555), 0.2)
     assert not collapsed(summary(0), summary(0), 0.2)  # nothing to lose
+
+
+def test_a_collapsed_round_stays_selectable_under_warn_and_not_under_rollback():
+    from mixsup.train.rounds import selection_candidates
+
+    rounds = {0: False, 1: True, 2: False}
+    assert selection_candidates(rounds, 2, False, "warn") == [1, 2]
+    assert selection_candidates(rounds, 2, False, "rollback") == [2]
+    every_later_collapsed = {0: False, 1: True, 2: True}
+    assert selection_candidates(every_later_collapsed, 2, False, "warn") == [1, 2]
+    assert selection_candidates(every_later_collapsed, 2, False, "rollback") == [0]
+    assert selection_candidates(rounds, 2, True, "warn") == [0, 1, 2]
+
+
+def test_the_papers_tie_rule_takes_an_argmins_first_round():
+    from mixsup.train.results import Stage2Summary
+    from mixsup.train.selection import select_round
+
+    def s2(r: int, loss: float, val: float) -> Stage2Summary:
+        return Stage2Summary(r, [loss], loss, loss, 10, val_loss=val)
+
+    tied = [s2(1, 1e-6, 0.9), s2(2, 1e-6, 0.1), s2(3, 0.2, 0.0)]
+    assert select_round(tied, "train_loss", 0.0, "earliest").round == 1
+    assert select_round(tied, "train_loss", 0.0, "val_loss").round == 2
+    assert select_round(tied, "train_loss", 0.0, "latest").round == 2
+    from mixsup.config import load_config
+
+    paper = load_config("small", overrides=["protocol=paper"]).stage2
+    assert (paper.select_tolerance, paper.tie_break) == (0.0, "earliest")

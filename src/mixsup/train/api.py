@@ -21,7 +21,7 @@ from mixsup.train.figures import stage1_figures
 from mixsup.train.mil import mil_model_path, run_mil
 from mixsup.train.preflight import check_training
 from mixsup.train.results import RoundRow, RoundSummary, Stage2Summary, TrainSummary, round_dir
-from mixsup.train.rounds import run_stage1, selectable
+from mixsup.train.rounds import run_stage1, selectable, selection_candidates
 from mixsup.train.selection import operating_threshold, select_round
 from mixsup.train.stage2 import run_stage2
 
@@ -72,14 +72,14 @@ def train_segmenter(ctx: RunContext, spec: Mode, val: SlideSet | None) -> TrainS
     results = run_stage1(ctx, em=spec.em_rounds)
     figures = stage1_figures(run_dir / "figures", ctx.train, ctx.train.labelled(),
                              [(res.round, res.maps) for res in results]) if ctx.dist.main else []
-    candidates = [res for res in results if not res.summary.collapsed
-                  and selectable(res.round, s1.rounds, cfg.stage2.include_round0)]
-    if not candidates:
+    keep = selection_candidates({res.round: res.summary.collapsed for res in results},
+                                s1.rounds, cfg.stage2.include_round0, s1.on_collapse)
+    if keep == [0] and not selectable(0, s1.rounds, cfg.stage2.include_round0):
         log.warning("every round >= 1 collapsed: round 0 is the only one left to select")
-        candidates = [results[0]]
+    candidates = [res for res in results if res.round in keep]
     stage2 = {res.round: run_stage2(ctx, res, val) for res in candidates}
     choice = select_round(list(stage2.values()), cfg.stage2.select_by,
-                          cfg.stage2.select_tolerance)
+                          cfg.stage2.select_tolerance, cfg.stage2.tie_break)
     chosen = stage2[choice.round]
     threshold, source = operating_threshold(chosen.val)
     bundle = run_dir / "bundle"

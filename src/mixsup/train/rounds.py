@@ -130,6 +130,17 @@ def selectable(r: int, rounds: int, include_round0: bool) -> bool:
     return r >= 1 or include_round0 or rounds == 0
 
 
+def selection_candidates(collapsed_by_round: dict[int, bool], rounds: int, include_round0: bool,
+                         on_collapse: str) -> list[int]:
+    """The rounds that round selection chooses among. A collapsed round is left out only
+    with ``on_collapse=rollback``; with ``warn`` (the paper's: no rollback) it stays
+    selectable. Round 0 stands in when no other round is left."""
+    keep = [r for r, gone in sorted(collapsed_by_round.items())
+            if selectable(r, rounds, include_round0)
+            and not (gone and on_collapse == "rollback")]
+    return keep or [min(collapsed_by_round)]
+
+
 def theta1_steps(s1: Stage1Config, n_fine: int, r: int) -> int:
     """Optimiser steps per epoch of θ1's round ``r``, the same in every mode: ``steps_per_epoch``
     when set; otherwise one pass over the fine pool, at the share of it a round-r batch holds

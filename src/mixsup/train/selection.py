@@ -16,7 +16,7 @@ SELECT_KEYS = {"train_curve": "train_curve", "train_loss": "train_loss", "val": 
 
 
 def select_round(summaries: list[Stage2Summary], select_by: str,
-                 tolerance: float = 1e-3) -> Selection:
+                 tolerance: float = 1e-3, tie_break: str = "val_loss") -> Selection:
     """The round whose θ2 learns best by ``select_by``:
 
     - ``train_curve`` (default): the mean of θ2's per-epoch training losses, the area under its
@@ -28,7 +28,9 @@ def select_round(summaries: list[Stage2Summary], select_by: str,
     - ``val``: θ2's loss on the labelled val slides.
 
     Rounds within ``tolerance`` (absolute) of the best are a tie: it is reported, and broken
-    by the val loss where there is one, else toward the later round (more EM refinement).
+    by ``tie_break``: ``val_loss`` (where every tied round has one, else as ``latest``),
+    ``latest`` (more EM refinement) or ``earliest`` (an argmin's first, the paper's rule with
+    tolerance 0).
     """
     key = SELECT_KEYS[select_by]
     values = {s.round: _value(s, key) for s in summaries}
@@ -42,7 +44,11 @@ def select_round(summaries: list[Stage2Summary], select_by: str,
     if len(tied) == 1:
         return Selection(tied[0], select_by, values, tied, f"lowest {key}")
     by_val = {s.round: _value(s, "val_loss") for s in summaries if s.round in tied}
-    if key != "val_loss" and all(np.isfinite(v) for v in by_val.values()):
+    if tie_break == "earliest":
+        chosen = tied[0]
+        rule = f"rounds {list(tied)} tie on {key} (within {tolerance:g}); the earliest"
+    elif (tie_break == "val_loss" and key != "val_loss"
+          and all(np.isfinite(v) for v in by_val.values())):
         chosen = min(sorted(by_val), key=lambda r: by_val[r])
         rule = f"rounds {list(tied)} tie on {key} (within {tolerance:g}); lowest val_loss"
     else:
