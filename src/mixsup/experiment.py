@@ -8,7 +8,7 @@ import csv
 import json
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -26,6 +26,7 @@ from mixsup.evaluate.report import (
 )
 from mixsup.evaluate.thresholds import RULES, OperatingPoint, operating_points, summarise_rules
 from mixsup.experiment_budget import BudgetPoint, budget_figure, budget_markdown, budget_points
+from mixsup.experiment_folds import pooled_metrics, run_folds
 from mixsup.experiment_pairs import (
     PairRow,
     join_variant,
@@ -100,6 +101,7 @@ class SummaryRow:
 class Experiment:
     rows: list[SummaryRow]
     tables: Path  # results.md/csv, runs.csv, paired.csv and the figures
+    preds: dict[str, dict[int, Path]] = field(default_factory=dict)  # variant -> seed -> pred
 
 
 def parse_ablation(spec: str, modes: tuple[str, ...] = tuple(MODES)) -> list[Variant]:
@@ -129,13 +131,26 @@ def run_experiment(data_dir: str | Path, out: str | Path, preset: str = "small",
                    ablations: tuple[str, ...] = (), files: tuple = (),
                    overrides: tuple[str, ...] = (), per_center: bool = False,
                    progress: bool = True, workers: int = 1, base: bool = True,
-                   test_data: str | Path | None = None) -> Experiment:
+                   test_data: str | Path | None = None, folds: int = 0) -> Experiment:
     """``workers`` > 1: that many runs at once, in child processes (``run_grid``).
     ``test_data``: score the runs on that dataset's test split (an external test set) instead
-    of ``data_dir``'s (``HeldOut``)."""
+    of ``data_dir``'s (``HeldOut``). ``folds`` >= 3: grouped cross-validation over the
+    labelled slides (``experiment_folds``); the tables pool every fold's test slides."""
     if workers < 1:
         raise ValueError(f"--jobs takes a number of parallel runs >= 1 (got {workers})")
     data_dir, out = Path(data_dir), Path(out)
+    if folds:
+        if test_data is not None:
+            raise MixsupError("--folds and --test-data do not go together",
+                              "cross-validate on one dataset, or score an external test set "
+                              "without --folds", Path(test_data))
+
+        def run_fold(fold_data: Path, fold_out: Path) -> dict[str, dict[int, Path]]:
+            return run_experiment(fold_data, fold_out, preset, modes, seeds, ablations, files,
+                                  overrides, per_center, progress, workers, base).preds
+
+        pooled = run_folds(data_dir, out, folds, 0, run_fold)
+        return pooled_experiment(data_dir, out / "cv", pooled, seeds, folds)
     variants = grid_variants(modes, ablations, base)
     # Everything that can fail is checked before the first run folder exists.
     held_out = HeldOut.of(data_dir, test_data)
@@ -185,7 +200,31 @@ def run_experiment(data_dir: str | Path, out: str | Path, preset: str = "small",
     first = {name: r[0].pred for name, r in results.items()}
     roc_overlay(tables / "roc.png", first, held_out.labels)
     heatmap_grid(tables / "heatmaps.png", first, held_out.data)
-    return Experiment(rows, tables)
+    return Experiment(rows, tables, {name: {r.seed: r.pred for r in rs}
+                                     for name, rs in results.items()})
+
+
+def pooled_experiment(data_dir: Path, tables: Path, preds: dict[str, dict[int, Path]],
+                      seeds: tuple[int, ...], folds: int) -> Experiment:
+    """The tables of a cross-validation from its pooled prediction folders: every labelled
+    slide scored once per seed, by the fold that held it out."""
+    labels_csv = data_dir / "slides.csv"
+    labels, _ = read_labels(labels_csv)
+    rows = [_row(name, "all", [pooled_metrics(p, labels_csv) for p in by_seed.values()],
+                 [theta1_metrics(p, labels) for p in by_seed.values()])
+            for name, by_seed in preds.items()]
+    pairs = paired_table(preds, labels, shared=EM_SWITCHES)
+    tables.mkdir(parents=True, exist_ok=True)
+    write_paired(tables / "paired.csv", pairs)
+    n_test = len({i for by_seed in preds.values() for p in by_seed.values()
+                  for i in read_predictions(p / "predictions.csv") if i in labels})
+    write_results(tables, rows, seeds, None, pairs, None,
+                  f"Test slides: {n_test}, pooled over {folds} grouped folds (each slide "
+                  "scored by the fold that held it out; sensitivity and specificity from each "
+                  "fold's own operating threshold).")
+    roc_overlay(tables / "roc.png", {name: next(iter(p.values())) for name, p in preds.items()},
+                labels_csv)
+    return Experiment(rows, tables, preds)
 
 
 def shared_features(cfg: Config, mode: str, out: Path) -> Config:

@@ -65,6 +65,11 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Command]:
     p.add_argument("--no-base", action="store_true",
                    help="run only the --ablate variants, not each mode's plain run (e.g. more "
                         "seeds at one label budget)")
+    p.add_argument("--folds", type=folds_arg, default=0, metavar="K",
+                   help="grouped cross-validation: every labelled slide is a test slide once "
+                   "(StratifiedGroupKFold by label and pixel labels, grouped by the patient "
+                   "column); fold f tests on fold f, validates on f+1, trains on the rest; "
+                   "tables in OUT/cv from the pooled predictions")
     p.add_argument("--jobs", type=int, default=1, metavar="N",
                    help="runs at once, each in its own process with 1/N of the CPU cores "
                         "(default 1: one after the other, in this process)")
@@ -163,6 +168,17 @@ def print_train_summary(s: TrainSummary, run_dir: Path) -> None:
     print(f"run folder: {run_dir}; model bundle: {s.bundle}")
 
 
+def folds_arg(raw: str) -> int:
+    try:
+        k = int(raw)
+    except ValueError:
+        k = -1
+    if k < 3 or k > 50:
+        raise argparse.ArgumentTypeError(f"--folds takes a number of folds from 3 to 50 "
+                                         f"(got {raw!r})")
+    return k
+
+
 def cmd_experiment(args: argparse.Namespace) -> int:
     from mixsup.experiment import run_experiment
 
@@ -173,7 +189,8 @@ def cmd_experiment(args: argparse.Namespace) -> int:
                               tuple(args.ablate), tuple(args.config),
                               tuple(cli_overrides(args)),
                               args.per_center, progress=not args.quiet, workers=args.jobs,
-                              base=not args.no_base, test_data=args.test_data)
+                              base=not args.no_base, test_data=args.test_data,
+                              folds=args.folds)
     except ValueError as exc:
         raise MixsupError(str(exc), "see mixsup experiment --help") from None
     print((done.tables / "results.md").read_text(), end="")
