@@ -85,3 +85,21 @@ def test_attention_modes_pair_on_the_slide_score_only(tmp_path):
         runs[mode][0] = run / "pred"
     rows = paired_table(runs, LABELS, n_boot=50)
     assert {r.score for r in rows} == {"slide"} and rows[0].diff.a == "mixed"
+
+
+def test_stage2_rows_pair_a_runs_theta2_with_its_own_theta1(tmp_path):
+    """θ2 ranks perfectly, θ1's top-K mean perfectly wrongly: Δ AUC is exactly +1 per seed."""
+    from mixsup.experiment_pairs import stage2_table
+
+    runs: dict[str, dict[int, object]] = {"mixed": {}}
+    for seed in (0, 1):
+        run = tmp_path / f"m{seed}"
+        slide = {sid: 0.9 if LABELS[sid] else 0.1 for sid in IDS}
+        topk = {sid: [0.1, 0.1] if LABELS[sid] else [0.9, 0.9] for sid in IDS}
+        _pred(run, slide, topk)
+        runs["mixed"][seed] = run / "pred"
+    rows = stage2_table(runs, LABELS, n_boot=100)
+    auc = next(r.diff for r in rows if r.diff.metric == "auc")
+    assert (auc.a, auc.b) == ("mixed θ2", "mixed θ1 alone") and auc.per_seed == (1.0, 1.0)
+    md = "\n".join(paired_markdown(rows))
+    assert "keep θ1's lead" in md and "| mixed | +1.000" in md

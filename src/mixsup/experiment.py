@@ -33,6 +33,7 @@ from mixsup.experiment_pairs import (
     paired_markdown,
     paired_table,
     split_variant,
+    stage2_table,
     theta1_scores,
     write_paired,
 )
@@ -186,8 +187,8 @@ def run_experiment(data_dir: str | Path, out: str | Path, preset: str = "small",
                for name, rs in results.items()}
     rows = summarise(results, per_center)
     points = {name: [run_points(r, labels) for r in rs] for name, rs in results.items()}
-    pairs = paired_table({name: {r.seed: r.pred for r in rs} for name, rs in results.items()},
-                         labels, shared=EM_SWITCHES)
+    preds = {name: {r.seed: r.pred for r in rs} for name, rs in results.items()}
+    pairs = paired_table(preds, labels, shared=EM_SWITCHES) + stage2_table(preds, labels)
     tables = held_out.tables(out)
     tables.mkdir(parents=True, exist_ok=True)
     write_paired(tables / "paired.csv", pairs)
@@ -200,8 +201,7 @@ def run_experiment(data_dir: str | Path, out: str | Path, preset: str = "small",
     first = {name: r[0].pred for name, r in results.items()}
     roc_overlay(tables / "roc.png", first, held_out.labels)
     heatmap_grid(tables / "heatmaps.png", first, held_out.data)
-    return Experiment(rows, tables, {name: {r.seed: r.pred for r in rs}
-                                     for name, rs in results.items()})
+    return Experiment(rows, tables, preds)
 
 
 def pooled_experiment(data_dir: Path, tables: Path, preds: dict[str, dict[int, Path]],
@@ -213,7 +213,7 @@ def pooled_experiment(data_dir: Path, tables: Path, preds: dict[str, dict[int, P
     rows = [_row(name, "all", [pooled_metrics(p, labels_csv) for p in by_seed.values()],
                  [theta1_metrics(p, labels) for p in by_seed.values()])
             for name, by_seed in preds.items()]
-    pairs = paired_table(preds, labels, shared=EM_SWITCHES)
+    pairs = paired_table(preds, labels, shared=EM_SWITCHES) + stage2_table(preds, labels)
     tables.mkdir(parents=True, exist_ok=True)
     write_paired(tables / "paired.csv", pairs)
     n_test = len({i for by_seed in preds.values() for p in by_seed.values()

@@ -107,17 +107,59 @@ def paired_table(runs: dict[str, dict[int, Path]], labels: dict[str, int],
     return rows
 
 
+def stage2_table(runs: dict[str, dict[int, Path]], labels: dict[str, int],
+                 n_boot: int = 2000) -> list[PairRow]:
+    """Within each variant whose mode scores by probability: its θ2 slide score against its
+    own θ1's top-K mean on the same runs and slides, so that what stage 2 adds (or loses)
+    gets a paired interval. The rows' score is ``"stage2"``."""
+    rows = []
+    for name, by_seed in runs.items():
+        if not MODES[split_variant(name)[0]].ranks_by_probability:
+            continue
+        seeds = sorted(by_seed)
+        s2 = [run_scores(by_seed[s], "slide") for s in seeds]
+        s1 = [run_scores(by_seed[s], "theta1") for s in seeds]
+        ids = sorted(set(labels).intersection(*s2, *s1))
+        y = np.array([labels[i] for i in ids])
+        if len(set(y.tolist())) < 2:
+            continue
+        for metric in PAIRED_METRICS:
+            rows.append(PairRow("stage2", paired_difference(
+                f"{name} θ2", f"{name} θ1 alone", [np.array([x[i] for i in ids]) for x in s2],
+                [np.array([x[i] for i in ids]) for x in s1], y, metric, n_boot=n_boot)))
+    return rows
+
+
+def stage2_markdown(rows: list[PairRow]) -> list[str]:
+    by_pair: dict[tuple[str, str], dict[str, PairedDifference]] = {}
+    for row in rows:
+        by_pair.setdefault((row.diff.a, row.diff.b), {})[row.diff.metric] = row.diff
+    if not by_pair:
+        return []
+    lines = ["", "Does stage 2 keep θ1's lead? Each variant's θ2 slide score against its own "
+             "θ1's top-K mean, paired on the same runs and slides:", "",
+             "| θ2 − θ1 alone | Δ AUC [95% CI, these runs] | Δ AUC, seeds redrawn [95% CI] | "
+             "Δ spec @ sens 1 [95% CI, these runs] |", "|---|---|---|---|"]
+    for (a, _), ms in by_pair.items():
+        lines.append(f"| {a.removesuffix(' θ2')} | {ci_cell(ms.get('auc'))} | "
+                     f"{ci_cell(ms.get('auc'), over_seeds=True)} | "
+                     f"{ci_cell(ms.get('specificity_at_full_sensitivity'))} |")
+    return lines
+
+
 COLUMNS = ["a", "b", "score", "metric", "difference", "ci_low", "ci_high", "excludes_zero",
            "seeds_ci_low", "seeds_ci_high", "excludes_zero_over_seeds", "seeds_p",
            "seeds_p_holm", "seeds", "per_seed", "n_slides", "n_boot"]
 
 
 def holm_by_metric(rows: list[PairRow]) -> list[float]:
-    """Each row's over-seeds p, Holm-adjusted over the rows of the same metric: the family is
-    every comparison the table reads on that metric."""
+    """Each row's over-seeds p, Holm-adjusted over the rows of the same metric and kind
+    (between variants, or stage 2 within one): the family is every comparison its table
+    reads on that metric."""
     adjusted = [float("nan")] * len(rows)
-    for metric in {row.diff.metric for row in rows}:
-        idx = [i for i, row in enumerate(rows) if row.diff.metric == metric]
+    family = lambda row: (row.diff.metric, row.score == "stage2")  # noqa: E731
+    for key in {family(row) for row in rows}:
+        idx = [i for i, row in enumerate(rows) if family(row) == key]
         for i, p in zip(idx, holm([rows[i].diff.seeds_p for i in idx]), strict=True):
             adjusted[i] = float(p)
     return adjusted
@@ -137,6 +179,12 @@ def write_paired(path: Path, rows: list[PairRow]) -> None:
 
 
 def paired_markdown(rows: list[PairRow]) -> list[str]:
+    within = [row for row in rows if row.score == "stage2"]
+    rows = [row for row in rows if row.score != "stage2"]
+    return _between_markdown(rows) + stage2_markdown(within)
+
+
+def _between_markdown(rows: list[PairRow]) -> list[str]:
     if not rows:
         return ["", "Paired differences: none (they need two modes that scored the same "
                 "positive and negative test slides)."]
