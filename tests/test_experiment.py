@@ -209,3 +209,21 @@ def test_a_ratio_ablation_without_a_set_step_count_is_refused(shapes_data, tmp_p
     err = capsys.readouterr().err
     assert "em-ratio" in err and "stage1.steps_per_epoch" in err and "Traceback" not in err
     assert not (tmp_path / "e").exists()
+
+
+@pytest.mark.parametrize(("flag", "value", "says"), [
+    ("--modes", "", "no empty item"), ("--modes", "pixel,,mixed", "no empty item"),
+    ("--modes", "abmil,abmil", "more than once"), ("--modes", "nosuch", "unknown mode"),
+    ("--seeds", "", "no empty item"), ("--seeds", "0,0", "more than once"),
+    ("--seeds", "0,00", "more than once"), ("--seeds", "-1", "from 0 to 2**32-1"),
+    ("--seeds", str(2 ** 64), "from 0 to 2**32-1"), ("--seeds", "1.5", "from 0 to 2**32-1"),
+    ("--jobs", "0", "--jobs takes an integer"), ("--jobs", "x", "--jobs takes an integer"),
+])
+def test_experiment_arguments_are_refused_where_they_enter(flag, value, says, tmp_path, capsys):
+    """Each a usage error (exit 2) that quotes the flag, before anything is read or written."""
+    with pytest.raises(SystemExit) as exc:
+        main(["experiment", str(tmp_path / "nodata"), "--out", str(tmp_path / "e"), flag, value])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert flag in err and says in err
+    assert not (tmp_path / "e").exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,7 +18,7 @@ from mixsup.cli.common import (
     print_metrics,
 )
 from mixsup.errors import MixsupError
-from mixsup.modes import MODES, get_mode
+from mixsup.modes import MODES
 
 if TYPE_CHECKING:
     from mixsup.train.results import TrainSummary
@@ -50,8 +51,10 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Command]:
     p = sub.add_parser("experiment", help="compare modes (and ablations) over seeds")
     p.add_argument("data")
     p.add_argument("--out", required=True)
-    p.add_argument("--modes", default=",".join(MODES))
-    p.add_argument("--seeds", default="0")
+    p.add_argument("--modes", type=modes_arg, default=tuple(MODES),
+                   help=f"comma-separated, each once (default {','.join(MODES)})")
+    p.add_argument("--seeds", type=seeds_arg, default=(0,),
+                   help="comma-separated integers from 0 to 2**32-1, each once (default 0)")
     p.add_argument("--ablate", action="append", default=[],
                    metavar="pixel-slides=12,6,3,1 | pixel-labels=200,100 | slides=1,0.5 | "
                            "pseudo-labels=confident | keep-top=4 | teacher=average | "
@@ -70,7 +73,7 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Command]:
                    "(StratifiedGroupKFold by label and pixel labels, grouped by the patient "
                    "column); fold f tests on fold f, validates on f+1, trains on the rest; "
                    "tables in OUT/cv from the pooled predictions")
-    p.add_argument("--jobs", type=int, default=1, metavar="N",
+    p.add_argument("--jobs", type=int_in(1, 256, "--jobs"), default=1, metavar="N",
                    help="runs at once, each in its own process with 1/N of the CPU cores "
                         "(default 1: one after the other, in this process)")
     config_args(p, default_preset="small")
@@ -168,6 +171,53 @@ def print_train_summary(s: TrainSummary, run_dir: Path) -> None:
     print(f"run folder: {run_dir}; model bundle: {s.bundle}")
 
 
+def _listed(raw: str, flag: str) -> list[str]:
+    items = [x.strip() for x in raw.split(",")]
+    if not raw.strip() or any(not x for x in items):
+        raise argparse.ArgumentTypeError(f"{flag} takes a comma-separated list with no empty "
+                                         f"item (got {raw!r})")
+    twice = sorted({x for x in items if items.count(x) > 1})
+    if twice:
+        raise argparse.ArgumentTypeError(f"{flag} names {', '.join(twice)} more than once: a "
+                                         "repeated run would count twice in the statistics")
+    return items
+
+
+def modes_arg(raw: str) -> tuple[str, ...]:
+    items = _listed(raw, "--modes")
+    unknown = [m for m in items if m not in MODES]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"--modes: unknown mode {unknown[0]!r}; use "
+                                         f"{', '.join(MODES)}")
+    return tuple(items)
+
+
+def seeds_arg(raw: str) -> tuple[int, ...]:
+    items = _listed(raw, "--seeds")
+    bad = [x for x in items if not x.isdigit() or int(x) >= 2 ** 32]
+    if bad:
+        raise argparse.ArgumentTypeError(f"--seeds: {bad[0]!r} is not an integer from 0 to "
+                                         "2**32-1")
+    seeds = tuple(int(x) for x in items)
+    if len(set(seeds)) < len(seeds):
+        raise argparse.ArgumentTypeError("--seeds names a seed more than once (as 0 and 00?)")
+    return seeds
+
+
+def int_in(low: int, high: int, flag: str) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            value = low - 1
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{flag} takes an integer from {low} to {high} "
+                                             f"(got {raw!r})")
+        return value
+
+    return parse
+
+
 def folds_arg(raw: str) -> int:
     try:
         k = int(raw)
@@ -182,10 +232,8 @@ def folds_arg(raw: str) -> int:
 def cmd_experiment(args: argparse.Namespace) -> int:
     from mixsup.experiment import run_experiment
 
-    modes = tuple(get_mode(m.strip()).name for m in args.modes.split(",") if m.strip())
-    seeds = tuple(int(s) for s in args.seeds.split(","))
     try:
-        done = run_experiment(args.data, args.out, args.preset, modes, seeds,
+        done = run_experiment(args.data, args.out, args.preset, args.modes, args.seeds,
                               tuple(args.ablate), tuple(args.config),
                               tuple(cli_overrides(args)),
                               args.per_center, progress=not args.quiet, workers=args.jobs,
