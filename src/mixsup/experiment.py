@@ -132,11 +132,14 @@ def run_experiment(data_dir: str | Path, out: str | Path, preset: str = "small",
                    ablations: tuple[str, ...] = (), files: tuple = (),
                    overrides: tuple[str, ...] = (), per_center: bool = False,
                    progress: bool = True, workers: int = 1, base: bool = True,
-                   test_data: str | Path | None = None, folds: int = 0) -> Experiment:
+                   test_data: str | Path | None = None, folds: int = 0,
+                   share: bool = True) -> Experiment:
     """``workers`` > 1: that many runs at once, in child processes (``run_grid``).
     ``test_data``: score the runs on that dataset's test split (an external test set) instead
     of ``data_dir``'s (``HeldOut``). ``folds`` >= 3: grouped cross-validation over the
-    labelled slides (``experiment_folds``); the tables pool every fold's test slides."""
+    labelled slides (``experiment_folds``); the tables pool every fold's test slides.
+    ``share``: a variant that changes only stage-2 settings starts from its mode's plain run's
+    θ1 rounds at the same seed when that run has finished (``train.reuse``)."""
     if workers < 1:
         raise ValueError(f"--jobs takes a number of parallel runs >= 1 (got {workers})")
     data_dir, out = Path(data_dir), Path(out)
@@ -148,7 +151,8 @@ def run_experiment(data_dir: str | Path, out: str | Path, preset: str = "small",
 
         def run_fold(fold_data: Path, fold_out: Path) -> dict[str, dict[int, Path]]:
             return run_experiment(fold_data, fold_out, preset, modes, seeds, ablations, files,
-                                  overrides, per_center, progress, workers, base).preds
+                                  overrides, per_center, progress, workers, base,
+                                  share=share).preds
 
         pooled = run_folds(data_dir, out, folds, 0, run_fold)
         return pooled_experiment(data_dir, out / "cv", pooled, seeds, folds)
@@ -171,8 +175,11 @@ def run_experiment(data_dir: str | Path, out: str | Path, preset: str = "small",
     for _, v, cfg in jobs:  # variants of one mode differ only in what the check ignores
         if v.mode not in annotated:
             annotated[v.mode] = len(check_training(data, cfg, v.mode, strict=False).annotations)
-    grid = [Job(v, seed, cfg, out / "runs" / f"{slug(v.name)}_seed{seed}", held_out.suffix)
+    grid = [Job(v, seed, cfg, out / "runs" / f"{slug(v.name)}_seed{seed}", held_out.suffix,
+                out / "runs" / f"{slug(v.mode)}_seed{seed}" if share and stage2_only(v) else None)
             for seed, v, cfg in jobs]
+    # The runs that may reuse another's θ1 rounds go last, so that those are finished first.
+    grid.sort(key=lambda job: job.stage1_from is not None)
     dangling = [j.run for j in grid if j.run.is_symlink() and not j.run.exists()]
     if dangling:
         raise MixsupError(f"{len(dangling)} run folder(s) link to nothing",
@@ -225,6 +232,11 @@ def pooled_experiment(data_dir: Path, tables: Path, preds: dict[str, dict[int, P
     roc_overlay(tables / "roc.png", {name: next(iter(p.values())) for name, p in preds.items()},
                 labels_csv)
     return Experiment(rows, tables, preds)
+
+
+def stage2_only(v: Variant) -> bool:
+    """Whether a variant's own settings are all stage 2's (its θ1 rounds are its mode's)."""
+    return bool(v.overrides) and all(o.startswith("stage2.") for o in v.overrides)
 
 
 def shared_features(cfg: Config, mode: str, out: Path) -> Config:

@@ -73,6 +73,9 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Command]:
                    "(StratifiedGroupKFold by label and pixel labels, grouped by the patient "
                    "column); fold f tests on fold f, validates on f+1, trains on the rest; "
                    "tables in OUT/cv from the pooled predictions")
+    p.add_argument("--no-share", action="store_true",
+                   help="train every run's θ1 rounds itself, even a stage-2 variant's whose "
+                   "mode's plain run has them already (for timing the sharing)")
     p.add_argument("--jobs", type=int_in(1, 256, "--jobs"), default=1, metavar="N",
                    help="runs at once, each in its own process with 1/N of the CPU cores "
                         "(default 1: one after the other, in this process)")
@@ -238,7 +241,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
                               tuple(cli_overrides(args)),
                               args.per_center, progress=not args.quiet, workers=args.jobs,
                               base=not args.no_base, test_data=args.test_data,
-                              folds=args.folds)
+                              folds=args.folds, share=not args.no_share)
     except ValueError as exc:
         raise MixsupError(str(exc), "see mixsup experiment --help") from None
     print((done.tables / "results.md").read_text(), end="")
