@@ -24,7 +24,13 @@ from mixsup.evaluate.report import (
     read_predictions,
     roc_figure,
 )
-from mixsup.evaluate.thresholds import RULES, OperatingPoint, operating_points, summarise_rules
+from mixsup.evaluate.thresholds import (
+    RULES,
+    OperatingPoint,
+    choose_rule,
+    operating_points,
+    summarise_rules,
+)
 from mixsup.experiment_budget import BudgetPoint, budget_figure, budget_markdown, budget_points
 from mixsup.experiment_folds import pooled_metrics, run_folds
 from mixsup.experiment_pairs import (
@@ -305,9 +311,16 @@ def write_thresholds(out: Path, results: dict[str, list[RunResult]],
              "scores behind the bundle's threshold), scored on the test slides:", "",
              "| mode | rule | what it promises | runs | test sensitivity | test specificity "
              "| runs catching every positive |", "|---|---|---|---|---|---|---|"]
-    for s in summarise_rules(points):
+    summaries = summarise_rules(points)
+    for s in summaries:
         lines.append(f"| {s.variant} | {s.rule} | {RULES[s.rule].promise} | {s.runs} | "
                      f"{s.sensitivity:.3f} | {s.specificity:.3f} | {s.all_caught}/{s.runs} |")
+    chosen = choose_rule(summaries)
+    if chosen:
+        lines += ["", f"On these slides the choice rule of docs/preregistration.md (the highest "
+                  f"mean specificity among rules whose sensitivity, pooled over every run, is "
+                  f"at least 0.95) picks `{chosen}`: a choice to make on development slides, "
+                  f"not to read off a sealed test."]
     write_text(out / "thresholds.md", "\n".join(lines) + "\n")
 
 

@@ -73,3 +73,19 @@ def test_operating_points_score_every_rule_on_the_test_slides():
     assert points["conformal-5%"].sensitivity == 1.0
     assert points["conformal-5%"].specificity == 0.0
     assert operating_points(val, np.zeros(5), test, ty) == []
+
+
+def test_the_choice_rule_pools_the_runs_and_trades_only_above_the_sensitivity_floor():
+    from mixsup.evaluate.thresholds import RuleSummary, choose_rule
+
+    s = [RuleSummary("mixed", "lowest", 5, 0.96, 0.60, 3),
+         RuleSummary("pixel", "lowest", 5, 0.90, 0.70, 1),  # pooled: 0.93 < 0.95
+         RuleSummary("mixed", "tolerance-95/90", 5, 1.0, 0.40, 5),
+         RuleSummary("pixel", "tolerance-95/90", 5, 0.98, 0.45, 4),  # pooled 0.99, spec 0.425
+         RuleSummary("mixed", "conformal-5%", 5, 1.0, 0.0, 5),
+         RuleSummary("pixel", "conformal-5%", 5, 1.0, 0.0, 5)]
+    assert choose_rule(s) == "tolerance-95/90"
+    assert choose_rule(s, min_sensitivity=0.9) == "lowest"
+    assert choose_rule([RuleSummary("m", "lowest", 2, 0.5, 0.9, 0),
+                        RuleSummary("m", "tolerance-99/90", 2, 0.8, 0.1, 1)]) == "tolerance-99/90"
+    assert choose_rule([]) is None

@@ -124,3 +124,23 @@ def summarise_rules(points: dict[str, list[list[OperatingPoint]]]) -> list[RuleS
                     float(np.mean([p.specificity for p in mine])),
                     sum(p.sensitivity == 1.0 for p in mine)))
     return out
+
+
+def choose_rule(summaries: list[RuleSummary], min_sensitivity: float = 0.95) -> str | None:
+    """The pre-registered choice: pooled over every variant's runs, the rule with the highest
+    mean test specificity among those whose mean test sensitivity is at least
+    ``min_sensitivity``; if none is, the one with the highest sensitivity (ties: the order
+    of ``RULES``). None without summaries."""
+    pooled: dict[str, tuple[float, float]] = {}
+    for name in RULES:
+        mine = [s for s in summaries if s.rule == name]
+        runs = sum(s.runs for s in mine)
+        if runs:
+            pooled[name] = (sum(s.sensitivity * s.runs for s in mine) / runs,
+                            sum(s.specificity * s.runs for s in mine) / runs)
+    if not pooled:
+        return None
+    enough = [n for n, (sens, _) in pooled.items() if sens >= min_sensitivity]
+    if enough:
+        return max(enough, key=lambda n: pooled[n][1])
+    return max(pooled, key=lambda n: pooled[n][0])
