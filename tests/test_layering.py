@@ -117,11 +117,12 @@ def _commands(shapes_data: Path, predicted: Path, out: Path) -> dict[str, list[s
                         str(shapes_data / "slides" / "slide_000.tiff")],
         "tile": ["tile", str(shapes_data), "--preset", "tiny", "--out", str(out / "tiles")],
         "synth": ["synth", str(out / "synth"), "--n-slides", "2", "--size", "256"],
+        "export-qupath": ["export-qupath", str(predicted), "--out", str(out / "qupath")],
     }
 
 
 @pytest.mark.parametrize("name", ["help", "info", "validate", "evaluate", "config",
-                                  "annotations", "tile", "synth"])
+                                  "annotations", "tile", "synth", "export-qupath"])
 def test_command_imports_no_torch(name, shapes_data, predicted, tmp_path):
     args = _commands(shapes_data, predicted, tmp_path)[name]
     done, modules = _run_command("-q", *args)

@@ -9,7 +9,7 @@ import traceback
 import warnings
 
 from mixsup import __version__
-from mixsup.cli import data, scoring, staging, training, view
+from mixsup.cli import data, qupath, scoring, staging, training, view
 from mixsup.cli.common import Command, IntermixedParser
 from mixsup.errors import MixsupError
 
@@ -24,7 +24,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
                         help="print the traceback of an unexpected error")
     sub = parser.add_subparsers(dest="command", required=True)
     commands: dict[str, Command] = {}
-    for group in (data, training, scoring, staging, view):
+    for group in (data, training, scoring, staging, view, qupath):
         commands.update(group.register(sub))
     return parser, commands
 

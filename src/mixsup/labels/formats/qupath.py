@@ -19,6 +19,11 @@ from mixsup.labels.regions import ROLE_COLORS, Region, SlideAnnotations
 log = logging.getLogger(__name__)
 
 
+# QuPath object types that a model or a detector made (mixsup export-qupath writes
+# detections): an export of "all objects" must not turn them into pixel labels.
+MODEL_OUTPUT = frozenset({"detection", "cell", "tile"})
+
+
 def recognises(data: Any) -> bool:
     """A FeatureCollection, one Feature, or a bare list of features (QuPath's own export)."""
     if isinstance(data, list):
@@ -44,6 +49,10 @@ def parse(data: dict[str, Any] | list[Any], path: Path) -> list[Outline]:
                                   "export the annotations as GeoJSON from QuPath", path)
         props = feat.get("properties")
         props = props if isinstance(props, dict) else {}
+        kind = props.get("objectType", props.get("object_type"))
+        if kind in MODEL_OUTPUT:
+            log.info("%s: skipping %s feature %d (a model's output, not a label)", path, kind, i)
+            continue
         cls = props.get("classification")
         name = cls.get("name") if isinstance(cls, dict) else cls
         name = name or props.get("name") or "unclassified"
