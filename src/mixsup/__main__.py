@@ -1,3 +1,5 @@
+"""``python -m mixsup``: the ``mixsup`` command."""
+
 import sys
 
 from mixsup.cli import entry

@@ -1,0 +1,1 @@
+"""The presets (paper, small, tiny) as YAML files read by ``config``."""
