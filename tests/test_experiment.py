@@ -227,3 +227,11 @@ def test_experiment_arguments_are_refused_where_they_enter(flag, value, says, tm
     err = capsys.readouterr().err
     assert flag in err and says in err
     assert not (tmp_path / "e").exists()
+
+
+def test_rounds_refuses_what_is_not_a_run_and_writes_nothing(shapes_data, tmp_path, capsys):
+    missing = tmp_path / "no-such-run"
+    assert main(["rounds", str(missing), "--data", str(shapes_data)]) == 2
+    assert "not a training run" in capsys.readouterr().err and not missing.exists()
+    assert main(["rounds", str(shapes_data), "--data", str(shapes_data)]) == 2
+    assert not (shapes_data / "map_quality.json").exists()

@@ -262,6 +262,16 @@ def cmd_rounds(args: argparse.Namespace) -> int:
     )
     from mixsup.labels.table import load_dataset
 
+    run = Path(args.run)
+    if not (run / "config.yaml").is_file() or not any(run.glob("round_*")):
+        raise MixsupError("not a training run with rounds (no config.yaml and round_N folders)",
+                          "pass a run folder of a segmenter mode: `mixsup train --out RUN`, or "
+                          "an experiment's EXP/runs/<run>/train", run)
+    splits = args.split.split(",") if args.split else []
+    bad = [s for s in splits if s not in ("train", "val", "test")]
+    if bad:
+        raise MixsupError(f"--split {bad[0]!r} is not a split", "use train, val or test "
+                          "(comma-separated)")
     truth = Path(args.truth) if args.truth else default_truth(Path(args.data))
     if not truth.is_dir():
         raise MixsupError("no answer key (true outlines)", "pass --truth KEY, the folder "
@@ -272,9 +282,13 @@ def cmd_rounds(args: argparse.Namespace) -> int:
 
         labels = {s.slide_id: s.label for s in load_dataset(args.data).slides}
         k, threshold = run_top_k(Path(args.run)), run_threshold(Path(args.run))
-        for split in args.split.split(","):
+        for split in splits:
             for rnd, maps in heldout_maps(args.run, args.data, split, not args.quiet).items():
                 rows.append(map_quality(rnd, split, maps, labels, truth, k, threshold))
+    if not rows:
+        raise MixsupError("no round's maps to measure", "check that the run finished its "
+                          "rounds and that DATA holds the slides it trained on (or --split "
+                          "names a split with slides)", run)
     write_quality(Path(args.run) / "map_quality.json", rows)
     k = rows[0].top_k if rows else 0
     print(f"{'split':>5} {'round':>5} {'slides':>6} {'recall':>7} {'precision':>9} "
