@@ -235,3 +235,20 @@ def test_rounds_refuses_what_is_not_a_run_and_writes_nothing(shapes_data, tmp_pa
     assert "not a training run" in capsys.readouterr().err and not missing.exists()
     assert main(["rounds", str(shapes_data), "--data", str(shapes_data)]) == 2
     assert not (shapes_data / "map_quality.json").exists()
+
+
+@pytest.mark.parametrize("value", ["null", "~", "good.safetensors #x", "a: b", "[1]"])
+def test_a_path_or_a_model_name_is_never_read_as_yaml(value):
+    from mixsup.cli.training import verbatim
+
+    cfg = load_config("tiny", overrides=[f"abmil.weights={verbatim(value)}",
+                                         f"abmil.encoder={verbatim(value)}"])
+    assert cfg.abmil.weights == value and cfg.abmil.encoder == value
+
+
+@pytest.mark.parametrize("flag", ["--weights", "--encoder"])
+def test_an_empty_file_or_model_flag_is_a_usage_error(flag, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["features", str(tmp_path), "--out", str(tmp_path / "f"), flag, ""])
+    assert exc.value.code == 2 and f"{flag} needs a value" in capsys.readouterr().err
+    assert not (tmp_path / "f").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -32,7 +33,8 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Command]:
                    help="; ".join(f"{m.name}: {m.help}" for m in MODES.values()))
     p.add_argument("--resume", action="store_true", help="continue an interrupted run")
     p.add_argument("--strict", action="store_true", help="fail on the first bad slide")
-    p.add_argument("--weights", default=None, help="local pretrained encoder weights")
+    p.add_argument("--weights", type=text_arg("--weights"), default=None,
+                   help="local pretrained encoder weights")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--select-by", choices=["train_curve", "train_loss", "val"], default=None,
                    help="round selection: lowest θ2 training loss (paper) or val loss")
@@ -42,9 +44,11 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Command]:
                        "patch (for --mode abmil), one zarr store per slide")
     p.add_argument("data")
     p.add_argument("--out", required=True, help="feature folder (one per encoder)")
-    p.add_argument("--encoder", default=None, help="timm name or recipe (uni, virchow2, ...): "
-                   "abmil.encoder; its other settings go in --set abmil.*")
-    p.add_argument("--weights", default=None, help="local encoder weights file: abmil.weights")
+    p.add_argument("--encoder", type=text_arg("--encoder"), default=None,
+                   help="timm name or recipe (uni, virchow2, ...): abmil.encoder; its other "
+                   "settings go in --set abmil.*")
+    p.add_argument("--weights", type=text_arg("--weights"), default=None,
+                   help="local encoder weights file: abmil.weights")
     p.add_argument("--splits", default="train,val,test")
     config_args(p)  # the same default preset as train, so that train reads these features
 
@@ -105,8 +109,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from mixsup.dist import close_dist, init_dist
     from mixsup.train.api import train
 
-    if args.weights:  # the encoder the mode trains first: θ1's (model.*), mil.*, abmil.*
-        args.overrides.append(f"{MODES[args.mode].section}.weights={args.weights}")
+    if args.weights is not None:  # the encoder the mode trains first: model.*, mil.*, abmil.*
+        args.overrides.append(f"{MODES[args.mode].section}.weights={verbatim(args.weights)}")
     if args.seed is not None:
         args.overrides.append(f"seed={args.seed}")
     if args.select_by:
@@ -129,10 +133,10 @@ def cmd_features(args: argparse.Namespace) -> int:
     from mixsup.dist import close_dist, init_dist
     from mixsup.scoring.features import extract_dataset
 
-    if args.encoder:
-        args.overrides.append(f"abmil.encoder={args.encoder}")
-    if args.weights:
-        args.overrides.append(f"abmil.weights={args.weights}")
+    if args.encoder is not None:
+        args.overrides.append(f"abmil.encoder={verbatim(args.encoder)}")
+    if args.weights is not None:
+        args.overrides.append(f"abmil.weights={verbatim(args.weights)}")
     cfg = load_cfg(args)
     splits = tuple(s.strip() for s in args.splits.split(",") if s.strip())
     bad = sorted(set(splits) - {"train", "val", "test"})
@@ -172,6 +176,22 @@ def print_train_summary(s: TrainSummary, run_dir: Path) -> None:
         print(f"selected round {s.selected_round} ({rule})")
     print(f"operating threshold {s.operating_threshold:.4f} ({s.threshold_source})")
     print(f"run folder: {run_dir}; model bundle: {s.bundle}")
+
+
+def text_arg(flag: str) -> Callable[[str], str]:
+    """An argparse type for a file path or a model name: never empty."""
+    def parse(raw: str) -> str:
+        if not raw.strip():
+            raise argparse.ArgumentTypeError(f"{flag} needs a value (got an empty one)")
+        return raw
+
+    return parse
+
+
+def verbatim(value: str) -> str:
+    """``value`` as a ``--set`` override reads it: a quoted YAML string, so that a path or a
+    name is never read as YAML (``null``, ``~``, a ``#`` comment)."""
+    return json.dumps(value)
 
 
 def _listed(raw: str, flag: str) -> list[str]:
