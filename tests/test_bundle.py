@@ -38,3 +38,62 @@ def test_an_identical_export_rewrites_nothing_and_a_changed_one_rewrites(tmp_pat
     export_bundle(out, cfg, mode, t1, t2, {**info, "selected_round": 2})
     assert json.loads((out / "bundle.json").read_text())["selected_round"] == 2
     assert "json" in writes
+
+
+def _bundle(tmp_path):
+    import torch
+
+    from mixsup.artefacts import save_checkpoint
+    from mixsup.models.factory import build_theta2
+
+    cfg, mode = fast_config(1), get_mode("mixed")
+    t1, t2 = tmp_path / "t1.pt", tmp_path / "t2.pt"
+    save_checkpoint(t1, {"model": mode.build_theta1(cfg, load_weights=False).state_dict()})
+    save_checkpoint(t2, {"model": build_theta2(cfg.model, cfg.stage2,
+                                               load_weights=False).state_dict()})
+    out = export_bundle(tmp_path / "bundle", cfg, mode, t1, t2,
+                        {"selected_round": 1, "operating_threshold": 0.4})
+    return out, torch
+
+
+def test_a_tampered_bundle_json_is_one_error_naming_it(tmp_path):
+    import pytest
+
+    from mixsup.bundle import read_bundle
+    from mixsup.errors import MixsupError
+
+    out, _ = _bundle(tmp_path)
+    assert read_bundle(out).threshold == 0.4
+    meta = json.loads((out / "bundle.json").read_text())
+    for key, value, says in (("operating_threshold", 7, "outside"),
+                             ("operating_threshold", "abc", "not a finite number"),
+                             ("operating_threshold", True, "not a finite number"),
+                             ("operating_threshold", float("nan"), "not a finite number"),
+                             ("theta2", "yes", "neither null")):
+        (out / "bundle.json").write_text(json.dumps({**meta, key: value}))
+        with pytest.raises(MixsupError, match=says) as exc:
+            read_bundle(out)
+        assert exc.value.path == str(out / "bundle.json")
+
+
+def test_weights_that_do_not_fit_or_are_not_finite_are_refused_naming_the_file(tmp_path):
+    import pytest
+
+    from mixsup.artefacts import load_checkpoint, save_checkpoint
+    from mixsup.bundle import load_bundle
+    from mixsup.errors import MixsupError
+
+    out, torch = _bundle(tmp_path)
+    load_bundle(out)  # the untouched bundle loads
+    good = load_checkpoint(out / "theta1.pt")["model"]
+    name = next(k for k, v in good.items() if v.is_floating_point() and v.ndim == 4)
+    cases = {"NaN": {**good, name: torch.full_like(good[name], float("nan"))},
+             "do not fit": {**good, name: good[name][:1]},
+             "not in the file": {k: v for k, v in good.items() if k != name},
+             "no weights": {}}
+    for says, state in cases.items():
+        save_checkpoint(out / "theta1.pt", {"model": state})
+        with pytest.raises(MixsupError, match=says) as exc:
+            load_bundle(out)
+        assert exc.value.path == str(out / "theta1.pt")
+        assert name in str(exc.value) or says == "no weights"

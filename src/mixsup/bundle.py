@@ -18,16 +18,17 @@ from typing import Any
 import torch
 
 from mixsup import __version__
-from mixsup.artefacts import load_checkpoint
+from mixsup.artefacts import fill_strictly, load_checkpoint
 from mixsup.atomic import as_written, write_json
 from mixsup.config import Config, EncoderSpec, validate
 from mixsup.errors import MixsupError
 from mixsup.models.encoders import input_norm, timm_build
 from mixsup.models.factory import build_theta2, theta2_input
 from mixsup.modes import Mode, get_mode
-from mixsup.user_files import parse_json, read_text
+from mixsup.user_files import finite, parse_json, read_text
 
 BUNDLE_FORMAT = "mixsup-bundle-v1"
+BUNDLE_FIX = "re-export the bundle from its run folder (mixsup train --resume), or restore it"
 
 
 @dataclass(frozen=True)
@@ -140,6 +141,10 @@ def read_bundle(path: str | Path) -> BundleFile:
     if not isinstance(config, dict):
         raise MixsupError("the bundle has no config", "re-export it with this mixsup", meta_path)
     bundle = BundleFile(path, meta, validate(config))
+    finite(meta.get("operating_threshold"), "operating_threshold", meta_path, low=0.0, high=1.0)
+    if meta.get("theta2") is not None and not isinstance(meta.get("theta2"), dict):
+        raise MixsupError(f"theta2 is {str(meta.get('theta2'))[:40]!r}, neither null nor the "
+                          "θ2 record", BUNDLE_FIX, meta_path)
     if bundle.mode.theta2 != bool(meta.get("theta2")):
         raise MixsupError(f"a {bundle.mode.name}-mode bundle "
                           + ("without θ2" if bundle.mode.theta2 else "with a θ2"),
@@ -150,10 +155,29 @@ def read_bundle(path: str | Path) -> BundleFile:
 def load_bundle(bundle: BundleFile | str | Path, device: torch.device | str = "cpu") -> Bundle:
     bf = bundle if isinstance(bundle, BundleFile) else read_bundle(bundle)
     theta1 = bf.mode.build_theta1(bf.cfg, load_weights=False)
-    theta1.load_state_dict(load_checkpoint(bf.dir / "theta1.pt", device)["model"])
+    _fill(theta1, bf.dir / "theta1.pt", device)
     theta2 = None
     if bf.meta.get("theta2"):
         theta2 = build_theta2(bf.cfg.model, bf.cfg.stage2, load_weights=False)
-        theta2.load_state_dict(load_checkpoint(bf.dir / "theta2.pt", device)["model"])
+        _fill(theta2, bf.dir / "theta2.pt", device)
         theta2.eval()
     return Bundle(bf, theta1.eval(), theta2)
+
+
+def _fill(module: torch.nn.Module, path: Path, device: torch.device | str) -> None:
+    """The checkpoint's weights into ``module``: named real, finite tensors of the model's
+    names and shapes, else one error naming the file and the first tensor at fault."""
+    state = load_checkpoint(path, device).get("model")
+    if not isinstance(state, dict) or not state or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise MixsupError("the checkpoint holds no weights (a mapping of names to tensors)",
+                          BUNDLE_FIX, path)
+    bad = [k for k, v in state.items() if v.is_complex()
+           or (v.is_floating_point() and not bool(torch.isfinite(v).all()))]
+    if bad:
+        raise MixsupError(f"{len(bad)} tensor(s) hold complex, NaN or infinite values (first: "
+                          f"{bad[0]})", BUNDLE_FIX, path)
+    try:
+        fill_strictly(module, state, path)
+    except MixsupError as exc:
+        raise MixsupError(exc.what, BUNDLE_FIX, path) from None
