@@ -252,3 +252,16 @@ def test_an_empty_file_or_model_flag_is_a_usage_error(flag, tmp_path, capsys):
         main(["features", str(tmp_path), "--out", str(tmp_path / "f"), flag, ""])
     assert exc.value.code == 2 and f"{flag} needs a value" in capsys.readouterr().err
     assert not (tmp_path / "f").exists()
+
+
+def test_an_experiment_folder_that_cannot_be_made_is_refused_before_any_run(shapes_data,
+                                                                           tmp_path, capsys):
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    for out in (a_file, a_file / "below", "/proc/mixsup-exp"):
+        assert main(["experiment", str(shapes_data), "--out", str(out), "--modes", "pixel",
+                     "--preset", "tiny"]) == 2
+        assert "experiment folder" in capsys.readouterr().err
+    assert a_file.read_text() == "x"
+    with pytest.raises(SystemExit):
+        main(["experiment", str(shapes_data), "--out", ""])

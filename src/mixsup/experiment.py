@@ -49,6 +49,7 @@ from mixsup.modes import MODES, Mode
 from mixsup.plotting import save_png
 from mixsup.train.preflight import check_training
 from mixsup.train.results import selected_val_scores
+from mixsup.user_files import output_dir
 
 METRICS = ["specificity_at_full_sensitivity", "auc", "sensitivity", "specificity",
            "threshold_at_full_sensitivity", "operating_threshold", "tied_fraction", "n_pos",
@@ -191,6 +192,7 @@ def run_experiment(data_dir: str | Path, out: str | Path, preset: str = "small",
         raise MixsupError(f"{len(dangling)} run folder(s) link to nothing",
                           "remove the links (the runs then train afresh) or restore what they "
                           "point to", dangling[0])
+    output_dir(out, "experiment folder")
     precompute_features(data_dir, [(MODES[v.mode], cfg) for _, v, cfg in jobs], progress)
     results = run_grid(grid, data_dir, held_out, workers, progress)
     labels, _ = read_labels(held_out.labels)

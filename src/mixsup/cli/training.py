@@ -54,7 +54,8 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Command]:
 
     p = sub.add_parser("experiment", help="compare modes (and ablations) over seeds")
     p.add_argument("data")
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, type=text_arg("--out"),
+                   help="experiment folder (runs/, tables; re-running resumes)")
     p.add_argument("--modes", type=modes_arg, default=tuple(MODES),
                    help=f"comma-separated, each once (default {','.join(MODES)})")
     p.add_argument("--seeds", type=seeds_arg, default=(0,),
