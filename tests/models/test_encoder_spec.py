@@ -111,3 +111,24 @@ def test_the_spec_reads_from_a_config_file(tmp_path):
 def test_a_spec_theta2_does_not_use_is_refused():
     with pytest.raises(ConfigError, match="stage2.input_size is unused"):
         load_config("tiny", overrides=["stage2.init=theta1", "stage2.input_size=224"])
+
+
+@pytest.mark.parametrize(("name", "says"), [
+    ("nosuchmodel", "unknown encoder"), ("RESNET18", "close: resnet18"),
+    ("resnet18.nosuchtag", "no pretrained tag"), ("hf-hub:MahmoodLab/UNI", "hub repository"),
+    ("timm/resnet18.a1_in1k", "hub repository"), ("a;b", "unknown encoder"),
+    ("../x", "hub repository"), ("", "hub repository"),
+])
+def test_an_encoder_name_is_checked_offline_before_anything_is_built(name, says):
+    from mixsup.errors import MixsupError
+    from mixsup.models.encoders import check_encoder
+
+    with pytest.raises(MixsupError, match=says):
+        check_encoder(name)
+
+
+def test_real_encoder_names_pass_the_check():
+    from mixsup.models.encoders import check_encoder
+
+    for name in ("resnet18", "resnet18.a1_in1k", "efficientnet_lite0", "dla34", "uni"):
+        check_encoder(name)

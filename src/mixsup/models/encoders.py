@@ -81,9 +81,35 @@ class TimmBuild:
     input_size: int | None
 
 
+def check_encoder(name: str) -> None:
+    """Refuse, before anything is built, an encoder that is neither a recipe nor a timm
+    architecture (offline: a hub repository or a path cannot be fetched), suggesting close
+    timm names; a pretrained tag must be one timm knows for that architecture."""
+    if name in RECIPES or name in PACKAGED:
+        return
+    import difflib
+
+    if not name.strip() or "/" in name or ":" in name:
+        raise MixsupError(f"encoder {name!r} is not a timm architecture name (a hub repository "
+                          "or a path cannot be fetched here)", "name a timm architecture "
+                          "(e.g. vit_base_patch16_224) or a recipe "
+                          f"({', '.join(RECIPES)}) and give its weights as a local file")
+    arch, _, tag = name.partition(".")
+    if not timm.is_model(arch):
+        close = difflib.get_close_matches(arch.lower(), timm.list_models(), n=3)
+        raise MixsupError(f"unknown encoder {name!r}", "use a timm architecture name"
+                          + (f" (close: {', '.join(close)})" if close else "")
+                          + f" or a recipe ({', '.join(RECIPES)})")
+    if tag and name not in timm.list_pretrained(f"{arch}.*"):
+        raise MixsupError(f"timm has no pretrained tag {tag!r} for {arch}",
+                          f"drop the tag ({arch}), or use one of "
+                          f"{', '.join(timm.list_pretrained(f'{arch}.*')[:5]) or 'none'}")
+
+
 def timm_build(encoder: str, spec: EncoderSpec | None = None) -> TimmBuild:
     """A recipe's timm name and arguments under the spec's own, with ``mlp_layer`` names
     made timm's classes."""
+    check_encoder(encoder)
     recipe = RECIPES.get(encoder)
     kwargs: dict[str, Any] = {**(recipe.kwargs if recipe else {}),
                                  **(spec.encoder_kwargs if spec else {})}

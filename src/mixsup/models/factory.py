@@ -16,6 +16,7 @@ from mixsup.models.dla_up import DLAUpSegmenter
 from mixsup.models.encoders import (
     PACKAGED,
     InputNorm,
+    check_encoder,
     classifier_head,
     input_norm,
     load_packaged,
@@ -30,6 +31,7 @@ from mixsup.models.recipes import RECIPES
 def build_segmenter(cfg: ModelConfig, load_weights: bool = True) -> DLAUpSegmenter:
     """``load_weights=False`` builds the same network (and input normalisation) for a
     checkpoint to be loaded into."""
+    check_encoder(cfg.encoder)
     packaged = cfg.pretrained and cfg.encoder in PACKAGED
     mean, std = input_norm(cfg.encoder, cfg.pretrained)
     model = DLAUpSegmenter(cfg.encoder, pretrained=load_weights and cfg.pretrained and not
