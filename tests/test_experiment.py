@@ -265,3 +265,10 @@ def test_an_experiment_folder_that_cannot_be_made_is_refused_before_any_run(shap
     assert a_file.read_text() == "x"
     with pytest.raises(SystemExit):
         main(["experiment", str(shapes_data), "--out", ""])
+
+
+def test_a_budget_that_is_no_number_is_refused_before_any_run(shapes_data, tmp_path, capsys):
+    out = tmp_path / "e"
+    assert main(["experiment", str(shapes_data), "--out", str(out), "--modes", "pixel",
+                 "--preset", "tiny", "--ablate", "pixel-slides=true"]) == 2
+    assert "boolean is not a number" in capsys.readouterr().err and not out.exists()

@@ -30,6 +30,7 @@ def _not_bool(value: Any) -> Any:
 
 
 Mpp = Annotated[float, BeforeValidator(_not_bool), Field(ge=MPP_RANGE[0], le=MPP_RANGE[1])]
+Count = Annotated[int, BeforeValidator(_not_bool)]  # a number of things, never YAML's true
 AnnotationRole = Literal["tumor", "negative", "roi", "ignore"]
 
 
@@ -312,8 +313,8 @@ class ABMILConfig(EncoderSpec):
 class DataSubsetConfig(_Frozen):
     """Ablations (the paper's Table V): fewer pixel labels or fewer labelled slides."""
 
-    max_fine_patches: int | None = Field(None, ge=1)
-    pixel_slides: int | None = Field(None, ge=1, description="keep the pixel labels of this "
+    max_fine_patches: Count | None = Field(None, ge=1)
+    pixel_slides: Count | None = Field(None, ge=1, description="keep the pixel labels of this "
                                      "many annotated train slides (the rest keep slide labels)")
     slide_label_fraction: float = Field(1.0, gt=0, le=1)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -51,6 +52,7 @@ from mixsup.train.preflight import check_training
 from mixsup.train.results import selected_val_scores
 from mixsup.user_files import output_dir
 
+log = logging.getLogger(__name__)
 METRICS = ["specificity_at_full_sensitivity", "auc", "sensitivity", "specificity",
            "threshold_at_full_sensitivity", "operating_threshold", "tied_fraction", "n_pos",
            "n_neg"]
@@ -182,6 +184,12 @@ def run_experiment(data_dir: str | Path, out: str | Path, preset: str = "small",
     for _, v, cfg in jobs:  # variants of one mode differ only in what the check ignores
         if v.mode not in annotated:
             annotated[v.mode] = len(check_training(data, cfg, v.mode, strict=False).annotations)
+    for _, v, cfg in jobs:
+        kept = cfg.subset.pixel_slides
+        if v.overrides and kept is not None and kept >= annotated.get(v.mode, 0) > 0:
+            log.warning("%s: a budget of %d pixel-labelled slides keeps every one of the %d "
+                        "annotated training slides: this variant is the plain run",
+                        v.name, kept, annotated[v.mode])
     grid = [Job(v, seed, cfg, out / "runs" / f"{slug(v.name)}_seed{seed}", held_out.suffix,
                 out / "runs" / f"{slug(v.mode)}_seed{seed}" if share and stage2_only(v) else None)
             for seed, v, cfg in jobs]
