@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
+import os
+import signal
 import sys
 import traceback
 import warnings
@@ -47,6 +50,15 @@ def main(argv: list[str] | None = None, catch_unexpected: bool = False) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        return _closed_pipe()
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            _no_space(exc.filename)
+            return 2
+        if not catch_unexpected:
+            raise
+        return _unexpected(exc, args.verbose)
     except Exception as exc:  # a bug, or a bad input that no check caught yet
         if not catch_unexpected:
             raise
@@ -54,8 +66,45 @@ def main(argv: list[str] | None = None, catch_unexpected: bool = False) -> int:
 
 
 def entry() -> int:
-    """The ``mixsup`` executable (and ``python -m mixsup``)."""
-    return main(catch_unexpected=True)
+    """The ``mixsup`` executable (and ``python -m mixsup``). Text that the terminal's encoding
+    cannot show is escaped, not an error; a reader that closes the pipe ends the command
+    quietly; a full disk under standard output is one error."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
+    try:
+        status = main(catch_unexpected=True)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        return _closed_pipe()
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+        _no_space(None)
+        return 2
+    return status
+
+
+def _no_space(filename: str | None) -> None:
+    if filename is None:
+        _quiet_stdout()
+    print(f"error: {filename or 'standard output'}: no space left on the device. Fix: free "
+          "some space, or write somewhere else", file=sys.stderr)
+
+
+def _closed_pipe() -> int:
+    """The reader of standard output went away (``mixsup config | head``): stop quietly,
+    with the status of a process ended by SIGPIPE."""
+    _quiet_stdout()
+    return 128 + signal.SIGPIPE
+
+
+def _quiet_stdout() -> None:
+    # What is still buffered cannot be written; point stdout at nothing so that the
+    # interpreter's final flush does not raise again.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
 
 
 INTERNAL_ERROR = 70  # EX_SOFTWARE: not the user's error (2), but mixsup's
