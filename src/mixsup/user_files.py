@@ -15,6 +15,7 @@ import io
 import json
 import math
 import os
+import stat
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -35,6 +36,10 @@ def read_bytes(path: str | Path, what: str, limit: int = MAX_TEXT_BYTES,
     """A file's bytes, at most ``limit`` of them: a larger file is refused, or with
     ``refuse_longer=False`` its first ``limit`` bytes are returned."""
     path = Path(path)
+    kind = not_a_file(path)
+    if kind:
+        raise error(f"cannot read the {what}: it is {kind}, not a regular file",
+                    f"pass the {what} itself", path)
     try:
         with path.open("rb") as fh:
             raw = fh.read(limit + 1)
@@ -45,6 +50,21 @@ def read_bytes(path: str | Path, what: str, limit: int = MAX_TEXT_BYTES,
         raise error(f"the {what} is larger than {limit / MiB:g} MiB",
                     f"pass the real {what}; a file this large is not one", path)
     return raw[:limit]
+
+
+def not_a_file(path: Path) -> str:
+    """What ``path`` is when it exists and is not a regular file ("a FIFO", "a folder"...),
+    else "": reading a FIFO or a socket would wait forever, a device may never end."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return ""  # missing or unreadable: opening it says which
+    for test, kind in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return kind
+    return ""
 
 
 def decode_text(raw: bytes, path: str | Path, what: str,
