@@ -98,3 +98,35 @@ def test_folds_take_three_or_more(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["experiment", str(tmp_path), "--out", str(tmp_path / "e"), "--folds", "2"])
     assert "from 3 to 50" in capsys.readouterr().err
+
+
+def _small(n_pos: int, n_annotated: int, n_neg: int) -> list[SlideRecord]:
+    return [SlideRecord(f"s{i:02d}", Path(f"/x/s{i:02d}.tiff"), int(i < n_pos), "train",
+                        annotation=Path("/a.geojson") if i < n_annotated else None)
+            for i in range(n_pos + n_neg)]
+
+
+def test_every_fold_tests_both_labels_and_trains_on_pixel_labels_or_the_split_is_refused():
+    """The greedy split can leave a fold without a positive (3 positives, 2 annotated, 9
+    negatives, k = 3 at random state 0): it is redrawn, or refused when no draw works."""
+    for n_pos, n_ann, n_neg, k in ((4, 3, 9, 3), (5, 3, 30, 5), (6, 3, 12, 3)):
+        records = _small(n_pos, n_ann, n_neg)
+        folds = fold_assignment(records, k)
+        for f in range(k):
+            assert {r.label for r in records if folds[r.slide_id] == f} == {0, 1}
+            train = [r for r in records if fold_split(f, folds[r.slide_id], k) == "train"]
+            assert any(r.annotation is not None for r in train)
+    with pytest.raises(ValueError, match="no split"):
+        fold_assignment(_small(4, 2, 9), 3)  # k = 3 trains each fold on one: 3 annotated needed
+
+
+def test_a_folder_cross_validated_otherwise_is_refused(tmp_path):
+    from mixsup.errors import MixsupError
+    from mixsup.experiment_folds import write_folds
+    from mixsup.labels.table import Dataset
+
+    data = Dataset(tmp_path, tuple(_records()))
+    write_folds(data, tmp_path / "fd", 4)
+    write_folds(data, tmp_path / "fd", 4)  # the same plan: resumes
+    with pytest.raises(MixsupError, match="other folds"):
+        write_folds(data, tmp_path / "fd", 5)

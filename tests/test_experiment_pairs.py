@@ -103,3 +103,12 @@ def test_stage2_rows_pair_a_runs_theta2_with_its_own_theta1(tmp_path):
     assert (auc.a, auc.b) == ("mixed θ2", "mixed θ1 alone") and auc.per_seed == (1.0, 1.0)
     md = "\n".join(paired_markdown(rows))
     assert "keep θ1's lead" in md and "| mixed | +1.000" in md
+
+
+def test_a_mode_without_theta2_gets_no_stage2_row(tmp_path):
+    from mixsup.experiment_pairs import stage2_table
+
+    runs: dict[str, dict[int, object]] = {"image": {}}
+    _pred(tmp_path / "i0", {sid: 0.5 for sid in IDS}, {sid: [0.4] for sid in IDS})
+    runs["image"][0] = tmp_path / "i0" / "pred"
+    assert stage2_table(runs, LABELS, n_boot=10) == []

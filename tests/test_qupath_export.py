@@ -216,3 +216,15 @@ def test_the_command_imports_no_torch(exported, tmp_path):
     assert done.returncode == 0, done.stderr
     assert "mixsup.qupath_export" in modules
     assert _heavy(modules) == [], _heavy(modules)[:5]
+
+
+def test_odd_or_legacy_object_types_neither_crash_nor_become_labels(tmp_path):
+    square = {"type": "Polygon", "coordinates": [[[0, 0], [10, 0], [10, 10], [0, 10], [0, 0]]]}
+    tumour = {"classification": {"name": "Tumor"}}
+    doc = {"type": "FeatureCollection", "features": [
+        {"type": "Feature", "geometry": square, "properties": {**tumour, "objectType": ["x"]}},
+        {"type": "Feature", "id": "PathDetectionObject", "geometry": square,
+         "properties": tumour}]}
+    path = tmp_path / "a.geojson"
+    path.write_text(json.dumps(doc))
+    assert [r.name for r in read_annotations(path).regions] == ["Tumor"]  # the list one

@@ -163,6 +163,7 @@ def run_experiment(data_dir: str | Path, out: str | Path, preset: str = "small",
                                   overrides, per_center, progress, workers, base,
                                   share=share).preds
 
+        output_dir(out, "experiment folder")
         pooled = run_folds(data_dir, out, folds, 0, run_fold)
         return pooled_experiment(data_dir, out / "cv", pooled, seeds, folds)
     variants = grid_variants(modes, ablations, base)
@@ -234,7 +235,8 @@ def pooled_experiment(data_dir: Path, tables: Path, preds: dict[str, dict[int, P
     labels_csv = data_dir / "slides.csv"
     labels, _ = read_labels(labels_csv)
     rows = [_row(name, "all", [pooled_metrics(p, labels_csv) for p in by_seed.values()],
-                 [theta1_metrics(p, labels) for p in by_seed.values()])
+                 [theta1_metrics(p, labels) if MODES[split_variant(name)[0]].ranks_by_probability
+                  else None for p in by_seed.values()])
             for name, by_seed in preds.items()]
     pairs = paired_table(preds, labels, shared=EM_SWITCHES) + stage2_table(preds, labels)
     tables.mkdir(parents=True, exist_ok=True)

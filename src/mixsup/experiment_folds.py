@@ -20,15 +20,20 @@ from pathlib import Path
 
 import numpy as np
 
-from mixsup.atomic import atomic_open
+from mixsup.atomic import atomic_open, write_json
 from mixsup.errors import MixsupError
 from mixsup.evaluate.metrics import SlideMetrics, slide_metrics
 from mixsup.evaluate.report import read_labels, read_predictions
+from mixsup.experiment_runs import slug
 from mixsup.labels.table import Dataset, SlideRecord, load_dataset, write_slides_csv
+from mixsup.user_files import parse_json, read_text
 
 
 def fold_assignment(records: Sequence[SlideRecord], k: int, seed: int = 0) -> dict[str, int]:
-    """Labelled slide id -> its fold (0..k-1); unlabelled slides are in none."""
+    """Labelled slide id -> its fold (0..k-1); unlabelled slides are in none. The split is
+    redrawn (random states seed, seed + 1, ...) until every fold holds both labels and every
+    fold's training folds hold a pixel-labelled slide, as a greedy split may leave one
+    without; refused when none of 100 draws does."""
     from sklearn.model_selection import StratifiedGroupKFold
 
     labelled = [r for r in records if r.label in (0, 1)]
@@ -42,11 +47,25 @@ def fold_assignment(records: Sequence[SlideRecord], k: int, seed: int = 0) -> di
         if n < k:
             raise ValueError(f"{k} folds need at least {k} patients or slides of label "
                              f"{label} (found {n}), so that every fold tests both classes")
-    cv = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
-    folds: dict[str, int] = {}
-    for f, (_, test) in enumerate(cv.split(np.zeros(len(labelled)), strata, groups)):
-        folds.update({labelled[i].slide_id: f for i in test})
-    return folds
+    for state in range(seed, seed + 100):
+        cv = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=state)
+        folds: dict[str, int] = {}
+        for f, (_, test) in enumerate(cv.split(np.zeros(len(labelled)), strata, groups)):
+            folds.update({labelled[i].slide_id: f for i in test})
+        if _usable(folds, labelled, k):
+            return folds
+    raise ValueError(f"no split into {k} folds gives every fold both labels and every "
+                     "fold's training slides a pixel-labelled slide")
+
+
+def _usable(folds: dict[str, int], labelled: list[SlideRecord], k: int) -> bool:
+    labels = [{r.label for r in labelled if folds[r.slide_id] == f} for f in range(k)]
+    annotated = [sum(r.annotation is not None for r in labelled if folds[r.slide_id] == f)
+                 for f in range(k)]
+    needs_pixels = sum(annotated) > 0
+    return all(ls == {0, 1} for ls in labels) and (not needs_pixels or all(
+        sum(annotated[g] for g in range(k) if fold_split(f, g, k) == "train") > 0
+        for f in range(k)))
 
 
 def fold_split(fold: int, of_slide: int | None, k: int) -> str:
@@ -60,12 +79,25 @@ def fold_split(fold: int, of_slide: int | None, k: int) -> str:
 
 def write_folds(data: Dataset, out: Path, k: int, seed: int = 0) -> list[Path]:
     """One dataset folder per fold under ``out`` (``fold<f>/slides.csv`` and a link to the
-    annotations); the folders that exist already are rewritten only if they differ."""
+    annotations), and ``folds.json``, the assignment: a later run into the same folder must
+    make the same one, else its finished runs would test on slides they trained on."""
     try:
         folds = fold_assignment(data.slides, k, seed)
     except ValueError as exc:
         raise MixsupError(str(exc), "use fewer --folds, or add labelled slides",
                           data.root / "slides.csv") from exc
+    record = out / "folds.json"
+    plan = {"folds": k, "seed": seed, "data": str(data.root.absolute()), "assignment": folds}
+    if record.is_file():
+        before = parse_json(read_text(record, "folds.json"), record, "folds.json")
+        if before != plan:
+            raise MixsupError("this experiment folder was cross-validated with other folds or "
+                              "slides; its runs would test on slides they trained on",
+                              "use a new --out (or the same --folds on the same dataset)",
+                              record)
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(record, plan)
     dirs = []
     annotations = (data.root / "annotations").absolute()
     for f in range(k):
@@ -137,7 +169,7 @@ def run_folds(data_dir: Path, out: Path, k: int, seed: int,
     pooled: dict[str, dict[int, Path]] = {}
     for name in per_fold[0]:
         for s in per_fold[0][name]:
-            target = out / "cv" / "pred" / f"{name.replace(' ', '_').replace('=', '')}_seed{s}"
+            target = out / "cv" / "pred" / f"{slug(name)}_seed{s}"
             pooled.setdefault(name, {})[s] = pool_predictions(
                 [fold[name][s] for fold in per_fold], target)
     return pooled

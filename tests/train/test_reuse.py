@@ -59,3 +59,9 @@ def test_a_stage2_variant_predicts_the_same_with_and_without_reuse(shapes_data, 
     epochs = [line for line in (shared / "log.jsonl").read_text().splitlines()
               if '"stage2_epoch"' in line]
     assert len(epochs) == 2  # its own two stage-2 epochs, none of the base run's one
+
+
+def test_round0_selection_is_a_stage1_setting():
+    """Stage 1 runs round 0's E-step only where round selection may pick round 0."""
+    assert not shares_stage1(load_config("tiny"),
+                             load_config("tiny", overrides=["stage2.include_round0=true"]))

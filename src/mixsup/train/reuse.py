@@ -30,7 +30,8 @@ def shares_stage1(a: Config, b: Config) -> bool:
     for key in STAGE2_ONLY:
         da.pop(key, None)
         db.pop(key, None)
-    return da == db
+    # stage 1 runs round 0's E-step only where round selection may pick round 0
+    return da == db and a.stage2.include_round0 == b.stage2.include_round0
 
 
 def seed_rounds(source: Path, target: Path, cfg: Config) -> bool:

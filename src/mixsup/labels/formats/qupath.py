@@ -22,6 +22,9 @@ log = logging.getLogger(__name__)
 # QuPath object types that a model or a detector made (mixsup export-qupath writes
 # detections): an export of "all objects" must not turn them into pixel labels.
 MODEL_OUTPUT = frozenset({"detection", "cell", "tile"})
+# QuPath 0.2 marked an object's type in the feature's "id"
+LEGACY_IDS = {"PathDetectionObject": "detection", "PathCellObject": "cell",
+              "PathTileObject": "tile", "PathAnnotationObject": "annotation"}
 
 
 def recognises(data: Any) -> bool:
@@ -49,7 +52,8 @@ def parse(data: dict[str, Any] | list[Any], path: Path) -> list[Outline]:
                                   "export the annotations as GeoJSON from QuPath", path)
         props = feat.get("properties")
         props = props if isinstance(props, dict) else {}
-        kind = props.get("objectType", props.get("object_type"))
+        kind = props.get("objectType", props.get("object_type", feat.get("id")))
+        kind = LEGACY_IDS.get(kind, kind) if isinstance(kind, str) else None
         if kind in MODEL_OUTPUT:
             log.info("%s: skipping %s feature %d (a model's output, not a label)", path, kind, i)
             continue
