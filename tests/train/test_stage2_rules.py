@@ -143,3 +143,14 @@ def test_the_papers_tie_rule_takes_an_argmins_first_round():
 
     paper = load_config("small", overrides=["protocol=paper"]).stage2
     assert (paper.select_tolerance, paper.tie_break) == (0.0, "earliest")
+
+
+def test_a_non_finite_val_score_gives_the_default_threshold_not_nan():
+    import numpy as np
+
+    from mixsup.train.results import ValScores
+    from mixsup.train.selection import full_sensitivity_threshold, operating_threshold
+
+    assert full_sensitivity_threshold(np.array([0.3, np.nan]), np.array([1, 1])) is None
+    thr, source = operating_threshold(ValScores({"a": float("nan"), "b": 0.2}, {"a": 1, "b": 0}))
+    assert thr == 0.5 and "default" in source

@@ -68,7 +68,7 @@ def full_sensitivity_threshold(scores: np.ndarray, labels: np.ndarray) -> float 
     lowered by ``thresholds.SCORE_TOLERANCE`` so that the same score from another code path
     still counts (``thresholds.lowest_positive``)."""
     pos = np.asarray(scores, float)[np.asarray(labels, int) == 1]
-    return lowest_positive(pos) if len(pos) else None
+    return lowest_positive(pos) if len(pos) and np.isfinite(pos).all() else None
 
 
 def operating_threshold(val: ValScores | None) -> tuple[float, str]:
