@@ -31,6 +31,8 @@ def main(folder: Path) -> None:
     mixed = {s: parse(folder / f"mixed_seed{s}.txt") for s in seeds}
     pixel = {s: parse(folder / f"pixel_seed{s}.txt") for s in seeds}
     seeds = [s for s in seeds if mixed[s] and pixel[s]]  # a printout still being written: left out
+    if not seeds:
+        sys.exit(f"{folder}: no seed has both a mixed and a pixel printout with rounds")
     print(f"seeds {seeds}; mean over seeds, and mixed - pixel with its per-seed signs")
     print(f"{'round':>5} {'measure':<13} {'mixed':>8} {'pixel':>8} {'mixed-pixel':>12} "
           f"{'seeds mixed higher':>19}")

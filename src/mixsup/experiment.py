@@ -245,8 +245,10 @@ def pooled_experiment(data_dir: Path, tables: Path, preds: dict[str, dict[int, P
                   for i in read_predictions(p / "predictions.csv") if i in labels})
     write_results(tables, rows, seeds, None, pairs, None,
                   f"Test slides: {n_test}, pooled over {folds} grouped folds (each slide "
-                  "scored by the fold that held it out; sensitivity and specificity from each "
-                  "fold's own operating threshold).")
+                  "scored by the fold that held it out; AUC and spec @ sens 1 rank scores of "
+                  "differently trained fold models together; sensitivity and specificity come "
+                  "from each fold's own operating threshold; per-center rows and threshold "
+                  "rules are in each fold's own tables, OUT/folds/fold<f>/).")
     roc_overlay(tables / "roc.png", {name: next(iter(p.values())) for name, p in preds.items()},
                 labels_csv)
     return Experiment(rows, tables, preds)
