@@ -148,7 +148,8 @@ def run_experiment(data_dir: str | Path, out: str | Path, preset: str = "small",
     of ``data_dir``'s (``HeldOut``). ``folds`` >= 3: grouped cross-validation over the
     labelled slides (``experiment_folds``); the tables pool every fold's test slides.
     ``share``: a variant that changes only stage-2 settings starts from its mode's plain run's
-    θ1 rounds at the same seed when that run has finished (``train.reuse``)."""
+    θ1 rounds at the same seed when that run has finished, and a pixel run from its mixed
+    sibling's round 0 (``train.reuse``)."""
     if workers < 1:
         raise ValueError(f"--jobs takes a number of parallel runs >= 1 (got {workers})")
     data_dir, out = Path(data_dir), Path(out)
@@ -191,11 +192,14 @@ def run_experiment(data_dir: str | Path, out: str | Path, preset: str = "small",
             log.warning("%s: a budget of %d pixel-labelled slides keeps every one of the %d "
                         "annotated training slides: this variant is the plain run",
                         v.name, kept, annotated[v.mode])
+    names = {v.name for v in variants}
     grid = [Job(v, seed, cfg, out / "runs" / f"{slug(v.name)}_seed{seed}", held_out.suffix,
-                out / "runs" / f"{slug(v.mode)}_seed{seed}" if share and stage2_only(v) else None)
+                out / "runs" / f"{slug(v.mode)}_seed{seed}" if share and stage2_only(v) else None,
+                out / "runs" / f"{slug(sibling)}_seed{seed}" if share and (
+                    sibling := round0_sibling(v, names)) else None)
             for seed, v, cfg in jobs]
-    # The runs that may reuse another's θ1 rounds go last, so that those are finished first.
-    grid.sort(key=lambda job: job.stage1_from is not None)
+    # The runs that may reuse another's rounds go last, so that those are finished first.
+    grid.sort(key=lambda job: job.stage1_from is not None or job.round0_from is not None)
     dangling = [j.run for j in grid if j.run.is_symlink() and not j.run.exists()]
     if dangling:
         raise MixsupError(f"{len(dangling)} run folder(s) link to nothing",
@@ -252,6 +256,16 @@ def pooled_experiment(data_dir: Path, tables: Path, preds: dict[str, dict[int, P
     roc_overlay(tables / "roc.png", {name: next(iter(p.values())) for name, p in preds.items()},
                 labels_csv)
     return Experiment(rows, tables, preds)
+
+
+def round0_sibling(v: Variant, names: set[str]) -> str | None:
+    """For a pixel variant, the mixed variant of the same setting when the grid has it: their
+    round 0 is one computation (pixel mode passes through mixed's round 0)."""
+    mode, setting = split_variant(v.name)
+    if mode != "pixel":
+        return None
+    sibling = join_variant("mixed", setting)
+    return sibling if sibling in names else None
 
 
 def stage2_only(v: Variant) -> bool:

@@ -20,7 +20,7 @@ from mixsup.labels.table import load_dataset
 from mixsup.parallel_runs import run_in_processes
 from mixsup.predict import collect_inputs, predict
 from mixsup.train.api import train
-from mixsup.train.reuse import seed_rounds
+from mixsup.train.reuse import seed_round0, seed_rounds
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +95,7 @@ class Job:
     run: Path
     suffix: str = ""  # its test set's (``HeldOut.suffix``)
     stage1_from: Path | None = None  # a run whose θ1 rounds this one may reuse (``reuse``)
+    round0_from: Path | None = None  # the other segmenter mode's run: its round 0 is this one's
 
     @property
     def pred(self) -> Path:
@@ -146,6 +147,8 @@ def run_one(job: Job, data_dir: Path, held_out: HeldOut, progress: bool) -> RunR
     log.info("experiment: %s, seed %d", v.name, seed)
     if job.stage1_from is not None:
         seed_rounds(job.stage1_from / "train", run / "train", cfg)
+    if job.round0_from is not None:
+        seed_round0(job.round0_from / "train", run / "train", cfg)
     t0 = time.perf_counter()
     trained = train(data_dir, run / "train", cfg, mode=v.mode,
                     resume=(run / "train" / "config.yaml").is_file(), progress=progress)

@@ -4,6 +4,7 @@ and nothing reused from a run that differs in stage 1 or has not finished."""
 from __future__ import annotations
 
 import csv
+from pathlib import Path
 
 from mixsup.cli import main
 from mixsup.config import load_config
@@ -39,24 +40,36 @@ def _predictions(path):
         return [(r["slide_id"], r["probability"]) for r in csv.DictReader(fh)]
 
 
-def test_a_stage2_variant_predicts_the_same_with_and_without_reuse(shapes_data, tmp_path):
+def test_shared_rounds_predict_the_same_as_training_them_again(shapes_data, tmp_path):
+    """Mixed and pixel share round 0, and a stage-2 variant its mode's θ1 rounds: every run's
+    predictions are those of the same grid with --no-share."""
     outs = {}
     for name, extra in (("shared", []), ("alone", ["--no-share"])):
         out = tmp_path / name
-        args = ["-q", "experiment", str(shapes_data), "--out", str(out), "--modes", "pixel",
-                "--preset", "tiny", "--ablate", "stage2-epochs=2", *extra]
+        args = ["-q", "experiment", str(shapes_data), "--out", str(out), "--modes",
+                "mixed,pixel", "--preset", "tiny", "--ablate", "stage2-epochs=2", *extra]
         for item in [*FAST, "stage1.rounds=1"]:
             args += ["--set", item]
         assert main(args) == 0
         outs[name] = out / "runs"
-    variant = "pixel_stage2-epochs2_seed0"
-    shared = outs["shared"] / variant / "train"
-    base = outs["shared"] / "pixel_seed0" / "train"
-    assert (shared / "round_1" / "model.pt").read_bytes() == (
-        base / "round_1" / "model.pt").read_bytes()
-    assert _predictions(outs["shared"] / variant / "pred" / "predictions.csv") == _predictions(
-        outs["alone"] / variant / "pred" / "predictions.csv")
-    epochs = [line for line in (shared / "log.jsonl").read_text().splitlines()
+    runs = sorted(p.name for p in outs["shared"].iterdir())
+    assert len(runs) == 4
+    for run in runs:
+        assert _predictions(outs["shared"] / run / "pred" / "predictions.csv") == _predictions(
+            outs["alone"] / run / "pred" / "predictions.csv"), run
+    shared = outs["shared"]
+    model = "round_0/model.pt"
+    assert (shared / "pixel_seed0" / "train" / model).read_bytes() == (
+        shared / "mixed_seed0" / "train" / model).read_bytes()
+
+    def trained_round0(runs: Path) -> bool:
+        return '"round": 0' in (runs / "pixel_seed0" / "train" / "log.jsonl").read_text()
+
+    assert trained_round0(outs["alone"]) and not trained_round0(shared)  # copied, not trained
+    variant = shared / "pixel_stage2-epochs2_seed0" / "train"
+    assert (variant / "round_1" / "model.pt").read_bytes() == (
+        shared / "pixel_seed0" / "train" / "round_1" / "model.pt").read_bytes()
+    epochs = [line for line in (variant / "log.jsonl").read_text().splitlines()
               if '"stage2_epoch"' in line]
     assert len(epochs) == 2  # its own two stage-2 epochs, none of the base run's one
 

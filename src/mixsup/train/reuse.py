@@ -1,16 +1,21 @@
-"""A run that differs from a finished run only in stage 2 starts from that run's θ1 rounds.
+"""A run starts from another finished computation's rounds where they are the same
+computation, so that an experiment does no work twice.
 
-θ1's rounds (stage 1: round 0, the EM rounds, their E-step maps) read no stage-2 setting, so
-an experiment's stage-2 variants need not train them again. The finished run's round folders
-are copied into the new run folder, without their stage-2 results (copied, not linked: a
-resumed run may append to or rewrite files in place); ``train(resume=True)`` then reuses the
-rounds and trains stage 2 with the new run's own settings.
+- A run that differs from a finished run only in stage 2 starts from that run's θ1 rounds
+  (round 0, the EM rounds, their E-step maps): θ1's rounds read no stage-2 setting.
+- Mixed and pixel runs of one seed and setting share round 0: it is the same checkpoint by
+  design (pixel mode passes through mixed's round 0), so the second run copies the first's.
+
+The folders are copied, not linked (a resumed run may append to or rewrite files in place),
+into the new run folder, which appears whole or not at all; ``train(resume=True)`` then
+reuses what is there and trains the rest with the new run's own settings.
 """
 
 from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from mixsup.config import Config
@@ -37,22 +42,41 @@ def shares_stage1(a: Config, b: Config) -> bool:
 def seed_rounds(source: Path, target: Path, cfg: Config) -> bool:
     """Give ``target``, a run folder not yet started, ``source``'s θ1 rounds and tiles, with
     ``cfg`` as its config. False, writing nothing, unless ``source`` is a finished run whose
-    config shares stage 1 with ``cfg``. The folder appears whole or not at all."""
-    if target.exists() and any(target.iterdir()):
-        return False
+    config shares stage 1 with ``cfg``."""
     stored = saved_config(source) if (source / "summary.json").is_file() else None
     if stored is None or not shares_stage1(stored, cfg):
+        return False
+    return _seed(source, target, cfg, lambda name: name.startswith("round_") or name == "tiles",
+                 True, "θ1 rounds", "this run differs from it only in stage 2")
+
+
+def seed_round0(source: Path, target: Path, cfg: Config) -> bool:
+    """Give ``target``, a run folder not yet started, ``source``'s round 0 and tiles: the
+    other segmenter mode's run of the same config (mode is no config setting), whose round 0
+    has finished. False, writing nothing, otherwise."""
+    stored = saved_config(source)
+    if stored is None or stored != cfg or not (source / "round_0" / "summary.json").is_file():
+        return False
+    return _seed(source, target, cfg, lambda name: name in ("round_0", "tiles"), False,
+                 "round 0", "mixed and pixel share it")
+
+
+def _seed(source: Path, target: Path, cfg: Config, wanted: Callable[[str], bool],
+          stage1_files: bool, what: str, why: str) -> bool:
+    """``source``'s folders that ``wanted`` names (and with ``stage1_files`` its stage-1
+    summary and log) into ``target`` with ``cfg``, whole or not at all."""
+    if target.exists() and any(target.iterdir()):
         return False
     partial = target.with_name(f".{target.name}.seeding")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     for item in sorted(source.iterdir()):
-        if item.is_dir() and (item.name.startswith("round_") or item.name == "tiles"):
+        if item.is_dir() and wanted(item.name):
             shutil.copytree(item, partial / item.name,
                             ignore=shutil.ignore_patterns(*LEFT_BEHIND))
-        elif item.name == STAGE1_SUMMARY:
+        elif item.name == STAGE1_SUMMARY and stage1_files:
             shutil.copy2(item, partial / item.name)
-        elif item.name == LOG:
+        elif item.name == LOG and stage1_files:
             lines = item.read_text(errors="replace").splitlines(keepends=True)
             (partial / LOG).write_text("".join(
                 line for line in lines if '"event": "stage2' not in line))
@@ -60,5 +84,5 @@ def seed_rounds(source: Path, target: Path, cfg: Config) -> bool:
     if target.exists():
         target.rmdir()
     partial.rename(target)
-    log.info("θ1 rounds of %s reused: this run differs from it only in stage 2", source)
+    log.info("%s of %s reused: %s", what, source, why)
     return True
