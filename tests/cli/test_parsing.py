@@ -21,8 +21,8 @@ def _leaves(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):
 def _sample(action: argparse.Action) -> str:
     if action.choices:
         return str(list(action.choices)[-1])
-    if action.type is not None:  # a number (or three shares), in range for every such option
-        for text in ("1", "1,0,0"):
+    if action.type is not None:  # a number, three shares or a mode: in range for each option
+        for text in ("1", "1,0,0", "3", "pixel"):
             try:
                 action.type(text)
                 return text
