@@ -130,3 +130,12 @@ def test_a_folder_cross_validated_otherwise_is_refused(tmp_path):
     write_folds(data, tmp_path / "fd", 4)  # the same plan: resumes
     with pytest.raises(MixsupError, match="other folds"):
         write_folds(data, tmp_path / "fd", 5)
+
+
+def test_folds_into_an_output_that_cannot_be_a_folder_is_one_error(tmp_path, capsys):
+    from mixsup.cli import main
+
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    assert main(["experiment", str(tmp_path), "--out", str(a_file), "--folds", "3"]) == 2
+    assert "experiment folder" in capsys.readouterr().err and a_file.read_text() == "x"
