@@ -238,7 +238,7 @@ def pooled_experiment(data_dir: Path, tables: Path, preds: dict[str, dict[int, P
     slide scored once per seed, by the fold that held it out."""
     labels_csv = data_dir / "slides.csv"
     labels, _ = read_labels(labels_csv)
-    rows = [_row(name, "all", [pooled_metrics(p, labels_csv) for p in by_seed.values()],
+    rows = [_row(name, "all", [pooled_metrics(p, labels) for p in by_seed.values()],
                  [theta1_metrics(p, labels) if MODES[split_variant(name)[0]].ranks_by_probability
                   else None for p in by_seed.values()])
             for name, by_seed in preds.items()]

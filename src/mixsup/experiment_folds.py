@@ -23,7 +23,7 @@ import numpy as np
 from mixsup.atomic import atomic_open, write_json
 from mixsup.errors import MixsupError
 from mixsup.evaluate.metrics import SlideMetrics, slide_metrics
-from mixsup.evaluate.report import read_labels, read_predictions
+from mixsup.evaluate.report import read_predictions
 from mixsup.experiment_runs import slug
 from mixsup.labels.table import Dataset, SlideRecord, load_dataset, write_slides_csv
 from mixsup.user_files import parse_json, read_text
@@ -135,12 +135,11 @@ def pool_predictions(preds: Sequence[Path], out: Path) -> Path:
     return out
 
 
-def pooled_metrics(pred: Path, labels_csv: Path) -> SlideMetrics:
+def pooled_metrics(pred: Path, labels: dict[str, int]) -> SlideMetrics:
     """Metrics over the pooled test slides: AUC and specificity at 100% sensitivity from the
     pooled scores; sensitivity and specificity from each fold's own calls (its bundle's
     operating threshold), which a single threshold cannot give."""
     scores = read_predictions(pred / "predictions.csv")
-    labels, _ = read_labels(labels_csv)
     calls = _calls(pred / "predictions.csv")
     ids = [i for i in scores if i in labels]
     y = np.array([labels[i] for i in ids])

@@ -93,18 +93,24 @@ def paired_table(runs: dict[str, dict[int, Path]], labels: dict[str, int],
             if which != "slide" and not all(
                     MODES[split_variant(v)[0]].ranks_by_probability for v in (a, b)):
                 continue  # attention weights give no θ1-alone slide score
-            sa = [run_scores(runs[a][s], which) for s in seeds]
-            sb = [run_scores(runs[b][s], which) for s in seeds]
-            ids = sorted(set(labels).intersection(*sa, *sb))
-            y = np.array([labels[i] for i in ids])
-            if len(set(y.tolist())) < 2:
-                continue
-            for metric in PAIRED_METRICS:
-                d = paired_difference(a, b, [np.array([x[i] for i in ids]) for x in sa],
-                                      [np.array([x[i] for i in ids]) for x in sb], y, metric,
-                                      n_boot=n_boot)
-                rows.append(PairRow(which, d))
+            rows += _pair_rows(which, a, b, [run_scores(runs[a][s], which) for s in seeds],
+                               [run_scores(runs[b][s], which) for s in seeds], labels, n_boot)
     return rows
+
+
+def _pair_rows(score: str, a: str, b: str, sa: list[dict[str, float]],
+               sb: list[dict[str, float]], labels: dict[str, int],
+               n_boot: int) -> list[PairRow]:
+    """``a - b`` on every paired metric, per seed on the labelled slides that both scored in
+    every seed; none unless those hold both classes."""
+    ids = sorted(set(labels).intersection(*sa, *sb))
+    y = np.array([labels[i] for i in ids])
+    if len(set(y.tolist())) < 2:
+        return []
+    return [PairRow(score, paired_difference(
+        a, b, [np.array([x[i] for i in ids]) for x in sa],
+        [np.array([x[i] for i in ids]) for x in sb], y, metric, n_boot=n_boot))
+        for metric in PAIRED_METRICS]
 
 
 def stage2_table(runs: dict[str, dict[int, Path]], labels: dict[str, int],
@@ -118,16 +124,9 @@ def stage2_table(runs: dict[str, dict[int, Path]], labels: dict[str, int],
         if not (mode.theta2 and mode.ranks_by_probability):
             continue
         seeds = sorted(by_seed)
-        s2 = [run_scores(by_seed[s], "slide") for s in seeds]
-        s1 = [run_scores(by_seed[s], "theta1") for s in seeds]
-        ids = sorted(set(labels).intersection(*s2, *s1))
-        y = np.array([labels[i] for i in ids])
-        if len(set(y.tolist())) < 2:
-            continue
-        for metric in PAIRED_METRICS:
-            rows.append(PairRow("stage2", paired_difference(
-                f"{name} θ2", f"{name} θ1 alone", [np.array([x[i] for i in ids]) for x in s2],
-                [np.array([x[i] for i in ids]) for x in s1], y, metric, n_boot=n_boot)))
+        rows += _pair_rows("stage2", f"{name} θ2", f"{name} θ1 alone",
+                           [run_scores(by_seed[s], "slide") for s in seeds],
+                           [run_scores(by_seed[s], "theta1") for s in seeds], labels, n_boot)
     return rows
 
 

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mixsup.atomic import atomic_open, atomic_path, write_text
+from mixsup.config import MPP_RANGE
 from mixsup.errors import MixsupError
 from mixsup.user_files import finite, output_dir, parse_json, read_text
 
@@ -190,7 +191,7 @@ def _slide_mpp(tiles_json: Path, slide: str) -> float | None:
     """The MPP the prediction used (its tiling record), else the slide file's, else None."""
     if tiles_json.is_file():
         return finite(_json(tiles_json, "tiling record").get("slide_mpp"), "slide_mpp",
-                      tiles_json, low=1e-6, high=1e6)
+                      tiles_json, low=MPP_RANGE[0], high=MPP_RANGE[1])
     from mixsup.slides.reader import Slide
 
     try:

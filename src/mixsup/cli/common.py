@@ -52,6 +52,32 @@ def number_in(low: float, high: float, what: str) -> Callable[[str], float]:
     return parse
 
 
+def text_arg(flag: str) -> Callable[[str], str]:
+    """An argparse type for a file path or a model name: never empty."""
+    def parse(raw: str) -> str:
+        if not raw.strip():
+            raise argparse.ArgumentTypeError(f"{flag} needs a value (got an empty one)")
+        return raw
+
+    return parse
+
+
+def int_in(low: int, high: int, flag: str) -> Callable[[str], int]:
+    """An argparse type: an integer in [low, high]; the message names ``flag``."""
+
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            value = low - 1
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{flag} takes an integer from {low} to {high} "
+                                             f"(got {raw!r})")
+        return value
+
+    return parse
+
+
 def port(text: str) -> int:
     try:
         value = int(text)

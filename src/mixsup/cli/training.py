@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,9 +13,11 @@ from mixsup.cli.common import (
     cli_overrides,
     config_args,
     fmt,
+    int_in,
     load_cfg,
     print_dataset,
     print_metrics,
+    text_arg,
 )
 from mixsup.errors import MixsupError
 from mixsup.modes import MODES
@@ -73,14 +74,15 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Command]:
     p.add_argument("--no-base", action="store_true",
                    help="run only the --ablate variants, not each mode's plain run (e.g. more "
                         "seeds at one label budget)")
-    p.add_argument("--folds", type=folds_arg, default=0, metavar="K",
+    p.add_argument("--folds", type=int_in(3, 50, "--folds"), default=0, metavar="K",
                    help="grouped cross-validation: every labelled slide is a test slide once "
                    "(StratifiedGroupKFold by label and pixel labels, grouped by the patient "
                    "column); fold f tests on fold f, validates on f+1, trains on the rest; "
                    "tables in OUT/cv from the pooled predictions")
     p.add_argument("--no-share", action="store_true",
-                   help="train every run's θ1 rounds itself, even a stage-2 variant's whose "
-                   "mode's plain run has them already (for timing the sharing)")
+                   help="train every run's rounds itself: no pixel run starts from its mixed "
+                   "sibling's round 0, no stage-2 variant from its plain run's θ1 rounds (for "
+                   "timing the sharing)")
     p.add_argument("--jobs", type=int_in(1, 256, "--jobs"), default=1, metavar="N",
                    help="runs at once, each in its own process with 1/N of the CPU cores "
                         "(default 1: one after the other, in this process)")
@@ -179,16 +181,6 @@ def print_train_summary(s: TrainSummary, run_dir: Path) -> None:
     print(f"run folder: {run_dir}; model bundle: {s.bundle}")
 
 
-def text_arg(flag: str) -> Callable[[str], str]:
-    """An argparse type for a file path or a model name: never empty."""
-    def parse(raw: str) -> str:
-        if not raw.strip():
-            raise argparse.ArgumentTypeError(f"{flag} needs a value (got an empty one)")
-        return raw
-
-    return parse
-
-
 def verbatim(value: str) -> str:
     """``value`` as a ``--set`` override reads it: a quoted YAML string, so that a path or a
     name is never read as YAML (``null``, ``~``, a ``#`` comment)."""
@@ -226,31 +218,6 @@ def seeds_arg(raw: str) -> tuple[int, ...]:
     if len(set(seeds)) < len(seeds):
         raise argparse.ArgumentTypeError("--seeds names a seed more than once (as 0 and 00?)")
     return seeds
-
-
-def int_in(low: int, high: int, flag: str) -> Callable[[str], int]:
-    def parse(raw: str) -> int:
-        try:
-            value = int(raw)
-        except ValueError:
-            value = low - 1
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{flag} takes an integer from {low} to {high} "
-                                             f"(got {raw!r})")
-        return value
-
-    return parse
-
-
-def folds_arg(raw: str) -> int:
-    try:
-        k = int(raw)
-    except ValueError:
-        k = -1
-    if k < 3 or k > 50:
-        raise argparse.ArgumentTypeError(f"--folds takes a number of folds from 3 to 50 "
-                                         f"(got {raw!r})")
-    return k
 
 
 def cmd_experiment(args: argparse.Namespace) -> int:
