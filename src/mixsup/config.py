@@ -112,6 +112,8 @@ class ModelConfig(_Frozen):
     head_channels: int = Field(64, ge=1)
     pretrained: bool = False
     weights: str | None = Field(None, description="local encoder weights (.pth/.safetensors)")
+    freeze_stages: int = Field(0, ge=0, le=8, description="the encoder's first N feature "
+                               "stages (and its stem) keep their loaded weights in θ1 and θ2")
 
 
 class RuntimeConfig(_Frozen):
@@ -260,6 +262,8 @@ class Stage2Config(EncoderSpec):
         "the latest round, or the earliest (an argmin's first, the paper's)")
     include_round0: bool = Field(False, description="round selection also considers round 0 "
                                  "(θ1 on the pixel labels alone); the paper selects among 1..N")
+    freeze_stages: int | None = Field(None, ge=0, le=8, description="with init=theta1: θ2's "
+                                      "frozen encoder stages (default: model.freeze_stages)")
 
     @model_validator(mode="after")
     def _selectable(self) -> Stage2Config:

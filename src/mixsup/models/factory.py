@@ -23,6 +23,7 @@ from mixsup.models.encoders import (
     timm_build,
     trunk_head,
 )
+from mixsup.models.freeze import freeze_early_stages
 from mixsup.models.logit_head import reset_logit_head
 from mixsup.models.max_logit import MaxLogitClassifier
 from mixsup.models.recipes import RECIPES
@@ -44,6 +45,7 @@ def build_segmenter(cfg: ModelConfig, load_weights: bool = True) -> DLAUpSegment
             from mixsup.artefacts import load_weights_into
 
             load_weights_into(model.encoder, cfg.weights, head)
+    freeze_early_stages(model.encoder, cfg.freeze_stages, cfg.encoder)
     return model
 
 
@@ -143,6 +145,8 @@ def build_theta2(model: ModelConfig, s2: Stage2Config,
     ``theta1_state`` is the round's θ1 checkpoint; ``load_weights=False`` builds the network
     for a saved θ2 to be loaded into."""
     if s2.init == "theta1":
+        if s2.freeze_stages is not None:
+            model = model.model_copy(update={"freeze_stages": s2.freeze_stages})
         theta1 = MaxLogitClassifier(build_segmenter(model, load_weights=False))
         if theta1_state is not None:
             theta1.segmenter.load_state_dict(theta1_state)

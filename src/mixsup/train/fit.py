@@ -18,6 +18,7 @@ from mixsup.atomic import write_json
 from mixsup.config import RuntimeConfig, TrainingConfig
 from mixsup.dist import SINGLE, Dist
 from mixsup.errors import MixsupError
+from mixsup.models.freeze import FROZEN
 from mixsup.progress import progress_bar
 from mixsup.runtime import autocast, compiled, to_input, use_channels_last
 from mixsup.scoring.patch_maps import make_loader
@@ -198,7 +199,8 @@ def recalibrate_bn(net: torch.nn.Module, loader: DataLoader, loss_fn: LossFn,
     training; in eval mode that mismatch can saturate every output (seen with stage 2 on
     PCam mosaics: eval-mode probabilities of exactly 0 or 1 for every slide).
     """
-    bns = [m for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    bns = [m for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+           and not getattr(m, FROZEN, False)]
     if not bns or max_batches <= 0 or getattr(_unwrap(net), "frozen_bn", False):
         return
     momenta = [m.momentum for m in bns]
