@@ -44,10 +44,19 @@ from mixsup.experiment_pairs import (
     theta1_scores,
     write_paired,
 )
-from mixsup.experiment_runs import HeldOut, Job, RunResult, Variant, run_grid, slug
+from mixsup.experiment_runs import (
+    HeldOut,
+    Job,
+    RunResult,
+    Variant,
+    run_grid,
+    share_tilings,
+    slug,
+)
 from mixsup.labels.table import load_dataset
 from mixsup.modes import MODES, Mode
 from mixsup.plotting import save_png
+from mixsup.tile_dataset import tiling_fingerprint
 from mixsup.train.preflight import check_training
 from mixsup.train.results import selected_val_scores
 from mixsup.user_files import output_dir
@@ -209,6 +218,10 @@ def run_experiment(data_dir: str | Path, out: str | Path, preset: str = "small",
                           "point to", dangling[0])
     output_dir(out, "experiment folder")
     precompute_features(data_dir, [(MODES[v.mode], cfg) for _, v, cfg in jobs], progress)
+    if share:
+        tilings = share_tilings(data_dir, held_out, [cfg for _, _, cfg in jobs], out, progress)
+        grid = [replace(j, tiles_from=tilings[fp][0], test_tiles_from=tilings[fp][1])
+                for j in grid for fp in [tiling_fingerprint(j.cfg)]]
     results = run_grid(grid, data_dir, held_out, workers, progress)
     labels, _ = read_labels(held_out.labels)
     mode_of = {v.name: MODES[v.mode] for v in variants}

@@ -16,11 +16,13 @@ from mixsup.config import Config
 from mixsup.errors import MixsupError
 from mixsup.evaluate.metrics import SlideMetrics
 from mixsup.evaluate.report import Evaluation, evaluate
-from mixsup.labels.table import load_dataset
+from mixsup.labels.table import Dataset, load_dataset
 from mixsup.parallel_runs import run_in_processes
 from mixsup.predict import collect_inputs, predict
+from mixsup.progress import phase
+from mixsup.tile_dataset import tile_dataset, tiling_fingerprint
 from mixsup.train.api import train
-from mixsup.train.reuse import seed_round0, seed_rounds
+from mixsup.train.reuse import seed_round0, seed_rounds, seed_tiles
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +98,8 @@ class Job:
     suffix: str = ""  # its test set's (``HeldOut.suffix``)
     stage1_from: Path | None = None  # a run whose θ1 rounds this one may reuse (``reuse``)
     round0_from: Path | None = None  # the other segmenter mode's run: its round 0 is this one's
+    tiles_from: Path | None = None  # the experiment's tilings of the training slides
+    test_tiles_from: Path | None = None  # ... and of its test slides (``share_tilings``)
 
     @property
     def pred(self) -> Path:
@@ -113,6 +117,29 @@ class Job:
     def log(self) -> Path:
         """Where the run logs when it runs in a child process."""
         return self.run / "experiment.log"
+
+
+def share_tilings(data_dir: Path, held_out: HeldOut, cfgs: list[Config], out: Path,
+                  progress: bool) -> dict[str, tuple[Path, Path]]:
+    """Each slide tiled once per experiment and tiling setting, for every run to start from:
+    fingerprint -> (the training dataset's tilings, the test slides' tilings)."""
+    shared: dict[str, tuple[Path, Path]] = {}
+    data = load_dataset(data_dir)
+    for cfg in cfgs:
+        fp = tiling_fingerprint(cfg)
+        if fp in shared:
+            continue
+        own = out / "tiles" / fp
+        with phase(out, "tiling"):
+            tile_dataset(data, cfg, own, progress=progress)
+            test = own
+            if held_out.suffix:
+                test = out / "tiles" / f"{fp}{held_out.suffix}"
+                other = load_dataset(held_out.data)
+                tile_dataset(Dataset(other.root, tuple(other.split("test"))), cfg, test,
+                             progress=progress)
+        shared[fp] = (own, test)
+    return shared
 
 
 def slug(name: str) -> str:
@@ -149,12 +176,18 @@ def run_one(job: Job, data_dir: Path, held_out: HeldOut, progress: bool) -> RunR
         seed_rounds(job.stage1_from / "train", run / "train", cfg)
     if job.round0_from is not None:
         seed_round0(job.round0_from / "train", run / "train", cfg)
+    if job.tiles_from is not None:
+        seed_tiles(job.tiles_from, run / "train" / "tiles")
+    if job.test_tiles_from is not None:
+        seed_tiles(job.test_tiles_from, job.pred / "tiles")
     t0 = time.perf_counter()
     trained = train(data_dir, run / "train", cfg, mode=v.mode,
                     resume=(run / "train" / "config.yaml").is_file(), progress=progress)
     seconds = _train_seconds(run / "train", time.perf_counter() - t0)
-    predict(run / "train", held_out.slides, job.pred, progress=progress)
-    ev = evaluate(job.pred / "predictions.csv", held_out.labels, job.report)
+    with phase(run, f"predict{job.suffix}"):
+        predict(run / "train", held_out.slides, job.pred, progress=progress)
+    with phase(run, f"evaluate{job.suffix}"):
+        ev = evaluate(job.pred / "predictions.csv", held_out.labels, job.report)
     s = trained.summary
     return RunResult(v.name, seed, run, job.pred, seconds, s.selected_round if s else None,
                      s.selection.rule if s and s.selection else "", ev)

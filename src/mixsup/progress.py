@@ -3,11 +3,17 @@ cluster job's log), instead of carriage-return redraws that fill a captured log.
 
 from __future__ import annotations
 
+import json
 import sys
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TextIO
 
 from tqdm import tqdm
+
+from mixsup.atomic import write_json
 
 PLAIN_INTERVAL_S = 10.0
 
@@ -47,3 +53,37 @@ def progress_bar(iterable: Iterable[Any] | None = None, *, desc: str, unit: str,
     # leave=True so that the last status (the totals) is written as a line too
     return _PlainBar(iterable, desc=desc, unit=unit, total=total, disable=disable, leave=True,
                      file=_Lines(sys.stderr), mininterval=PLAIN_INTERVAL_S, ascii=True)
+
+
+PHASES = "phases.json"
+
+
+@contextmanager
+def phase(folder: Path, name: str, enabled: bool = True) -> Iterator[None]:
+    """Add the wall time of the block to ``name`` in ``folder/phases.json`` (seconds per
+    phase of the work done in that folder: a reused round adds nothing)."""
+    start = time.perf_counter()
+    yield
+    if not enabled:
+        return
+    path = folder / PHASES
+    try:
+        times = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError):
+        times = {}
+    if not isinstance(times, dict):
+        times = {}
+    seconds = time.perf_counter() - start
+    times[name] = round(float(times.get(name, 0.0) or 0.0) + seconds, 2)
+    write_json(path, times)
+
+
+def read_phases(folder: Path) -> dict[str, float]:
+    """``phase``'s record of ``folder``; empty where there is none (or it is unreadable)."""
+    try:
+        times = json.loads((folder / PHASES).read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(times, dict):
+        return {}
+    return {str(k): float(v) for k, v in times.items() if isinstance(v, (int, float))}

@@ -3,6 +3,8 @@ the ``SlideSet`` of the tiled slides that scoring and training work on."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import time
 import warnings
@@ -21,6 +23,13 @@ from mixsup.slides.reader import open_slide
 from mixsup.slides.tiling import NoTissueWarning, TileSet, tile_slide
 
 log = logging.getLogger(__name__)
+
+
+def tiling_fingerprint(cfg: Config) -> str:
+    """What a slide's tiling depends on besides the slide: runs whose configs give the same
+    fingerprint can share stored tilings (each stored tiling still carries its own key)."""
+    payload = {k: cfg.model_dump(mode="json")[k] for k in ("tiling", "tissue", "reader")}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
 
 
 @dataclass

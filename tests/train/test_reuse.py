@@ -8,6 +8,7 @@ from pathlib import Path
 
 from mixsup.cli import main
 from mixsup.config import load_config
+from mixsup.progress import read_phases
 from mixsup.run import create_run
 from mixsup.train.reuse import seed_rounds, shares_stage1
 from tests.helpers import FAST
@@ -72,6 +73,20 @@ def test_shared_rounds_predict_the_same_as_training_them_again(shapes_data, tmp_
     epochs = [line for line in (variant / "log.jsonl").read_text().splitlines()
               if '"stage2_epoch"' in line]
     assert len(epochs) == 2  # its own two stage-2 epochs, none of the base run's one
+    # every slide tiled once per experiment: each run's tilings are the experiment's files
+    tiles = next((shared.parent / "tiles").iterdir())
+    stored = sorted(p.name for p in tiles.glob("*.npz"))
+    assert stored and not list((outs["alone"].parent).glob("tiles"))
+    for run in runs:
+        for folder in ("train/tiles", "pred/tiles"):
+            own = shared / run / folder
+            assert {p.name for p in own.glob("*.npz")} <= set(stored), (run, folder)
+            assert all((own / n).samefile(tiles / n) for n in stored if (own / n).exists())
+    assert "tiling" in read_phases(shared.parent)
+    phases = read_phases(shared / "mixed_seed0" / "train")
+    assert {"theta1", "e_step", "theta2"} <= set(phases)
+    assert "theta1" not in read_phases(variant)  # reused rounds did no θ1 work here
+    assert {"predict", "evaluate"} <= set(read_phases(shared / "mixed_seed0"))
 
 
 def test_round0_selection_is_a_stage1_setting():

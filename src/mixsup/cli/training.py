@@ -80,9 +80,9 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Command]:
                    "column); fold f tests on fold f, validates on f+1, trains on the rest; "
                    "tables in OUT/cv from the pooled predictions")
     p.add_argument("--no-share", action="store_true",
-                   help="train every run's rounds itself: no pixel run starts from its mixed "
-                   "sibling's round 0, no stage-2 variant from its plain run's θ1 rounds (for "
-                   "timing the sharing)")
+                   help="every run does all its own work: no pixel run starts from its mixed "
+                   "sibling's round 0, no stage-2 variant from its plain run's θ1 rounds, no "
+                   "run from the experiment's tilings (for timing the sharing)")
     p.add_argument("--jobs", type=int_in(1, 256, "--jobs"), default=1, metavar="N",
                    help="runs at once, each in its own process with 1/N of the CPU cores "
                         "(default 1: one after the other, in this process)")

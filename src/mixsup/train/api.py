@@ -13,6 +13,7 @@ from mixsup.config import Config
 from mixsup.dist import SINGLE, Dist
 from mixsup.labels.table import load_dataset
 from mixsup.modes import Mode, get_mode
+from mixsup.progress import phase
 from mixsup.records import to_json
 from mixsup.run import check_run, create_run
 from mixsup.tile_dataset import SlideSet, slide_set
@@ -55,7 +56,8 @@ def train(data_dir: str | Path, out: str | Path, cfg: Config, mode: str = "mixed
         cfg = check_run(run_dir, cfg, resume=True)
     ctx = prepare(data, cfg, run_dir, strict=strict, progress=progress, dist=dist,
                   checked=checked)
-    val = slide_set(data, ("val",), cfg, run_dir / "tiles", strict, progress, dist)
+    with phase(run_dir, "tiling", dist.main):
+        val = slide_set(data, ("val",), cfg, run_dir / "tiles", strict, progress, dist)
     summary = spec.load("trainer")(ctx, spec, val if val.labelled() else None)
     if dist.main:
         write_json(run_dir / "summary.json", to_json(summary))

@@ -14,6 +14,7 @@ from mixsup.dist import SINGLE, Dist
 from mixsup.errors import MixsupError
 from mixsup.labels.regions import SlideAnnotations
 from mixsup.labels.table import Dataset
+from mixsup.progress import phase
 from mixsup.runtime import pick_device
 from mixsup.scoring.settings import InferSettings
 from mixsup.tile_dataset import SlideSet, slide_set
@@ -51,7 +52,8 @@ def prepare(data: Dataset, cfg: Config, run_dir: Path, strict: bool = False,
     """``checked``: the pixel labels ``check_training`` parsed (read here when not given)."""
     if checked is None:
         checked = read_train_annotations(data.split("train"), cfg, strict)
-    train = slide_set(data, ("train",), cfg, run_dir / "tiles", strict, progress, dist)
+    with phase(run_dir, "tiling", dist.main):
+        train = slide_set(data, ("train",), cfg, run_dir / "tiles", strict, progress, dist)
     if cfg.subset.slide_label_fraction < 1.0:
         train = _drop_slide_labels(train, cfg.subset.slide_label_fraction, cfg.seed)
     if not train.records:

@@ -6,7 +6,8 @@ computation, so that an experiment does no work twice.
 - Mixed and pixel runs of one seed and setting share round 0: it is the same checkpoint by
   design (pixel mode passes through mixed's round 0), so the second run copies the first's.
 
-The folders are copied, not linked (a resumed run may append to or rewrite files in place),
+The folders are copied, not linked (a resumed run may append to or rewrite files in place;
+stored tilings, which are only ever replaced whole, are linked),
 into the new run folder, which appears whole or not at all; ``train(resume=True)`` then
 reuses what is there and trains the rest with the new run's own settings.
 """
@@ -14,6 +15,7 @@ reuses what is there and trains the rest with the new run's own settings.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -73,7 +75,8 @@ def _seed(source: Path, target: Path, cfg: Config, wanted: Callable[[str], bool]
     for item in sorted(source.iterdir()):
         if item.is_dir() and wanted(item.name):
             shutil.copytree(item, partial / item.name,
-                            ignore=shutil.ignore_patterns(*LEFT_BEHIND))
+                            ignore=shutil.ignore_patterns(*LEFT_BEHIND),
+                            copy_function=_link if item.name == "tiles" else shutil.copy2)
         elif item.name == STAGE1_SUMMARY and stage1_files:
             shutil.copy2(item, partial / item.name)
         elif item.name == LOG and stage1_files:
@@ -86,3 +89,31 @@ def _seed(source: Path, target: Path, cfg: Config, wanted: Callable[[str], bool]
     partial.rename(target)
     log.info("%s of %s reused: %s", what, source, why)
     return True
+
+
+def seed_tiles(shared: Path, target: Path) -> int:
+    """Link (or copy) into ``target`` each stored tiling file of ``shared`` that ``target``
+    lacks; returns how many. Stored files are replaced whole, never edited in place, so a link
+    is as safe as a copy. A tiling made with other settings or of another file is ignored by
+    ``load_tileset`` (its key differs) and redone."""
+    if not shared.is_dir():
+        return 0
+    target.mkdir(parents=True, exist_ok=True)
+    added = 0
+    for item in sorted(shared.iterdir()):
+        dest = target / item.name
+        if not item.is_file() or dest.exists() or item.name.startswith("."):
+            continue
+        _link(item, dest)
+        added += 1
+    return added
+
+
+def _link(src: str | Path, dest: str | Path) -> None:
+    """A stored tiling file into another folder: a hard link where the file system allows."""
+    try:
+        os.link(src, dest)
+    except OSError:
+        tmp = Path(dest).with_name(f".{Path(dest).name}.tmp-seed")
+        shutil.copy2(src, tmp)
+        tmp.replace(dest)

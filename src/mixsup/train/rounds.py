@@ -26,6 +26,7 @@ from mixsup.atomic import write_json
 from mixsup.config import Stage1Config
 from mixsup.errors import MixsupError
 from mixsup.models.factory import build_segmenter
+from mixsup.progress import phase
 from mixsup.records import to_json
 from mixsup.runtime import seed_everything
 from mixsup.scoring.map_store import StoredMaps, open_maps
@@ -246,10 +247,11 @@ def _m_step(ctx: RunContext, r: int, pools: Pools, ratio: tuple[float, float, fl
         append_jsonl(ctx.run_dir / "log.jsonl",
                      {"event": "epoch", "round": r, "epoch": epoch, "loss": loss})
 
-    losses = fit(model, dataset, sampler, epochs, stage1_lr(s1, r), s1.weight_decay,
-                 cfg.runtime, ctx.device, rdir / "train_last.pt", on_epoch=on_epoch,
-                 progress=ctx.progress, desc=f"θ1 round {r}", dist=ctx.dist,
-                 training=cfg.training, optimizer_state=optimizer_state)
+    with phase(ctx.run_dir, "theta1", ctx.dist.main):
+        losses = fit(model, dataset, sampler, epochs, stage1_lr(s1, r), s1.weight_decay,
+                     cfg.runtime, ctx.device, rdir / "train_last.pt", on_epoch=on_epoch,
+                     progress=ctx.progress, desc=f"θ1 round {r}", dist=ctx.dist,
+                     training=cfg.training, optimizer_state=optimizer_state)
     if ctx.dist.main:
         last = rdir / "train_last.pt"
         if s1.carry_optimizer and (last.is_file() or optimizer_state is not None):
@@ -282,8 +284,10 @@ def _load_round(ctx: RunContext, r: int, labelled: dict[int, int],
 def e_step(ctx: RunContext, model: torch.nn.Module, r: int,
            labelled: dict[int, int]) -> MapStores:
     """θ1 of round ``r`` over every labelled training slide, into ``round_r/maps``."""
-    return map_to_stores(model, ctx.train, list(labelled), round_dir(ctx.run_dir, r) / "maps",
-                         ctx.infer, ctx.dist, ctx.progress, f"E-step after round {r}")
+    with phase(ctx.run_dir, "e_step", ctx.dist.main):
+        return map_to_stores(model, ctx.train, list(labelled),
+                             round_dir(ctx.run_dir, r) / "maps", ctx.infer, ctx.dist,
+                             ctx.progress, f"E-step after round {r}")
 
 
 def map_stats(maps: dict[int, StoredMaps], labelled: dict[int, int],

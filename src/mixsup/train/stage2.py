@@ -16,6 +16,7 @@ from mixsup.artefacts import load_checkpoint, save_checkpoint
 from mixsup.atomic import write_json
 from mixsup.config import RuntimeConfig
 from mixsup.models.factory import build_segmenter, build_theta2, theta2_input
+from mixsup.progress import phase
 from mixsup.records import to_json
 from mixsup.runtime import seed_everything, use_channels_last
 from mixsup.scoring.stores import map_to_stores
@@ -108,16 +109,18 @@ def run_stage2(ctx: RunContext, res: RoundResult, val: SlideSet | None) -> Stage
                                                  "epoch": epoch, "loss": loss})
 
     loss_fn = partial(stage2_loss, smoothing=cfg.training.label_smoothing)
-    losses = fit(model, train_ds, sampler, s2.epochs, s2.lr, s2.weight_decay, cfg.runtime,
-                 ctx.device, sdir / "train_last.pt", loss_fn=loss_fn, on_epoch=on_epoch,
-                 progress=ctx.progress, desc=f"θ2 round {res.round}", dist=ctx.dist,
-                 training=cfg.training)
-    eval_ds = topk_dataset(ctx.train, res.maps, idx, s2.top_k, False, cfg.seed)
-    train_probs = score_slides(model, eval_ds, ctx.infer, s2.slides_per_batch)
+    with phase(ctx.run_dir, "theta2", ctx.dist.main):
+        losses = fit(model, train_ds, sampler, s2.epochs, s2.lr, s2.weight_decay, cfg.runtime,
+                     ctx.device, sdir / "train_last.pt", loss_fn=loss_fn, on_epoch=on_epoch,
+                     progress=ctx.progress, desc=f"θ2 round {res.round}", dist=ctx.dist,
+                     training=cfg.training)
+        eval_ds = topk_dataset(ctx.train, res.maps, idx, s2.top_k, False, cfg.seed)
+        train_probs = score_slides(model, eval_ds, ctx.infer, s2.slides_per_batch)
     summary = Stage2Summary(res.round, losses, float(np.mean(losses)) if losses else float("nan"),
                             bce(train_probs, labels), len(idx))
     if val is not None and val.labelled():
-        val_loss, scores = _validate(ctx, res, model, val)
+        with phase(ctx.run_dir, "validation", ctx.dist.main):
+            val_loss, scores = _validate(ctx, res, model, val)
         summary = replace(summary, val_loss=val_loss, val=scores)
     if ctx.dist.main:
         save_checkpoint(sdir / "model.pt", {"model": model.state_dict(), "round": res.round,
