@@ -313,7 +313,7 @@ def test_fuzz_prediction_folder(tmp_path, slide_file, meta, record, cut):
 @pytest.fixture(scope="module")
 def viewer(tmp_path_factory, slide_file):
     from mixsup.view.catalog import load_catalog
-    from mixsup.view.server import Viewer
+    from mixsup.view.viewer import Viewer
 
     pred = prediction_folder(tmp_path_factory.mktemp("fuzz_view") / "pred", slide_file)
     v = Viewer(load_catalog(pred))
@@ -338,7 +338,7 @@ ROUTE_PARTS = st.one_of(st.sampled_from(["s0", "s1", "..", "%2e%2e", "s0%00", "s
 def test_fuzz_viewer_routes(viewer, path):
     from http import HTTPStatus
 
-    from mixsup.view.server import HTTPError
+    from mixsup.view.viewer import HTTPError
 
     try:
         body, ctype, _ = viewer.route(path)

@@ -434,7 +434,7 @@ def test_a_good_hand_written_prediction_folder_loads(tmp_path):
 
 def test_an_empty_probability_map_is_the_maps_fault(tmp_path):
     from mixsup.view.catalog import load_catalog
-    from mixsup.view.server import HTTPError, Viewer
+    from mixsup.view.viewer import HTTPError, Viewer
 
     pred = prediction_folder(tmp_path / "pred", small_slide(tmp_path / "s.tiff"))
     (pred / "probmaps" / "s0.zarr").mkdir(parents=True)  # empty: no array in it

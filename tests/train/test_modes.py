@@ -41,7 +41,7 @@ def _viewer_shows(pred, data, mode="image"):
     """``mixsup view`` on a prediction folder of a patch-model mode: slide JSON, DZI and tiles
     of both layers (the browser test runs on a mixed-mode folder)."""
     from mixsup.view.catalog import load_catalog
-    from mixsup.view.server import Viewer
+    from mixsup.view.viewer import Viewer
 
     catalog = load_catalog(pred, data)
     assert catalog.mode == mode

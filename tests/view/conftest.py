@@ -4,19 +4,19 @@ import shutil
 import subprocess
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
 from mixsup.view.assets import OSD_DIR
 
 
-@pytest.fixture
-def served(predicted, shapes_data) -> Iterator:
-    """The viewer on an ephemeral loopback port, in a thread of this process."""
-    from mixsup.view.catalog import load_catalog
+@contextmanager
+def serving(catalog, **kw: int) -> Iterator:
+    """The viewer of ``catalog`` on an ephemeral loopback port, in a thread of this process."""
     from mixsup.view.server import make_server
 
-    server = make_server(load_catalog(predicted, shapes_data), "127.0.0.1", 0)
+    server = make_server(catalog, "127.0.0.1", 0, **kw)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -25,6 +25,14 @@ def served(predicted, shapes_data) -> Iterator:
         server.shutdown()
         server.server_close()
         thread.join(10)
+
+
+@pytest.fixture
+def served(predicted, shapes_data) -> Iterator:
+    from mixsup.view.catalog import load_catalog
+
+    with serving(load_catalog(predicted, shapes_data)) as server:
+        yield server
 
 
 def chromium() -> str:

@@ -27,8 +27,7 @@ def raw(server, request: bytes) -> tuple[int, bytes]:
         data = b""
         while chunk := s.recv(65536):
             data += chunk
-    # a request line that is not HTTP/1.x is answered the HTTP/0.9 way: a body, no status line
-    m = re.match(rb"HTTP/1\.[01] (\d{3})", data) or re.search(rb"Error code: (\d{3})", data)
+    m = re.match(rb"HTTP/1\.[01] (\d{3})", data)  # every answer has a status line
     return (int(m[1]) if m else 0), data
 
 
@@ -174,7 +173,7 @@ def test_host_names_with_and_without_ports():
 def test_a_nan_probability_is_null_in_the_list_not_a_500(predicted, shapes_data, tmp_path):
     import shutil
 
-    from mixsup.view.server import Viewer
+    from mixsup.view.viewer import Viewer
 
     pred = tmp_path / "pred"
     shutil.copytree(predicted, pred)
@@ -191,28 +190,40 @@ def test_a_nan_probability_is_null_in_the_list_not_a_500(predicted, shapes_data,
     assert kind == "application/json" and listed[sid]["probability"] is None
 
 
-def test_a_slide_file_that_is_not_there_is_named_at_start(predicted, shapes_data, tmp_path):
+def test_a_slide_file_that_is_not_there_is_named_at_start(predicted, shapes_data, tmp_path,
+                                                           caplog):
+    """One slide file not there: a warning naming it and --data, the slide listed as missing;
+    none there at all: an error saying the same."""
+    import logging
     import shutil
 
     from mixsup.errors import MixsupError
 
     pred = tmp_path / "pred"
     shutil.copytree(predicted, pred)
-    rec = next((pred / "slides").glob("*.json"))
-    data = json.loads(rec.read_text())
-    data["path"] = "relative/elsewhere.tiff"
-    rec.write_text(json.dumps(data))
-    with pytest.raises(MixsupError, match="elsewhere.tiff") as err:
+    records = sorted((pred / "slides").glob("*.json"))
+    for i, rec in enumerate(records):
+        data = json.loads(rec.read_text())
+        data["path"] = f"relative/elsewhere{i}.tiff"
+        rec.write_text(json.dumps(data))
+        if i == 0:
+            with caplog.at_level(logging.WARNING, logger="mixsup.view.catalog"):
+                catalog = load_catalog(pred)
+            assert [s.slide_id for s in catalog.slides if s.missing] == [rec.stem]
+            assert any("elsewhere0.tiff" in r.getMessage() and "--data" in r.getMessage()
+                       for r in caplog.records)
+    with pytest.raises(MixsupError, match="elsewhere") as err:
         load_catalog(pred)
     assert "--data" in err.value.fix
-    assert load_catalog(pred, shapes_data).get(rec.stem) is not None  # slides.csv's path wins
+    with_data = load_catalog(pred, shapes_data)  # slides.csv's paths win
+    assert not any(s.missing for s in with_data.slides)
 
 
 def test_slide_json_carries_the_datasets_annotations(served, predicted, shapes_data, tmp_path):
     from shapely.geometry import shape
 
     from mixsup.labels.annotations import read_annotations
-    from mixsup.view.server import slide_annotations
+    from mixsup.view.viewer import slide_annotations
 
     catalog = served.viewer.catalog
     entry = next(s for s in catalog.slides if s.annotation is not None and s.label == 1)

@@ -38,6 +38,7 @@ class SlideEntry:
     label: int | None = None
     center: str | None = None
     annotation: Path | None = None  # the dataset's pixel labels, with --data
+    missing: bool = False  # the slide file was not there at start-up: listed, not shown
 
     @property
     def outcome(self) -> str | None:
@@ -50,7 +51,8 @@ class SlideEntry:
         best = max((t["max_pixel_prob"] for t in self.topk), default=None)
         return {"slide_id": self.slide_id, "probability": self.probability,
                 "prediction": self.prediction, "label": self.label, "center": self.center,
-                "outcome": self.outcome, "n_patches": self.n_patches, "top_pixel_prob": best}
+                "outcome": self.outcome, "n_patches": self.n_patches, "top_pixel_prob": best,
+                "missing": self.missing}
 
 
 @dataclass(frozen=True)
@@ -95,11 +97,6 @@ def load_catalog(pred: str | Path, data: str | Path | None = None) -> Catalog:
         rec = _slide_record(rec_path)
         row = records.get(slide_id)
         slide_path = row.path if row else Path(rec["path"])
-        if not slide_path.is_file():
-            raise MixsupError(f"slide file {slide_path} of slide {slide_id} is not there (a "
-                              "path relative to where `mixsup predict` ran?)",
-                              "run `mixsup view` from that folder, or pass --data DATA to take "
-                              "the paths from the dataset's slides.csv", rec_path)
         slides.append(SlideEntry(
             slide_id=slide_id, slide_path=slide_path,
             probmap=pred / "probmaps" / f"{slide_id}.zarr",
@@ -107,10 +104,11 @@ def load_catalog(pred: str | Path, data: str | Path | None = None) -> Catalog:
             probability=prob, prediction=int(prob >= threshold),
             n_patches=rec["n_patches"], topk=rec["topk"],
             label=row.label if row else None, center=row.center if row else None,
-            annotation=row.annotation if row else None))
+            annotation=row.annotation if row else None, missing=not slide_path.is_file()))
     if not slides:
         raise MixsupError("the prediction folder holds no slide", "predict some slides first",
                           pred)
+    _check_slide_files(pred, slides, data is not None)
     # highest probability first; slides without a finite one last
     slides.sort(key=lambda s: -s.probability if math.isfinite(s.probability) else math.inf)
     undefined = [s.slide_id for s in slides if not math.isfinite(s.probability)]
@@ -127,6 +125,28 @@ def load_catalog(pred: str | Path, data: str | Path | None = None) -> Catalog:
                                       [s.center or "" for s in known], threshold)
                    if known else None,
                    n_unlabelled=len(slides) - len(known))
+
+
+def _check_slide_files(pred: Path, slides: list[SlideEntry], with_data: bool) -> None:
+    """A slide file that is not there is listed as missing, with a warning; none there at all
+    is an error (most likely paths relative to where `mixsup predict` ran)."""
+    missing = [s for s in slides if s.missing]
+    if not missing:
+        return
+    why, fix = (("moved or deleted since the prediction?",
+                 "put the slide files back where the dataset's slides.csv says") if with_data
+                else ("a path relative to where `mixsup predict` ran?",
+                      "run `mixsup view` from that folder, or pass --data DATA to take the "
+                      "paths from the dataset's slides.csv"))
+    if len(missing) == len(slides):
+        first = missing[0]
+        raise MixsupError(f"none of the {len(slides)} slide files is there: slide "
+                          f"{first.slide_id}'s is {first.slide_path} ({why})", fix,
+                          pred / "slides" / f"{first.slide_id}.json")
+    shown = ", ".join(f"{s.slide_id} ({s.slide_path})" for s in missing[:20])
+    more = f" and {len(missing) - 20} more" if len(missing) > 20 else ""
+    log.warning("%s: %d slide file(s) not there (%s), listed as missing and not shown: %s%s. "
+                "Fix: %s", pred, len(missing), why, shown, more, fix)
 
 
 _RECORD_FIX = "re-run `mixsup predict` into this folder (its own files were edited or cut short)"
@@ -177,7 +197,7 @@ def _records(data: str | Path | None) -> dict[str, SlideRecord]:
         return {}
     from mixsup.labels.table import load_dataset
 
-    return {r.slide_id: r for r in load_dataset(data).slides}
+    return {r.slide_id: r for r in load_dataset(data, require_files=False).slides}
 
 
 def _mode(bundle: str | None) -> str | None:

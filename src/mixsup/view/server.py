@@ -1,269 +1,52 @@
-"""``mixsup view``'s web server: the standard library's threading HTTP server and a few routes.
+"""``mixsup view``'s web server: the standard library's HTTP server, a fixed pool of worker
+threads and a few routes.
 
 Safety: every file it serves is in a table made at start-up (the viewer's static files, and per
 slide id the slide, probability map and regions that the prediction folder records). A request
 only picks a key of that table; anything else is a 4xx answer, and failures are logged here and
-answered with a one-line 500, never a traceback.
+answered with a one-line 500, never a traceback. Every answer is HTTP/1.x with a status line,
+errors carry a JSON body, and JSON never holds NaN or Infinity, which browsers cannot parse.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import math
-import os
+import queue
 import re
 import socket
+import sys
 import threading
-from collections import OrderedDict
+import time
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from ipaddress import ip_address
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-import numpy as np
-
 from mixsup.errors import MixsupError
-from mixsup.heatmap import FLOOR, jet_rgb
-from mixsup.user_files import parse_json, read_text
-from mixsup.view.assets import STATIC, content_type, listing
-from mixsup.view.catalog import SAFE_ID, Catalog, SlideEntry
-from mixsup.view.deepzoom import MapTiles, SlideTiles, TileOutOfRange, TilesClosed
+from mixsup.view.catalog import Catalog
+from mixsup.view.viewer import HTTPError, Viewer, json_bytes
 
 log = logging.getLogger(__name__)
-OPEN_SLIDES = 4  # slides whose readers stay open (each holds a tile cache)
-TILE = re.compile(r"/dzi/([^/]+)/(slide|overlay)_files/(\d{1,3})/(\d{1,7})_(\d{1,7})\.(jpeg|png)")
-DZI = re.compile(r"/dzi/([^/]+)/(slide|overlay)\.dzi")
-API_SLIDE = re.compile(r"/api/slides/([^/]+)")
-PAGE_SLIDE = re.compile(r"/slide/([^/]+)")
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
-COLORBAR_LEVELS = np.linspace(0, 255, 11).astype(np.uint8)[:, None]  # colour bar stops
-
-
-class HTTPError(Exception):
-    def __init__(self, status: HTTPStatus, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-class Viewer:
-    """The routes' state: the catalog, the static files and the open slides (an LRU)."""
-
-    def __init__(self, catalog: Catalog) -> None:
-        self.catalog = catalog
-        self.static = listing(STATIC)
-        self._open: OrderedDict[str, tuple[SlideTiles, MapTiles | None]] = OrderedDict()
-        self._open_lock = threading.Lock()
-        # Bounds the decoded regions held at once, whatever the number of client threads.
-        self._render = threading.BoundedSemaphore(max(2, os.cpu_count() or 2))
-        self.tiles_served = 0
-        self._truth: dict[str, dict[str, Any] | None] = {}  # read once per slide
-        self._truth_lock = threading.Lock()
-        self._map_errors: dict[str, str] = {}  # slide id -> why its map is not shown
-
-    def close(self) -> None:
-        with self._open_lock:
-            for tiles, _ in self._open.values():
-                tiles.close()
-            self._open.clear()
-
-    # -- routing ----------------------------------------------------------------------------
-    def route(self, path: str) -> tuple[bytes, str, bool]:
-        """(body, content type, cacheable) for a GET of ``path``; raises HTTPError."""
-        if path == "/":
-            return self._static("index.html")
-        if m := PAGE_SLIDE.fullmatch(path):
-            self._entry(m[1])
-            return self._static("slide.html")
-        if path.startswith("/static/"):
-            return self._static(path[len("/static/"):])
-        if path == "/api/slides":
-            return _json(self.slides_json()), "application/json", False
-        if m := API_SLIDE.fullmatch(path):
-            return _json(self.slide_json(self._entry(m[1]))), "application/json", False
-        if m := DZI.fullmatch(path):
-            tiles = self._layer(self._entry(m[1]), m[2])
-            return tiles.dzi().encode(), "application/xml", True
-        if m := TILE.fullmatch(path):
-            entry = self._entry(m[1])
-            for attempt in range(2):
-                tiles = self._layer(entry, m[2])
-                if m[6] != tiles.fmt:
-                    raise HTTPError(HTTPStatus.NOT_FOUND, f"{m[2]} tiles are {tiles.fmt}")
-                try:
-                    with self._render:
-                        body = tiles.tile(int(m[3]), int(m[4]), int(m[5]))
-                    break
-                except TileOutOfRange as exc:
-                    raise HTTPError(HTTPStatus.NOT_FOUND, f"no such tile: {exc}") from exc
-                except TilesClosed:  # evicted meanwhile: open it again, once
-                    if attempt:
-                        raise
-            with self._open_lock:
-                self.tiles_served += 1
-            return body, f"image/{tiles.fmt}", True
-        raise HTTPError(HTTPStatus.NOT_FOUND, "no such page")
-
-    def _static(self, name: str) -> tuple[bytes, str, bool]:
-        path = self.static.get(name)
-        if path is None:
-            raise HTTPError(HTTPStatus.NOT_FOUND, "no such file")
-        return path.read_bytes(), content_type(path), False
-
-    def _entry(self, raw_id: str) -> SlideEntry:
-        slide_id = unquote(raw_id)
-        entry = self.catalog.get(slide_id) if SAFE_ID.fullmatch(slide_id) else None
-        if entry is None:
-            raise HTTPError(HTTPStatus.NOT_FOUND, "no such slide in this prediction folder")
-        return entry
-
-    def _layer(self, entry: SlideEntry, layer: str) -> SlideTiles | MapTiles:
-        tiles, overlay = self._tiles(entry)
-        if layer == "slide":
-            return tiles
-        if overlay is None:
-            raise HTTPError(HTTPStatus.NOT_FOUND, self._map_errors.get(
-                entry.slide_id, "this slide has no probability map"))
-        return overlay
-
-    def _tiles(self, entry: SlideEntry) -> tuple[SlideTiles, MapTiles | None]:
-        with self._open_lock:
-            if entry.slide_id in self._open:
-                self._open.move_to_end(entry.slide_id)
-                return self._open[entry.slide_id]
-        # Opened outside the lock: a slow open (a large slide on a network disk) does not
-        # hold up the tiles of the slides already open.
-        try:
-            tiles = SlideTiles(entry.slide_path)
-        except MixsupError as exc:
-            log.error("%s", exc)
-            raise HTTPError(HTTPStatus.INTERNAL_SERVER_ERROR,
-                            f"slide {entry.slide_id} cannot be read; see the server's log"
-                            ) from exc
-        overlay = self._overlay(entry, tiles.slide.dimensions)
-        with self._open_lock:
-            if entry.slide_id in self._open:  # another request opened it meanwhile
-                with tiles.lock:
-                    tiles.close()
-                return self._open[entry.slide_id]
-            self._open[entry.slide_id] = (tiles, overlay)
-            evicted = []
-            while len(self._open) > OPEN_SLIDES:
-                evicted.append(self._open.popitem(last=False)[1][0])
-        for old in evicted:
-            with old.lock:
-                old.close()
-        return tiles, overlay
-
-    def _overlay(self, entry: SlideEntry, dims: tuple[int, int]) -> MapTiles | None:
-        """The slide's probability map; a broken one is the map's fault, not the slide's: the
-        slide is shown without it and the map's layer answers why."""
-        if not entry.probmap.is_dir():
-            return None
-        try:
-            return MapTiles(entry.probmap, dims)
-        except Exception as exc:  # zarr and a hand-edited store raise many types
-            why = exc.what if isinstance(exc, MixsupError) else type(exc).__name__
-            log.error("%s: unreadable probability map (%s)", entry.probmap, why)
-            self._map_errors[entry.slide_id] = f"its probability map cannot be read ({why})"
-            return None
-
-    def _annotations(self, entry: SlideEntry, dims: tuple[int, int]) -> dict[str, Any] | None:
-        # Under the lock: one reading per slide, however many clients ask at once (a mask
-        # image is decoded and traced).
-        with self._truth_lock:
-            if entry.slide_id not in self._truth:
-                self._truth[entry.slide_id] = slide_annotations(entry, dims)
-            return self._truth[entry.slide_id]
-
-    # -- JSON -------------------------------------------------------------------------------
-    def slides_json(self) -> dict[str, Any]:
-        c = self.catalog
-        return {"folder": c.pred.name, "threshold": c.threshold, "mode": c.mode,
-                "metrics": c.metrics_json(), "slides": [s.summary() for s in c.slides]}
-
-    def slide_json(self, entry: SlideEntry) -> dict[str, Any]:
-        tiles, overlay = self._tiles(entry)
-        w, h = tiles.slide.dimensions
-        base = f"/dzi/{entry.slide_id}"
-        return {
-            **entry.summary(), "threshold": self.catalog.threshold, "mode": self.catalog.mode,
-            "width": w, "height": h, "mpp": tiles.mpp, "slide_dzi": f"{base}/slide.dzi",
-            "overlay_error": self._map_errors.get(entry.slide_id),
-            "overlay": None if overlay is None else {
-                "dzi": f"{base}/overlay.dzi", "floor": FLOOR,
-                # The map's last cell reaches past the slide's edge: its width in slide units.
-                "width": overlay.pyramid.dimensions[0] * overlay.downsample / w},
-            "topk": list(entry.topk), "regions": _suspicious(entry),
-            "annotations": self._annotations(entry, (w, h)),
-            "colorbar": jet_rgb(COLORBAR_LEVELS).reshape(-1, 3).tolist(),
-        }
-
-
-def _suspicious(entry: SlideEntry) -> list[dict[str, Any]]:
-    """The suspicious-region polygons of the slide's GeoJSON (its top-K boxes come from the
-    slide record, with their scores)."""
-    if not entry.regions.is_file():
-        return []
-    try:
-        doc = parse_json(read_text(entry.regions, "regions file"), entry.regions, "regions file")
-    except MixsupError as exc:
-        log.error("unreadable regions: %s", exc)
-        return []
-    features = doc.get("features") if isinstance(doc, dict) else None
-    return [f["geometry"] for f in (features if isinstance(features, list) else [])
-            if isinstance(f, dict) and isinstance(f.get("properties"), dict)
-            and str(f["properties"].get("name", "")).startswith("Suspicious")
-            and isinstance(f.get("geometry"), dict)
-            and f["geometry"].get("type") in ("Polygon", "MultiPolygon")]
-
-
-def slide_annotations(entry: SlideEntry, dims: tuple[int, int]) -> dict[str, Any] | None:
-    """The dataset's pixel labels of the slide (with --data): tumour and ROI outlines as
-    GeoJSON geometries, or why they could not be read (the default class map and mask values
-    apply: the viewer has no config)."""
-    if entry.annotation is None:
-        return None
-    from shapely.geometry import mapping
-
-    from mixsup.labels.annotations import read_annotations
-
-    def geoms(shapes: list[Any]) -> list[dict[str, Any]]:
-        # a level-0 pixel of tolerance: what a screen shows, at a fraction of the vertices
-        return [mapping(g.simplify(1.0)) for g in shapes if not g.is_empty]
-
-    try:
-        ann = read_annotations(entry.annotation, slide_dimensions=dims)
-        return {"file": entry.annotation.name, "error": None, "tumor": geoms([ann.tumor]),
-                "roi": geoms(ann.of_role("roi"))}
-    except MixsupError as exc:
-        why = exc.what
-    except Exception as exc:  # the slide page must open whatever the file holds
-        log.error("%s: unreadable annotations (%s: %s)", entry.annotation,
-                  type(exc).__name__, exc)
-        why = f"unreadable ({type(exc).__name__})"
-    return {"file": entry.annotation.name, "error": why, "tumor": [], "roi": []}
-
-
-def _json(obj: Any) -> bytes:
-    """JSON for the browser, whose parser knows no NaN: an undefined value (a metric without
-    both classes, a diverged model's probability) is null."""
-    return json.dumps(_nan_to_null(obj), allow_nan=False).encode()
-
-
-def _nan_to_null(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _nan_to_null(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_nan_to_null(v) for v in value]
-    return None if isinstance(value, float) and math.isnan(value) else value
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # no request line or path holds these
+WORKERS = 16  # requests answered at once (tile decoding is bounded apart, by the CPU count)
+PENDING = 256  # accepted connections waiting for a worker; one more is answered 503
+BACKLOG = 512  # connections the kernel completes before the server accepts them
+REFUSE_WAIT = 0.2  # seconds spent reading a refused request, so that closing does not reset
 
 
 class Handler(BaseHTTPRequestHandler):
     server: ViewerServer
+    raw_requestline: bytes
     server_version = "mixsup-view"
-    sys_version = ""
+    # Answers before the request's version is known get a status line too (http.server's
+    # default, HTTP/0.9, answers them with a bare body, which clients read as no answer).
+    default_request_version = "HTTP/1.0"
+    timeout = 30  # seconds: a client that sends nothing gives its worker back
+
+    def version_string(self) -> str:
+        return self.server_version
 
     def do_GET(self) -> None:
         self._answer(send_body=True)
@@ -277,13 +60,52 @@ class Handler(BaseHTTPRequestHandler):
             return lambda: self.send_error(HTTPStatus.METHOD_NOT_ALLOWED, "read-only server")
         raise AttributeError(name)
 
+    def parse_request(self) -> bool:
+        """http.server's parsing, stricter: no control character in the request line (it
+        takes a CR for a space) and no HTTP/0.9 request (it would answer without a status
+        line). An empty line before the request line is skipped, as RFC 9112 asks."""
+        if self.raw_requestline in (b"\r\n", b"\n"):
+            self.raw_requestline = self.rfile.readline(65537)
+        line = self.raw_requestline.decode("latin-1").removesuffix("\n").removesuffix("\r")
+        self.requestline, self.command = line, ""
+        self.request_version = self.default_request_version
+        if not line or CONTROL.search(line):
+            self.send_error(HTTPStatus.BAD_REQUEST, "malformed request line")
+            return False
+        if len(line.split()) == 2:
+            self.send_error(HTTPStatus.BAD_REQUEST, "an HTTP/0.9 request; this server speaks "
+                            "HTTP/1.0 and HTTP/1.1")
+            return False
+        if not super().parse_request():  # 400 for a malformed version, 505 from HTTP/2
+            return False
+        if self.request_version.startswith("HTTP/0."):
+            self.send_error(HTTPStatus.HTTP_VERSION_NOT_SUPPORTED,
+                            f"{self.request_version} is not supported; use HTTP/1.1")
+            return False
+        return True
+
+    def send_error(self, code: int, message: str | None = None,
+                   explain: str | None = None) -> None:
+        """Errors in JSON ({"error": why}), under the status's standard reason phrase."""
+        status = HTTPStatus(code)
+        if not self.request_version.startswith("HTTP/1."):
+            self.request_version = "HTTP/1.0"  # else no status line: see default_request_version
+        self.log_error("%d %s", code, message)
+        body = json_bytes({"error": message or status.phrase})
+        self.close_connection = True
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Connection", "close")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
     def _answer(self, send_body: bool) -> None:
         try:
             self._check_host()
-            path = urlsplit(self.path).path
-            if not path.startswith("/"):
-                raise HTTPError(HTTPStatus.BAD_REQUEST, "malformed request target")
-            body, ctype, cacheable = self.server.viewer.route(path)
+            body, ctype, cacheable = self.server.viewer.route(_request_path(self.path))
         except HTTPError as exc:
             self.send_error(exc.status, str(exc))
             return
@@ -313,6 +135,18 @@ class Handler(BaseHTTPRequestHandler):
         log.debug("%s %s", self.address_string(), format % args)
 
 
+def _request_path(target: str) -> str:
+    """The path of a request target; a malformed one, or one whose decoded path holds a
+    control character (a CR, a NUL), is a 400."""
+    try:
+        path = urlsplit(target).path
+    except ValueError as exc:  # "http://[" and other unparsable authorities
+        raise HTTPError(HTTPStatus.BAD_REQUEST, "malformed request target") from exc
+    if not path.startswith("/") or CONTROL.search(unquote(path)):
+        raise HTTPError(HTTPStatus.BAD_REQUEST, "malformed request target")
+    return path
+
+
 def _host_name(header: str) -> str:
     """The name of a Host header without its port: ``[::1]:8765`` and ``[::1]`` -> ``::1``."""
     header = header.strip().lower()
@@ -321,16 +155,35 @@ def _host_name(header: str) -> str:
     return header.rsplit(":", 1)[0]
 
 
-class ViewerServer(ThreadingHTTPServer):
-    daemon_threads = True
+def _busy_answer() -> bytes:
+    body = json_bytes({"error": "the viewer is busy; try again in a moment"})
+    return (b"HTTP/1.0 503 Service Unavailable\r\nRetry-After: 1\r\n"
+            b"Content-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n"
+            b"X-Content-Type-Options: nosniff\r\n\r\n" % len(body)) + body
 
-    def __init__(self, viewer: Viewer, host: str, port: int) -> None:
+
+class ViewerServer(HTTPServer):
+    """The HTTP server with ``workers`` threads: a burst of connections waits in a queue of
+    ``pending`` (and the kernel's backlog) and, past it, is answered 503 with Retry-After
+    rather than reset or given a thread each."""
+
+    request_queue_size = BACKLOG
+
+    def __init__(self, viewer: Viewer, host: str, port: int, workers: int = WORKERS,
+                 pending: int = PENDING) -> None:
         if ":" in host:
             self.address_family = socket.AF_INET6
         # Set first: a failed bind calls server_close, which closes the viewer.
         self.viewer = viewer
         self.loopback = _is_loopback(host)
+        self.pending = pending
+        self._queue: queue.Queue[tuple[socket.socket, Any] | None] = queue.Queue()
+        self._workers: list[threading.Thread] = []
         super().__init__((host, port), Handler)
+        self._workers = [threading.Thread(target=self._work, name=f"mixsup-view-{i}",
+                                          daemon=True) for i in range(workers)]
+        for worker in self._workers:
+            worker.start()
 
     @property
     def url(self) -> str:
@@ -338,13 +191,68 @@ class ViewerServer(ThreadingHTTPServer):
         host = f"[{host}]" if ":" in host else host
         return f"http://{host}:{port}/"
 
+    def process_request(self, request: Any, client_address: Any) -> None:
+        # Only serve_forever's thread puts: the size it reads cannot grow behind its back.
+        if self._queue.qsize() >= self.pending:
+            self._refuse(request)
+        else:
+            self._queue.put((request, client_address))
+
+    def _work(self) -> None:
+        while (item := self._queue.get()) is not None:
+            request, address = item
+            try:
+                self.finish_request(request, address)
+            except Exception:
+                self.handle_error(request, address)
+            finally:
+                self.shutdown_request(request)
+
+    def _refuse(self, request: socket.socket) -> None:
+        """503 at once. The request is read first, for REFUSE_WAIT at most: a socket closed
+        with unread input resets the connection, and the client would lose the answer."""
+        deadline = time.monotonic() + REFUSE_WAIT
+        head = b""
+        try:
+            while b"\r\n\r\n" not in head and len(head) < 65536:
+                request.settimeout(max(0.001, deadline - time.monotonic()))
+                chunk = request.recv(65536)
+                if not chunk:
+                    break
+                head += chunk
+        except OSError:  # TimeoutError included: answered all the same
+            pass
+        try:
+            request.settimeout(REFUSE_WAIT)
+            request.sendall(_busy_answer())
+        except OSError:
+            pass
+        finally:
+            self.shutdown_request(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        exc = sys.exc_info()[1]
+        if isinstance(exc, ConnectionError | TimeoutError):  # the client went away
+            log.debug("%s: %s", client_address, exc)
+        else:
+            log.exception("error serving %s", client_address)
+
     def server_close(self) -> None:
         super().server_close()
+        while True:  # connections still waiting are closed unanswered
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                self.shutdown_request(item[0])
+        for _ in self._workers:
+            self._queue.put(None)
         self.viewer.close()
 
 
 def _is_loopback(host: str) -> bool:
-    if host == "localhost":
+    if host.lower() == "localhost":
         return True
     try:
         return ip_address(host).is_loopback
@@ -352,9 +260,28 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def make_server(catalog: Catalog, host: str = "127.0.0.1", port: int = 8765) -> ViewerServer:
+def check_host(host: str, allow_remote: bool) -> None:
+    """Refuse an empty --host (every interface) and, without ``allow_remote``, any address
+    but loopback; a remote one allowed is logged."""
+    if not host.strip():
+        raise MixsupError("--host is empty, which would listen on every network interface",
+                          "leave --host out to listen on 127.0.0.1 (this machine only), or "
+                          "name one address of this machine with --allow-remote")
+    if _is_loopback(host):
+        return
+    if not allow_remote:
+        raise MixsupError(f"--host {host} is not a loopback address: anyone who can reach "
+                          "this machine there could see these slides",
+                          "add --allow-remote to listen there anyway, or leave --host out "
+                          "(127.0.0.1: this machine only)")
+    log.warning("listening on %s: anyone who can reach this machine can see these slides",
+                host)
+
+
+def make_server(catalog: Catalog, host: str = "127.0.0.1", port: int = 8765,
+                workers: int = WORKERS, pending: int = PENDING) -> ViewerServer:
     try:
-        return ViewerServer(Viewer(catalog), host, port)
+        return ViewerServer(Viewer(catalog), host, port, workers, pending)
     except (OSError, OverflowError, UnicodeError) as exc:  # gaierror is an OSError
         why = getattr(exc, "strerror", None) or str(exc)
         raise MixsupError(f"cannot listen on {host}:{port} ({why})",

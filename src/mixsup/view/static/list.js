@@ -58,13 +58,14 @@ function render() {
   };
   rows.sort(cmp);
   body.replaceChildren(...rows.map(s => {
-    const tr = el("tr", {class: s.outcome ? `outcome-${s.outcome}` : "", "data-id": s.slide_id});
+    const tr = el("tr", {class: (s.outcome ? `outcome-${s.outcome}` : "") + (s.missing ? " missing" : ""),
+                         "data-id": s.slide_id, title: s.missing ? "the slide file is missing" : ""});
     const prob = el("td", {class: "num"}, fmt(s.probability));
     prob.append(el("span", {class: "pbar", style: `width:${Math.round(60 * s.probability)}px`}));
     const outcome = el("td");
     if (s.outcome) outcome.append(el("span", {class: "badge", title: {
       FN: "false negative", FP: "false positive", TP: "true positive", TN: "true negative"}[s.outcome]}, s.outcome));
-    tr.append(el("td", {class: "num"}, String(s.rank)), el("td", {}, s.slide_id), prob,
+    tr.append(el("td", {class: "num"}, String(s.rank)), el("td", {}, s.slide_id + (s.missing ? " (file missing)" : "")), prob,
               el("td", {class: `call-${s.prediction}`}, s.prediction ? "positive" : "negative"),
               el("td", {}, s.label === null ? "" : (s.label ? "positive" : "negative")),
               el("td", {}, s.center || ""), outcome,

@@ -155,7 +155,7 @@ function controls(order) {
 
 async function main() {
   const [detail, list] = await Promise.all([fetch("/api/slides/" + encodeURIComponent(slideId)), fetch("/api/slides")]);
-  if (!detail.ok) throw new Error(await detail.text());
+  if (!detail.ok) throw new Error(await detail.json().then(j => j.error, () => detail.statusText));
   info = await detail.json();
   const saved = JSON.parse(sessionStorage.getItem(ORDER_KEY) || "null");
   const order = Array.isArray(saved) && saved.includes(slideId) ? saved : (await list.json()).slides.map(s => s.slide_id);
