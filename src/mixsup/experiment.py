@@ -33,6 +33,7 @@ from mixsup.evaluate.thresholds import (
     summarise_rules,
 )
 from mixsup.experiment_budget import BudgetPoint, budget_figure, budget_markdown, budget_points
+from mixsup.experiment_cluster import LOCAL, Launcher, check_launcher
 from mixsup.experiment_folds import pooled_metrics, run_folds
 from mixsup.experiment_pairs import (
     PairRow,
@@ -153,16 +154,18 @@ def run_experiment(data_dir: str | Path, out: str | Path, preset: str = "small",
                    overrides: tuple[str, ...] = (), per_center: bool = False,
                    progress: bool = True, workers: int = 1, base: bool = True,
                    test_data: str | Path | None = None, folds: int = 0,
-                   share: bool = True) -> Experiment:
+                   share: bool = True, launcher: Launcher = LOCAL) -> Experiment:
     """``workers`` > 1: that many runs at once, in child processes (``run_grid``).
     ``test_data``: score the runs on that dataset's test split (an external test set) instead
     of ``data_dir``'s (``HeldOut``). ``folds`` >= 3: grouped cross-validation over the
     labelled slides (``experiment_folds``); the tables pool every fold's test slides.
     ``share``: a variant that changes only stage-2 settings starts from its mode's plain run's
     θ1 rounds at the same seed when that run has finished, and a pixel run from its mixed
-    sibling's round 0 (``train.reuse``)."""
+    sibling's round 0 (``train.reuse``). ``launcher``: the runs as cluster jobs instead of
+    local processes (``experiment_cluster``; their logs in ``out/jobs``)."""
     if workers < 1:
         raise ValueError(f"--jobs takes a number of parallel runs >= 1 (got {workers})")
+    check_launcher(launcher)
     data_dir, out = Path(data_dir), Path(out)
     if folds:
         if test_data is not None:
@@ -173,7 +176,7 @@ def run_experiment(data_dir: str | Path, out: str | Path, preset: str = "small",
         def run_fold(fold_data: Path, fold_out: Path) -> dict[str, dict[int, Path]]:
             return run_experiment(fold_data, fold_out, preset, modes, seeds, ablations, files,
                                   overrides, per_center, progress, workers, base,
-                                  share=share).preds
+                                  share=share, launcher=launcher).preds
 
         output_dir(out, "experiment folder")
         pooled = run_folds(data_dir, out, folds, 0, run_fold)
@@ -222,7 +225,7 @@ def run_experiment(data_dir: str | Path, out: str | Path, preset: str = "small",
         tilings = share_tilings(data_dir, held_out, [cfg for _, _, cfg in jobs], out, progress)
         grid = [replace(j, tiles_from=tilings[fp][0], test_tiles_from=tilings[fp][1])
                 for j in grid for fp in [tiling_fingerprint(j.cfg)]]
-    results = run_grid(grid, data_dir, held_out, workers, progress)
+    results = run_grid(grid, data_dir, held_out, workers, progress, launcher, out / "jobs")
     labels, _ = read_labels(held_out.labels)
     mode_of = {v.name: MODES[v.mode] for v in variants}
     results = {name: [replace(r, theta1=theta1_metrics(r.pred, labels)

@@ -16,6 +16,7 @@ from mixsup.config import Config
 from mixsup.errors import MixsupError
 from mixsup.evaluate.metrics import SlideMetrics
 from mixsup.evaluate.report import Evaluation, evaluate
+from mixsup.experiment_cluster import LOCAL, Launcher, run_as_jobs
 from mixsup.labels.table import Dataset, load_dataset
 from mixsup.parallel_runs import run_in_processes
 from mixsup.predict import collect_inputs, predict
@@ -147,15 +148,31 @@ def slug(name: str) -> str:
 
 
 def run_grid(grid: list[Job], data_dir: Path, held_out: HeldOut, workers: int,
-             progress: bool) -> dict[str, list[RunResult]]:
-    """Every job's result by variant, in the grid's order whatever order they finish in."""
-    if workers == 1:
-        finished: Iterator[tuple[int, RunResult]] = (
-            (i, run_one(job, data_dir, held_out, progress)) for i, job in enumerate(grid))
+             progress: bool, launcher: Launcher = LOCAL,
+             jobs_folder: Path | None = None) -> dict[str, list[RunResult]]:
+    """Every job's result by variant, in the grid's order whatever order they finish in.
+    ``launcher``: local processes (``workers`` at once, or in this process for 1) or cluster
+    jobs (``experiment_cluster``, their logs in ``jobs_folder``). Runs that start from another
+    run's rounds are started after the others, so that those rounds exist."""
+    fn = partial(run_one, data_dir=data_dir, held_out=held_out, progress=False)
+    later = [j.stage1_from is not None or j.round0_from is not None for j in grid]
+    waves = [[i for i, w in enumerate(later) if w == second] for second in (False, True)]
+
+    def wave(indices: list[int]) -> Iterator[tuple[int, RunResult]]:
+        jobs = [grid[i] for i in indices]
+        if launcher.cluster:
+            return run_as_jobs(fn, jobs, launcher, jobs_folder or Path("."),
+                               name=lambda j: j.name)
+        return run_in_processes(fn, jobs, min(workers, len(jobs)), name=lambda j: j.name,
+                                log_path=lambda j: j.log)
+
+    finished: Iterator[tuple[int, RunResult]]
+    if workers == 1 and not launcher.cluster:
+        finished = ((i, run_one(job, data_dir, held_out, progress))
+                    for i, job in enumerate(grid))
     else:
-        fn = partial(run_one, data_dir=data_dir, held_out=held_out, progress=False)
-        finished = run_in_processes(fn, grid, min(workers, len(grid)), name=lambda j: j.name,
-                                    log_path=lambda j: j.log)
+        finished = ((indices[k], r) for indices in waves if indices
+                    for k, r in wave(indices))
     done: dict[int, RunResult] = {}
     for i, result in finished:
         done[i] = result

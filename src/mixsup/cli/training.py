@@ -20,6 +20,7 @@ from mixsup.cli.common import (
     text_arg,
 )
 from mixsup.errors import MixsupError
+from mixsup.experiment_cluster import LAUNCHERS
 from mixsup.modes import MODES
 
 if TYPE_CHECKING:
@@ -86,6 +87,20 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Command]:
     p.add_argument("--jobs", type=int_in(1, 256, "--jobs"), default=1, metavar="N",
                    help="runs at once, each in its own process with 1/N of the CPU cores "
                         "(default 1: one after the other, in this process)")
+    p.add_argument("--launcher", choices=LAUNCHERS, default="processes",
+                   help="processes: --jobs local processes (default); slurm: each run a Slurm "
+                   "job (submitit), the tables gathered when all have finished; submitit-local: "
+                   "the same jobs on this machine, to try a cluster setup")
+    p.add_argument("--partition", type=text_arg("--partition"), default=None,
+                   help="the Slurm partition (with --launcher slurm)")
+    p.add_argument("--time-min", type=int_in(1, 100000, "--time-min"), default=240,
+                   metavar="MIN", help="each job's time limit in minutes (default 240)")
+    p.add_argument("--cpus-per-run", type=int_in(1, 1024, "--cpus-per-run"), default=8,
+                   metavar="N", help="CPU cores per cluster job (default 8)")
+    p.add_argument("--gpus-per-run", type=int_in(0, 64, "--gpus-per-run"), default=0,
+                   metavar="N", help="GPUs per Slurm job (default 0)")
+    p.add_argument("--mem-gb", type=int_in(1, 100000, "--mem-gb"), default=32,
+                   metavar="GB", help="memory per Slurm job (default 32)")
     config_args(p, default_preset="small")
 
     p = sub.add_parser("rounds", help="θ1's map quality per round against truth outlines")
@@ -222,6 +237,7 @@ def seeds_arg(raw: str) -> tuple[int, ...]:
 
 def cmd_experiment(args: argparse.Namespace) -> int:
     from mixsup.experiment import run_experiment
+    from mixsup.experiment_cluster import Launcher
 
     try:
         done = run_experiment(args.data, args.out, args.preset, args.modes, args.seeds,
@@ -229,7 +245,10 @@ def cmd_experiment(args: argparse.Namespace) -> int:
                               tuple(cli_overrides(args)),
                               args.per_center, progress=not args.quiet, workers=args.jobs,
                               base=not args.no_base, test_data=args.test_data,
-                              folds=args.folds, share=not args.no_share)
+                              folds=args.folds, share=not args.no_share,
+                              launcher=Launcher(args.launcher, args.partition, args.time_min,
+                                                args.cpus_per_run, args.gpus_per_run,
+                                                args.mem_gb))
     except ValueError as exc:
         raise MixsupError(str(exc), "see mixsup experiment --help") from None
     print((done.tables / "results.md").read_text(), end="")
