@@ -23,13 +23,13 @@ import torch
 from cached_data import shapes_dataset
 
 from mixsup.config import load_config
+from mixsup.dataset.tiles import slide_set
+from mixsup.inference.cpu_backend import cached_graph, inference_model
+from mixsup.inference.settings import InferSettings
+from mixsup.inference.stores import map_to_stores
 from mixsup.labels.table import load_dataset
 from mixsup.models.factory import build_segmenter
-from mixsup.runtime import pick_device, to_input
-from mixsup.scoring.cpu_backend import cached_graph, inference_model
-from mixsup.scoring.settings import InferSettings
-from mixsup.scoring.stores import map_to_stores
-from mixsup.tile_dataset import slide_set
+from mixsup.runtime.device import pick_device, to_input
 
 
 def main() -> None:

@@ -25,11 +25,11 @@ import torch
 from cached_data import shapes_dataset
 
 from mixsup.config import load_config
+from mixsup.dataset.tiles import slide_set
+from mixsup.inference.patch_maps import map_slides
+from mixsup.inference.settings import InferSettings
+from mixsup.inference.stores import map_to_stores
 from mixsup.labels.table import load_dataset
-from mixsup.scoring.patch_maps import map_slides
-from mixsup.scoring.settings import InferSettings
-from mixsup.scoring.stores import map_to_stores
-from mixsup.tile_dataset import slide_set
 
 OVERRIDES = ["stage1.map_downsample=1", "runtime.num_workers=0", "stage1.infer_batch_size=64"]
 

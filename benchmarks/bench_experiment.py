@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from mixsup.progress import read_phases
+from mixsup.runtime.progress import read_phases
 
 PHASES = ("tiling", "theta1", "e_step", "theta2", "validation", "predict", "evaluate")
 

@@ -20,13 +20,13 @@ import torch
 from cached_data import shapes_dataset
 
 from mixsup.config import load_config
+from mixsup.dataset.tiles import slide_set
+from mixsup.inference.features import extract_features
+from mixsup.inference.settings import InferSettings
+from mixsup.inference.stores import map_to_stores
 from mixsup.labels.table import load_dataset
 from mixsup.models.factory import build_segmenter
-from mixsup.runtime import pick_device
-from mixsup.scoring.features import extract_features
-from mixsup.scoring.settings import InferSettings
-from mixsup.scoring.stores import map_to_stores
-from mixsup.tile_dataset import slide_set
+from mixsup.runtime.device import pick_device
 
 
 def main() -> None:

@@ -23,13 +23,13 @@ from pathlib import Path
 import torch
 
 from mixsup.config import load_config
+from mixsup.dataset.tiles import slide_set
+from mixsup.inference.settings import InferSettings
+from mixsup.inference.stores import map_to_stores
 from mixsup.labels.table import load_dataset
 from mixsup.models.dla_up import DLAUpSegmenter
-from mixsup.runtime import autocast, pick_device, to_input
-from mixsup.scoring.settings import InferSettings
-from mixsup.scoring.stores import map_to_stores
+from mixsup.runtime.device import autocast, pick_device, to_input
 from mixsup.slides.reader import Slide
-from mixsup.tile_dataset import slide_set
 from mixsup.train.stain import hed_jitter
 
 

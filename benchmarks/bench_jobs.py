@@ -21,7 +21,7 @@ from pathlib import Path
 
 from cached_data import shapes_dataset
 
-from mixsup.parallel_runs import cpu_cores
+from mixsup.runtime.parallel_runs import cpu_cores
 
 SHORT = ["stage1.epochs_init=2", "stage1.steps_per_epoch=3", "stage1.batch_size=10",
          "runtime.num_workers=0", "tiling.overlap=0", "stage2.epochs=1",

@@ -18,7 +18,7 @@ import torch
 
 from mixsup.config import load_config
 from mixsup.models.factory import build_segmenter
-from mixsup.runtime import autocast
+from mixsup.runtime.device import autocast
 
 ITERS = int(os.environ.get("BENCH_ITERS", "12"))
 BATCH = int(os.environ.get("BENCH_BATCH", "64"))

@@ -26,9 +26,9 @@ import openslide
 import torch
 from cached_data import shapes_dataset
 
-from mixsup.patches import PatchReader, SlideSource
-from mixsup.scoring.patch_maps import make_loader, worker_batches
+from mixsup.inference.patch_maps import make_loader, worker_batches
 from mixsup.slides import open_slide
+from mixsup.slides.patches import PatchReader, SlideSource
 
 HERE = Path(__file__).resolve().parent
 PEER_PYTHON = HERE.parent / ".venv-bench" / "bin" / "python"

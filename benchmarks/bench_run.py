@@ -27,7 +27,7 @@ from sklearn.metrics import roc_auc_score
 
 from mixsup.config import load_config
 from mixsup.labels.table import load_dataset
-from mixsup.predict import collect_inputs, predict
+from mixsup.predict.engine import collect_inputs, predict
 from mixsup.train import api, rounds, stage2
 from mixsup.train.api import train
 

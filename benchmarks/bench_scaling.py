@@ -24,13 +24,13 @@ from pathlib import Path
 
 from cached_data import shapes_dataset
 from mixsup.config import load_config
-from mixsup.dist import init_dist, close_dist
+from mixsup.runtime.dist import init_dist, close_dist
 from mixsup.labels.table import load_dataset
 from mixsup.models.factory import build_segmenter
-from mixsup.runtime import pick_device
-from mixsup.scoring.settings import InferSettings
-from mixsup.scoring.stores import map_to_stores
-from mixsup.tile_dataset import slide_set
+from mixsup.runtime.device import pick_device
+from mixsup.inference.settings import InferSettings
+from mixsup.inference.stores import map_to_stores
+from mixsup.dataset.tiles import slide_set
 data, out = sys.argv[1], Path(sys.argv[2])
 cfg = load_config("tiny", overrides=["runtime.num_workers=0"])
 dist = init_dist("cpu")

@@ -57,7 +57,7 @@ def trained(shapes_data, tmp_path_factory):
 @pytest.fixture(scope="session")
 def predicted(trained, shapes_data, tmp_path_factory) -> Path:
     """``mixsup predict`` output for every slide of the shapes fixture (6 slides)."""
-    from mixsup.predict import collect_inputs, predict
+    from mixsup.predict.engine import collect_inputs, predict
 
     out = tmp_path_factory.mktemp("view") / "pred"
     predict(trained.run_dir, collect_inputs([], str(shapes_data)), out, progress=False)

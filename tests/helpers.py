@@ -15,7 +15,7 @@ def fast_config(rounds: int = 2):
     return load_config("tiny", overrides=[*FAST, f"stage1.rounds={rounds}"])
 
 
-# θ2 stand-ins, for the scoring tests (tests/scoring/test_theta2.py) and the stage-2 loss tests
+# θ2 stand-ins, for the scoring tests (tests/inference/test_theta2.py) and the stage-2 loss tests
 # (tests/train/test_stage2_loss.py).
 
 
@@ -32,7 +32,7 @@ def grey_topk(coords: list[list[tuple[int, int]]], k: int):
     """``TopKPatches`` of slides labelled 1, 0 whose patches are grey (level = x)."""
     import numpy as np
 
-    from mixsup.scoring.theta2 import TopKPatches
+    from mixsup.inference.theta2 import TopKPatches
 
     ds = TopKPatches([], [np.array(c) for c in coords], [1, 0][: len(coords)], k, 4, 1.0)
     ds.slides = GreySlides()

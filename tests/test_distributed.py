@@ -77,7 +77,7 @@ def test_torchrun_features_are_sharded_and_equal_single_process(shapes_data, tmp
     import numpy as np
 
     from mixsup.cli import main
-    from mixsup.scoring.features import open_features
+    from mixsup.inference.features import open_features
 
     common = ["--preset", "tiny", "--set", "runtime.num_workers=0", "--set", "tiling.overlap=0"]
     assert main(["-q", "features", str(shapes_data), "--out", str(tmp_path / "one"),

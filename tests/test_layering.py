@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-import mixsup.scoring
+import mixsup.inference
 
 FORBIDDEN = "mixsup.train"
-SCORING = sorted(f"mixsup.scoring.{m.name}" for m in pkgutil.iter_modules(mixsup.scoring.__path__))
+SCORING = sorted(f"mixsup.inference.{m.name}" for m in pkgutil.iter_modules(mixsup.inference.__path__))
 
 PROBE = """
 import importlib, json, sys
@@ -43,11 +43,11 @@ def _training(modules: list[str]) -> list[str]:
 
 
 def test_the_scoring_package_lists_its_modules():
-    assert {"mixsup.scoring.patch_maps", "mixsup.scoring.map_store", "mixsup.scoring.theta2",
-            "mixsup.scoring.stores", "mixsup.scoring.topk"} <= set(SCORING)
+    assert {"mixsup.inference.patch_maps", "mixsup.inference.map_store", "mixsup.inference.theta2",
+            "mixsup.inference.stores", "mixsup.inference.topk"} <= set(SCORING)
 
 
-@pytest.mark.parametrize("module", ["mixsup.predict", "mixsup.bundle", "mixsup.scoring",
+@pytest.mark.parametrize("module", ["mixsup.predict.engine", "mixsup.methods.bundle", "mixsup.inference",
                                     *SCORING])
 def test_module_imports_no_training_code(module):
     modules = _imported_by(module)

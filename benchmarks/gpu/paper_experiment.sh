@@ -18,7 +18,7 @@ if [ "${DRY:-0}" != 1 ]; then
   python3 -m pip install -q --no-deps --no-index .gpu/wheels/*.whl 2>&1 | grep -v -i warn | tail -2
   nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 
 fi
-python3 -c "import mixsup.train.api, mixsup.predict, openslide, zarr, timm; print('imports ok', timm.__version__)" || exit 3
+python3 -c "import mixsup.train.api, mixsup.predict.engine, openslide, zarr, timm; print('imports ok', timm.__version__)" || exit 3
 tar -xf .gpu/pcam.tar -C $W || exit 3
 if [ "${DRY:-0}" = 1 ]; then N=12 SIZE=1024; else N=120 SIZE=2048; fi
 python3 benchmarks/gpu/gen_pcam_zlib.py $W/pcd $W/pcam $SIZE $N > $OUT/synth.log 2>&1 || exit 4

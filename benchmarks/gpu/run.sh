@@ -6,7 +6,7 @@ set -u
 cd "$(dirname "$0")/.."
 export PYTHONPATH=$PWD/src HF_HUB_OFFLINE=1
 python3 -m pip install -q --no-deps --no-index --force-reinstall .gpu/wheels/*.whl 2>&1 | tail -2
-python3 -c "import mixsup.train.api, mixsup.predict, openslide, zarr, timm; print('imports ok', openslide.__library_version__, zarr.__version__, timm.__version__)" || exit 3
+python3 -c "import mixsup.train.api, mixsup.predict.engine, openslide, zarr, timm; print('imports ok', openslide.__library_version__, zarr.__version__, timm.__version__)" || exit 3
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 python3 benchmarks/gpu/gen_shapes.py 8 8192 /tmp/gpudata 0.5
 python3 benchmarks/bench_gpu.py /tmp/gpudata 2>&1 | grep -v Warning

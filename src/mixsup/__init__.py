@@ -24,7 +24,7 @@ _API = {
     "load_dataset": "mixsup.labels.table",
     "load_config": "mixsup.config",
     "train": "mixsup.train.api",
-    "predict": "mixsup.predict",
+    "predict": "mixsup.predict.engine",
     "evaluate": "mixsup.evaluate.report",
 }
 __all__ = [*_API, "__version__"]

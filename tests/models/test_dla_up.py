@@ -45,7 +45,7 @@ def test_transposed_conv_starts_as_bilinear(factor):
 
 
 def test_compile_flag_wraps_forward_and_keeps_state_dict_names():
-    from mixsup.runtime import compiled
+    from mixsup.runtime.device import compiled
 
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(),
                               torch.nn.Conv2d(4, 1, 1)).eval()

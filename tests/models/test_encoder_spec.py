@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
-from mixsup.config import ConfigError, EncoderSpec, MILConfig, load_config
+from mixsup.config.schema import ConfigError, EncoderSpec, MILConfig, load_config
 from mixsup.errors import MixsupError
 from mixsup.models.encoders import input_norm, timm_build
 from mixsup.models.factory import build_classifier

@@ -10,10 +10,10 @@ import timm
 import torch
 from safetensors.torch import save_file
 
-from mixsup.artefacts import load_weights_into
 from mixsup.config import ModelConfig
 from mixsup.errors import MixsupError
 from mixsup.models.factory import build_classifier, build_segmenter
+from mixsup.storage.artefacts import load_weights_into
 
 ENCODER = "mobilenetv3_small_100"  # the tiny preset's
 

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from mixsup.artefacts import load_checkpoint, save_checkpoint
 from mixsup.cli import main
 from mixsup.config import load_config
 from mixsup.errors import ConfigError, MixsupError
+from mixsup.storage.artefacts import load_checkpoint, save_checkpoint
 from mixsup.synth.pyramid_tiff import array_renderer, write_pyramid
 
 

@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 import tifffile
 
-from mixsup import user_files
 from mixsup.cli import INTERNAL_ERROR, main
 from mixsup.config import load_config
 from mixsup.errors import AnnotationError, ConfigError, MixsupError
@@ -21,6 +20,7 @@ from mixsup.evaluate.report import evaluate
 from mixsup.labels.annotations import read_annotations
 from mixsup.labels.formats.mask import write_png
 from mixsup.slides import open_slide
+from mixsup.storage import user_files
 from tests.reliability.builders import prediction_folder, small_slide
 
 

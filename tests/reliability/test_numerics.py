@@ -46,8 +46,8 @@ def test_nan_loss_stops_with_a_diagnostic(tmp_path):
 def test_nan_loss_in_stage2_names_the_slides(shapes_data, tmp_path, monkeypatch):
     """The real stage-2 path: run_stage2 -> TopKPatches -> fit, with a θ2 that outputs NaN."""
     from mixsup.config import load_config
+    from mixsup.inference.map_store import StoredMaps
     from mixsup.labels.table import load_dataset
-    from mixsup.scoring.map_store import StoredMaps
     from mixsup.train import stage2
     from mixsup.train.context import prepare
     from mixsup.train.results import MapStats, PoolSizes, PoolStats, RoundSummary

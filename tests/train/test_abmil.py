@@ -109,7 +109,7 @@ def test_a_published_store_is_kept_and_bad_weights_are_named(tmp_path, shapes_da
     """Two runs sharing a folder: the second writer of a slide keeps the first one's store.
     A missing weights file is one clear error, before any tiling."""
     from mixsup.cli import main
-    from mixsup.scoring.features import open_features, write_store
+    from mixsup.inference.features import open_features, write_store
 
     path = tmp_path / "s.zarr"
     coords = np.zeros((2, 2), np.int64)
@@ -180,9 +180,9 @@ def test_features_then_abmil_trains_predicts_and_shows(shapes_data, tmp_path):
 def _attention_matches_the_features(run, pred, feats):
     """Each slide's probability is the head on its cached features (Ilse's pooled form), and
     its stored map is the attention over the slide's highest."""
-    from mixsup.bundle import load_bundle
-    from mixsup.scoring.features import open_features
-    from mixsup.scoring.map_store import open_maps
+    from mixsup.inference.features import open_features
+    from mixsup.inference.map_store import open_maps
+    from mixsup.methods.bundle import load_bundle
 
     head = load_bundle(run).theta1.head.eval()
     for row in json.loads((pred / "predict.json").read_text())["skipped"] or {}:
@@ -202,7 +202,7 @@ def _attention_matches_the_features(run, pred, feats):
 
 def test_experiment_runs_share_one_feature_folder_per_encoder(tmp_path):
     from mixsup.config import load_config
-    from mixsup.experiment import shared_features
+    from mixsup.experiment.core import shared_features
 
     a = shared_features(load_config("tiny", overrides=["seed=0"]), "abmil", tmp_path)
     b = shared_features(load_config("tiny", overrides=["seed=1"]), "abmil", tmp_path)

@@ -66,7 +66,7 @@ def test_pixel_mode_passes_through_mixed_round_zero(shapes_data, tmp_path, train
     EM rounds add. Selection runs among rounds 1..N, and round 0 needs no E-step there."""
     import torch
 
-    from mixsup.artefacts import load_checkpoint
+    from mixsup.storage.artefacts import load_checkpoint
 
     result = train(shapes_data, tmp_path / "run", fast_config(), mode="pixel", progress=False)
     rows = result.summary.rounds
@@ -90,7 +90,7 @@ def test_image_mode_frozen_batchnorm_keeps_the_initial_statistics(shapes_data, t
     BatchNorm's running statistics as built (here the from-scratch 0 and 1)."""
     import torch
 
-    from mixsup.artefacts import load_checkpoint
+    from mixsup.storage.artefacts import load_checkpoint
     from mixsup.train.mil import mil_model_path
 
     cfg = fast_config().model_copy(update={"mil": MILConfig(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mixsup.config import load_config
-from mixsup.protocols import PAPER
+from mixsup.config.protocols import PAPER
 
 
 def _get(cfg, key):
@@ -44,7 +44,7 @@ def test_what_the_paper_does_not_state_is_not_in_its_protocol():
 
 
 def test_an_optimiser_carried_across_rounds_keeps_counting_steps(shapes_data, tmp_path):
-    from mixsup.artefacts import load_checkpoint
+    from mixsup.storage.artefacts import load_checkpoint
     from mixsup.train.api import train
     from tests.helpers import FAST
 

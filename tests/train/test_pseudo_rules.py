@@ -6,9 +6,9 @@ import numpy as np
 import shapely
 
 from mixsup.config import Stage1Config
+from mixsup.inference.map_store import write_maps
+from mixsup.inference.patch_maps import PatchMaps
 from mixsup.labels.regions import IGNORE, NEGATIVE, POSITIVE, Region, SlideAnnotations
-from mixsup.scoring.map_store import write_maps
-from mixsup.scoring.patch_maps import PatchMaps
 from mixsup.train.dataset import MixedPatches
 from mixsup.train.pools import AveragedMaps, Pools, average_teacher, em_pools, rows_in
 from mixsup.train.pseudo import annotation_wins, keep_patches, pseudo_target

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from mixsup.records import from_json, to_json
+from mixsup.storage.records import from_json, to_json
 from mixsup.train.results import (
     MapStats,
     MILSummary,

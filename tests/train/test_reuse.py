@@ -8,8 +8,8 @@ from pathlib import Path
 
 from mixsup.cli import main
 from mixsup.config import load_config
-from mixsup.progress import read_phases
-from mixsup.run import create_run
+from mixsup.config.run import create_run
+from mixsup.runtime.progress import read_phases
 from mixsup.train.reuse import seed_rounds, shares_stage1
 from tests.helpers import FAST
 

@@ -8,9 +8,9 @@ import shapely
 import torch
 
 from mixsup.config import Stage1Config
+from mixsup.inference.map_store import write_maps
+from mixsup.inference.patch_maps import PatchMaps
 from mixsup.labels.regions import Region, SlideAnnotations
-from mixsup.scoring.map_store import write_maps
-from mixsup.scoring.patch_maps import PatchMaps
 from mixsup.slides.tiling import TileSet
 from mixsup.train.loss import soft_bce
 from mixsup.train.pools import em_pools, tumour_first

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from mixsup.errors import MixsupError
-from mixsup.scoring import stores as stores_mod
+from mixsup.inference import stores as stores_mod
 from mixsup.train import rounds as rounds_mod
 from mixsup.train.api import train
 from tests.helpers import fast_config

@@ -8,7 +8,7 @@ import copy
 import torch
 
 from mixsup.config import RuntimeConfig
-from mixsup.runtime import to_input
+from mixsup.runtime.device import to_input
 from mixsup.train.fit import recalibrate_bn
 from mixsup.train.stage2 import stage2_loss
 from tests.helpers import padded_batch, spy_model

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mixsup.records import to_json
+from mixsup.storage.records import to_json
 from mixsup.train.results import (
     MapStats,
     PoolSizes,

@@ -13,9 +13,9 @@ from PIL import Image
 
 from mixsup.errors import MixsupError
 from mixsup.evaluate.report import evaluate
-from mixsup.heatmap import jet_rgb
-from mixsup.heatmap_figure import FLOOR
 from mixsup.labels.table import load_dataset
+from mixsup.render.heatmap import jet_rgb
+from mixsup.render.heatmap_figure import FLOOR
 from mixsup.slides.reader import Slide
 from mixsup.view import deepzoom
 from mixsup.view.catalog import load_catalog

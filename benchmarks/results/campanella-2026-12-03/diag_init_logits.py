@@ -9,7 +9,7 @@ import tifffile
 import torch
 
 from mixsup.config import load_config
-from mixsup.modes import MODES
+from mixsup.methods.registry import MODES
 
 torch.manual_seed(0)
 model = MODES["image"].build_theta1(load_config("small")).eval()

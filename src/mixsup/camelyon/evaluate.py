@@ -9,7 +9,6 @@ import numpy as np
 from matplotlib.figure import Figure
 from sklearn.metrics import confusion_matrix
 
-from mixsup.atomic import write_json
 from mixsup.errors import MixsupError
 from mixsup.labels.stages import (
     STAGES,
@@ -17,8 +16,9 @@ from mixsup.labels.stages import (
     read_stage_csv,
     stages_from_nodes,
 )
-from mixsup.plotting import save_png
-from mixsup.records import to_json
+from mixsup.render.plotting import save_png
+from mixsup.storage.atomic import write_json
+from mixsup.storage.records import to_json
 
 
 @dataclass(frozen=True)

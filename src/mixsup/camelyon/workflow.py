@@ -11,19 +11,19 @@ from pathlib import Path
 import numpy as np
 from sklearn.ensemble import RandomForestClassifier
 
-from mixsup.artefacts import load_sklearn, save_sklearn
-from mixsup.atomic import atomic_open, write_json
-from mixsup.bundle import read_bundle
 from mixsup.camelyon.classifier import NodeForest, train_node_forest
 from mixsup.camelyon.features import Heatmap, heatmap_features, rule_node_class
 from mixsup.errors import MixsupError
-from mixsup.heatmap import stitch
+from mixsup.inference.map_store import open_maps
 from mixsup.labels.stages import NODE_CLASSES, pn_stage, write_stage_csv
 from mixsup.labels.table import Dataset, SlideRecord, load_dataset
-from mixsup.predict import predict
-from mixsup.records import to_json
-from mixsup.scoring.map_store import open_maps
+from mixsup.methods.bundle import read_bundle
+from mixsup.predict.engine import predict
+from mixsup.render.heatmap import stitch
 from mixsup.slides.reader import Slide
+from mixsup.storage.artefacts import load_sklearn, save_sklearn
+from mixsup.storage.atomic import atomic_open, write_json
+from mixsup.storage.records import to_json
 
 log = logging.getLogger(__name__)
 _NODE_ID = re.compile(r"^(patient_\d+)_node_(\d+)$")

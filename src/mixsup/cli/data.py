@@ -18,7 +18,7 @@ from mixsup.cli.common import (
     split_fractions,
 )
 from mixsup.errors import MixsupError
-from mixsup.user_files import output_dir
+from mixsup.storage.user_files import output_dir
 
 
 def register(sub: argparse._SubParsersAction) -> dict[str, Command]:
@@ -116,7 +116,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from mixsup.validate import validate_dataset
+    from mixsup.dataset.validate import validate_dataset
 
     result = validate_dataset(args.data, load_cfg(args), fast=args.fast)
     print_dataset(args.data)
@@ -133,8 +133,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_tile(args: argparse.Namespace) -> int:
+    from mixsup.dataset.tiles import tile_dataset
     from mixsup.labels.table import load_dataset
-    from mixsup.tile_dataset import tile_dataset
 
     cfg = load_cfg(args)
     ds = load_dataset(args.data)

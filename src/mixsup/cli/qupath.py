@@ -17,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Command]:
 
 
 def cmd_export_qupath(args: argparse.Namespace) -> int:
-    from mixsup.qupath_export import export_qupath
+    from mixsup.predict.qupath import export_qupath
 
     done = export_qupath(args.pred, args.out)
     for sid, n in done.items():

@@ -33,9 +33,9 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Command]:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from mixsup.bundle import read_bundle
-    from mixsup.dist import close_dist, init_dist
-    from mixsup.predict import collect_inputs, predict, predict_config
+    from mixsup.methods.bundle import read_bundle
+    from mixsup.predict.engine import collect_inputs, predict, predict_config
+    from mixsup.runtime.dist import close_dist, init_dist
 
     bundle = read_bundle(args.run)
     cfg = predict_config(bundle, args.config, cli_overrides(args))

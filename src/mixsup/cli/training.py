@@ -20,8 +20,8 @@ from mixsup.cli.common import (
     text_arg,
 )
 from mixsup.errors import MixsupError
-from mixsup.experiment_cluster import LAUNCHERS
-from mixsup.modes import MODES
+from mixsup.experiment.cluster import LAUNCHERS
+from mixsup.methods.registry import MODES
 
 if TYPE_CHECKING:
     from mixsup.train.results import TrainSummary
@@ -124,7 +124,7 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Command]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from mixsup.dist import close_dist, init_dist
+    from mixsup.runtime.dist import close_dist, init_dist
     from mixsup.train.api import train
 
     if args.weights is not None:  # the encoder the mode trains first: model.*, mil.*, abmil.*
@@ -148,8 +148,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_features(args: argparse.Namespace) -> int:
-    from mixsup.dist import close_dist, init_dist
-    from mixsup.scoring.features import extract_dataset
+    from mixsup.inference.features import extract_dataset
+    from mixsup.runtime.dist import close_dist, init_dist
 
     if args.encoder is not None:
         args.overrides.append(f"abmil.encoder={verbatim(args.encoder)}")
@@ -236,8 +236,8 @@ def seeds_arg(raw: str) -> tuple[int, ...]:
 
 
 def cmd_experiment(args: argparse.Namespace) -> int:
-    from mixsup.experiment import run_experiment
-    from mixsup.experiment_cluster import Launcher
+    from mixsup.experiment.cluster import Launcher
+    from mixsup.experiment.core import run_experiment
 
     try:
         done = run_experiment(args.data, args.out, args.preset, args.modes, args.seeds,
@@ -285,7 +285,7 @@ def cmd_rounds(args: argparse.Namespace) -> int:
                           "`mixsup synth` wrote beside the dataset", truth)
     rows = [] if args.split else round_map_quality(args.run, args.data, truth)
     if args.split:
-        from mixsup.scoring.round_maps import heldout_maps
+        from mixsup.inference.round_maps import heldout_maps
 
         labels = {s.slide_id: s.label for s in load_dataset(args.data).slides}
         k, threshold = run_top_k(Path(args.run)), run_threshold(Path(args.run))
@@ -323,7 +323,7 @@ def cmd_config(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from mixsup.config import load_config
     from mixsup.evaluate.report import evaluate
-    from mixsup.predict import collect_inputs, predict
+    from mixsup.predict.engine import collect_inputs, predict
     from mixsup.synth.shapes import make_shapes
     from mixsup.train.api import train
 

@@ -2,7 +2,7 @@
 ``mixsup synth``).
 
 On the training slides (the E-step's stored maps) or on held-out ones (val, test: scored by
-``scoring.round_maps``), for every labelled slide with a truth file: tumour recall and
+``inference.round_maps``), for every labelled slide with a truth file: tumour recall and
 precision of (p >= 0.5) on the stored map grid of its tissue patches (false positives on
 negative slides count against the precision), pixel IoU on positive slides, the fraction of
 pixels called tumour on negative slides, and what stage 2 will see: the share of each positive
@@ -21,14 +21,14 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
+from mixsup.config.run import saved_config
+from mixsup.inference.map_store import StoredMaps, open_maps
+from mixsup.inference.topk import top_k
 from mixsup.labels.annotations import read_annotations
 from mixsup.labels.regions import POSITIVE
 from mixsup.labels.table import load_dataset
-from mixsup.run import saved_config
-from mixsup.scoring.map_store import StoredMaps, open_maps
-from mixsup.scoring.topk import top_k
+from mixsup.storage.user_files import parse_json, read_text
 from mixsup.synth.layout import answer_key
-from mixsup.user_files import parse_json, read_text
 
 
 @dataclass(frozen=True)
@@ -201,6 +201,6 @@ def map_quality(r: int, split: str, maps: Mapping[str, StoredMaps | None],
 
 
 def write_quality(path: Path, rows: list[RoundQuality]) -> None:
-    from mixsup.atomic import write_text
+    from mixsup.storage.atomic import write_text
 
     write_text(path, json.dumps([asdict(r) for r in rows], indent=2) + "\n")

@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 
-from mixsup.atomic import write_json, write_text
 from mixsup.errors import MixsupError
 from mixsup.evaluate.metrics import (
     REPORTED,
@@ -20,8 +19,16 @@ from mixsup.evaluate.metrics import (
     roc_points,
     slide_metrics,
 )
-from mixsup.records import to_json
-from mixsup.user_files import finite, output_dir, parse_json, parse_number, read_csv, read_text
+from mixsup.storage.atomic import write_json, write_text
+from mixsup.storage.records import to_json
+from mixsup.storage.user_files import (
+    finite,
+    output_dir,
+    parse_json,
+    parse_number,
+    read_csv,
+    read_text,
+)
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +159,7 @@ def roc_figure(path: Path, curves: dict[str, tuple[np.ndarray, np.ndarray]]) -> 
     # Imported here: the viewer reads predictions and metrics through this module.
     from matplotlib.figure import Figure
 
-    from mixsup.plotting import save_png
+    from mixsup.render.plotting import save_png
 
     fig = Figure(figsize=(4.6, 4.4))
     ax = fig.subplots()

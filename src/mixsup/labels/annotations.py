@@ -15,12 +15,12 @@ import shapely
 from shapely.geometry import Polygon
 from shapely.geometry.base import BaseGeometry
 
-from mixsup import user_files
 from mixsup.config import AnnotationConfig
 from mixsup.errors import AnnotationError
 from mixsup.labels.formats import mask, parse_outlines, recognise_syntax
 from mixsup.labels.regions import Region, SlideAnnotations
-from mixsup.user_files import read_bytes
+from mixsup.storage import user_files
+from mixsup.storage.user_files import read_bytes
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from sklearn.metrics import cohen_kappa_score
 
 from mixsup.errors import MixsupError
 from mixsup.labels.table import NODE_CLASSES
-from mixsup.user_files import read_text
+from mixsup.storage.user_files import read_text
 
 STAGES = ("pN0", "pN0(i+)", "pN1mi", "pN1", "pN2")  # clinical (ordinal) order
 _PATIENT = re.compile(r"^(patient_\d+)\.zip$")
@@ -86,7 +86,7 @@ def stages_from_nodes(nodes: dict[str, dict[int, str]]) -> dict[str, str]:
 def write_stage_csv(path: str | Path, nodes: dict[str, dict[int, str]],
                     stages: dict[str, str]) -> None:
     """Camelyon17 submission format: each patient row followed by its node rows."""
-    from mixsup.atomic import atomic_open
+    from mixsup.storage.atomic import atomic_open
 
     with atomic_open(path) as fh:
         w = csv.writer(fh, lineterminator="\n")

@@ -13,9 +13,9 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from mixsup.atomic import atomic_open
 from mixsup.errors import DatasetError
-from mixsup.user_files import read_csv
+from mixsup.storage.atomic import atomic_open
+from mixsup.storage.user_files import read_csv
 
 REQUIRED = ("slide_id", "path", "label", "split")
 OPTIONAL = ("center", "patient", "node_class")

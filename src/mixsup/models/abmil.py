@@ -75,7 +75,7 @@ class FeatureAttentionNet(nn.Module):
 
 
 def build_bundled(cfg: Config, load_weights: bool = True) -> FeatureAttentionNet:
-    """The abmil mode's bundled network (``modes`` registry): ``cfg.abmil``'s encoder (its
+    """The abmil mode's bundled network (``methods.registry``): ``cfg.abmil``'s encoder (its
     weights where ``load_weights``) and a fresh head for a checkpoint to fill."""
     from mixsup.models.factory import build_embedder, embedding_dim
 

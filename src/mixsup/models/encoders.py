@@ -20,10 +20,10 @@ import torch.nn.functional as F
 from timm.layers import GluMlp, Mlp, SwiGLU, SwiGLUPacked
 from torch import nn
 
-from mixsup.artefacts import fill_strictly, read_weights
 from mixsup.config import EncoderSpec
 from mixsup.errors import MixsupError
 from mixsup.models.recipes import IMAGENET_MEAN, IMAGENET_STD, RECIPES
+from mixsup.storage.artefacts import fill_strictly, read_weights
 
 HALF = (0.5, 0.5, 0.5)
 # The MLP blocks a recipe or encoder_kwargs may name (timm takes classes, YAML holds names).

@@ -42,7 +42,7 @@ def build_segmenter(cfg: ModelConfig, load_weights: bool = True) -> DLAUpSegment
         if packaged:
             load_packaged(model.encoder, cfg.encoder, head)
         if cfg.weights:
-            from mixsup.artefacts import load_weights_into
+            from mixsup.storage.artefacts import load_weights_into
 
             load_weights_into(model.encoder, cfg.weights, head)
     freeze_early_stages(model.encoder, cfg.freeze_stages, cfg.encoder)
@@ -74,7 +74,7 @@ def build_classifier(encoder: str, pretrained: bool = False, load_weights: bool 
     if packaged and load_weights:
         load_packaged(model, encoder, classifier_head(model))
     if weights and load_weights:
-        from mixsup.artefacts import load_weights_into
+        from mixsup.storage.artefacts import load_weights_into
 
         load_weights_into(model, weights, classifier_head(model))
     model.input_norm = InputNorm(*input_norm(encoder, pretrained, spec), size=build.input_size)
@@ -83,12 +83,12 @@ def build_classifier(encoder: str, pretrained: bool = False, load_weights: bool 
 
 
 def theta1_segmenter(cfg: Config, load_weights: bool = True) -> nn.Module:
-    """The segmenter modes' θ1 (``modes`` registry)."""
+    """The segmenter modes' θ1 (``methods.registry``)."""
     return build_segmenter(cfg.model, load_weights)
 
 
 def theta1_classifier(cfg: Config, load_weights: bool = True) -> nn.Module:
-    """The image-level MIL baseline's patch classifier (``modes`` registry)."""
+    """The image-level MIL baseline's patch classifier (``methods.registry``)."""
     return build_classifier(cfg.mil.encoder, cfg.mil.pretrained, load_weights, cfg.mil.weights,
                             spec=cfg.mil)
 

@@ -17,11 +17,11 @@ from typing import Any
 import cv2
 import numpy as np
 
-from mixsup.artefacts import load_arrays, save_arrays
-from mixsup.atomic import write_json
 from mixsup.config import TilingConfig, TissueConfig
 from mixsup.slides.reader import Slide
 from mixsup.slides.tissue import save_mask_preview, tissue_mask
+from mixsup.storage.artefacts import load_arrays, save_arrays
+from mixsup.storage.atomic import write_json
 
 log = logging.getLogger(__name__)
 FORMAT_VERSION = 1

@@ -7,8 +7,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from mixsup.atomic import atomic_path
 from mixsup.config import TissueConfig
+from mixsup.storage.atomic import atomic_path
 
 
 def tissue_mask(rgb: np.ndarray, cfg: TissueConfig, mpp: float) -> np.ndarray:

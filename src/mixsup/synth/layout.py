@@ -19,7 +19,7 @@ from mixsup.labels.formats.qupath import write_geojson
 from mixsup.labels.regions import Region, SlideAnnotations
 from mixsup.labels.stages import stages_from_nodes, write_stage_csv
 from mixsup.labels.table import write_slides_csv
-from mixsup.progress import progress_bar
+from mixsup.runtime.progress import progress_bar
 from mixsup.synth.pyramid_tiff import Renderer, write_pyramid
 
 CENTERS = ("A", "B")

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import tifffile
 
-from mixsup.atomic import atomic_path
+from mixsup.storage.atomic import atomic_path
 
 # render(x0, y0, width, height, downsample) -> uint8 RGB (height, width, 3); x0, y0 in level 0
 Renderer = Callable[[float, float, int, int, float], np.ndarray]

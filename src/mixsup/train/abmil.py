@@ -1,6 +1,6 @@
 """``--mode abmil``: gated-attention MIL on cached patch features (Ilse et al. 2018), CLAM's
 instance clustering loss optional. The encoder stays frozen: its features are computed once
-(``scoring.features``) and every epoch trains only the small attention head, one slide per
+(``inference.features``) and every epoch trains only the small attention head, one slide per
 step, positive and negative slides drawn equally often."""
 
 from __future__ import annotations
@@ -16,24 +16,24 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mixsup.artefacts import load_checkpoint, save_checkpoint
-from mixsup.atomic import write_json
 from mixsup.config import ABMILConfig
+from mixsup.dataset.tiles import SlideSet
 from mixsup.errors import MixsupError
+from mixsup.inference.features import SlideFeatures, extract_features, fingerprint
 from mixsup.models.abmil import FeatureAttentionNet, GatedAttentionMIL
 from mixsup.models.factory import build_embedder
-from mixsup.progress import progress_bar
-from mixsup.records import to_json
-from mixsup.runtime import seed_everything
-from mixsup.scoring.features import SlideFeatures, extract_features, fingerprint
-from mixsup.tile_dataset import SlideSet
+from mixsup.runtime.device import seed_everything
+from mixsup.runtime.progress import progress_bar
+from mixsup.storage.artefacts import load_checkpoint, save_checkpoint
+from mixsup.storage.atomic import write_json
+from mixsup.storage.records import to_json
 from mixsup.train.context import RunContext
 from mixsup.train.fit import append_jsonl
 from mixsup.train.results import MILSummary, TrainSummary, ValScores
 from mixsup.train.selection import operating_threshold
 
 if TYPE_CHECKING:
-    from mixsup.modes import Mode
+    from mixsup.methods.registry import Mode
 
 log = logging.getLogger(__name__)
 
@@ -213,8 +213,8 @@ def _resume(path: Path, head: GatedAttentionMIL, opt: torch.optim.Optimizer
 
 
 def train_abmil(ctx: RunContext, spec: Mode, val: SlideSet | None) -> TrainSummary:
-    """The abmil mode's trainer (``modes`` registry): the head, then the bundle."""
-    from mixsup.bundle import export_bundle
+    """The abmil mode's trainer (``methods.registry``): the head, then the bundle."""
+    from mixsup.methods.bundle import export_bundle
     from mixsup.train.api import theta1_slides
 
     summary = run_abmil(ctx, val)

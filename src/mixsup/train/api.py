@@ -7,16 +7,16 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from mixsup.atomic import remove_partial, write_json
-from mixsup.bundle import export_bundle
 from mixsup.config import Config
-from mixsup.dist import SINGLE, Dist
+from mixsup.config.run import check_run, create_run
+from mixsup.dataset.tiles import SlideSet, slide_set
 from mixsup.labels.table import load_dataset
-from mixsup.modes import Mode, get_mode
-from mixsup.progress import phase
-from mixsup.records import to_json
-from mixsup.run import check_run, create_run
-from mixsup.tile_dataset import SlideSet, slide_set
+from mixsup.methods.bundle import export_bundle
+from mixsup.methods.registry import Mode, get_mode
+from mixsup.runtime.dist import SINGLE, Dist
+from mixsup.runtime.progress import phase
+from mixsup.storage.atomic import remove_partial, write_json
+from mixsup.storage.records import to_json
 from mixsup.train.context import RunContext, prepare
 from mixsup.train.figures import stage1_figures
 from mixsup.train.mil import mil_model_path, run_mil
@@ -38,8 +38,8 @@ class TrainResult:
 def train(data_dir: str | Path, out: str | Path, cfg: Config, mode: str = "mixed",
           resume: bool = False, strict: bool = False, progress: bool = True,
           dist: Dist = SINGLE) -> TrainResult:
-    """Train one mode (``mixsup.modes``). Under torchrun pass the ``Dist`` of ``init_dist``:
-    every rank runs this function; rank 0 writes the shared files."""
+    """Train one mode (``mixsup.methods.registry``). Under torchrun pass the ``Dist`` of
+    ``init_dist``: every rank runs this function; rank 0 writes the shared files."""
     spec = get_mode(mode)
     run_dir = Path(out)
     if dist.main:
@@ -69,7 +69,7 @@ def train(data_dir: str | Path, out: str | Path, cfg: Config, mode: str = "mixed
 
 def train_segmenter(ctx: RunContext, spec: Mode, val: SlideSet | None) -> TrainSummary:
     """θ1 (with EM rounds where the mode has them), θ2 after every round, the round choice
-    (the segmenter modes' trainer in the ``modes`` registry)."""
+    (the segmenter modes' trainer in the ``methods.registry``)."""
     cfg, s1, run_dir = ctx.cfg, ctx.cfg.stage1, ctx.run_dir
     results = run_stage1(ctx, em=spec.em_rounds)
     figures = stage1_figures(run_dir / "figures", ctx.train, ctx.train.labelled(),
@@ -112,7 +112,7 @@ def _round_row(rs: RoundSummary, s2: Stage2Summary | None) -> RoundRow:
 
 
 def train_mil(ctx: RunContext, spec: Mode, val: SlideSet | None) -> TrainSummary:
-    """The image-level MIL baseline (``modes`` registry)."""
+    """The image-level MIL baseline (``methods.registry``)."""
     mil = run_mil(ctx, val)
     threshold, source = operating_threshold(mil.val)
     bundle = ctx.run_dir / "bundle"

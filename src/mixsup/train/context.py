@@ -10,14 +10,14 @@ import numpy as np
 import torch
 
 from mixsup.config import Config
-from mixsup.dist import SINGLE, Dist
+from mixsup.dataset.tiles import SlideSet, slide_set
 from mixsup.errors import MixsupError
+from mixsup.inference.settings import InferSettings
 from mixsup.labels.regions import SlideAnnotations
 from mixsup.labels.table import Dataset
-from mixsup.progress import phase
-from mixsup.runtime import pick_device
-from mixsup.scoring.settings import InferSettings
-from mixsup.tile_dataset import SlideSet, slide_set
+from mixsup.runtime.device import pick_device
+from mixsup.runtime.dist import SINGLE, Dist
+from mixsup.runtime.progress import phase
 from mixsup.train.preflight import CheckedInputs, read_train_annotations
 from mixsup.train.subsets import pick_pixel_slides
 

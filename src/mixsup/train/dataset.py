@@ -8,7 +8,7 @@ import torch
 from torch.utils.data import Dataset
 
 from mixsup.labels.regions import IGNORE, POSITIVE, SlideAnnotations
-from mixsup.patches import SlidePool, SlideSource, augment
+from mixsup.slides.patches import SlidePool, SlideSource, augment
 from mixsup.train.pools import Pools
 from mixsup.train.pseudo import annotation_wins, pseudo_target
 

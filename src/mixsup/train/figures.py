@@ -6,9 +6,9 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from mixsup.heatmap import overlay, stitch
-from mixsup.plotting import save_png
-from mixsup.scoring.map_store import StoredMaps
+from mixsup.inference.map_store import StoredMaps
+from mixsup.render.heatmap import overlay, stitch
+from mixsup.render.plotting import save_png
 from mixsup.slides.reader import Slide
 from mixsup.slides.tiling import TileSet
 

@@ -13,15 +13,15 @@ from typing import Any, Protocol, cast
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from mixsup.artefacts import load_checkpoint, save_checkpoint
-from mixsup.atomic import write_json
 from mixsup.config import RuntimeConfig, TrainingConfig
-from mixsup.dist import SINGLE, Dist
 from mixsup.errors import MixsupError
+from mixsup.inference.patch_maps import make_loader
 from mixsup.models.freeze import FROZEN
-from mixsup.progress import progress_bar
-from mixsup.runtime import autocast, compiled, to_input, use_channels_last
-from mixsup.scoring.patch_maps import make_loader
+from mixsup.runtime.device import autocast, compiled, to_input, use_channels_last
+from mixsup.runtime.dist import SINGLE, Dist
+from mixsup.runtime.progress import progress_bar
+from mixsup.storage.artefacts import load_checkpoint, save_checkpoint
+from mixsup.storage.atomic import write_json
 from mixsup.train.loss import soft_bce
 from mixsup.train.stain import hed_jitter
 

@@ -18,21 +18,21 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from mixsup.artefacts import save_checkpoint
-from mixsup.atomic import write_json
 from mixsup.config import RuntimeConfig
-from mixsup.dist import SINGLE, Dist
+from mixsup.dataset.tiles import SlideSet
 from mixsup.errors import MixsupError
+from mixsup.inference.mil import aggregate
+from mixsup.inference.patch_maps import map_slides
+from mixsup.inference.settings import InferSettings
+from mixsup.inference.topk import top_k
+from mixsup.methods.registry import MODES
 from mixsup.models.frozen_bn import freeze_batchnorm
-from mixsup.modes import MODES
-from mixsup.patches import SlidePool, augment
-from mixsup.records import to_json
-from mixsup.runtime import autocast, seed_everything, to_input, use_channels_last
-from mixsup.scoring.mil import aggregate
-from mixsup.scoring.patch_maps import map_slides
-from mixsup.scoring.settings import InferSettings
-from mixsup.scoring.topk import top_k
-from mixsup.tile_dataset import SlideSet
+from mixsup.runtime.device import autocast, seed_everything, to_input, use_channels_last
+from mixsup.runtime.dist import SINGLE, Dist
+from mixsup.slides.patches import SlidePool, augment
+from mixsup.storage.artefacts import save_checkpoint
+from mixsup.storage.atomic import write_json
+from mixsup.storage.records import to_json
 from mixsup.train.context import RunContext
 from mixsup.train.fit import append_jsonl, fit
 from mixsup.train.loss import smooth

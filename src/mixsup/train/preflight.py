@@ -12,8 +12,8 @@ from mixsup.errors import MixsupError
 from mixsup.labels.annotations import read_annotations
 from mixsup.labels.regions import SlideAnnotations
 from mixsup.labels.table import Dataset, SlideRecord
+from mixsup.methods.registry import Mode, get_mode
 from mixsup.models.encoders import PACKAGED, packaged_file
-from mixsup.modes import Mode, get_mode
 from mixsup.slides.reader import open_slide
 
 log = logging.getLogger(__name__)

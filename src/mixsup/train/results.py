@@ -1,4 +1,4 @@
-"""What training produces, as frozen records (JSON through ``mixsup.records``): a misspelt
+"""What training produces, as frozen records (JSON through ``mixsup.storage.records``): a misspelt
 field is a type error, not a ``KeyError`` at the end of a long run."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mixsup.records import from_json
+from mixsup.storage.records import from_json
 
 
 @dataclass(frozen=True)

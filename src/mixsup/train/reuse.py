@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mixsup.config import Config
-from mixsup.run import create_run, saved_config
+from mixsup.config.run import create_run, saved_config
 
 log = logging.getLogger(__name__)
 STAGE2_ONLY = ("stage2",)  # config sections in which two runs may differ and share θ1's rounds

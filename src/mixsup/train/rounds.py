@@ -21,16 +21,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mixsup.artefacts import load_arrays, load_checkpoint, save_arrays, save_checkpoint
-from mixsup.atomic import write_json
 from mixsup.config import Stage1Config
 from mixsup.errors import MixsupError
+from mixsup.inference.map_store import StoredMaps, open_maps
+from mixsup.inference.stores import MapStores, map_to_stores
 from mixsup.models.factory import build_segmenter
-from mixsup.progress import phase
-from mixsup.records import to_json
-from mixsup.runtime import seed_everything
-from mixsup.scoring.map_store import StoredMaps, open_maps
-from mixsup.scoring.stores import MapStores, map_to_stores
+from mixsup.runtime.device import seed_everything
+from mixsup.runtime.progress import phase
+from mixsup.storage.artefacts import load_arrays, load_checkpoint, save_arrays, save_checkpoint
+from mixsup.storage.atomic import write_json
+from mixsup.storage.records import to_json
 from mixsup.train.context import RunContext
 from mixsup.train.dataset import MixedPatches
 from mixsup.train.fit import append_jsonl, fit

@@ -1,5 +1,5 @@
 """Stage 2 after every stage-1 round: θ2 trained on the round's top-K patches, with balanced
-slide batches and the slide-level loss (the slide score itself: ``scoring.theta2``)."""
+slide batches and the slide-level loss (the slide score itself: ``inference.theta2``)."""
 
 from __future__ import annotations
 
@@ -12,16 +12,16 @@ import numpy as np
 import torch
 from torch.utils.data import Sampler
 
-from mixsup.artefacts import load_checkpoint, save_checkpoint
-from mixsup.atomic import write_json
 from mixsup.config import RuntimeConfig
+from mixsup.dataset.tiles import SlideSet
+from mixsup.inference.stores import map_to_stores
+from mixsup.inference.theta2 import score_slides, slide_probs, topk_dataset
 from mixsup.models.factory import build_segmenter, build_theta2, theta2_input
-from mixsup.progress import phase
-from mixsup.records import to_json
-from mixsup.runtime import seed_everything, use_channels_last
-from mixsup.scoring.stores import map_to_stores
-from mixsup.scoring.theta2 import score_slides, slide_probs, topk_dataset
-from mixsup.tile_dataset import SlideSet
+from mixsup.runtime.device import seed_everything, use_channels_last
+from mixsup.runtime.progress import phase
+from mixsup.storage.artefacts import load_checkpoint, save_checkpoint
+from mixsup.storage.atomic import write_json
+from mixsup.storage.records import to_json
 from mixsup.train.context import RunContext
 from mixsup.train.fit import append_jsonl, fit
 from mixsup.train.loss import smooth

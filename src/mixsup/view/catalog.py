@@ -18,7 +18,7 @@ import numpy as np
 from mixsup.errors import MixsupError
 from mixsup.evaluate.report import Evaluation, evaluation, read_predictions
 from mixsup.labels.table import SlideRecord
-from mixsup.user_files import finite, parse_json, read_text
+from mixsup.storage.user_files import finite, parse_json, read_text
 
 log = logging.getLogger(__name__)
 # Ids become file names under the folder: anything that could step out of it is refused.
@@ -202,7 +202,7 @@ def _records(data: str | Path | None) -> dict[str, SlideRecord]:
 
 def _mode(bundle: str | None) -> str | None:
     """The bundle's mode for prediction folders whose predict.json does not name it, read
-    here rather than through mixsup.bundle, which imports torch (about 700 MB more for the
+    here rather than through mixsup.methods.bundle, which imports torch (about 700 MB more for the
     server to hold)."""
     for meta in ((Path(bundle) / "bundle" / "bundle.json", Path(bundle) / "bundle.json")
                  if bundle else ()):

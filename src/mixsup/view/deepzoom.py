@@ -20,9 +20,9 @@ from openslide.deepzoom import DeepZoomGenerator
 from PIL import Image
 
 from mixsup.errors import MixsupError
-from mixsup.heatmap import FLOOR, jet_rgb
+from mixsup.render.heatmap import FLOOR, jet_rgb
 from mixsup.slides.reader import Slide
-from mixsup.user_files import finite
+from mixsup.storage.user_files import finite
 
 TILE_SIZE, OVERLAP = 254, 1
 # Largest region (pixels) read in one go; bigger ones (a slide without a pyramid, seen whole)
@@ -154,7 +154,7 @@ class MapTiles(_Tiles):
     fmt = "png"
 
     def __init__(self, path: Path, slide_dimensions: tuple[int, int]) -> None:
-        from mixsup.artefacts import open_array
+        from mixsup.storage.artefacts import open_array
 
         try:
             self.array = open_array(path)

@@ -18,8 +18,8 @@ from urllib.parse import unquote
 import numpy as np
 
 from mixsup.errors import MixsupError
-from mixsup.heatmap import FLOOR, jet_rgb
-from mixsup.user_files import parse_json, read_text
+from mixsup.render.heatmap import FLOOR, jet_rgb
+from mixsup.storage.user_files import parse_json, read_text
 from mixsup.view.assets import STATIC, content_type, listing
 from mixsup.view.catalog import SAFE_ID, Catalog, SlideEntry
 from mixsup.view.deepzoom import MapTiles, SlideTiles, TileOutOfRange, TilesClosed

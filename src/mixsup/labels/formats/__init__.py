@@ -16,7 +16,7 @@ from defusedxml.common import DefusedXmlException
 from mixsup.errors import AnnotationError
 from mixsup.labels.formats import asap, imagescope, ncrf, qupath
 from mixsup.labels.formats.base import AnnotationFormat, Outline
-from mixsup.user_files import MAX_DEPTH, parse_json, too_deep
+from mixsup.storage.user_files import MAX_DEPTH, parse_json, too_deep
 
 # NCRF before QuPath: a JSON object with positive/negative lists is NCRF whatever else it holds.
 FORMATS: dict[str, AnnotationFormat] = {

@@ -8,7 +8,7 @@ from xml.etree.ElementTree import Element
 
 from mixsup.errors import AnnotationError
 from mixsup.labels.formats.base import AnnotationFormat, Outline, polygon, vertex
-from mixsup.user_files import parse_number
+from mixsup.storage.user_files import parse_number
 
 log = logging.getLogger(__name__)
 

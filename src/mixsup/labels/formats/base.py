@@ -11,7 +11,7 @@ from shapely.geometry import Polygon
 from shapely.geometry.base import BaseGeometry
 
 from mixsup.errors import AnnotationError
-from mixsup.user_files import finite, parse_number
+from mixsup.storage.user_files import finite, parse_number
 
 Outline = tuple[str, BaseGeometry]  # (class name as written in the file, level-0 geometry)
 

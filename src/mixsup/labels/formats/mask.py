@@ -18,11 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from mixsup.atomic import atomic_path
 from mixsup.config import DEFAULT_MASK_VALUES, MaskRole
 from mixsup.errors import AnnotationError
 from mixsup.labels.regions import SlideAnnotations, mask_to_annotations
-from mixsup.user_files import parse_json
+from mixsup.storage.atomic import atomic_path
+from mixsup.storage.user_files import parse_json
 
 MAX_PIXELS = 1 << 26  # 64 MB as uint8 (8192²); outlines are traced at that level at most
 # Coarser masks label a whole training patch (512 px at level 0) with one pixel or less.

@@ -11,10 +11,10 @@ import shapely
 from shapely.geometry import mapping, shape
 from shapely.geometry.base import BaseGeometry
 
-from mixsup.atomic import write_json
 from mixsup.errors import AnnotationError
 from mixsup.labels.formats.base import AnnotationFormat, Outline
 from mixsup.labels.regions import ROLE_COLORS, Region, SlideAnnotations
+from mixsup.storage.atomic import write_json
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,183 @@
+"""The exported model: θ1 + θ2 of the selected round, with everything needed to use them.
+
+    bundle/bundle.json   version, config, preprocessing, selected round, threshold, losses
+    bundle/theta1.pt     segmenter weights
+    bundle/theta2.pt     classifier weights
+"""
+
+from __future__ import annotations
+
+import filecmp
+import json
+import shutil
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mixsup import __version__
+from mixsup.config import Config, EncoderSpec, validate
+from mixsup.errors import MixsupError
+from mixsup.methods.registry import Mode, get_mode
+from mixsup.models.encoders import input_norm, timm_build
+from mixsup.models.factory import build_theta2, theta2_input
+from mixsup.storage.artefacts import fill_strictly, load_checkpoint
+from mixsup.storage.atomic import as_written, write_json
+from mixsup.storage.user_files import finite, parse_json, read_text
+
+BUNDLE_FORMAT = "mixsup-bundle-v1"
+BUNDLE_FIX = "re-export the bundle from its run folder (mixsup train --resume), or restore it"
+
+
+@dataclass(frozen=True)
+class BundleFile:
+    """A bundle folder and its ``bundle.json``, read and checked once."""
+
+    dir: Path
+    meta: dict[str, Any]  # bundle.json as written by ``export_bundle``
+    cfg: Config
+
+    @property
+    def mode(self) -> Mode:
+        return get_mode(str(self.meta.get("mode", "mixed")))
+
+    @property
+    def threshold(self) -> float:
+        return float(self.meta["operating_threshold"])
+
+
+@dataclass(frozen=True)
+class Bundle:
+    file: BundleFile
+    theta1: torch.nn.Module
+    theta2: torch.nn.Module | None  # None for the image-level (MIL) baseline
+
+
+def export_bundle(out_dir: Path, cfg: Config, mode: Mode, theta1_ckpt: Path,
+                  theta2_ckpt: Path | None, info: dict[str, Any]) -> Path:
+    """``theta1`` is the segmenter (or, for the image mode, the MIL patch classifier). A
+    bundle already there with the same weights and contents (a resumed run) is left as it is."""
+    meta = {
+        "format": BUNDLE_FORMAT,
+        "mixsup_version": __version__,
+        "mode": mode.name,
+        "preprocessing": {
+            "mpp": cfg.tiling.mpp,
+            "patch_size": cfg.tiling.patch_size,
+            "overlap": cfg.tiling.overlap,
+            "normalisation": _normalisation(cfg, mode),
+            "map_downsample": mode.map_downsample(cfg),
+            "top_k": mode.top_k(cfg),
+            "tissue": cfg.tissue.model_dump(mode="json"),
+        },
+        "theta1": {"encoder": mode.theta1_input(cfg)[0], "file": "theta1.pt"},
+        "theta2": None if theta2_ckpt is None else {
+            "encoder": theta2_input(cfg.model, cfg.stage2)[0], "init": cfg.stage2.init,
+            "file": "theta2.pt"},
+        **info,
+        "config": cfg.model_dump(mode="json"),
+    }
+    ckpts = {"theta1": theta1_ckpt, "theta2": theta2_ckpt}
+    if _same_bundle(out_dir, meta, ckpts):
+        return out_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "bundle.json").unlink(missing_ok=True)
+    for name, src in ckpts.items():
+        if src is not None:
+            shutil.copyfile(src, out_dir / f".{name}.pt.tmp")
+            (out_dir / f".{name}.pt.tmp").replace(out_dir / f"{name}.pt")
+    meta["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    write_json(out_dir / "bundle.json", meta)  # written last: a bundle with it is complete
+    return out_dir
+
+
+def _same_bundle(out_dir: Path, meta: dict[str, Any], ckpts: dict[str, Path | None]) -> bool:
+    path = out_dir / "bundle.json"
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    if not isinstance(old, dict):
+        return False
+    old.pop("created", None)
+    filecmp.clear_cache()
+    # compared as text: NaN (a loss without steps) is not equal to itself as a float
+    same = json.dumps(old, sort_keys=True) == json.dumps(as_written(meta), sort_keys=True)
+    return same and all(
+        src is None or ((out_dir / f"{name}.pt").is_file()
+                        and filecmp.cmp(src, out_dir / f"{name}.pt", shallow=False))
+        for name, src in ckpts.items())
+
+
+def _normalisation(cfg: Config, mode: Mode) -> dict[str, Any]:
+    """Each model's input: RGB / 255, then (x - mean) / std (done inside the model)."""
+    def norm(encoder: str, pretrained: bool, spec: EncoderSpec | None) -> dict[str, Any]:
+        mean, std = input_norm(encoder, pretrained, spec)
+        size = timm_build(encoder, spec).input_size if spec else None
+        return {"scale": 1 / 255, "mean": mean, "std": std, "resize_to": size}
+
+    out = {"theta1": norm(*mode.theta1_input(cfg), mode.encoder_spec(cfg))}
+    if mode.theta2:
+        out["theta2"] = norm(*theta2_input(cfg.model, cfg.stage2),
+                             None if cfg.stage2.init == "theta1" else cfg.stage2)
+    return out
+
+
+def read_bundle(path: str | Path) -> BundleFile:
+    """The bundle of a run folder (or the bundle folder itself)."""
+    path = Path(path)
+    if (path / "bundle").is_dir():
+        path = path / "bundle"
+    meta_path = path / "bundle.json"
+    if not meta_path.is_file():
+        raise MixsupError("no model bundle here",
+                          "pass a finished run folder (with bundle/) or its bundle folder", path)
+    meta = parse_json(read_text(meta_path, "bundle.json"), meta_path, "bundle.json")
+    if not isinstance(meta, dict) or meta.get("format") != BUNDLE_FORMAT:
+        raise MixsupError("unknown bundle format", "re-export it with this mixsup", meta_path)
+    config = meta.get("config")
+    if not isinstance(config, dict):
+        raise MixsupError("the bundle has no config", "re-export it with this mixsup", meta_path)
+    bundle = BundleFile(path, meta, validate(config))
+    finite(meta.get("operating_threshold"), "operating_threshold", meta_path, low=0.0, high=1.0)
+    if meta.get("theta2") is not None and not isinstance(meta.get("theta2"), dict):
+        raise MixsupError(f"theta2 is {str(meta.get('theta2'))[:40]!r}, neither null nor the "
+                          "θ2 record", BUNDLE_FIX, meta_path)
+    if bundle.mode.theta2 != bool(meta.get("theta2")):
+        raise MixsupError(f"a {bundle.mode.name}-mode bundle "
+                          + ("without θ2" if bundle.mode.theta2 else "with a θ2"),
+                          "re-export the bundle from its run folder", meta_path)
+    return bundle
+
+
+def load_bundle(bundle: BundleFile | str | Path, device: torch.device | str = "cpu") -> Bundle:
+    bf = bundle if isinstance(bundle, BundleFile) else read_bundle(bundle)
+    theta1 = bf.mode.build_theta1(bf.cfg, load_weights=False)
+    _fill(theta1, bf.dir / "theta1.pt", device)
+    theta2 = None
+    if bf.meta.get("theta2"):
+        theta2 = build_theta2(bf.cfg.model, bf.cfg.stage2, load_weights=False)
+        _fill(theta2, bf.dir / "theta2.pt", device)
+        theta2.eval()
+    return Bundle(bf, theta1.eval(), theta2)
+
+
+def _fill(module: torch.nn.Module, path: Path, device: torch.device | str) -> None:
+    """The checkpoint's weights into ``module``: named real, finite tensors of the model's
+    names and shapes, else one error naming the file and the first tensor at fault."""
+    state = load_checkpoint(path, device).get("model")
+    if not isinstance(state, dict) or not state or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise MixsupError("the checkpoint holds no weights (a mapping of names to tensors)",
+                          BUNDLE_FIX, path)
+    bad = [k for k, v in state.items() if v.is_complex()
+           or (v.is_floating_point() and not bool(torch.isfinite(v).all()))]
+    if bad:
+        raise MixsupError(f"{len(bad)} tensor(s) hold complex, NaN or infinite values (first: "
+                          f"{bad[0]})", BUNDLE_FIX, path)
+    try:
+        fill_strictly(module, state, path)
+    except MixsupError as exc:
+        raise MixsupError(exc.what, BUNDLE_FIX, path) from None
