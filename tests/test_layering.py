@@ -21,7 +21,8 @@ import pytest
 import mixsup.inference
 
 FORBIDDEN = "mixsup.train"
-SCORING = sorted(f"mixsup.inference.{m.name}" for m in pkgutil.iter_modules(mixsup.inference.__path__))
+SCORING = sorted(f"mixsup.inference.{m.name}"
+                 for m in pkgutil.iter_modules(mixsup.inference.__path__))
 
 PROBE = """
 import importlib, json, sys
@@ -43,12 +44,13 @@ def _training(modules: list[str]) -> list[str]:
 
 
 def test_the_scoring_package_lists_its_modules():
-    assert {"mixsup.inference.patch_maps", "mixsup.inference.map_store", "mixsup.inference.theta2",
-            "mixsup.inference.stores", "mixsup.inference.topk"} <= set(SCORING)
+    assert {"mixsup.inference.patch_maps", "mixsup.inference.map_store",
+            "mixsup.inference.theta2", "mixsup.inference.stores",
+            "mixsup.inference.topk"} <= set(SCORING)
 
 
-@pytest.mark.parametrize("module", ["mixsup.predict.engine", "mixsup.methods.bundle", "mixsup.inference",
-                                    *SCORING])
+@pytest.mark.parametrize("module", ["mixsup.predict.engine", "mixsup.methods.bundle",
+                                    "mixsup.inference", *SCORING])
 def test_module_imports_no_training_code(module):
     modules = _imported_by(module)
     assert module in modules  # the probe really imported it
