@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from mixsup.config import load_config
-from mixsup.inference import cpu_backend
+from mixsup.inference import cpu_backend, settings
 from mixsup.inference.cpu_backend import ExportedModel, cached_graph, inference_model, weights_key
 from mixsup.inference.patch_maps import map_slides
 from mixsup.inference.settings import InferSettings
@@ -107,20 +107,20 @@ def test_a_graph_that_points_at_external_data_is_refused(tmp_path):
 
 
 def test_backend_choice(monkeypatch):
-    assert cpu_backend.resolve_backend("auto", torch.device("cuda", 0)) == "torch"
-    assert cpu_backend.resolve_backend("openvino", torch.device("cuda", 0)) == "torch"
-    assert cpu_backend.resolve_backend("torch", CPU) == "torch"
-    monkeypatch.setattr(cpu_backend, "_installed", lambda *_m: False)
-    assert cpu_backend.resolve_backend("auto", CPU) == "torch"  # falls back, with a log line
+    assert settings.resolve_backend("auto", torch.device("cuda", 0)) == "torch"
+    assert settings.resolve_backend("openvino", torch.device("cuda", 0)) == "torch"
+    assert settings.resolve_backend("torch", CPU) == "torch"
+    monkeypatch.setattr(settings, "_installed", lambda *_m: False)
+    assert settings.resolve_backend("auto", CPU) == "torch"  # falls back, with a log line
     with pytest.raises(Exception, match="needs the onnxruntime and onnx packages"):
-        cpu_backend.resolve_backend("onnxruntime", CPU)
-    monkeypatch.setattr(cpu_backend, "_installed", lambda *_m: True)
-    assert cpu_backend.resolve_backend("auto", CPU) == "openvino"
+        settings.resolve_backend("onnxruntime", CPU)
+    monkeypatch.setattr(settings, "_installed", lambda *_m: True)
+    assert settings.resolve_backend("auto", CPU) == "openvino"
     cfg = load_config("tiny", overrides=["runtime.backend=torch"])
     assert InferSettings.from_config(cfg, CPU).backend == "torch"
 
 
-@pytest.mark.skipif(not cpu_backend._installed("openvino", "onnx"), reason="needs openvino")
+@pytest.mark.skipif(not settings._installed("openvino", "onnx"), reason="needs openvino")
 def test_a_finished_run_keeps_no_training_graphs(trained):
     # the fixture trained with runtime.backend=auto, so its rounds ran through the graphs
     assert (trained.run_dir / "config.yaml").is_file()

@@ -10,7 +10,6 @@ taken from anywhere else. benchmarks/bench_estep.py and bench_run.py measure the
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import io
 import logging
 import warnings
@@ -29,32 +28,6 @@ from mixsup.storage.artefacts import load_graph, save_graph
 log = logging.getLogger(__name__)
 GRAPH_VERSION = "1"  # bump when the export below changes
 OPSET = 17
-# What ``runtime.backend: auto`` picks on a CPU, fastest first (benchmarks/bench_estep.py,
-# model only: OpenVINO 1.4-2.2x PyTorch's channels_last, ONNX Runtime 1.0-1.6x).
-AUTO_ORDER = ("openvino", "onnxruntime")
-
-
-def _installed(*modules: str) -> bool:
-    return all(importlib.util.find_spec(m) is not None for m in modules)
-
-
-def resolve_backend(choice: str, device: torch.device) -> str:
-    """The engine that runs inference: ``torch``, ``onnxruntime`` or ``openvino``."""
-    if device.type != "cpu" or choice == "torch":
-        return "torch"
-    if choice == "auto":
-        for name in AUTO_ORDER:
-            if _installed(name, "onnx"):
-                return name
-        log.info("runtime.backend=auto: neither openvino nor onnxruntime (with onnx) is "
-                 "installed; inference on the CPU runs in PyTorch")
-        return "torch"
-    if not _installed(choice, "onnx"):
-        raise MixsupError(f"runtime.backend={choice} needs the {choice} and onnx packages",
-                          f"pip install {choice} onnx, or set runtime.backend=auto")
-    return choice
-
-
 def weights_key(model: torch.nn.Module, input_shape: tuple[int, ...]) -> str:
     """Hash of the module's structure, weights and the exported input shape."""
     h = hashlib.sha256(repr((GRAPH_VERSION, OPSET, input_shape, str(model))).encode())

@@ -1,7 +1,10 @@
-"""How inference runs: one frozen value instead of six loose arguments."""
+"""How inference runs: one frozen value instead of six loose arguments, and the engine that
+runs it on a CPU (``runtime.backend``; the engines themselves: ``cpu_backend``)."""
 
 from __future__ import annotations
 
+import importlib.util
+import logging
 from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
@@ -9,7 +12,10 @@ from pathlib import Path
 import torch
 
 from mixsup.config import Config
+from mixsup.errors import MixsupError
 from mixsup.runtime.device import use_channels_last
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -39,6 +45,30 @@ class InferSettings:
 
 @cache  # decided (and logged) once per process
 def _backend(choice: str, device: torch.device) -> str:
-    from mixsup.inference.cpu_backend import resolve_backend
-
     return resolve_backend(choice, device)
+
+
+# What ``runtime.backend: auto`` picks on a CPU, fastest first (benchmarks/bench_estep.py,
+# model only: OpenVINO 1.4-2.2x PyTorch's channels_last, ONNX Runtime 1.0-1.6x).
+AUTO_ORDER = ("openvino", "onnxruntime")
+
+
+def _installed(*modules: str) -> bool:
+    return all(importlib.util.find_spec(m) is not None for m in modules)
+
+
+def resolve_backend(choice: str, device: torch.device) -> str:
+    """The engine that runs inference: ``torch``, ``onnxruntime`` or ``openvino``."""
+    if device.type != "cpu" or choice == "torch":
+        return "torch"
+    if choice == "auto":
+        for name in AUTO_ORDER:
+            if _installed(name, "onnx"):
+                return name
+        log.info("runtime.backend=auto: neither openvino nor onnxruntime (with onnx) is "
+                 "installed; inference on the CPU runs in PyTorch")
+        return "torch"
+    if not _installed(choice, "onnx"):
+        raise MixsupError(f"runtime.backend={choice} needs the {choice} and onnx packages",
+                          f"pip install {choice} onnx, or set runtime.backend=auto")
+    return choice
