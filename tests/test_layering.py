@@ -58,19 +58,18 @@ TOP = frozenset({"mixsup", "mixsup.__main__"})
 # Edges against the order (and the loops they close), each with the reason it stays. Keep
 # this short: (importer, the module it names) -> why.
 ALLOWED: dict[tuple[str, str], str] = {
-    **{("mixsup.methods.registry", target): (
-        "a plug-in table: the modes registry names each mode's trainer and scorer as a "
-        "'module:attr' string, imported on first use, so that the commands that read the table "
-        "start without torch; a mode's code lies above the table that lists it and imports it "
-        "(a loop, through the string)")
-       for target in ("mixsup.train.api", "mixsup.train.abmil", "mixsup.inference.slide",
-                      "mixsup.inference.attention")},
+    **{(f"mixsup.methods.{method}", target): (
+        "a method's typed Mode imports its trainer and scorer, which lie above the table that "
+        "lists it (and import it), inside its methods: the commands that read the table start "
+        "without torch")
+       for method, targets in (("segmenter", ("train.api", "inference.slide")),
+                               ("topk_mil", ("train.api", "inference.slide")),
+                               ("abmil", ("train.abmil", "inference.attention")))
+       for target in (f"mixsup.{t}" for t in targets)},
 }
 # Modules that import a module named at run time, each with the reason.
 DYNAMIC: dict[str, str] = {
     "mixsup": "the public API's table of lazy imports (``_API``), all of them literal strings",
-    "mixsup.methods.registry": "``Mode.load`` imports the 'module:attr' strings of ``MODES``, "
-                               "literal strings that are checked as imports above",
     "mixsup.models.encoders": "the pip package that ships an encoder's ImageNet weights, not "
                               "a mixsup module",
 }

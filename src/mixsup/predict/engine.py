@@ -191,7 +191,7 @@ class _SlidePredictor:
         self.cfg, self.out = cfg, out
         # The graphs a CPU backend runs are cached beside the bundle's checkpoints.
         settings = InferSettings.from_config(cfg, device, models.file.dir / "graphs")
-        self.scorer = models.file.mode.load("scorer")(models, cfg, out, settings)
+        self.scorer = models.file.mode.scorer(models, cfg, out, settings)
 
     def __call__(self, slide_id: str, path: Path, thr: float) -> SlidePrediction:
         cfg, out = self.cfg, self.out

@@ -58,7 +58,7 @@ def train(data_dir: str | Path, out: str | Path, cfg: Config, mode: str = "mixed
                   checked=checked)
     with phase(run_dir, "tiling", dist.main):
         val = slide_set(data, ("val",), cfg, run_dir / "tiles", strict, progress, dist)
-    summary = spec.load("trainer")(ctx, spec, val if val.labelled() else None)
+    summary = spec.train(ctx, val if val.labelled() else None)
     if dist.main:
         write_json(run_dir / "summary.json", to_json(summary))
         # They served the rounds (and a resume); predict caches its own beside the bundle.

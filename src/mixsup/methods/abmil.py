@@ -1,0 +1,38 @@
+"""The attention baseline: gated-attention MIL (Ilse et al., CLAM) on a frozen encoder's
+cached features, slide labels only; its slide score is the head's, its map the attention."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mixsup.config import Config
+from mixsup.methods.mode import Mode
+
+if TYPE_CHECKING:
+    from torch import nn
+
+
+@dataclass(frozen=True)
+class ABMILMode(Mode):
+    em_rounds: bool = False
+    theta2: bool = False
+    section: str = "abmil"
+    ranks_by_probability: bool = False
+    cached_features: bool = True
+
+    def train(self, ctx: Any, val: Any) -> Any:
+        from mixsup.train.abmil import train_abmil
+
+        return train_abmil(ctx, self, val)
+
+    def build_theta1(self, cfg: Config, load_weights: bool = True) -> nn.Module:
+        from mixsup.models.abmil import build_bundled
+
+        return build_bundled(cfg, load_weights)
+
+    def scorer(self, models: Any, cfg: Config, out: Path, settings: Any) -> Any:
+        from mixsup.inference.attention import AttentionScorer
+
+        return AttentionScorer(models, cfg, out, settings)
