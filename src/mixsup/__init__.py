@@ -9,6 +9,9 @@ The public API, imported lazily so that ``import mixsup`` stays light:
     train(data_dir, out, cfg, mode="mixed", resume=False) -> TrainResult
     predict(run, [(slide_id, path), ...], out) -> PredictResult
     evaluate(predictions_csv, labels_csv, out) -> Evaluation
+    run_experiment(data_dir, out, preset="small", modes=..., seeds=(0,)) -> Experiment
+    read_bundle(run) -> BundleFile
+    load_bundle(run, device="cpu") -> Bundle
 """
 
 from __future__ import annotations
@@ -26,6 +29,9 @@ _API = {
     "train": "mixsup.train.api",
     "predict": "mixsup.predict.engine",
     "evaluate": "mixsup.evaluate.report",
+    "run_experiment": "mixsup.experiment.core",
+    "read_bundle": "mixsup.methods.bundle",
+    "load_bundle": "mixsup.methods.bundle",
 }
 __all__ = [*_API, "__version__"]
 

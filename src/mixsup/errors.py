@@ -34,3 +34,8 @@ class DatasetError(MixsupError):
 
 class ConfigError(MixsupError):
     """A configuration with unknown keys or out-of-range values."""
+
+
+class ModelOutputError(MixsupError):
+    """A model that gives NaN or infinite outputs: every input would get them, so the work
+    stops instead of skipping the input."""

@@ -12,10 +12,12 @@ from tests.helpers import fast_config
 
 def test_an_identical_export_rewrites_nothing_and_a_changed_one_rewrites(tmp_path,
                                                                          monkeypatch):
+    from mixsup.storage.artefacts import save_checkpoint
+
     cfg, mode = fast_config(1), get_mode("mixed")
     t1, t2 = tmp_path / "t1.pt", tmp_path / "t2.pt"
-    t1.write_bytes(b"theta1 weights")
-    t2.write_bytes(b"theta2 weights")
+    save_checkpoint(t1, {"model": "theta1 weights"})
+    save_checkpoint(t2, {"model": "theta2 weights"})
     writes: list[str] = []
     real_copy, real_json = bundle_mod.shutil.copyfile, bundle_mod.write_json
     monkeypatch.setattr(bundle_mod.shutil, "copyfile",
@@ -30,9 +32,9 @@ def test_an_identical_export_rewrites_nothing_and_a_changed_one_rewrites(tmp_pat
     export_bundle(out, cfg, mode, t1, t2, info)  # NaN included: it compares as written
     assert writes == []
 
-    t2.write_bytes(b"theta2 weights, retrained")
+    save_checkpoint(t2, {"model": "theta2 weights, retrained"})
     export_bundle(out, cfg, mode, t1, t2, info)
-    assert (out / "theta2.pt").read_bytes() == b"theta2 weights, retrained" and writes
+    assert (out / "theta2.pt").read_bytes() == t2.read_bytes() and writes
 
     writes.clear()
     export_bundle(out, cfg, mode, t1, t2, {**info, "selected_round": 2})
@@ -87,13 +89,38 @@ def test_weights_that_do_not_fit_or_are_not_finite_are_refused_naming_the_file(t
     load_bundle(out)  # the untouched bundle loads
     good = load_checkpoint(out / "theta1.pt")["model"]
     name = next(k for k, v in good.items() if v.is_floating_point() and v.ndim == 4)
-    cases = {"NaN": {**good, name: torch.full_like(good[name], float("nan"))},
-             "do not fit": {**good, name: good[name][:1]},
-             "not in the file": {k: v for k, v in good.items() if k != name},
-             "no weights": {}}
-    for says, state in cases.items():
-        save_checkpoint(out / "theta1.pt", {"model": state})
+    var = next(k for k in good if k.endswith("running_var"))
+    cases = [("NaN", name, {**good, name: torch.full_like(good[name], float("nan"))}),
+             ("do not fit", name, {**good, name: good[name][:1]}),
+             ("not in the file", name, {k: v for k, v in good.items() if k != name}),
+             ("negative-variance", var, {**good, var: -good[var] - 1}),
+             ("no weights", "", {}), ("no weights", "", "abc"), ("no weights", "", []),
+             ("no weights", "", None)]
+    for says, first, state in cases:
+        save_checkpoint(out / "theta1.pt", {} if state is None else {"model": state})
         with pytest.raises(MixsupError, match=says) as exc:
             load_bundle(out)
         assert exc.value.path == str(out / "theta1.pt")
-        assert name in str(exc.value) or says == "no weights"
+        assert first in str(exc.value)
+
+
+def test_an_older_bundle_json_still_reads_into_the_typed_record(tmp_path):
+    """Keys later versions added (mode, θ2's init, resize_to, theta1_slides) may be missing,
+    the first bundles' unkeyed normalisation reads as θ1's, and unknown keys are kept."""
+    from mixsup.methods.bundle import read_bundle
+
+    out, _ = _bundle(tmp_path)
+    meta = json.loads((out / "bundle.json").read_text())
+    for key in ("mode", "theta1_slides", "created"):
+        meta.pop(key, None)
+    meta["theta2"].pop("init")
+    norm = meta["preprocessing"]["normalisation"]["theta1"]
+    norm.pop("resize_to")
+    meta["preprocessing"]["normalisation"] = norm
+    meta["from_a_later_version"] = 1
+    (out / "bundle.json").write_text(json.dumps(meta))
+    bundle = read_bundle(out)
+    assert bundle.mode.name == "mixed" and bundle.meta.theta1_slides is None
+    assert bundle.meta.preprocessing.normalisation["theta1"].mean == tuple(norm["mean"])
+    assert bundle.meta.preprocessing.patch_size == bundle.cfg.tiling.patch_size
+    assert bundle.meta.model_extra == {"from_a_later_version": 1}

@@ -78,7 +78,7 @@ def feature_sets(run: Path, data: Dataset) -> dict[str, list[SlideRecord]]:
     """Slides with a node_class: the train split, split by whether the run's θ1 learnt from
     them (``heldout`` / ``in_sample``), and the val split. Bundles that do not list θ1's
     slides count every train slide as in-sample."""
-    seen = read_bundle(run).meta.get("theta1_slides")
+    seen = read_bundle(run).meta.theta1_slides
     train = [r for r in data.split("train") if r.node_class]
     heldout = [r for r in train if seen is not None and r.slide_id not in seen]
     return {"train": train, "heldout": heldout,

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mixsup.config import MPP_RANGE, PRESETS, Config
+from mixsup.storage.user_files import output_path_problem
 
 if TYPE_CHECKING:
     from mixsup.evaluate.metrics import SlideMetrics
@@ -60,6 +61,15 @@ def text_arg(flag: str) -> Callable[[str], str]:
         return raw
 
     return parse
+
+
+def out_arg(raw: str) -> str:
+    """An argparse type for an output folder: a path that can be made, checked before any
+    work starts (``output_path_problem``); argparse's message names the flag."""
+    problem = output_path_problem(raw)
+    if problem:
+        raise argparse.ArgumentTypeError(f"{raw!r}: {problem}")
+    return raw
 
 
 def int_in(low: int, high: int, flag: str) -> Callable[[str], int]:

@@ -14,6 +14,7 @@ from mixsup.cli.common import (
     load_cfg,
     mpp_arg,
     number_in,
+    out_arg,
     print_dataset,
     split_fractions,
 )
@@ -29,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Command]:
     p.add_argument("--mpp", type=mpp_arg, default=None, help="MPP override")
 
     p = sub.add_parser("synth", help="generate a dataset of pyramidal TIFF slides")
-    p.add_argument("out")
+    p.add_argument("out", type=out_arg)
     p.add_argument("--kind", choices=["shapes", "pcam"], default="shapes")
     p.add_argument("--n-slides", type=int, default=None)
     p.add_argument("--size", type=int, default=None, help="slide side in level-0 pixels")
@@ -60,7 +61,8 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Command]:
 
     p = sub.add_parser("tile", help="tissue-detect and tile every slide of a dataset")
     p.add_argument("data")
-    p.add_argument("--out", default=None, help="tiles folder (default: DATA/tiles/<settings>)")
+    p.add_argument("--out", default=None, type=out_arg,
+                   help="tiles folder (default: DATA/tiles/<settings>)")
     p.add_argument("--strict", action="store_true", help="fail on the first bad slide")
     config_args(p)
 

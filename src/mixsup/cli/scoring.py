@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mixsup.cli.common import Command, cli_overrides, mpp_arg, print_metrics
+from mixsup.cli.common import Command, cli_overrides, mpp_arg, out_arg, print_metrics
 
 
 def register(sub: argparse._SubParsersAction) -> dict[str, Command]:
@@ -14,7 +14,7 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Command]:
     p.add_argument("slides", nargs="*", help="slide files or folders")
     p.add_argument("--data", default=None, help="dataset directory (with --split)")
     p.add_argument("--split", default=None, choices=["train", "val", "test"])
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, type=out_arg)
     p.add_argument("--threshold", type=float, default=None,
                    help="operating threshold (default: the bundle's, chosen on val)")
     p.add_argument("--strict", action="store_true", help="fail on the first bad slide")
@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Command]:
     p = sub.add_parser("evaluate", help="metrics, ROC and report from predictions.csv")
     p.add_argument("predictions")
     p.add_argument("--labels", required=True, help="slides.csv with slide_id,label")
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, type=out_arg)
     p.add_argument("--threshold", type=float, default=None,
                    help="operating threshold in [0, 1] (default: predict.json's, else 0.5)")
     return {"predict": cmd_predict, "evaluate": cmd_evaluate}

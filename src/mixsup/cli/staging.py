@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mixsup.cli.common import Command
+from mixsup.cli.common import Command, out_arg
 
 
 def register(sub: argparse._SubParsersAction) -> dict[str, Command]:
@@ -25,11 +25,11 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Command]:
     q.add_argument("run")
     q.add_argument("--data", required=True)
     q.add_argument("--split", default="test")
-    q.add_argument("--out", required=True)
+    q.add_argument("--out", required=True, type=out_arg)
     q = stage.add_parser("evaluate", help="quadratic-weighted kappa of pN stages")
     q.add_argument("predictions", help="Camelyon17-format CSV (patient and/or node rows)")
     q.add_argument("--labels", required=True, help="e.g. stage_labels.csv")
-    q.add_argument("--out", required=True)
+    q.add_argument("--out", required=True, type=out_arg)
     return {"stage": cmd_stage}
 
 

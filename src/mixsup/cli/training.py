@@ -15,6 +15,7 @@ from mixsup.cli.common import (
     fmt,
     int_in,
     load_cfg,
+    out_arg,
     print_dataset,
     print_metrics,
     text_arg,
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 def register(sub: argparse._SubParsersAction) -> dict[str, Command]:
     p = sub.add_parser("train", help="train θ1 (EM rounds) and θ2 on a dataset")
     p.add_argument("data")
-    p.add_argument("--out", required=True, help="run folder")
+    p.add_argument("--out", required=True, type=out_arg, help="run folder")
     p.add_argument("--mode", choices=list(MODES), default="mixed",
                    help="; ".join(f"{m.name}: {m.help}" for m in MODES.values()))
     p.add_argument("--resume", action="store_true", help="continue an interrupted run")
@@ -45,7 +46,8 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Command]:
     p = sub.add_parser("features", help="cache a frozen encoder's features of every tissue "
                        "patch (for --mode abmil), one zarr store per slide")
     p.add_argument("data")
-    p.add_argument("--out", required=True, help="feature folder (one per encoder)")
+    p.add_argument("--out", required=True, type=out_arg,
+                   help="feature folder (one per encoder)")
     p.add_argument("--encoder", type=text_arg("--encoder"), default=None,
                    help="timm name or recipe (uni, virchow2, ...): abmil.encoder; its other "
                    "settings go in --set abmil.*")
@@ -56,7 +58,7 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Command]:
 
     p = sub.add_parser("experiment", help="compare modes (and ablations) over seeds")
     p.add_argument("data")
-    p.add_argument("--out", required=True, type=text_arg("--out"),
+    p.add_argument("--out", required=True, type=out_arg,
                    help="experiment folder (runs/, tables; re-running resumes)")
     p.add_argument("--modes", type=modes_arg, default=tuple(MODES),
                    help=f"comma-separated, each once (default {','.join(MODES)})")
@@ -117,7 +119,7 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Command]:
     config_args(p)
 
     p = sub.add_parser("demo", help="run the main job end to end on the embedded shapes dataset")
-    p.add_argument("--out", default="demo-out")
+    p.add_argument("--out", default="demo-out", type=out_arg)
     return {"train": cmd_train, "features": cmd_features, "experiment": cmd_experiment,
             "rounds": cmd_rounds,
             "config": cmd_config, "demo": cmd_demo}

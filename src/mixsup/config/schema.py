@@ -21,6 +21,12 @@ PRESETS = ("paper", "small", "tiny")
 # Microns per pixel that a real scan can have (40x is 0.25, a 1.25x thumbnail 8): values
 # outside are typos or broken metadata, and 1e-4 would tile petabytes.
 MPP_RANGE = (0.01, 100.0)
+# Decoded-tile cache per process (reader.cache_bytes), shared by the process's open slides.
+READER_CACHE_BYTES = 32 * 1024 * 1024
+# θ2 reads a slide's top-K patches into memory at once (K x 512 x 512 x 3 bytes a slide, and
+# the whole slide's patches at predict time when K exceeds them): far above the paper's 16,
+# this is a typo or a tampered bundle that would exhaust the memory.
+MAX_TOP_K = 1024
 
 
 def _not_bool(value: Any) -> Any:
@@ -42,7 +48,7 @@ class _Frozen(BaseModel):
 class ReaderConfig(_Frozen):
     backend: Literal["auto", "tifftiles", "openslide", "tiffslide"] = "auto"
     mpp: Mpp | None = Field(None, description="override for slides without MPP metadata")
-    cache_bytes: int = Field(32 * 1024 * 1024, ge=0, description="decoded-tile cache per "
+    cache_bytes: int = Field(READER_CACHE_BYTES, ge=0, description="decoded-tile cache per "
                              "process, shared by its open slides; tifftiles and the OpenSlide "
                              "it falls back on each keep one, so up to twice this")
 
@@ -122,8 +128,9 @@ class RuntimeConfig(_Frozen):
     amp: bool = True  # autocast on GPU (bf16 where supported)
     # auto: channels_last, but NCHW for inference on a GPU (runtime.use_channels_last)
     layout: Literal["auto", "channels_last", "nchw"] = "auto"
-    channels_last: bool = Field(False, description="before 0.2: true is layout=channels_last "
-                                "(false, what every earlier run stored, leaves layout as set)")
+    channels_last: bool = Field(False, description="deprecated, kept so that older runs' "
+                                "configs load: true is layout=channels_last, false leaves "
+                                "layout as set")
     threads: int | None = Field(None, ge=1, description="torch CPU threads (default: all)")
     sync_bn: bool = False  # SyncBatchNorm across ranks under torchrun (GPU only)
     compile: bool = Field(False, description="torch.compile the forward passes (needs a C "
@@ -177,10 +184,8 @@ class Stage1Config(_Frozen):
     min_labelled: float = Field(0.5, ge=0, le=1, description="labelled fraction of a y_p patch")
     negative_fallback: Literal["none", "previous", "random"] = "random"
     negative_topup: int = Field(500, ge=1, description="random negatives added by the fallback")
-    # Patches of negative slides are correctly labelled whichever round found them, so keeping
-    # them adds no label noise; without it, a pool that shrinks once θ1 stops firing on
-    # negative tissue lets the next M-step forget those patches (PCam mosaics: the positive
-    # fraction on negative slides fell 0.05 -> 0.002 in round 1, then rose to 0.15 in round 2).
+    # Negative slides' patches are correct whichever round found them: keeping them adds no
+    # label noise and stops a shrinking pool from letting the next M-step forget them.
     keep_negatives: bool = Field(False, description="hard negatives accumulate over rounds")
     carry_optimizer: bool = Field(False, description="each M-step continues the previous "
                                   "round's optimiser state instead of a fresh AdamW")
@@ -242,7 +247,7 @@ class EncoderSpec(_Frozen):
 
 class Stage2Config(EncoderSpec):
     encoder: str = "dla34"
-    top_k: int = Field(16, ge=1)
+    top_k: int = Field(16, ge=1, le=MAX_TOP_K)
     epochs: int = Field(15, ge=0)
     slides_per_batch: int = Field(4, ge=1)
     steps_per_epoch: int | None = Field(None, ge=1, description="default: one pass over slides")

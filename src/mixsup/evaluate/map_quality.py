@@ -21,13 +21,13 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from mixsup.config.run import saved_config
-from mixsup.inference.map_store import StoredMaps, open_maps
+from mixsup.config.run import RUN_FIX, round_folders, saved_config
+from mixsup.inference.map_store import StoredMaps, finite_maps, read_maps
 from mixsup.inference.topk import top_k
 from mixsup.labels.annotations import read_annotations
 from mixsup.labels.regions import POSITIVE
 from mixsup.labels.table import load_dataset
-from mixsup.storage.user_files import parse_json, read_text
+from mixsup.storage.user_files import own_file, read_json
 from mixsup.synth.layout import answer_key
 
 
@@ -72,9 +72,11 @@ def run_selected_round(run_dir: Path) -> int | None:
     path = run_dir / "summary.json"
     if not path.is_file():
         return None
-    doc = parse_json(read_text(path, "run summary"), path, "run summary")
-    selected = doc.get("selected_round") if isinstance(doc, dict) else None
-    return selected if isinstance(selected, int) else None
+    with own_file(path, "run summary", RUN_FIX):
+        selected = read_json(path, "run summary")["selected_round"]
+        if selected is not None and (type(selected) is not int or selected < 0):
+            raise ValueError(f"selected_round is {selected!r}, not a round")
+    return selected
 
 
 @dataclass(frozen=True)
@@ -135,15 +137,15 @@ def round_map_quality(run_dir: str | Path, data_dir: str | Path,
     labels = {s.slide_id: s.label for s in load_dataset(data_dir).slides}
     threshold = run_threshold(run_dir)
     rows = []
-    for rdir in sorted(run_dir.glob("round_*"), key=lambda p: int(p.name.split("_")[1])):
-        maps = {store.stem: open_maps(store) for store in sorted((rdir / "maps").glob("*.zarr"))}
-        rows.append(map_quality(int(rdir.name.split("_")[1]), "train", maps, labels,
-                                truth_dir, k, threshold))
+    for r, rdir in round_folders(run_dir).items():
+        maps = {store.stem: read_maps(store) for store in sorted((rdir / "maps").glob("*.zarr"))}
+        rows.append(map_quality(r, "train", maps, labels, truth_dir, k, threshold))
     return rows
 
 
 def default_truth(data_dir: Path) -> Path:
-    """``mixsup synth``'s answer key beside the dataset (``truth/`` inside it, before 0.2)."""
+    """``mixsup synth``'s answer key beside the dataset, else ``truth/`` inside it (where
+    older datasets keep it)."""
     key = answer_key(data_dir)
     return key if key.is_dir() else data_dir / "truth"
 
@@ -167,14 +169,14 @@ def map_quality(r: int, split: str, maps: Mapping[str, StoredMaps | None],
             slide_y.append(int(label))
             slide_score.append(float(got.max_prob[top_k(got.max_prob, k)].mean()))
             slide_max[int(label)].append(float(np.max(got.max_prob)))
-        pred = got.maps[:] >= 0.5
+        pred = finite_maps(got) >= 0.5
         if label == 0:
             neg_pos += int(pred.sum())
             neg_all += pred.size
             continue
         truth = read_annotations(truth_path)
         m = got.maps.shape[-1]
-        ds = float(got.attrs["size0"]) / m
+        ds = got.size0 / m
         true = np.stack([truth.rasterize(x, y, m, m, ds) == POSITIVE for x, y in coords]) \
             if len(coords) else np.zeros_like(pred)
         i, u = int((pred & true).sum()), int((pred | true).sum())

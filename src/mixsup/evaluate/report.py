@@ -19,6 +19,7 @@ from mixsup.evaluate.metrics import (
     roc_points,
     slide_metrics,
 )
+from mixsup.labels.table import parse_label
 from mixsup.storage.atomic import write_json, write_text
 from mixsup.storage.records import to_json
 from mixsup.storage.user_files import (
@@ -73,12 +74,13 @@ def read_labels(path: Path) -> tuple[dict[str, int], dict[str, str]]:
             raise MixsupError(f"slide {sid!r} appears more than once (line {line})",
                               "keep one row per slide", path)
         centers[sid] = r.get("center") or ""
-        if raw == "":
-            continue
-        if raw not in ("0", "1", "0.0", "1.0"):
+        try:
+            label = parse_label(raw)
+        except ValueError:
             raise MixsupError(f"line {line}: label {raw[:40]!r} is not 0, 1 or empty",
-                              "write 1 for positive, 0 for negative slides", path)
-        labels[sid] = int(float(raw))
+                              "write 1 for positive, 0 for negative slides", path) from None
+        if label is not None:
+            labels[sid] = label
     return labels, centers
 
 
@@ -119,6 +121,27 @@ def evaluation(scores: np.ndarray, labels: np.ndarray, centers: list[str],
 
 def evaluate(pred_csv: str | Path, labels_csv: str | Path, out: str | Path,
              threshold: float | None = None) -> Evaluation:
+    """Score predictions against slide labels: ``metrics.json``, ``roc.png`` and
+    ``report.md`` in ``out``. Predicted slides without a label are left out (with a warning).
+
+    Args:
+        pred_csv: ``predictions.csv`` of a prediction folder.
+        labels_csv: A ``slides.csv``-like table with ``slide_id`` and ``label`` (1, 0 or
+            empty) and optionally ``center`` (then the metrics per center too).
+        out: The folder to write the report to.
+        threshold: The operating threshold in [0, 1]; default: the prediction folder's
+            ``predict.json``, else 0.5.
+
+    Returns:
+        The metrics over every labelled slide, and per center.
+
+    Example:
+        >>> from mixsup import evaluate
+        >>> result = evaluate("preds/predictions.csv", "data/slides.csv",
+        ...                   "report")  # doctest: +SKIP
+        >>> result.overall.auc  # doctest: +SKIP
+        0.91
+    """
     pred_csv, out = Path(pred_csv), Path(out)
     scores = read_predictions(pred_csv)
     labels, centers = read_labels(Path(labels_csv))

@@ -155,14 +155,44 @@ def run_experiment(data_dir: str | Path, out: str | Path, preset: str = "small",
                    progress: bool = True, workers: int = 1, base: bool = True,
                    test_data: str | Path | None = None, folds: int = 0,
                    share: bool = True, launcher: Launcher = LOCAL) -> Experiment:
-    """``workers`` > 1: that many runs at once, in child processes (``run_grid``).
-    ``test_data``: score the runs on that dataset's test split (an external test set) instead
-    of ``data_dir``'s (``HeldOut``). ``folds`` >= 3: grouped cross-validation over the
-    labelled slides (``experiment.folds``); the tables pool every fold's test slides.
-    ``share``: a variant that changes only stage-2 settings starts from its mode's plain run's
-    θ1 rounds at the same seed when that run has finished, and a pixel run from its mixed
-    sibling's round 0 (``train.reuse``). ``launcher``: the runs as cluster jobs instead of
-    local processes (``experiment.cluster``; their logs in ``out/jobs``)."""
+    """Every mode (and ablation) x seed: train, predict the test split, evaluate, then the
+    tables and figures (``results.md``, ``paired.csv``...). Re-running it resumes unfinished
+    runs.
+
+    Args:
+        data_dir: The dataset folder.
+        out: The experiment folder (runs in ``out/runs``).
+        preset: The config preset every run starts from.
+        modes: The training modes to run.
+        seeds: The seeds each variant runs with.
+        ablations: ``--ablate`` specs, ``key=v1,v2`` (``ABLATIONS`` lists the keys).
+        files: YAML config files on top of the preset.
+        overrides: ``key.sub=value`` overrides on top of the files.
+        per_center: Also report the metrics per center.
+        progress: Show progress bars.
+        workers: Runs at once; > 1 runs them in child processes (``run_grid``).
+        base: Run each mode's plain variant too, not only its ablations.
+        test_data: Score the runs on that dataset's test split (an external test set)
+            instead of ``data_dir``'s (``HeldOut``).
+        folds: >= 3: grouped cross-validation over the labelled slides
+            (``experiment.folds``); the tables pool every fold's test slides.
+        share: A variant that changes only stage-2 settings starts from its mode's plain
+            run's θ1 rounds at the same seed when that run has finished, and a pixel run from
+            its mixed sibling's round 0 (``train.reuse``).
+        launcher: The runs as cluster jobs instead of local processes
+            (``experiment.cluster``; their logs in ``out/jobs``).
+
+    Returns:
+        The summary rows (mean and std over seeds per variant), the tables folder and each
+        variant's prediction folder per seed.
+
+    Example:
+        >>> from mixsup.experiment.core import run_experiment
+        >>> exp = run_experiment("data", "exp", modes=("mixed", "pixel"),
+        ...                      seeds=(0, 1))  # doctest: +SKIP
+        >>> exp.tables / "results.md"  # doctest: +SKIP
+        PosixPath('exp/results.md')
+    """
     if workers < 1:
         raise ValueError(f"--jobs takes a number of parallel runs >= 1 (got {workers})")
     check_launcher(launcher)
@@ -474,7 +504,7 @@ def heatmap_grid(path: Path, preds: dict[str, Path], data_dir: Path, n_each: int
             ax = axes[r][c]
             png = pred / "heatmaps" / f"{rec.slide_id}.png"
             if png.is_file():
-                bgr = cv2.imread(str(png))
+                bgr = cv2.imdecode(np.fromfile(png, np.uint8), cv2.IMREAD_COLOR)
                 if bgr is None:
                     raise MixsupError("cannot read heatmap image",
                                       "delete it and re-run the prediction", png)

@@ -50,12 +50,12 @@ class AttentionScorer:
         # exported (or compiled) once here, not once per slide
         self.net = inference_model(net.encoder, settings, cfg.tiling.patch_size)
         self.settings = replace(settings, compile=False)
-        self.fingerprint: dict[str, Any] | None = models.file.meta.get("features_fingerprint")
-        self.cache = self._training_cache(models.file.meta.get("features"))
+        self.fingerprint: dict[str, Any] | None = models.file.meta.features_fingerprint
+        self.cache = self._training_cache(models.file.meta.features)
 
-    def _training_cache(self, folder: object) -> Path | None:
+    def _training_cache(self, folder: str | None) -> Path | None:
         """The training run's feature folder, where it still holds these features."""
-        if not isinstance(folder, str) or self.fingerprint is None:
+        if folder is None or self.fingerprint is None:
             return None
         return Path(folder) if holds(Path(folder), self.fingerprint) else None
 

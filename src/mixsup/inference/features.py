@@ -297,6 +297,7 @@ def extract_dataset(data_dir: str | Path, out: str | Path, cfg: Config,
     features of every tissue patch in ``out`` (one folder per encoder; resumes)."""
     from mixsup.dataset.tiles import slide_set
     from mixsup.labels.table import load_dataset
+    from mixsup.models.factory import build_embedder
     from mixsup.runtime.device import pick_device
 
     out = Path(out)
@@ -304,7 +305,10 @@ def extract_dataset(data_dir: str | Path, out: str | Path, cfg: Config,
         raise MixsupError("--out is a file", "name a folder for the features", out)
     data = load_dataset(data_dir)
     if dist.main:  # refused before any tiling
-        claim_folder(out, fingerprint(cfg, cfg.abmil))
+        fp = fingerprint(cfg, cfg.abmil)
+        if not holds(out, fp):  # an unknown encoder or unusable weights claim nothing
+            build_embedder(cfg.abmil)
+        claim_folder(out, fp)
     slides = slide_set(data, splits, cfg, out / "tiles", False, progress, dist)
     device = pick_device(cfg.runtime, dist.local_rank)
     got = extract_features(slides, list(range(len(slides.records))), cfg, cfg.abmil, out,

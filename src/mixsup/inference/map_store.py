@@ -25,6 +25,7 @@ import zarr
 from mixsup.errors import MixsupError
 from mixsup.inference.patch_maps import PatchMaps
 from mixsup.storage.artefacts import new_group, open_store
+from mixsup.storage.user_files import finite, own_file
 
 STORE_VERSION = 2
 CHUNK = 256  # patches per zarr chunk: the unit of every read and write
@@ -70,6 +71,12 @@ class StoredMaps:
     @cached_property
     def maps(self) -> LazyMaps:
         return LazyMaps(_array(open_store(self.path), "prob", self.path))
+
+    @property
+    def size0(self) -> float:
+        """The level-0 side of the patches (``attrs["size0"]``), refused unless a number >= 1."""
+        with own_file(self.path, "map store", MAPS_FIX):
+            return finite(self.attrs.get("size0"), "size0", low=1.0)
 
     @property
     def pixel_fraction(self) -> float:
@@ -219,23 +226,48 @@ def _array(group: zarr.Group, name: str, path: Path) -> zarr.Array:
     return node
 
 
+MAPS_FIX = ("delete the store: mixsup computes it again (a run's E-step maps on "
+            "`mixsup train --resume`)")
+
+
 def open_maps(path: str | Path, expect_key: str | None = None) -> StoredMaps | None:
-    """The store at ``path`` by reference, or None when absent, stale or unreadable."""
-    path = Path(path)
-    if not path.is_dir():
-        return None
+    """The store at ``path`` by reference, or None when absent, stale or unreadable (the
+    caller computes it again)."""
     try:
+        return read_maps(path, expect_key) if Path(path).is_dir() else None
+    except Exception:
+        return None
+
+
+def read_maps(path: str | Path, expect_key: str | None = None) -> StoredMaps:
+    """The store at ``path`` by reference; one that is missing, stale, unreadable or whose
+    arrays do not fit together is a ``MixsupError`` naming it."""
+    path = Path(path)
+    with own_file(path, "map store", MAPS_FIX):
         group = open_store(path)
         attrs = dict(group.attrs)
         if attrs.get("version") != STORE_VERSION:
-            return None
+            raise ValueError(f"store version {attrs.get('version')!r}, not {STORE_VERSION}")
         if expect_key is not None and attrs.get("key") != expect_key:
-            return None
+            raise ValueError("made from another tiling")
         coords = np.asarray(_array(group, "coords", path)[:])
         max_prob = np.asarray(_array(group, "max_prob", path)[:])
-        n_maps = _array(group, "prob", path).shape[0]
-        if len(coords) != attrs.get("n_patches") or n_maps != len(coords):
-            return None
-    except Exception:
-        return None
+        prob = _array(group, "prob", path).shape
+        n = len(coords)
+        if (coords.shape != (n, 2) or max_prob.shape != (n,) or len(prob) != 3
+                or prob[0] != n or prob[1] != prob[2] or attrs.get("n_patches") != n):
+            raise ValueError(f"arrays of shapes coords {coords.shape}, max_prob "
+                             f"{max_prob.shape}, prob {prob} for {attrs.get('n_patches')} "
+                             "patches")
+        if not ((max_prob >= 0) & (max_prob <= 1)).all():  # NaN fails both
+            raise ValueError("max_prob holds values outside [0, 1] (NaN?)")
     return StoredMaps(path, coords, max_prob, attrs)
+
+
+def finite_maps(maps: StoredMaps) -> np.ndarray:
+    """All of a store's (N, m, m) probability maps, refused where one is NaN or infinite."""
+    values = maps.maps[:]
+    if not np.isfinite(values).all():
+        raise MixsupError("the map store holds NaN or infinite probabilities", MAPS_FIX,
+                          maps.path)
+    return values

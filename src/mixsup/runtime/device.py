@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import random
 from contextlib import nullcontext
 from typing import cast
@@ -10,16 +12,52 @@ import numpy as np
 import torch
 
 from mixsup.config import RuntimeConfig
+from mixsup.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 
 def pick_device(cfg: RuntimeConfig, local_rank: int = 0) -> torch.device:
+    check_runtime(cfg)
     if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+        torch.set_num_threads(_threads(cfg.threads))
     if cfg.device == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda", local_rank)
         return torch.device("cpu")
     return torch.device(cfg.device)
+
+
+WORKERS_PER_CPU = 4  # loader workers beyond this many per CPU only wait (10,000 hang)
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (a Slurm job's or a container's share)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def check_runtime(cfg: RuntimeConfig) -> None:
+    """Refuse loader workers far beyond this machine's CPUs (checked before a run starts)."""
+    cpus = usable_cpus()
+    limit = WORKERS_PER_CPU * cpus
+    if cfg.num_workers > limit:
+        raise ConfigError(f"runtime.num_workers is {cfg.num_workers}, more than {limit} "
+                          f"({WORKERS_PER_CPU} per CPU of the {cpus} this process may use)",
+                          f"set runtime.num_workers to at most {limit} (a resumed run keeps "
+                          "the one in its config.yaml)")
+
+
+def _threads(wanted: int) -> int:
+    """``runtime.threads``, at most one per CPU (a run folder's config may come from a larger
+    machine: clamped with a warning, not refused)."""
+    cpus = usable_cpus()
+    if wanted > cpus:
+        log.warning("runtime.threads is %d but this process may use %d CPUs; using %d threads",
+                    wanted, cpus, cpus)
+    return min(wanted, cpus)
 
 
 def seed_everything(seed: int) -> None:
@@ -37,12 +75,11 @@ def autocast(device: torch.device, enabled: bool):
 
 def use_channels_last(cfg: RuntimeConfig, device: torch.device, training: bool) -> bool:
     """The input layout of a pass. ``layout: auto`` takes the one measured faster
-    (benchmarks/bench_layout.py): channels_last, except inference on a GPU. DLA34-up at 512 px,
-    bf16, H100: training 243 patches/s in channels_last vs 158 in NCHW, inference 557 vs 616;
-    on CPU channels_last was faster both ways (benchmarks/results)."""
+    (benchmarks/bench_layout.py, numbers in docs/benchmarks.md): channels_last, except
+    inference on a GPU."""
     if cfg.layout != "auto":
         return cfg.layout == "channels_last"
-    if cfg.channels_last:  # the pre-0.2 switch
+    if cfg.channels_last:  # the deprecated switch: older configs that set it still get it
         return True
     return training or device.type != "cuda"
 

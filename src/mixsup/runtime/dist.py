@@ -11,6 +11,8 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from mixsup.errors import MixsupError
+
 if TYPE_CHECKING:
     import torch
 
@@ -74,19 +76,37 @@ SINGLE = Dist()
 
 def init_dist(device: str = "auto") -> Dist:
     """Join the process group that torchrun describes (gloo on CPU, nccl on GPU)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
+    world = env_int("WORLD_SIZE", "1", 1)
+    if world == 1:
         return SINGLE
     import torch
     import torch.distributed as tdist
 
-    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    rank, local = env_int("RANK", None, 0, world - 1), env_int("LOCAL_RANK", "0", 0, world - 1)
     use_cuda = torch.cuda.is_available() and device != "cpu"
     if not tdist.is_initialized():
         tdist.init_process_group("nccl" if use_cuda else "gloo")
     if use_cuda:
         torch.cuda.set_device(local)
     return Dist(rank, world, local)
+
+
+TORCHRUN_FIX = ("start the command with torchrun, which sets WORLD_SIZE, RANK and "
+                "LOCAL_RANK, or unset WORLD_SIZE to run as one process")
+
+
+def env_int(name: str, default: str | None, low: int, high: int | None = None) -> int:
+    """The integer in environment variable ``name`` (``default`` when unset; None: it must be
+    set); one that is missing, malformed or outside [low, high] is an error naming it."""
+    raw = os.environ.get(name, default)
+    if raw is None:
+        raise MixsupError(f"WORLD_SIZE is set but {name} is not", TORCHRUN_FIX)
+    value = int(raw) if raw.strip().isascii() and raw.strip().isdigit() else None
+    if value is None or value < low or (high is not None and value > high):
+        bounds = f"from {low} to {high}" if high is not None else f"of at least {low}"
+        raise MixsupError(f"the environment variable {name}={raw[:40]!r} is not an integer "
+                          f"{bounds}", TORCHRUN_FIX)
+    return value
 
 
 def close_dist(d: Dist) -> None:

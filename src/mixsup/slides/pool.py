@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mixsup.config import ReaderConfig
+from mixsup.config import READER_CACHE_BYTES, ReaderConfig
 from mixsup.slides.reader import Slide
 
 
@@ -20,7 +20,7 @@ class SlideSource:
     path: str
     backend: str = "auto"
     mpp: float | None = None  # override for slides without MPP
-    cache_bytes: int = 32 * 1024 * 1024
+    cache_bytes: int = READER_CACHE_BYTES
 
     @classmethod
     def of(cls, slide_id: str, path: str | Path, reader: ReaderConfig) -> SlideSource:
@@ -31,7 +31,7 @@ class SlidePool:
     """Per-process slides: each is opened (and checked) once; only the ``max_open`` most
     recently read keep a backend handle (a file descriptor and ~0.1 MB each; an E-step over
     10,000 slides would otherwise hold 10,000). A closed handle reopens without the checks on
-    its next read (0.7-4.5 ms measured), so random access over up to ``max_open`` slides, as in
+    its next read (a few ms), so random access over up to ``max_open`` slides, as in
     training, never pays it."""
 
     def __init__(self, sources: list[SlideSource], max_open: int = 128) -> None:

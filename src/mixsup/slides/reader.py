@@ -15,7 +15,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from mixsup.config import MPP_RANGE
+from mixsup.config import MPP_RANGE, READER_CACHE_BYTES
 from mixsup.errors import MissingMPPError, SlideReadError
 from mixsup.slides.backends.base import Backend
 from mixsup.slides.tiff_check import check_tiff
@@ -59,7 +59,7 @@ class Slide:
     """A whole-slide image opened through one backend."""
 
     def __init__(self, path: str | Path, backend: str = "auto", mpp: float | None = None,
-                 cache_bytes: int = 32 * 1024 * 1024) -> None:
+                 cache_bytes: int = READER_CACHE_BYTES) -> None:
         self.path = str(path)
         self._cache_bytes = cache_bytes
         self._handle: Backend | None = None
@@ -245,5 +245,5 @@ def _probe(handle: Backend) -> None:
 
 
 def open_slide(path: str | Path, backend: str = "auto", mpp: float | None = None,
-               cache_bytes: int = 32 * 1024 * 1024) -> Slide:
+               cache_bytes: int = READER_CACHE_BYTES) -> Slide:
     return Slide(path, backend=backend, mpp=mpp, cache_bytes=cache_bytes)

@@ -17,11 +17,13 @@ from typing import Any
 import cv2
 import numpy as np
 
-from mixsup.config import TilingConfig, TissueConfig
+from mixsup.config import MPP_RANGE, TilingConfig, TissueConfig
+from mixsup.errors import MixsupError
 from mixsup.slides.reader import Slide
 from mixsup.slides.tissue import save_mask_preview, tissue_mask
 from mixsup.storage.artefacts import load_arrays, save_arrays
 from mixsup.storage.atomic import write_json
+from mixsup.storage.user_files import finite, own_file, read_json
 
 log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
@@ -170,31 +172,40 @@ def save_tileset(out_dir: str | Path, tiles: TileSet) -> None:
 
 
 def load_tileset(out_dir: str | Path, slide_id: str, key: str | None = None) -> TileSet | None:
-    """The stored tiling of ``slide_id``, or None when absent, incomplete or made differently."""
+    """The stored tiling of ``slide_id``, or None when absent, incomplete, made differently or
+    damaged (then it is made again, with a warning)."""
     meta_path = Path(out_dir) / f"{slide_id}.json"
     npz_path = Path(out_dir) / f"{slide_id}.npz"
     if not meta_path.is_file() or not npz_path.is_file():
         return None
     try:
-        meta = json.loads(meta_path.read_text())
-        if meta.get("format_version") != FORMAT_VERSION or (key and meta.get("key") != key):
-            return None
-        data = load_arrays(npz_path)
-        coords, tissue = data["coords"], data["tissue"]
-    except (OSError, ValueError, KeyError) as exc:
-        log.warning("ignoring unreadable stored tiling %s (%s)", meta_path, exc)
+        with own_file(meta_path, "stored tiling", fix=""):
+            meta = read_json(meta_path, "stored tiling")
+            if meta.get("format_version") != FORMAT_VERSION or (key and meta.get("key") != key):
+                return None
+            return _stored_tileset(slide_id, meta, load_arrays(npz_path))
+    except MixsupError as exc:
+        log.warning("%s; tiling %s again", exc, slide_id)
         return None
-    if len(coords) != meta["n_patches"]:
-        return None
+
+
+def _stored_tileset(slide_id: str, meta: dict[str, Any],
+                    arrays: dict[str, np.ndarray]) -> TileSet:
+    """A ``TileSet`` from ``save_tileset``'s files; ``ValueError`` (or ``KeyError``,
+    ``TypeError``) where they do not fit together."""
+    coords, tissue, n = arrays["coords"], arrays["tissue"], meta["n_patches"]
+    if coords.shape != (n, 2) or tissue.shape != (n,) or coords.dtype.kind not in "iu":
+        raise ValueError(f"arrays of shapes {coords.shape} and {tissue.shape} for {n} patches")
+    width, height = meta["dimensions"]
     return TileSet(
         slide_id=slide_id,
-        slide_path=meta["slide_path"],
+        slide_path=str(meta["slide_path"]),
         coords=coords,
         tissue=tissue,
-        mpp=meta["mpp"],
-        patch_size=meta["patch_size"],
-        overlap=meta["overlap"],
-        slide_mpp=meta["slide_mpp"],
-        dimensions=tuple(meta["dimensions"]),
-        key=meta["key"],
+        mpp=finite(meta["mpp"], "mpp", low=MPP_RANGE[0], high=MPP_RANGE[1]),
+        patch_size=int(meta["patch_size"]),
+        overlap=int(meta["overlap"]),
+        slide_mpp=finite(meta["slide_mpp"], "slide_mpp", low=MPP_RANGE[0], high=MPP_RANGE[1]),
+        dimensions=(int(width), int(height)),
+        key=str(meta["key"]),
     )

@@ -22,6 +22,7 @@ import numpy as np
 
 from mixsup.errors import MixsupError
 from mixsup.storage.atomic import atomic_path
+from mixsup.storage.user_files import own_file
 
 if TYPE_CHECKING:  # imported where used: tiling needs neither torch nor zarr
     import torch
@@ -62,6 +63,27 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
                           "not a plain weights file", path) from exc
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise MixsupError("not a mixsup checkpoint", "pass a file written by mixsup", path)
+    return state
+
+
+def load_checkpoint_into(module: torch.nn.Module, path: str | Path, fix: str,
+                         map_location: str | torch.device = "cpu",
+                         key: str = "model") -> dict[str, Any]:
+    """The weights that checkpoint ``path`` holds under ``key`` into ``module``, strictly
+    (``fill_strictly``); returns the checkpoint, for its other entries. A missing or damaged
+    file, or weights of another network, is one ``MixsupError`` naming the file (and the first
+    tensor at fault), with ``fix``."""
+    import torch
+
+    with own_file(path, "checkpoint", fix):
+        state = load_checkpoint(path, map_location)
+        weights = state.get(key)
+        if not isinstance(weights, dict) or not weights or not all(
+                isinstance(k, str) and isinstance(v, torch.Tensor) and not v.is_complex()
+                for k, v in weights.items()):
+            raise MixsupError(f"the checkpoint holds no weights under {key!r} (a mapping of "
+                              "names to real tensors)", fix, path)
+        fill_strictly(module, weights, path)
     return state
 
 
@@ -232,12 +254,19 @@ def save_arrays(path: str | Path, **arrays: np.ndarray) -> None:
 
 
 def load_arrays(path: str | Path) -> dict[str, np.ndarray]:
-    """Every array of an .npz (or ``{"array": ...}`` for an .npy); object arrays are refused."""
-    data = np.load(path, allow_pickle=False)
-    if isinstance(data, np.ndarray):
-        return {"array": data}
-    with data:
-        return {k: data[k] for k in data.files}
+    """Every array of an .npz (or ``{"array": ...}`` for an .npy); object arrays, and a file
+    that holds no arrays (truncated, foreign), are refused naming it."""
+    try:
+        with open(path, "rb") as fh:  # numpy leaves its own handle open on a truncated .npz
+            data = np.load(fh, allow_pickle=False)
+            if isinstance(data, np.ndarray):
+                return {"array": data}
+            with data:
+                return {k: data[k] for k in data.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise MixsupError(f"cannot read the arrays ({type(exc).__name__}: "
+                          f"{str(exc).splitlines()[0][:200] if str(exc) else ''})",
+                          "recompute it with mixsup", path) from None
 
 
 # -- zarr -----------------------------------------------------------------------------------

@@ -8,9 +8,13 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import TypeAdapter
+from pydantic import TypeAdapter, ValidationError
+
+from mixsup.storage.user_files import own_file, read_json
 
 T = TypeVar("T")
 
@@ -34,7 +38,22 @@ def from_json(cls: type[T], data: Any) -> T:
     unknown = _unknown_keys(cls, data, cls.__name__)
     if unknown:
         raise ValueError(f"unknown key(s) {', '.join(unknown)}")
-    return _adapter(cls).validate_python(data)
+    try:
+        return _adapter(cls).validate_python(data)
+    except ValidationError as exc:  # its text spans lines; the first problem is enough
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ValueError(f"{cls.__name__}{'.' + where if where else ''}: {first['msg']}"
+                         ) from None
+
+
+def read_record(cls: type[T], path: Path, what: str, fix: str,
+                upgrade: Callable[[Any], Any] = lambda data: data) -> T:
+    """``cls`` from the JSON file at ``path`` that mixsup wrote, ``upgrade`` first turning an
+    older layout into this one; a file that does not fit is one ``MixsupError`` naming it,
+    with ``fix`` (``storage.user_files.own_file``)."""
+    with own_file(path, what, fix):
+        return from_json(cls, upgrade(read_json(path, what)))
 
 
 def _unknown_keys(tp: Any, data: Any, where: str) -> list[str]:

@@ -6,16 +6,26 @@ same guarantees: a size cap (``/dev/zero`` is not read to exhaustion), strict UT
 YAML loads that refuse deep nesting and 4,300-digit integers instead of raising
 ``RecursionError`` or ``ValueError``, and finite-number checks. Every refusal is a
 ``MixsupError`` (or the subclass the caller names) that names the file.
+
+mixsup's own folders (a run folder, a bundle, a prediction folder) are user input too: they
+are copied between machines and resumed after crashes. Their files are read inside
+:func:`own_file`, which turns whatever a damaged one raises into the same kind of error.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import math
 import os
+import re
+import shutil
 import stat
+import tempfile
+import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -188,6 +198,36 @@ def check_depth(doc: Any, path: str | Path | None, what: str,
         stack.extend((child, depth + 1) for child in children)
 
 
+def read_json(path: str | Path, what: str, error: ErrorType = MixsupError) -> Any:
+    """A JSON file, read and parsed with :func:`read_text`'s and :func:`parse_json`'s checks."""
+    return parse_json(read_text(path, what, error=error), path, what, error)
+
+
+# What reading a damaged file of mixsup's own raises: a truncated archive (BadZipFile,
+# EOFError), a list where a record was (TypeError, AttributeError), a missing key (KeyError),
+# a value that fails its model (pydantic's ValidationError is a ValueError).
+DAMAGE = (ValueError, KeyError, IndexError, TypeError, AttributeError, EOFError,
+          zipfile.BadZipFile)
+
+
+@contextlib.contextmanager
+def own_file(path: str | Path, what: str, fix: str) -> Iterator[None]:
+    """Read a file that mixsup wrote inside this block: any failure in it is one
+    ``MixsupError`` naming the file, with ``fix`` (how to redo or restore it)."""
+    try:
+        yield
+    except MixsupError as exc:
+        raise MixsupError(exc.what, fix, exc.path or path) from None
+    except FileNotFoundError:
+        raise MixsupError(f"the {what} is missing", fix, path) from None
+    except OSError as exc:
+        raise MixsupError(f"cannot read the {what} ({exc.strerror or type(exc).__name__})",
+                          fix, path) from None
+    except DAMAGE as exc:
+        raise MixsupError(f"the {what} is damaged ({type(exc).__name__}: {_short(exc)})", fix,
+                          path) from None
+
+
 def finite(value: Any, what: str, path: str | Path | None = None,
            error: ErrorType = MixsupError, low: float | None = None,
            high: float | None = None) -> float:
@@ -238,6 +278,43 @@ def output_dir(path: str | Path, what: str = "output folder") -> Path:
         raise MixsupError(f"cannot write into the {what}", "pass a folder that you can write "
                           "to", path)
     return path
+
+
+NAME_MAX, PATH_MAX = 255, 4095  # bytes, Linux's limits
+CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")  # NUL, newline...: in no name or path
+
+
+def output_path_problem(raw: str) -> str | None:
+    """Why ``raw`` cannot be an output folder's path, or None. Checked before any work: a name
+    the file system or the libraries cannot take, and a place where nothing can be created
+    (a probe folder is made and removed at the first existing ancestor)."""
+    if not raw.strip() or raw == "-":
+        return "an output needs a folder's path (got an empty one)" if raw != "-" else (
+            "an output is a folder, not '-' (standard output)")
+    if CONTROL_CHARS.search(raw):
+        return "the path holds a control character (a newline?)"
+    try:
+        raw.encode("utf-8")
+    except UnicodeEncodeError:
+        return "the path is not valid UTF-8 (some libraries cannot open such a name)"
+    encoded = os.fsencode(raw)
+    if len(encoded) > PATH_MAX or any(len(p) > NAME_MAX for p in encoded.split(b"/")):
+        return f"the path is too long (names of at most {NAME_MAX} bytes, {PATH_MAX} in all)"
+    path = Path(raw)
+    if path.exists() and not path.is_dir():
+        return "it is a file, not a folder"
+    ancestor = path
+    while not ancestor.exists():
+        if ancestor.parent == ancestor:
+            break
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        return f"{ancestor} is a file, so no folder can be made below it"
+    try:
+        shutil.rmtree(tempfile.mkdtemp(prefix=".mixsup-probe-", dir=ancestor))
+    except OSError as exc:
+        return f"nothing can be created in {ancestor} ({exc.strerror or type(exc).__name__})"
+    return None
 
 
 def too_deep(path: str | Path | None, what: str, error: ErrorType = MixsupError) -> NoReturn:

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from mixsup.config import ABMILConfig
+from mixsup.config.run import RUN_FIX
 from mixsup.dataset.tiles import SlideSet
 from mixsup.errors import MixsupError
 from mixsup.inference.features import SlideFeatures, extract_features, fingerprint
@@ -24,9 +25,10 @@ from mixsup.models.abmil import FeatureAttentionNet, GatedAttentionMIL
 from mixsup.models.factory import build_embedder
 from mixsup.runtime.device import seed_everything
 from mixsup.runtime.progress import progress_bar
-from mixsup.storage.artefacts import load_checkpoint, save_checkpoint
+from mixsup.storage.artefacts import load_checkpoint_into, save_checkpoint
 from mixsup.storage.atomic import write_json
 from mixsup.storage.records import to_json
+from mixsup.storage.user_files import own_file
 from mixsup.train.context import RunContext
 from mixsup.train.fit import append_jsonl
 from mixsup.train.results import MILSummary, TrainSummary, ValScores
@@ -203,13 +205,14 @@ def _resume(path: Path, head: GatedAttentionMIL, opt: torch.optim.Optimizer
     """(train losses, val losses, epochs done, the best epoch by val loss and its head)."""
     if not path.is_file():
         return [], [], 0, None
-    state = load_checkpoint(path)
-    head.load_state_dict(state["head"])
-    opt.load_state_dict(state["optimiser"])
-    torch.set_rng_state(state["rng"])  # dropout goes on as it would have
-    log.info("ABMIL: resuming after epoch %d", int(state["epoch"]))
-    return (list(state["losses"]), list(state["val_losses"]), int(state["epoch"]),
-            state.get("best"))
+    state = load_checkpoint_into(head, path, RUN_FIX, key="head")
+    with own_file(path, "checkpoint", RUN_FIX):
+        opt.load_state_dict(state["optimiser"])
+        torch.set_rng_state(state["rng"])  # dropout goes on as it would have
+        done = (list(state["losses"]), list(state["val_losses"]), int(state["epoch"]),
+                state.get("best"))
+    log.info("ABMIL: resuming after epoch %d", done[2])
+    return done
 
 
 def train_abmil(ctx: RunContext, spec: Mode, val: SlideSet | None) -> TrainSummary:

@@ -38,8 +38,32 @@ class TrainResult:
 def train(data_dir: str | Path, out: str | Path, cfg: Config, mode: str = "mixed",
           resume: bool = False, strict: bool = False, progress: bool = True,
           dist: Dist = SINGLE) -> TrainResult:
-    """Train one mode (``mixsup.methods.registry``). Under torchrun pass the ``Dist`` of
-    ``init_dist``: every rank runs this function; rank 0 writes the shared files."""
+    """Train one mode (``mixsup.methods.registry``) from a dataset folder to a run folder
+    with its exported bundle (``OUT/bundle``).
+
+    Under torchrun pass the ``Dist`` of ``init_dist``: every rank runs this function; rank 0
+    writes the shared files.
+
+    Args:
+        data_dir: The dataset folder (``slides.csv`` and ``annotations/``).
+        out: The run folder to create (or, with ``resume``, to go on with).
+        cfg: The configuration (``load_config``).
+        mode: The training mode: ``mixed`` (the method), ``pixel``, ``image`` or ``abmil``.
+        resume: Go on with an unfinished run in ``out`` instead of refusing the folder.
+        strict: Stop at a slide that cannot be read instead of leaving it out.
+        progress: Show progress bars.
+        dist: This process's rank under torchrun; ``SINGLE`` for one process.
+
+    Returns:
+        The run folder and the training summary (rounds, selected round, threshold); the
+        summary is None on the ranks other than 0.
+
+    Example:
+        >>> from mixsup import load_config, train
+        >>> result = train("data", "runs/r1", load_config("small"))  # doctest: +SKIP
+        >>> result.summary.operating_threshold  # doctest: +SKIP
+        0.42
+    """
     spec = get_mode(mode)
     run_dir = Path(out)
     if dist.main:

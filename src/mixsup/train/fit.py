@@ -14,14 +14,16 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from mixsup.config import RuntimeConfig, TrainingConfig
+from mixsup.config.run import RUN_FIX
 from mixsup.errors import MixsupError
 from mixsup.inference.patch_maps import make_loader
 from mixsup.models.freeze import FROZEN
 from mixsup.runtime.device import autocast, compiled, to_input, use_channels_last
 from mixsup.runtime.dist import SINGLE, Dist
 from mixsup.runtime.progress import progress_bar
-from mixsup.storage.artefacts import load_checkpoint, save_checkpoint
+from mixsup.storage.artefacts import load_checkpoint_into, save_checkpoint
 from mixsup.storage.atomic import write_json
+from mixsup.storage.user_files import own_file
 from mixsup.train.loss import soft_bce
 from mixsup.train.stain import hed_jitter
 
@@ -106,10 +108,10 @@ def fit(model: torch.nn.Module, dataset: TrainingSet, sampler: EpochSampler, epo
     losses: list[float] = []
     start = 0
     if ckpt_path.is_file():
-        state = load_checkpoint(ckpt_path, device)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        losses, start = list(state["losses"]), int(state["epoch"])
+        state = load_checkpoint_into(model, ckpt_path, RUN_FIX, device)
+        with own_file(ckpt_path, "checkpoint", RUN_FIX):
+            opt.load_state_dict(state["optimizer"])
+            losses, start = [float(v) for v in state["losses"]], int(state["epoch"])
         log.info("%s: resuming after epoch %d of %d", desc, start, epochs)
     net = _distributed(model, runtime, device, dist)
     forward = compiled(net, runtime.compile)
@@ -169,8 +171,7 @@ class _Step:
     def __call__(self, batch: Any, ids: list[int], epoch: int, global_step: int,
                  gen: torch.Generator) -> float:
         t = self.training
-        # On the device: on the host this float math took 0.28 s per batch of 20 at 512 px
-        # and held GPU training to about 35 patches/s per run.
+        # Jittered on the device: on the host this float math starved GPU training.
         images = batch[0].to(self.device, non_blocking=True)
         batch = (hed_jitter(images, t.stain_sigma, t.stain_bias, gen), *batch[1:])
         for group in self.opt.param_groups:

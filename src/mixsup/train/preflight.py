@@ -7,6 +7,8 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+
 from mixsup.config import Config, EncoderSpec, ModelConfig
 from mixsup.errors import MixsupError
 from mixsup.labels.annotations import read_annotations
@@ -14,6 +16,8 @@ from mixsup.labels.regions import SlideAnnotations
 from mixsup.labels.table import Dataset, SlideRecord
 from mixsup.methods.registry import Mode, get_mode
 from mixsup.models.encoders import PACKAGED, packaged_file
+from mixsup.models.factory import build_theta2
+from mixsup.runtime.device import check_runtime
 from mixsup.slides.reader import open_slide
 
 log = logging.getLogger(__name__)
@@ -38,7 +42,9 @@ def check_training(data: Dataset, cfg: Config, mode: str, strict: bool) -> Check
             and all(r.label is None for r in data.split("val"))):
         raise MixsupError("selecting the round by val loss needs labelled val slides",
                           "label some val slides, or select by train_loss", table)
+    check_runtime(cfg.runtime)
     _check_weights(cfg, spec)
+    _build_models(cfg, spec)
     section = getattr(cfg, spec.section)
     if spec.cached_features and not (section.pretrained or section.weights):
         log.warning("%s.encoder %s has no weights (pretrained false, no weights file): its "
@@ -84,6 +90,15 @@ def read_train_annotations(records: list[SlideRecord], cfg: Config,
             log.warning("ignoring the pixel labels of %s: %s", rec.slide_id, exc)
             out.rejected[rec.slide_id] = str(exc)
     return out
+
+
+def _build_models(cfg: Config, mode: Mode) -> None:
+    """Build the networks ``mode`` trains, with their weights: an unknown encoder, or a
+    weights file that does not load or fit, stops the run before its folder exists."""
+    with torch.random.fork_rng(devices=[]):  # the run's seeded draws stay as they were
+        mode.build_theta1(cfg)
+        if mode.theta2:
+            build_theta2(cfg.model, cfg.stage2)
 
 
 def _check_weights(cfg: Config, mode: Mode) -> None:

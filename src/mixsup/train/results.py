@@ -3,11 +3,12 @@ field is a type error, not a ``KeyError`` at the end of a long run."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from mixsup.storage.records import from_json
+from mixsup.config.run import RUN_FIX
+from mixsup.storage.records import read_record
 
 
 @dataclass(frozen=True)
@@ -63,12 +64,7 @@ class RoundSummary:
 
     @classmethod
     def read(cls, path: Path) -> RoundSummary:
-        data = json.loads(path.read_text())
-        kept = data["pools"].pop("threshold_kept_slides", None)  # mixsup 0.1.0 run folders
-        if kept is not None:
-            data["pools"]["positive_slides_kept"] = kept["positive_slides"]
-            data["pools"]["negative_slides_kept"] = kept["negative_slides"]
-        return from_json(cls, data)
+        return read_record(cls, path, "round summary", RUN_FIX, _with_kept_slides)
 
 
 @dataclass(frozen=True)
@@ -93,7 +89,7 @@ class Stage2Summary:
 
     @classmethod
     def read(cls, path: Path) -> Stage2Summary:
-        return from_json(cls, _with_val_scores(json.loads(path.read_text())))
+        return read_record(cls, path, "stage-2 summary", RUN_FIX, _with_val_scores)
 
 
 @dataclass(frozen=True)
@@ -107,7 +103,7 @@ class MILSummary:
 
     @classmethod
     def read(cls, path: Path) -> MILSummary:
-        return from_json(cls, _with_val_scores(json.loads(path.read_text())))
+        return read_record(cls, path, "MIL summary", RUN_FIX, _with_val_scores)
 
 
 def round_dir(run_dir: Path, r: int) -> Path:
@@ -126,10 +122,19 @@ def selected_val_scores(run_dir: Path, selected_round: int | None) -> ValScores 
     return None
 
 
-def _with_val_scores(data: dict) -> dict:
+def _with_kept_slides(data: Any) -> Any:
+    """Round summaries of mixsup 0.1.0 kept the threshold's slide counts in one key."""
+    kept = data["pools"].pop("threshold_kept_slides", None)
+    if kept is not None:
+        data["pools"]["positive_slides_kept"] = kept["positive_slides"]
+        data["pools"]["negative_slides_kept"] = kept["negative_slides"]
+    return data
+
+
+def _with_val_scores(data: Any) -> Any:
     """Summaries written before ``ValScores`` (run folders of mixsup 0.1.0) kept the val
     scores in two top-level keys."""
-    if "val_scores" in data:
+    if isinstance(data, dict) and "val_scores" in data:
         data["val"] = {"scores": data.pop("val_scores"), "labels": data.pop("val_labels")}
     return data
 

@@ -22,15 +22,23 @@ import numpy as np
 import torch
 
 from mixsup.config import Stage1Config
+from mixsup.config.run import RUN_FIX
 from mixsup.errors import MixsupError
 from mixsup.inference.map_store import StoredMaps, open_maps
 from mixsup.inference.stores import MapStores, map_to_stores
 from mixsup.models.factory import build_segmenter
 from mixsup.runtime.device import seed_everything
 from mixsup.runtime.progress import phase
-from mixsup.storage.artefacts import load_arrays, load_checkpoint, save_arrays, save_checkpoint
+from mixsup.storage.artefacts import (
+    load_arrays,
+    load_checkpoint,
+    load_checkpoint_into,
+    save_arrays,
+    save_checkpoint,
+)
 from mixsup.storage.atomic import write_json
 from mixsup.storage.records import to_json
+from mixsup.storage.user_files import own_file
 from mixsup.train.context import RunContext
 from mixsup.train.dataset import MixedPatches
 from mixsup.train.fit import append_jsonl, fit
@@ -98,7 +106,8 @@ def run_stage1(ctx: RunContext, em: bool = True) -> list[RoundResult]:
                                 [res for res in results if not res.summary.collapsed])
         neg_path = rdir / "negatives.npy"
         if neg_path.is_file():
-            previous_negative = load_arrays(neg_path)["array"]
+            with own_file(neg_path, "hard negatives", RUN_FIX):
+                previous_negative = load_arrays(neg_path)["array"]
         results.append(result)
         if previous is not None and collapsed(result.summary, previous.summary,
                                               s1.collapse_ratio):
@@ -196,9 +205,9 @@ def _run_round(ctx: RunContext, r: int, fine: np.ndarray, fine_tumour: int,
     model_path = rdir / "model.pt"
     if model_path.is_file():  # trained before an interruption in the E-step
         model: torch.nn.Module = build_segmenter(cfg.model, load_weights=False)
-        state = load_checkpoint(model_path)
-        model.load_state_dict(state["model"])
-        losses = list(state["losses"])
+        state = load_checkpoint_into(model, model_path, RUN_FIX)
+        with own_file(model_path, "checkpoint", RUN_FIX):
+            losses = [float(v) for v in state["losses"]]
         log.info("round %d: model already trained; continuing with its E-step", r)
     else:
         model, losses = _m_step(ctx, r, pools, ratio, epochs, previous, fine_tumour)
@@ -228,10 +237,11 @@ def _m_step(ctx: RunContext, r: int, pools: Pools, ratio: tuple[float, float, fl
     model = build_segmenter(cfg.model)
     optimizer_state = None
     if previous is not None:
-        model.load_state_dict(load_checkpoint(previous.model_path)["model"])
+        load_checkpoint_into(model, previous.model_path, RUN_FIX)
         carried = previous.model_path.parent / "optimizer.pt"
         if s1.carry_optimizer and carried.is_file():
-            optimizer_state = load_checkpoint(carried)["optimizer"]
+            with own_file(carried, "optimiser state", RUN_FIX):
+                optimizer_state = load_checkpoint(carried)["optimizer"]
     dataset = MixedPatches(ctx.train.sources, pools, ctx.annotations, cfg.tiling.patch_size,
                            cfg.tiling.mpp, s1.reweight, s1.floor, s1.augment,
                            seed=cfg.seed + r, pseudo_kind=s1.pseudo_labels)
@@ -274,7 +284,7 @@ def _load_round(ctx: RunContext, r: int, labelled: dict[int, int],
                         expect_key=ctx.train.tilesets[i].key)
         if got is None:
             model = build_segmenter(ctx.cfg.model, load_weights=False)
-            model.load_state_dict(load_checkpoint(rdir / "model.pt")["model"])
+            load_checkpoint_into(model, rdir / "model.pt", RUN_FIX)
             maps = e_step(ctx, model, r, labelled).maps
             break
         maps[i] = got

@@ -13,13 +13,14 @@ import torch
 from torch.utils.data import Sampler
 
 from mixsup.config import RuntimeConfig
+from mixsup.config.run import RUN_FIX
 from mixsup.dataset.tiles import SlideSet
 from mixsup.inference.stores import map_to_stores
 from mixsup.inference.theta2 import score_slides, slide_probs, topk_dataset
 from mixsup.models.factory import build_segmenter, build_theta2, theta2_input
 from mixsup.runtime.device import seed_everything, use_channels_last
 from mixsup.runtime.progress import phase
-from mixsup.storage.artefacts import load_checkpoint, save_checkpoint
+from mixsup.storage.artefacts import load_checkpoint_into, save_checkpoint
 from mixsup.storage.atomic import write_json
 from mixsup.storage.records import to_json
 from mixsup.train.context import RunContext
@@ -96,8 +97,11 @@ def run_stage2(ctx: RunContext, res: RoundResult, val: SlideSet | None) -> Stage
     labelled = ctx.train.labelled()
     idx = [i for i in labelled if i in res.maps]
     labels = [labelled[i] for i in idx]
-    theta1_state = (load_checkpoint(res.model_path, ctx.device)["model"]
-                    if s2.init != "encoder" else None)
+    theta1_state = None
+    if s2.init != "encoder":  # checked against θ1's network before θ2 takes from it
+        with torch.random.fork_rng(devices=[]):  # θ2's initialisation draws as before
+            theta1 = build_segmenter(cfg.model, load_weights=False)
+        theta1_state = load_checkpoint_into(theta1, res.model_path, RUN_FIX)["model"]
     model = build_theta2(cfg.model, s2, theta1_state)
     train_ds = topk_dataset(ctx.train, res.maps, idx, s2.top_k, s2.augment, cfg.seed)
     steps = s2.steps_per_epoch or max(1, len(idx) // s2.slides_per_batch)
@@ -137,7 +141,7 @@ def _validate(ctx: RunContext, res: RoundResult, theta2: torch.nn.Module,
     """θ2's loss on the labelled val slides, and their scores (for the threshold)."""
     cfg = ctx.cfg
     theta1 = build_segmenter(cfg.model, load_weights=False)
-    theta1.load_state_dict(load_checkpoint(res.model_path)["model"])
+    load_checkpoint_into(theta1, res.model_path, RUN_FIX)
     labelled = val.labelled()
     idx = list(labelled)
     maps = map_to_stores(theta1, val, idx, round_dir(ctx.run_dir, res.round) / "maps_val",

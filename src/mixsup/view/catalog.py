@@ -18,6 +18,7 @@ import numpy as np
 from mixsup.errors import MixsupError
 from mixsup.evaluate.report import Evaluation, evaluation, read_predictions
 from mixsup.labels.table import SlideRecord
+from mixsup.methods.bundle_meta import read_bundle_meta
 from mixsup.storage.user_files import finite, parse_json, read_text
 
 log = logging.getLogger(__name__)
@@ -202,14 +203,12 @@ def _records(data: str | Path | None) -> dict[str, SlideRecord]:
 
 def _mode(bundle: str | None) -> str | None:
     """The bundle's mode for prediction folders whose predict.json does not name it, read
-    here rather than through mixsup.methods.bundle, which imports torch (about 700 MB more for the
-    server to hold)."""
+    through the torch-free record rather than mixsup.methods.bundle, which imports torch (about
+    700 MB more for the server to hold)."""
     for meta in ((Path(bundle) / "bundle" / "bundle.json", Path(bundle) / "bundle.json")
                  if bundle else ()):
         try:
-            doc = parse_json(read_text(meta, "bundle.json"), meta, "bundle.json")
+            return read_bundle_meta(meta).mode
         except MixsupError:
             continue
-        mode = doc.get("mode") if isinstance(doc, dict) else None
-        return mode if isinstance(mode, str) else None
     return None

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import re
 import socket
 import sys
 import threading
@@ -24,12 +23,12 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from mixsup.errors import MixsupError
+from mixsup.storage.user_files import CONTROL_CHARS
 from mixsup.view.catalog import Catalog
 from mixsup.view.viewer import HTTPError, Viewer, json_bytes
 
 log = logging.getLogger(__name__)
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
-CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # no request line or path holds these
 WORKERS = 16  # requests answered at once (tile decoding is bounded apart, by the CPU count)
 PENDING = 256  # accepted connections waiting for a worker; one more is answered 503
 BACKLOG = 512  # connections the kernel completes before the server accepts them
@@ -69,7 +68,7 @@ class Handler(BaseHTTPRequestHandler):
         line = self.raw_requestline.decode("latin-1").removesuffix("\n").removesuffix("\r")
         self.requestline, self.command = line, ""
         self.request_version = self.default_request_version
-        if not line or CONTROL.search(line):
+        if not line or CONTROL_CHARS.search(line):
             self.send_error(HTTPStatus.BAD_REQUEST, "malformed request line")
             return False
         if len(line.split()) == 2:
@@ -142,7 +141,7 @@ def _request_path(target: str) -> str:
         path = urlsplit(target).path
     except ValueError as exc:  # "http://[" and other unparsable authorities
         raise HTTPError(HTTPStatus.BAD_REQUEST, "malformed request target") from exc
-    if not path.startswith("/") or CONTROL.search(unquote(path)):
+    if not path.startswith("/") or CONTROL_CHARS.search(unquote(path)):
         raise HTTPError(HTTPStatus.BAD_REQUEST, "malformed request target")
     return path
 
