@@ -490,3 +490,15 @@ def test_the_executable_catches_the_unexpected():
     assert done.returncode == INTERNAL_ERROR, done.stderr
     assert done.stderr.startswith("error: unexpected ZeroDivisionError")
     assert done.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("key", ["bundle", "mode"])
+def test_a_control_character_in_predict_json_is_the_folders_fault(tmp_path, key):
+    from mixsup.view.catalog import load_catalog
+
+    pred = prediction_folder(tmp_path / "pred", small_slide(tmp_path / "s.tiff"),
+                             meta={"operating_threshold": 0.5, "mode": "mixed",
+                                   key: "/tmp/x\x00y"})
+    with pytest.raises(MixsupError, match="control character") as err:
+        load_catalog(pred)
+    assert str(err.value.path) == str(pred / "predict.json")

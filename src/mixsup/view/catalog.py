@@ -19,7 +19,7 @@ from mixsup.errors import MixsupError
 from mixsup.evaluate.report import Evaluation, evaluation, read_predictions
 from mixsup.labels.table import SlideRecord
 from mixsup.methods.bundle_meta import read_bundle_meta
-from mixsup.storage.user_files import finite, parse_json, read_text
+from mixsup.storage.user_files import CONTROL_CHARS, finite, parse_json, read_text
 
 log = logging.getLogger(__name__)
 # Ids become file names under the folder: anything that could step out of it is refused.
@@ -82,6 +82,10 @@ def load_catalog(pred: str | Path, data: str | Path | None = None) -> Catalog:
                           "pass the --out folder of a `mixsup predict` run that ran to the end",
                           pred)
     meta = _json_object(meta_path, "predict.json")
+    odd = [k for k, v in meta.items() if isinstance(v, str) and CONTROL_CHARS.search(v)]
+    if odd:
+        raise MixsupError(f"predict.json's {odd[0]!r} holds a control character (a NUL?)",
+                          _RECORD_FIX, meta_path)
     threshold = finite(meta.get("operating_threshold"), "operating_threshold", meta_path,
                        low=0.0, high=1.0)
     scores = read_predictions(pred / "predictions.csv")
