@@ -64,3 +64,19 @@ def test_a_missing_submitit_is_one_error(monkeypatch):
     with pytest.raises(MixsupError, match="needs the submitit package"):
         check_launcher(Launcher("submitit-local"))
     check_launcher(Launcher())  # local processes need nothing
+
+
+def test_waves_follow_the_chain_of_copied_rounds(tmp_path):
+    """A pixel stage-2 variant copies the plain pixel run, which copies mixed's round 0."""
+    from mixsup.config import load_config
+    from mixsup.experiment.runs import Job, Variant, grid_waves
+
+    cfg = load_config("tiny")
+    runs = {n: tmp_path / n for n in ("mixed", "pixel", "pixel_s2", "mixed_s2")}
+    grid = [Job(Variant("pixel s2", "pixel"), 0, cfg, runs["pixel_s2"],
+                stage1_from=runs["pixel"], round0_from=runs["mixed_s2"]),
+            Job(Variant("pixel", "pixel"), 0, cfg, runs["pixel"], round0_from=runs["mixed"]),
+            Job(Variant("mixed s2", "mixed"), 0, cfg, runs["mixed_s2"],
+                stage1_from=runs["mixed"]),
+            Job(Variant("mixed", "mixed"), 0, cfg, runs["mixed"])]
+    assert grid_waves(grid) == [[3], [1, 2], [0]]

@@ -119,7 +119,15 @@ class ModelConfig(_Frozen):
     pretrained: bool = False
     weights: str | None = Field(None, description="local encoder weights (.pth/.safetensors)")
     freeze_stages: int = Field(0, ge=0, le=8, description="the encoder's first N feature "
-                               "stages (and its stem) keep their loaded weights in θ1 and θ2")
+                               "stages (and its stem) keep their loaded weights in θ1 (and in "
+                               "θ2 with stage2.init=theta1)")
+
+    @model_validator(mode="after")
+    def _frozen_weights_are_loaded(self) -> ModelConfig:
+        if self.freeze_stages and not (self.pretrained or self.weights):
+            raise ValueError("model.freeze_stages keeps the encoder's loaded weights, but none "
+                             "are loaded: set model.pretrained=true or model.weights")
+        return self
 
 
 class RuntimeConfig(_Frozen):
@@ -276,6 +284,9 @@ class Stage2Config(EncoderSpec):
         if self.epochs == 0 and self.select_by == "train_curve":
             raise ValueError("stage2.epochs=0 leaves no training curve to pick a round by: "
                              "set stage2.select_by=train_loss or val")
+        if self.freeze_stages is not None and self.init != "theta1":
+            raise ValueError("stage2.freeze_stages applies to θ2 started as θ1: set "
+                             "stage2.init=theta1 or leave it unset")
         return self
 
 

@@ -64,9 +64,10 @@ def executor(launcher: Launcher, folder: Path) -> Any:
                                "submitit-local" else "slurm")
     params: dict[str, Any] = {"timeout_min": launcher.minutes,
                               "cpus_per_task": launcher.cpus, "name": "mixsup"}
+    if launcher.gpus:
+        params["gpus_per_node"] = launcher.gpus
     if launcher.kind == "slurm":
-        params.update(slurm_partition=launcher.partition, mem_gb=launcher.mem_gb,
-                      gpus_per_node=launcher.gpus)
+        params.update(slurm_partition=launcher.partition, mem_gb=launcher.mem_gb)
     ex.update_parameters(**params)
     return ex
 
@@ -76,10 +77,29 @@ def run_as_jobs(fn: Callable[[J], R], jobs: Sequence[J], launcher: Launcher, fol
     """``(index, fn(job))`` for each of ``jobs`` as its cluster job finishes. A failed job
     stops the gathering with one error naming the run and its log; the others go on."""
     ex = executor(launcher, folder)
-    submitted = [ex.submit(fn, job) for job in jobs]
+    submitted: list[Any] = []
+    try:
+        for job in jobs:
+            submitted.append(ex.submit(fn, job))
+    except Exception as exc:
+        _cancel(submitted)
+        raise MixsupError(f"submitting run {name(jobs[len(submitted)])} failed: "
+                          f"{_last_line(exc)}", "check --partition and the other job "
+                          "settings against your cluster (sinfo)", folder) from exc
     log.info("%d run(s) submitted (%s): job ids %s; logs in %s", len(jobs), launcher.kind,
              ", ".join(str(s.job_id) for s in submitted), folder)
     pending = dict(enumerate(submitted))
+    try:
+        yield from _gather(pending, jobs, name)
+    except BaseException:
+        # a failed run, or the command stopped: no job may go on writing into a run folder
+        # that the next command resumes
+        _cancel(list(pending.values()))
+        raise
+
+
+def _gather(pending: dict[int, Any], jobs: Sequence[J], name: Callable[[J], str]
+            ) -> Iterator[tuple[int, R]]:
     while pending:
         for i, sub in list(pending.items()):
             if not sub.done():
@@ -89,11 +109,24 @@ def run_as_jobs(fn: Callable[[J], R], jobs: Sequence[J], launcher: Launcher, fol
                 result = sub.result()
             except Exception as exc:
                 raise MixsupError(
-                    f"run {name(jobs[i])} failed as job {sub.job_id}: "
-                    f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else exc!r}",
-                    "read its log, fix the cause and re-run the same command: finished runs "
-                    "are kept and unfinished ones resume", Path(sub.paths.stderr)) from exc
+                    f"run {name(jobs[i])} failed as job {sub.job_id}: {_last_line(exc)}; the "
+                    "jobs still running were cancelled", "read its log, fix the cause and "
+                    "re-run the same command: finished runs are kept and unfinished ones "
+                    "resume", Path(sub.paths.stderr)) from exc
             yield i, result
         if pending:
             time.sleep(POLL_S)
 
+
+def _cancel(jobs: list[Any]) -> None:
+    for job in jobs:
+        try:
+            if not job.done():
+                job.cancel(check=False)
+        except Exception as exc:  # cancelling is best effort; the error that led here matters
+            log.warning("could not cancel job %s: %s", getattr(job, "job_id", "?"), exc)
+
+
+def _last_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[-1] if text else repr(exc)

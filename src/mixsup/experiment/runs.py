@@ -155,8 +155,7 @@ def run_grid(grid: list[Job], data_dir: Path, held_out: HeldOut, workers: int,
     jobs (``experiment.cluster``, their logs in ``jobs_folder``). Runs that start from another
     run's rounds are started after the others, so that those rounds exist."""
     fn = partial(run_one, data_dir=data_dir, held_out=held_out, progress=False)
-    later = [j.stage1_from is not None or j.round0_from is not None for j in grid]
-    waves = [[i for i, w in enumerate(later) if w == second] for second in (False, True)]
+    waves = grid_waves(grid)
 
     def wave(indices: list[int]) -> Iterator[tuple[int, RunResult]]:
         jobs = [grid[i] for i in indices]
@@ -183,6 +182,25 @@ def run_grid(grid: list[Job], data_dir: Path, held_out: HeldOut, workers: int,
     for i in sorted(done):
         results.setdefault(done[i].variant, []).append(done[i])
     return results
+
+
+def grid_waves(grid: list[Job]) -> list[list[int]]:
+    """The grid's job indices in waves: a job that copies another run's rounds comes in a
+    wave after that run's (a pixel stage-2 variant copies the plain pixel run, which copies
+    mixed's round 0: three waves)."""
+    by_run = {j.run: i for i, j in enumerate(grid)}
+    depth: dict[int, int] = {}
+
+    def depth_of(i: int, seen: frozenset[int] = frozenset()) -> int:
+        if i not in depth:
+            sources = [by_run.get(p) for p in (grid[i].stage1_from, grid[i].round0_from)
+                       if p is not None]
+            depth[i] = 1 + max((depth_of(s, seen | {i}) for s in sources
+                                if s is not None and s not in seen | {i}), default=-1)
+        return depth[i]
+
+    levels = [depth_of(i) for i in range(len(grid))]
+    return [[i for i, d in enumerate(levels) if d == level] for level in range(max(levels) + 1)]
 
 
 def run_one(job: Job, data_dir: Path, held_out: HeldOut, progress: bool) -> RunResult:

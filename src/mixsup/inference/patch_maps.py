@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from mixsup.inference.cpu_backend import inference_model
 from mixsup.inference.settings import InferSettings
-from mixsup.runtime.device import autocast, to_input
+from mixsup.runtime.device import autocast, loader_workers, to_input
 from mixsup.runtime.progress import progress_bar
 from mixsup.slides.patches import PatchReader, SlideSource
 
@@ -32,6 +32,7 @@ class PatchMaps:
 def make_loader(dataset: Dataset, batches: Iterable[Sequence[int]], num_workers: int,
                 device: torch.device) -> DataLoader:
     """``batches``: lists of dataset indices (a batch sampler, or ranges in a fixed order)."""
+    num_workers = loader_workers(num_workers)
     return DataLoader(dataset, batch_sampler=cast(Sampler, batches), num_workers=num_workers,
                       pin_memory=device.type == "cuda",
                       prefetch_factor=4 if num_workers > 0 else None,

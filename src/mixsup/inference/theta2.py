@@ -14,7 +14,7 @@ from mixsup.inference.cpu_backend import inference_model
 from mixsup.inference.map_store import StoredMaps
 from mixsup.inference.settings import InferSettings
 from mixsup.inference.topk import top_k
-from mixsup.runtime.device import autocast, to_input
+from mixsup.runtime.device import autocast, loader_workers, to_input
 from mixsup.slides.patches import SlidePool, SlideSource, augment
 
 
@@ -91,7 +91,7 @@ def score_slides(model: torch.nn.Module, dataset: TopKPatches, settings: InferSe
     model.eval()
     net = inference_model(model, settings, dataset.patch_size)
     loader = DataLoader(dataset, batch_size=batch_slides, shuffle=False,
-                        num_workers=settings.num_workers)
+                        num_workers=loader_workers(settings.num_workers))
     out = [slide_probs(net, p, v, settings.device, settings.amp,
                        settings.channels_last).cpu() for p, v, _ in loader]
     return torch.cat(out).numpy() if out else np.zeros(0, np.float32)

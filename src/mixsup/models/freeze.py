@@ -15,28 +15,29 @@ FROZEN = "mixsup_frozen"  # the attribute that marks a frozen BatchNorm (``recal
 
 def freeze_early_stages(encoder: nn.Module, stages: int, name: str) -> None:
     """Freeze every parameter of a timm ``features_only`` ``encoder`` that computes its first
-    ``stages`` feature maps (the stem included). ``name`` is the encoder's, for the error."""
+    ``stages`` output maps (the stem included). ``name`` is the encoder's, for the error."""
     if stages <= 0:
         return
     info: Any = getattr(encoder, "feature_info", None)
-    if info is None or stages > len(info):
-        n = 0 if info is None else len(info)
-        raise MixsupError(f"model.freeze_stages={stages} but encoder {name!r} has {n} feature "
-                          "stages", f"set model.freeze_stages between 0 and {n}")
-    last = info.module_name(stages - 1)
-    params = list(encoder.named_parameters())
-    ends = [i for i, (p, _) in enumerate(params) if p == last or p.startswith(last + ".")]
-    if not ends:
-        raise MixsupError(f"encoder {name!r}: cannot find the parameters of its stage {last!r}",
+    outputs = list(getattr(info, "out_indices", ()) or ())
+    if info is None or stages > len(outputs):
+        raise MixsupError(f"model.freeze_stages={stages} but encoder {name!r} has "
+                          f"{len(outputs)} feature stages",
+                          f"set model.freeze_stages between 0 and {len(outputs)}")
+    modules = list(encoder.named_modules())
+    names = [n for n, _ in modules]
+    stage = info.module_name(outputs[stages - 1])
+    if stage not in names:  # timm flattens nested names for some models (stages.0 -> stages_0)
+        stage = stage.replace(".", "_")
+    if stage not in names:
+        raise MixsupError(f"encoder {name!r}: cannot find its stage {stage!r}",
                           "set model.freeze_stages=0 for this encoder")
-    frozen = {p for p, _ in params[:ends[-1] + 1]}
-    for p, tensor in params:
-        if p in frozen:
+    last = max(i for i, n in enumerate(names) if n == stage or n.startswith(stage + "."))
+    frozen = [m for _, m in modules[1:last + 1]]  # [0] is the encoder itself
+    for module in frozen:
+        for tensor in module.parameters(recurse=False):
             tensor.requires_grad_(False)
-    bns = [m for n, m in encoder.named_modules()
-           if isinstance(m, nn.modules.batchnorm._BatchNorm)
-           and all(f"{n}.{q}" in frozen for q, _ in m.named_parameters())
-           and any(True for _ in m.parameters())]
+    bns = [m for m in frozen if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     for bn in bns:
         setattr(bn, FROZEN, True)
 

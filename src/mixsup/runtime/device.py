@@ -29,6 +29,7 @@ def pick_device(cfg: RuntimeConfig, local_rank: int = 0) -> torch.device:
 
 
 WORKERS_PER_CPU = 4  # loader workers beyond this many per CPU only wait (10,000 hang)
+MAX_WORKERS = 256
 
 
 def usable_cpus() -> int:
@@ -40,14 +41,24 @@ def usable_cpus() -> int:
 
 
 def check_runtime(cfg: RuntimeConfig) -> None:
-    """Refuse loader workers far beyond this machine's CPUs (checked before a run starts)."""
-    cpus = usable_cpus()
-    limit = WORKERS_PER_CPU * cpus
-    if cfg.num_workers > limit:
-        raise ConfigError(f"runtime.num_workers is {cfg.num_workers}, more than {limit} "
-                          f"({WORKERS_PER_CPU} per CPU of the {cpus} this process may use)",
-                          f"set runtime.num_workers to at most {limit} (a resumed run keeps "
-                          "the one in its config.yaml)")
+    """Refuse a number of loader workers that no machine runs (checked before a run starts);
+    fewer, but more than this machine's CPUs use, are clamped by ``loader_workers``, so that a
+    run folder or bundle from a larger machine resumes and predicts here."""
+    if cfg.num_workers > MAX_WORKERS:
+        raise ConfigError(f"runtime.num_workers is {cfg.num_workers}, more than {MAX_WORKERS}",
+                          f"set runtime.num_workers to at most {WORKERS_PER_CPU} per CPU "
+                          f"({WORKERS_PER_CPU * usable_cpus()} here; a resumed run keeps the "
+                          "one in its config.yaml)")
+
+
+def loader_workers(wanted: int) -> int:
+    """``runtime.num_workers``, at most ``WORKERS_PER_CPU`` per usable CPU (with a warning)."""
+    limit = WORKERS_PER_CPU * usable_cpus()
+    if wanted > limit:
+        log.warning("runtime.num_workers is %d but this process may use %d CPUs; using %d "
+                    "loader workers", wanted, usable_cpus(), limit)
+        return limit
+    return wanted
 
 
 def _threads(wanted: int) -> int:

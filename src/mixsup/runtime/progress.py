@@ -4,6 +4,7 @@ cluster job's log), instead of carriage-return redraws that fill a captured log.
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from collections.abc import Iterable, Iterator
@@ -66,16 +67,9 @@ def phase(folder: Path, name: str, enabled: bool = True) -> Iterator[None]:
     yield
     if not enabled:
         return
-    path = folder / PHASES
-    try:
-        times = json.loads(path.read_text()) if path.is_file() else {}
-    except (OSError, ValueError):
-        times = {}
-    if not isinstance(times, dict):
-        times = {}
-    seconds = time.perf_counter() - start
-    times[name] = round(float(times.get(name, 0.0) or 0.0) + seconds, 2)
-    write_json(path, times)
+    times = read_phases(folder)  # a damaged record starts again
+    times[name] = round(times.get(name, 0.0) + time.perf_counter() - start, 2)
+    write_json(folder / PHASES, times)
 
 
 def read_phases(folder: Path) -> dict[str, float]:
@@ -86,4 +80,5 @@ def read_phases(folder: Path) -> dict[str, float]:
         return {}
     if not isinstance(times, dict):
         return {}
-    return {str(k): float(v) for k, v in times.items() if isinstance(v, (int, float))}
+    return {str(k): float(v) for k, v in times.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}

@@ -75,7 +75,7 @@ def _seed(source: Path, target: Path, cfg: Config, wanted: Callable[[str], bool]
     for item in sorted(source.iterdir()):
         if item.is_dir() and wanted(item.name):
             shutil.copytree(item, partial / item.name,
-                            ignore=shutil.ignore_patterns(*LEFT_BEHIND),
+                            ignore=shutil.ignore_patterns(*LEFT_BEHIND, ".*.tmp-*"),
                             copy_function=_link if item.name == "tiles" else shutil.copy2)
         elif item.name == STAGE1_SUMMARY and stage1_files:
             shutil.copy2(item, partial / item.name)

@@ -127,7 +127,7 @@ class Handler(BaseHTTPRequestHandler):
         if not self.server.loopback:
             return
         host = _host_name(self.headers.get("Host") or "")
-        if host not in LOOPBACK_NAMES:
+        if not _is_loopback(host):
             raise HTTPError(HTTPStatus.FORBIDDEN, "this viewer answers on localhost only")
 
     def log_message(self, format: str, *args: Any) -> None:
