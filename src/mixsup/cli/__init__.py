@@ -1,4 +1,5 @@
-"""Command line: parse arguments, build the config, call the library, print. No logic here."""
+"""Command line: parse arguments, build the config, call the library, print. No logic here.
+The top layer: may import any package (heavy ones inside the command functions)."""
 
 from __future__ import annotations
 

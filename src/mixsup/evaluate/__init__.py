@@ -1,1 +1,2 @@
-"""Metrics, reports and plots; reads predictions and truth, never trains."""
+"""Metrics, reports and plots; reads predictions and truth, never trains. May import
+``inference`` and every layer below it."""

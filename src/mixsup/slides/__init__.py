@@ -1,4 +1,5 @@
-"""Reading slides, finding tissue and tiling; knows nothing of labels or models."""
+"""Reading slides, finding tissue and tiling; knows nothing of labels or models. May import
+``render``, ``runtime``, ``config``, ``storage`` and ``errors``."""
 
 from mixsup.slides.reader import Slide, open_slide
 from mixsup.slides.tiling import TileSet, tile_slide

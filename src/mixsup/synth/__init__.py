@@ -1,1 +1,2 @@
-"""Dataset generators: procedural ``shapes`` and PatchCamelyon ``pcam`` mosaics."""
+"""Dataset generators: procedural ``shapes`` and PatchCamelyon ``pcam`` mosaics. May
+import ``labels``, ``slides`` and below; not ``dataset``."""
