@@ -137,5 +137,7 @@ def test_folds_into_an_output_that_cannot_be_a_folder_is_one_error(tmp_path, cap
 
     a_file = tmp_path / "file"
     a_file.write_text("x")
-    assert main(["experiment", str(tmp_path), "--out", str(a_file), "--folds", "3"]) == 2
-    assert "experiment folder" in capsys.readouterr().err and a_file.read_text() == "x"
+    with pytest.raises(SystemExit) as exit_:  # refused while the arguments are read
+        main(["experiment", str(tmp_path), "--out", str(a_file), "--folds", "3"])
+    assert exit_.value.code == 2
+    assert "a file, not a folder" in capsys.readouterr().err and a_file.read_text() == "x"
