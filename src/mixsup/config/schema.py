@@ -96,6 +96,16 @@ MaskRole = Literal["tumor", "negative", "ignore"]
 DEFAULT_MASK_VALUES: dict[int, MaskRole] = {0: "negative", 1: "tumor", 255: "ignore"}
 
 
+class StainConfig(_Frozen):
+    normalise: Literal["none", "macenko", "reinhard"] = Field(
+        "none", description="map every patch onto a reference stain as it is read, at "
+        "training and prediction time (torchstain); the reference is fitted once per run")
+    reference_slide: str | None = Field(None, description="fit the reference on this slide's "
+                                        "tissue (a slide_id); default: the training slides")
+    reference_patches: Count = Field(64, ge=1, le=4096, description="tissue patches the "
+                                     "reference is fitted on")
+
+
 class AnnotationConfig(_Frozen):
     """Class names (case-insensitive) map to a role; extra entries extend the default map.
     A label mask image's pixel values map to a role through ``mask_values``; unset, through
@@ -349,6 +359,7 @@ class Config(_Frozen):
     reader: ReaderConfig = ReaderConfig()
     tissue: TissueConfig = TissueConfig()
     tiling: TilingConfig = TilingConfig()
+    stain: StainConfig = StainConfig()
     annotations: AnnotationConfig = AnnotationConfig()
     model: ModelConfig = ModelConfig()
     runtime: RuntimeConfig = RuntimeConfig()

@@ -72,7 +72,7 @@ ABLATIONS = {"pixel-labels": "subset.max_fine_patches", "slides": "subset.slide_
              "keep-top": "stage1.positive_keep_top", "teacher": "stage1.teacher",
              "fine-tumour": "stage1.fine_tumour_share", "stage2-epochs": "stage2.epochs",
              "em-ratio": "stage1.ratio", "freeze": "model.freeze_stages",
-             "stage2-freeze": "stage2.freeze_stages"}
+             "stage2-freeze": "stage2.freeze_stages", "stain": "stain.normalise"}
 # A value of the ablation as the config reads it, where the two differ: commas separate the
 # values of an --ablate, so a ratio is written 2-3-5 there.
 ABLATION_VALUES: dict[str, Callable[[str], str]] = {
@@ -85,7 +85,7 @@ EM_SWITCHES = frozenset({"pseudo-labels", "keep-top", "teacher", "em-ratio"})
 # from them, so that mixed - pixel can be read at each value; the others vary mixed only.
 ABLATED_MODES = {"pixel-slides": ("mixed", "pixel"), "fine-tumour": ("mixed", "pixel"),
                  "stage2-epochs": ("mixed", "pixel"), "freeze": ("mixed", "pixel"),
-                 "stage2-freeze": ("mixed", "pixel")}
+                 "stage2-freeze": ("mixed", "pixel"), "stain": ("mixed", "pixel")}
 
 
 def run_row(r: RunResult) -> dict[str, object]:

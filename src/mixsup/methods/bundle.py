@@ -34,6 +34,7 @@ from mixsup.methods.bundle_meta import (
 from mixsup.methods.registry import Mode, get_mode
 from mixsup.models.encoders import input_norm, timm_build
 from mixsup.models.factory import build_theta2, theta2_input
+from mixsup.slides.stain_normalise import StainReference
 from mixsup.storage.artefacts import load_checkpoint, load_checkpoint_into
 from mixsup.storage.atomic import as_written, write_json
 from mixsup.storage.user_files import finite, own_file
@@ -46,6 +47,7 @@ class BundleFile:
     dir: Path
     meta: BundleMeta  # bundle.json as written by ``export_bundle``
     cfg: Config
+    stain: StainReference | None = None  # the patches' reference stain (stain.normalise)
 
     @property
     def mode(self) -> Mode:
@@ -64,13 +66,16 @@ class Bundle:
 
 
 def export_bundle(out_dir: Path, cfg: Config, mode: Mode, theta1_ckpt: Path,
-                  theta2_ckpt: Path | None, info: dict[str, Any]) -> Path:
-    """``theta1`` is the segmenter (or, for the image mode, the MIL patch classifier). A
-    bundle already there with the same weights and contents (a resumed run) is left as it is."""
+                  theta2_ckpt: Path | None, info: dict[str, Any],
+                  stain: StainReference | None = None) -> Path:
+    """``theta1`` is the segmenter (or, for the image mode, the MIL patch classifier);
+    ``stain`` the run's reference stain where ``stain.normalise`` is on. A bundle already
+    there with the same weights and contents (a resumed run) is left as it is."""
     preprocessing = Preprocessing(
         mpp=cfg.tiling.mpp, patch_size=cfg.tiling.patch_size, overlap=cfg.tiling.overlap,
         normalisation=_normalisation(cfg, mode), map_downsample=mode.map_downsample(cfg),
-        top_k=mode.top_k(cfg), tissue=cfg.tissue)
+        top_k=mode.top_k(cfg), tissue=cfg.tissue,
+        stain=None if stain is None else stain.record())
     theta1 = ModelFile(encoder=mode.theta1_input(cfg)[0], file="theta1.pt")
     theta2 = None if theta2_ckpt is None else ModelFile(
         encoder=theta2_input(cfg.model, cfg.stage2)[0], init=cfg.stage2.init, file="theta2.pt")
@@ -162,7 +167,8 @@ def read_bundle(path: str | Path) -> BundleFile:
                           "pass a finished run folder (with bundle/) or its bundle folder", path)
     meta = read_bundle_meta(meta_path)
     with own_file(meta_path, "bundle.json", BUNDLE_FIX):
-        bundle = BundleFile(path, meta, validate(meta.config))
+        cfg = validate(meta.config)
+        bundle = BundleFile(path, meta, cfg, _stain(meta, cfg, meta_path))
         # the MPP a slide's metadata must have; the tiling's is checked by the config
         finite(meta.preprocessing.mpp, "preprocessing.mpp", meta_path, low=MPP_RANGE[0],
                high=MPP_RANGE[1])
@@ -171,6 +177,20 @@ def read_bundle(path: str | Path) -> BundleFile:
                           + ("without θ2" if bundle.mode.theta2 else "with a θ2"),
                           "re-export the bundle from its run folder", meta_path)
     return bundle
+
+
+def _stain(meta: BundleMeta, cfg: Config, path: Path) -> StainReference | None:
+    rec, method = meta.preprocessing.stain, cfg.stain.normalise
+    if rec is None and method == "none":
+        return None
+    if rec is None:
+        raise MixsupError(f"the bundle's config normalises stains ({method}) but "
+                          "preprocessing.stain is missing", BUNDLE_FIX, path)
+    stain = StainReference.from_record(rec, path)
+    if stain.method != method:
+        raise MixsupError(f"preprocessing.stain is a {stain.method} reference, the bundle's "
+                          f"config says stain.normalise={method}", BUNDLE_FIX, path)
+    return stain
 
 
 def load_bundle(bundle: BundleFile | str | Path, device: torch.device | str = "cpu") -> Bundle:

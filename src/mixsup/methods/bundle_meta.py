@@ -43,6 +43,8 @@ class Preprocessing(_Record):
     map_downsample: int  # stored map side = patch side / this
     top_k: int
     tissue: TissueConfig
+    # the reference stain every patch is mapped onto (stain.normalise); None: not normalised
+    stain: dict[str, Any] | None = None
 
     @field_validator("normalisation", mode="before")
     @classmethod

@@ -71,7 +71,7 @@ class PredictResult:
 
 RECORD_FIX = "delete it: mixsup predict then predicts that slide again"
 # Settings the models were trained with: prediction takes them from the bundle.
-MODEL_SECTIONS = ("tiling", "tissue", "model", "stage1", "stage2", "mil", "abmil")
+MODEL_SECTIONS = ("tiling", "tissue", "stain", "model", "stage1", "stage2", "mil", "abmil")
 PREDICT_SETTINGS = "runtime.*, reader.* and stage1.infer_batch_size"
 
 
@@ -222,12 +222,13 @@ class _SlidePredictor:
         settings = InferSettings.from_config(cfg, device, models.file.dir / "graphs")
         self.scorer = models.file.mode.scorer(models, cfg, out, settings)
         self.bundle_dir = models.file.dir
+        self.stain = models.file.stain
 
     def __call__(self, slide_id: str, path: Path, thr: float) -> SlidePrediction:
         cfg, out = self.cfg, self.out
         with Slide(path, cfg.reader.backend, cfg.reader.mpp, cfg.reader.cache_bytes) as slide:
             tiles = tile_slide(slide, slide_id, cfg.tiling, cfg.tissue, out / "tiles")
-            source = SlideSource.of(slide_id, path, cfg.reader)
+            source = SlideSource.of(slide_id, path, cfg.reader, self.stain)
             maps, score = self.scorer(slide_id, source, tiles)
             _check_outputs(maps, score, slide_id, self.bundle_dir)
             if not len(tiles):

@@ -12,6 +12,7 @@ import numpy as np
 
 from mixsup.config import READER_CACHE_BYTES, ReaderConfig
 from mixsup.slides.reader import Slide
+from mixsup.slides.stain_normalise import StainReference
 
 
 @dataclass(frozen=True)
@@ -21,10 +22,12 @@ class SlideSource:
     backend: str = "auto"
     mpp: float | None = None  # override for slides without MPP
     cache_bytes: int = READER_CACHE_BYTES
+    stain: StainReference | None = None  # every patch read is mapped onto this stain
 
     @classmethod
-    def of(cls, slide_id: str, path: str | Path, reader: ReaderConfig) -> SlideSource:
-        return cls(slide_id, str(path), reader.backend, reader.mpp, reader.cache_bytes)
+    def of(cls, slide_id: str, path: str | Path, reader: ReaderConfig,
+           stain: StainReference | None = None) -> SlideSource:
+        return cls(slide_id, str(path), reader.backend, reader.mpp, reader.cache_bytes, stain)
 
 
 class SlidePool:
@@ -61,7 +64,15 @@ class SlidePool:
         return sum(s.is_open for s in self._slides.values())
 
     def read(self, idx: int, x: int, y: int, size: int, mpp: float) -> np.ndarray:
-        return self.get(idx).read_at_mpp((x, y), size, mpp)
+        img = self.get(idx).read_at_mpp((x, y), size, mpp)
+        stain = self.sources[idx].stain
+        return img if stain is None else stain.apply(img)
+
+    def close(self) -> None:
+        for slide in self._slides.values():
+            slide.close()
+        self._slides.clear()
+        self._recent.clear()
 
     def where(self, idx: int, x: int, y: int) -> dict[str, str | int]:
         """A patch reference that stays meaningful outside this run (diagnostics)."""

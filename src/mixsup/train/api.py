@@ -9,6 +9,7 @@ from pathlib import Path
 
 from mixsup.config import Config
 from mixsup.config.run import check_run, create_run
+from mixsup.dataset.stain_reference import with_stain
 from mixsup.dataset.tiles import SlideSet, slide_set
 from mixsup.labels.table import load_dataset
 from mixsup.methods.bundle import export_bundle
@@ -81,7 +82,8 @@ def train(data_dir: str | Path, out: str | Path, cfg: Config, mode: str = "mixed
     ctx = prepare(data, cfg, run_dir, strict=strict, progress=progress, dist=dist,
                   checked=checked)
     with phase(run_dir, "tiling", dist.main):
-        val = slide_set(data, ("val",), cfg, run_dir / "tiles", strict, progress, dist)
+        val = with_stain(slide_set(data, ("val",), cfg, run_dir / "tiles", strict, progress,
+                                   dist), ctx.stain)
     summary = spec.train(ctx, val if val.labelled() else None)
     if dist.main:
         write_json(run_dir / "summary.json", to_json(summary))
@@ -120,7 +122,7 @@ def train_segmenter(ctx: RunContext, spec: Mode, val: SlideSet | None) -> TrainS
                                   "val_loss": s.val_loss} for r, s in stage2.items()},
             "operating_threshold": threshold,
             "threshold_source": source,
-        })
+        }, ctx.stain)
     return TrainSummary(spec.name, threshold, source, str(bundle), choice.round, choice,
                         [_round_row(res.summary, stage2.get(res.round)) for res in results],
                         skipped_slides=ctx.train.skipped,
@@ -144,7 +146,7 @@ def train_mil(ctx: RunContext, spec: Mode, val: SlideSet | None) -> TrainSummary
         export_bundle(bundle, ctx.cfg, spec, mil_model_path(ctx.run_dir), None, {
             "theta1_slides": theta1_slides(ctx, spec), "selected_round": None,
             "operating_threshold": threshold, "threshold_source": source,
-            "mil_losses": mil.epoch_losses})
+            "mil_losses": mil.epoch_losses}, ctx.stain)
     return TrainSummary(spec.name, threshold, source, str(bundle),
                         mil_epoch_losses=mil.epoch_losses, skipped_slides=ctx.train.skipped)
 

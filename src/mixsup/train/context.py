@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from mixsup.config import Config
+from mixsup.dataset.stain_reference import run_stain_reference, with_stain
 from mixsup.dataset.tiles import SlideSet, slide_set
 from mixsup.errors import MixsupError
 from mixsup.inference.settings import InferSettings
@@ -18,6 +19,7 @@ from mixsup.labels.table import Dataset
 from mixsup.runtime.device import pick_device
 from mixsup.runtime.dist import SINGLE, Dist
 from mixsup.runtime.progress import phase
+from mixsup.slides.stain_normalise import StainReference
 from mixsup.train.preflight import CheckedInputs, read_train_annotations
 from mixsup.train.subsets import pick_pixel_slides
 
@@ -35,6 +37,7 @@ class RunContext:
     progress: bool
     strict: bool
     dist: Dist = SINGLE
+    stain: StainReference | None = None  # every slide set of the run is read on it
 
     @property
     def graph_dir(self) -> Path:
@@ -54,6 +57,13 @@ def prepare(data: Dataset, cfg: Config, run_dir: Path, strict: bool = False,
         checked = read_train_annotations(data.split("train"), cfg, strict)
     with phase(run_dir, "tiling", dist.main):
         train = slide_set(data, ("train",), cfg, run_dir / "tiles", strict, progress, dist)
+    with phase(run_dir, "stain reference", dist.main):
+        if dist.main:
+            stain = run_stain_reference(cfg, train, run_dir)
+        dist.barrier()
+        if not dist.main:
+            stain = run_stain_reference(cfg, train, run_dir, write=False)
+    train = with_stain(train, stain)
     if cfg.subset.slide_label_fraction < 1.0:
         train = _drop_slide_labels(train, cfg.subset.slide_label_fraction, cfg.seed)
     if not train.records:
@@ -70,7 +80,7 @@ def prepare(data: Dataset, cfg: Config, run_dir: Path, strict: bool = False,
     train.skipped.update({f"{sid} (annotations)": why for sid, why in checked.rejected.items()})
     return RunContext(cfg, run_dir, data, train, annotations,
                       pick_device(cfg.runtime, dist.local_rank), progress and dist.main, strict,
-                      dist)
+                      dist, stain)
 
 
 def _drop_slide_labels(slides: SlideSet, fraction: float, seed: int) -> SlideSet:

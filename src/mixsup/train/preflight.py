@@ -42,6 +42,16 @@ def check_training(data: Dataset, cfg: Config, mode: str, strict: bool) -> Check
             and all(r.label is None for r in data.split("val"))):
         raise MixsupError("selecting the round by val loss needs labelled val slides",
                           "label some val slides, or select by train_loss", table)
+    if spec.cached_features and cfg.stain.normalise != "none":
+        raise MixsupError(f"stain.normalise={cfg.stain.normalise} is not available for "
+                          f"--mode {mode}: its features are computed once by `mixsup "
+                          "features`, before training", "set stain.normalise=none for this "
+                          "mode")
+    if cfg.stain.reference_slide is not None and cfg.stain.normalise != "none" and (
+            cfg.stain.reference_slide not in {r.slide_id for r in train}):
+        raise MixsupError(f"stain.reference_slide {cfg.stain.reference_slide!r} is not a "
+                          "split=train slide", "name a training slide_id, or unset it to fit "
+                          "the reference on all training slides", table)
     check_runtime(cfg.runtime)
     _check_weights(cfg, spec)
     _build_models(cfg, spec)
