@@ -211,6 +211,16 @@ def test_a_ratio_ablation_without_a_set_step_count_is_refused(shapes_data, tmp_p
     assert not (tmp_path / "e").exists()
 
 
+def test_an_ablated_value_that_cannot_train_is_refused_before_any_run(shapes_data, tmp_path,
+                                                                      capsys):
+    # the plain runs come first in the grid and would pass; the ablated variant would not
+    assert main(["experiment", str(shapes_data), "--out", str(tmp_path / "e"), "--modes",
+                 "mixed", "--preset", "tiny", "--ablate", "freeze=2"]) == 2
+    err = capsys.readouterr().err
+    assert "freeze_stages" in err and "Traceback" not in err
+    assert not (tmp_path / "e").exists()
+
+
 @pytest.mark.parametrize(("flag", "value", "says"), [
     ("--modes", "", "no empty item"), ("--modes", "pixel,,mixed", "no empty item"),
     ("--modes", "abmil,abmil", "more than once"), ("--modes", "nosuch", "unknown mode"),

@@ -50,3 +50,17 @@ def test_layout_auto_is_channels_last_except_gpu_inference():
                         (RuntimeConfig(layout="nchw", channels_last=True), False)):
         assert {use_channels_last(cfg, d, t) for d in (CPU, cuda) for t in (True, False)} == {
             forced}
+
+
+def test_too_many_loader_workers_are_clamped_with_one_warning(monkeypatch, caplog):
+    import logging
+
+    from mixsup.runtime import device
+
+    monkeypatch.setattr(device, "usable_cpus", lambda: 3)
+    monkeypatch.setattr(device, "_WARNED", set())
+    with caplog.at_level(logging.WARNING, logger=device.log.name):
+        got = [device.loader_workers(10_000) for _ in range(5)]  # five epochs' loaders
+    assert got == [device.WORKERS_PER_CPU * 3] * 5
+    assert sum("num_workers" in r.getMessage() for r in caplog.records) == 1
+    assert device.loader_workers(1) == 1

@@ -341,3 +341,42 @@ def test_view_command_starts_with_a_missing_slide(predicted, data_copy, monkeypa
     out = capsys.readouterr().out
     assert "6 slides" in out and "(1 missing)" in out
     assert any("slide_001" in r.getMessage() for r in caplog.records)
+
+
+class _Closing:
+    def __init__(self) -> None:
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.mark.timeout(60)
+def test_shutdown_closes_the_slides_only_after_the_workers_stopped(monkeypatch, caplog):
+    import threading
+
+    from mixsup.view import server as srv
+
+    release, started = threading.Event(), threading.Event()
+
+    def slow(request, address):
+        started.set()
+        release.wait(30)
+
+    viewer = _Closing()
+    monkeypatch.setattr(srv, "CLOSE_WAIT", 0.3)
+    server = srv.ViewerServer(viewer, "127.0.0.1", 0, workers=2)  # type: ignore[arg-type]
+    monkeypatch.setattr(server, "finish_request", slow)
+    a, b = socket.socketpair()
+    server.process_request(a, ("127.0.0.1", 1))
+    assert started.wait(10)
+    with caplog.at_level(logging.WARNING, logger=srv.log.name):
+        server.server_close()  # a request is still being answered
+    assert not viewer.closed and "still running" in caplog.text
+    release.set()
+    b.close()
+
+    quiet = _Closing()
+    server = srv.ViewerServer(quiet, "127.0.0.1", 0, workers=2)  # type: ignore[arg-type]
+    server.server_close()
+    assert quiet.closed and not any(w.is_alive() for w in server._workers)

@@ -227,9 +227,12 @@ def run_experiment(data_dir: str | Path, out: str | Path, preset: str = "small",
                           "per epoch follow the ratio, and pixel's plain runs would not be the "
                           "same at each ratio")
     annotated: dict[str, int] = {}  # mode -> annotated train slides it could use
-    for _, v, cfg in jobs:  # variants of one mode differ only in what the check ignores
-        if v.mode not in annotated:
-            annotated[v.mode] = len(check_training(data, cfg, v.mode, strict=False).annotations)
+    checked: set[str] = set()
+    for _, v, cfg in jobs:  # every variant once: an ablated value may be the one refused
+        if v.name not in checked:
+            checked.add(v.name)
+            n = len(check_training(data, cfg, v.mode, strict=False).annotations)
+            annotated.setdefault(v.mode, n)
     for _, v, cfg in jobs:
         kept = cfg.subset.pixel_slides
         if v.overrides and kept is not None and kept >= annotated.get(v.mode, 0) > 0:

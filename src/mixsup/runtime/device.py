@@ -51,14 +51,17 @@ def check_runtime(cfg: RuntimeConfig) -> None:
                           "one in its config.yaml)")
 
 
+_WARNED: set[tuple[int, int]] = set()
+
+
 def loader_workers(wanted: int) -> int:
     """``runtime.num_workers``, at most ``WORKERS_PER_CPU`` per usable CPU (with a warning)."""
     limit = WORKERS_PER_CPU * usable_cpus()
-    if wanted > limit:
+    if wanted > limit and (wanted, limit) not in _WARNED:
+        _WARNED.add((wanted, limit))  # once per process, not at every epoch's loader
         log.warning("runtime.num_workers is %d but this process may use %d CPUs; using %d "
                     "loader workers", wanted, usable_cpus(), limit)
-        return limit
-    return wanted
+    return min(wanted, limit)
 
 
 def _threads(wanted: int) -> int:

@@ -216,8 +216,9 @@ def own_file(path: str | Path, what: str, fix: str) -> Iterator[None]:
     ``MixsupError`` naming the file, with ``fix`` (how to redo or restore it)."""
     try:
         yield
-    except MixsupError as exc:
-        raise MixsupError(exc.what, fix, exc.path or path) from None
+    except MixsupError as exc:  # the inner fix is the specific one; the file's comes after
+        both = fix if not exc.fix or exc.fix == fix else f"{exc.fix}; or {fix}"
+        raise MixsupError(exc.what, both, exc.path or path) from None
     except FileNotFoundError:
         raise MixsupError(f"the {what} is missing", fix, path) from None
     except OSError as exc:

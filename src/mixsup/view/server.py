@@ -33,6 +33,7 @@ WORKERS = 16  # requests answered at once (tile decoding is bounded apart, by th
 PENDING = 256  # accepted connections waiting for a worker; one more is answered 503
 BACKLOG = 512  # connections the kernel completes before the server accepts them
 REFUSE_WAIT = 0.2  # seconds spent reading a refused request, so that closing does not reset
+CLOSE_WAIT = 5.0  # seconds the shutdown waits for requests being answered
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -247,6 +248,14 @@ class ViewerServer(HTTPServer):
                 self.shutdown_request(item[0])
         for _ in self._workers:
             self._queue.put(None)
+        deadline = time.monotonic() + CLOSE_WAIT
+        for worker in self._workers:
+            worker.join(max(0.0, deadline - time.monotonic()))
+        busy = [w.name for w in self._workers if w.is_alive()]
+        if busy:  # an OpenSlide handle closed under a reading thread can crash the process
+            log.warning("%d request(s) still running at shutdown; slides left open",
+                        len(busy))
+            return
         self.viewer.close()
 
 
