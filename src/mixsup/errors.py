@@ -32,6 +32,11 @@ class DatasetError(MixsupError):
     """A dataset directory whose slides.csv or annotations are inconsistent."""
 
 
+class TissueFileError(MixsupError):
+    """A slide's tissue outlines (``tissue.source=geojson``) that cannot be read or do not fit
+    the slide: the whole command stops, where a bad slide is only skipped."""
+
+
 class ConfigError(MixsupError):
     """A configuration with unknown keys or out-of-range values."""
 

@@ -165,6 +165,9 @@ def test_features_then_abmil_trains_predicts_and_shows(shapes_data, tmp_path):
     from tests.train.test_modes import _viewer_shows
 
     _viewer_shows(pred, shapes_data, mode="abmil")
+    # a folder named at predict time must hold features of the bundle's encoder and tiling
+    assert main(["-q", "predict", str(run), "--data", str(shapes_data), "--split", "test",
+                 "--features", str(tmp_path), "--out", str(tmp_path / "elsewhere")]) == 2
     # the training's feature folder gone (another machine): prediction computes its own
     shutil.move(feats, tmp_path / "moved")
     again = tmp_path / "again"

@@ -57,6 +57,9 @@ def main(argv: list[str] | None = None, catch_unexpected: bool = False) -> int:
         if exc.errno == errno.ENOSPC:
             _no_space(exc.filename)
             return 2
+        if exc.errno in (errno.ENAMETOOLONG, errno.ELOOP) and exc.filename is not None:
+            _unreachable(exc)  # a path made from one the user gave (DATA-truth, RUN/x.json)
+            return 2
         if not catch_unexpected:
             raise
         return _unexpected(exc, args.verbose)
@@ -92,6 +95,13 @@ def _no_space(filename: str | None) -> None:
         _quiet_stdout()
     print(f"error: {filename or 'standard output'}: no space left on the device. Fix: free "
           "some space, or write somewhere else", file=sys.stderr)
+
+
+def _unreachable(exc: OSError) -> None:
+    from mixsup.storage.user_files import os_problem
+
+    print(f"error: {os.fsdecode(exc.filename)}: {os_problem(exc)}. Fix: pass shorter paths, "
+          "or mend the symbolic links", file=sys.stderr)
 
 
 def _closed_pipe() -> int:

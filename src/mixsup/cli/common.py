@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mixsup.config import MPP_RANGE, PRESETS, Config
-from mixsup.storage.user_files import output_path_problem
+from mixsup.storage.user_files import input_path_problem, output_path_problem
 
 if TYPE_CHECKING:
     from mixsup.evaluate.metrics import SlideMetrics
@@ -72,6 +72,37 @@ def out_arg(raw: str) -> str:
     return raw
 
 
+def in_arg(raw: str) -> str:
+    """An argparse type for an input path (a slide, a dataset, a run, a config file): one it
+    can reach or a missing one, which the command reports; a name too long for the file
+    system, a symbolic link loop or a folder that cannot be entered is refused before any
+    work (``input_path_problem``), and argparse's message names the flag."""
+    problem = input_path_problem(raw)
+    if problem:
+        raise argparse.ArgumentTypeError(f"{raw!r}: {problem}")
+    return raw
+
+
+def file_arg(flag: str) -> Callable[[str], str]:
+    """``in_arg`` for an optional file flag (``--weights``): an empty value is "``flag`` needs
+    a value", as for ``text_arg``."""
+    nonempty = text_arg(flag)
+
+    def parse(raw: str) -> str:
+        return in_arg(nonempty(raw))
+
+    return parse
+
+
+def plain_in_arg(raw: str) -> str:
+    """``in_arg`` that also refuses what an output path may not be (``-``, a control
+    character, a name that is not UTF-8): for ``rounds``, which writes into its run folder."""
+    problem = input_path_problem(raw, plain_name=True)
+    if problem:
+        raise argparse.ArgumentTypeError(f"{raw!r}: {problem}")
+    return raw
+
+
 def int_in(low: int, high: int, flag: str) -> Callable[[str], int]:
     """An argparse type: an integer in [low, high]; the message names ``flag``."""
 
@@ -114,7 +145,7 @@ def split_fractions(text: str) -> tuple[float, float, float]:
 def config_args(p: argparse.ArgumentParser, default_preset: str = "paper") -> None:
     p.add_argument("--preset", default=default_preset, choices=list(PRESETS),
                    help=f"settings preset (default: {default_preset})")
-    p.add_argument("--config", action="append", default=[], metavar="FILE.yaml",
+    p.add_argument("--config", action="append", default=[], metavar="FILE.yaml", type=in_arg,
                    help="YAML file overriding the preset (repeatable)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                    help="override one setting, e.g. --set tiling.mpp=1.0 (repeatable)")

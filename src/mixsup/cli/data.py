@@ -11,6 +11,7 @@ from pathlib import Path
 from mixsup.cli.common import (
     Command,
     config_args,
+    in_arg,
     load_cfg,
     mpp_arg,
     number_in,
@@ -24,7 +25,7 @@ from mixsup.storage.user_files import output_dir
 
 def register(sub: argparse._SubParsersAction) -> dict[str, Command]:
     p = sub.add_parser("info", help="print a slide's metadata as JSON")
-    p.add_argument("slide")
+    p.add_argument("slide", type=in_arg)
     p.add_argument("--backend", default="auto",
                    choices=["auto", "tifftiles", "openslide", "tiffslide"])
     p.add_argument("--mpp", type=mpp_arg, default=None, help="MPP override")
@@ -35,12 +36,12 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Command]:
     p.add_argument("--n-slides", type=int, default=None)
     p.add_argument("--size", type=int, default=None, help="slide side in level-0 pixels")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--pcam", default="../shared/data/pcam",
+    p.add_argument("--pcam", default="../shared/data/pcam", type=in_arg,
                    help="PatchCamelyon folder (for --kind pcam)")
     p.add_argument("--patients", type=int, default=None,
                    help="pcam only: N patients x 5 lymph nodes with Camelyon17 node classes")
-    p.add_argument("--truth", default=None, help="answer key folder: every slide's true "
-                   "outlines (default: OUT-truth beside OUT, never inside it)")
+    p.add_argument("--truth", default=None, type=out_arg, help="answer key folder: every "
+                   "slide's true outlines (default: OUT-truth beside OUT, never inside it)")
     p.add_argument("--compression", choices=["jpeg", "zlib"], default="jpeg",
                    help="tile compression; zlib needs no imagecodecs (bigger, lossless files)")
     p.add_argument("--split-shares", type=split_fractions, default=None,
@@ -54,24 +55,24 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Command]:
 
     p = sub.add_parser("validate", help="check a dataset: slides.csv, every slide (opened: "
                        "header, levels, MPP, a few tiles) and every annotation")
-    p.add_argument("data")
+    p.add_argument("data", type=in_arg)
     p.add_argument("--fast", action="store_true",
                    help="do not open the slides (slides.csv and outlines only)")
     config_args(p)
 
     p = sub.add_parser("tile", help="tissue-detect and tile every slide of a dataset")
-    p.add_argument("data")
+    p.add_argument("data", type=in_arg)
     p.add_argument("--out", default=None, type=out_arg,
                    help="tiles folder (default: DATA/tiles/<settings>)")
     p.add_argument("--strict", action="store_true", help="fail on the first bad slide")
     config_args(p)
 
     p = sub.add_parser("annotations", help="convert annotations to GeoJSON or a mask PNG")
-    p.add_argument("source", help="ASAP/ImageScope XML, QuPath GeoJSON, NCRF JSON, or a label "
-                   "mask image (PNG/TIFF; needs --slide)")
+    p.add_argument("source", type=in_arg, help="ASAP/ImageScope XML, QuPath GeoJSON, NCRF "
+                   "JSON, or a label mask image (PNG/TIFF; needs --slide)")
     p.add_argument("dest", help="output .geojson or .png")
-    p.add_argument("--slide", default=None, help="slide, for the mask size and bounds checks "
-                   "(and a mask image's scale)")
+    p.add_argument("--slide", default=None, type=in_arg, help="slide, for the mask size and "
+                   "bounds checks (and a mask image's scale)")
     p.add_argument("--downsample", type=number_in(1, 1e6, "downsample"), default=32.0,
                    help="mask pixel size (level 0 px, 1 to 256)")
     config_args(p)
@@ -130,6 +131,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if result.masks_unchecked:
         print(f"mask images not checked (--fast needs no slide): "
               f"{', '.join(result.masks_unchecked)}")
+    if result.tissue:
+        print("tissue (what tiling will use):")
+        print("\n".join(result.tissue))
     print("dataset OK")
     return 0
 
@@ -200,3 +204,9 @@ def _print_tiling(report, out: Path) -> None:
         print(f"no tissue on: {', '.join(report.no_tissue)}")
     for sid, reason in report.skipped.items():
         print(f"skipped {sid}: {reason}")
+    if s["tissue_removed"]:
+        from mixsup.slides.tissue_qc import describe_removed
+
+        print("tissue QC, share of each slide's detected tissue removed:")
+        for sid, removed in s["tissue_removed"].items():
+            print(f"  {sid}: {describe_removed(removed)}")

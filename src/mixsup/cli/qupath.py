@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mixsup.cli.common import Command, out_arg
+from mixsup.cli.common import Command, in_arg, out_arg
 
 
 def register(sub: argparse._SubParsersAction) -> dict[str, Command]:
     p = sub.add_parser("export-qupath", help="a prediction folder's patches and probability "
                        "maps as QuPath detections (GeoJSON) and pyramidal OME-TIFFs")
-    p.add_argument("pred", help="the --out folder of `mixsup predict`")
+    p.add_argument("pred", type=in_arg, help="the --out folder of `mixsup predict`")
     p.add_argument("--out", required=True, type=out_arg, help="folder to write into")
     return {"export-qupath": cmd_export_qupath}
 

@@ -5,15 +5,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mixsup.cli.common import Command, out_arg
+from mixsup.cli.common import Command, in_arg, out_arg
 
 
 def register(sub: argparse._SubParsersAction) -> dict[str, Command]:
     p = sub.add_parser("stage", help="Camelyon17: lymph-node classes and patient pN stages")
     stage = p.add_subparsers(dest="stage_command", required=True)
     q = stage.add_parser("train", help="heatmap features + random forest on node classes")
-    q.add_argument("run", help="a trained run (its θ1 makes the heatmaps)")
-    q.add_argument("--data", required=True, help="dataset with patient and node_class columns")
+    q.add_argument("run", type=in_arg, help="a trained run (its θ1 makes the heatmaps)")
+    q.add_argument("--data", required=True, type=in_arg,
+                   help="dataset with patient and node_class columns")
     q.add_argument("--features-from", default="auto",
                    choices=["auto", "heldout", "val", "train"],
                    help="slides whose heatmap features train the forest: heldout (train slides "
@@ -22,13 +23,14 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Command]:
     q.add_argument("--heatmap-um", type=float, default=16.0, help="heatmap pixel size (µm)")
     q.add_argument("--folds", type=int, default=5)
     q = stage.add_parser("predict", help="node classes and pN stages (Camelyon17 CSV)")
-    q.add_argument("run")
-    q.add_argument("--data", required=True)
+    q.add_argument("run", type=in_arg)
+    q.add_argument("--data", required=True, type=in_arg)
     q.add_argument("--split", default="test")
     q.add_argument("--out", required=True, type=out_arg)
     q = stage.add_parser("evaluate", help="quadratic-weighted kappa of pN stages")
-    q.add_argument("predictions", help="Camelyon17-format CSV (patient and/or node rows)")
-    q.add_argument("--labels", required=True, help="e.g. stage_labels.csv")
+    q.add_argument("predictions", type=in_arg,
+                   help="Camelyon17-format CSV (patient and/or node rows)")
+    q.add_argument("--labels", required=True, type=in_arg, help="e.g. stage_labels.csv")
     q.add_argument("--out", required=True, type=out_arg)
     return {"stage": cmd_stage}
 

@@ -12,10 +12,13 @@ from mixsup.cli.common import (
     Command,
     cli_overrides,
     config_args,
+    file_arg,
     fmt,
+    in_arg,
     int_in,
     load_cfg,
     out_arg,
+    plain_in_arg,
     print_dataset,
     print_metrics,
     text_arg,
@@ -30,13 +33,13 @@ if TYPE_CHECKING:
 
 def register(sub: argparse._SubParsersAction) -> dict[str, Command]:
     p = sub.add_parser("train", help="train θ1 (EM rounds) and θ2 on a dataset")
-    p.add_argument("data")
+    p.add_argument("data", type=in_arg)
     p.add_argument("--out", required=True, type=out_arg, help="run folder")
     p.add_argument("--mode", choices=list(MODES), default="mixed",
                    help="; ".join(f"{m.name}: {m.help}" for m in MODES.values()))
     p.add_argument("--resume", action="store_true", help="continue an interrupted run")
     p.add_argument("--strict", action="store_true", help="fail on the first bad slide")
-    p.add_argument("--weights", type=text_arg("--weights"), default=None,
+    p.add_argument("--weights", type=file_arg("--weights"), default=None,
                    help="local pretrained encoder weights")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--select-by", choices=["train_curve", "train_loss", "val"], default=None,
@@ -45,19 +48,19 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Command]:
 
     p = sub.add_parser("features", help="cache a frozen encoder's features of every tissue "
                        "patch (for --mode abmil), one zarr store per slide")
-    p.add_argument("data")
+    p.add_argument("data", type=in_arg)
     p.add_argument("--out", required=True, type=out_arg,
                    help="feature folder (one per encoder)")
     p.add_argument("--encoder", type=text_arg("--encoder"), default=None,
                    help="timm name or recipe (uni, virchow2, ...): abmil.encoder; its other "
                    "settings go in --set abmil.*")
-    p.add_argument("--weights", type=text_arg("--weights"), default=None,
+    p.add_argument("--weights", type=file_arg("--weights"), default=None,
                    help="local encoder weights file: abmil.weights")
     p.add_argument("--splits", default="train,val,test")
     config_args(p)  # the same default preset as train, so that train reads these features
 
     p = sub.add_parser("experiment", help="compare modes (and ablations) over seeds")
-    p.add_argument("data")
+    p.add_argument("data", type=in_arg)
     p.add_argument("--out", required=True, type=out_arg,
                    help="experiment folder (runs/, tables; re-running resumes)")
     p.add_argument("--modes", type=modes_arg, default=tuple(MODES),
@@ -69,7 +72,7 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Command]:
                            "pseudo-labels=confident | keep-top=4 | teacher=average | "
                            "fine-tumour=0.5 | stage2-epochs=5 | em-ratio=2-3-5")
     p.add_argument("--per-center", action="store_true")
-    p.add_argument("--test-data", default=None, metavar="OTHER",
+    p.add_argument("--test-data", default=None, metavar="OTHER", type=in_arg,
                    help="score the runs on OTHER's test split (an external test set) instead "
                         "of DATA's: each run keeps those predictions in pred-<OTHER's name>/, "
                         "the tables go to OUT/test-<OTHER's name>/, and a run trains only if "
@@ -106,12 +109,13 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Command]:
     config_args(p, default_preset="small")
 
     p = sub.add_parser("rounds", help="θ1's map quality per round against truth outlines")
-    p.add_argument("run", help="a training run's folder (`mixsup train --out`, or an "
-                   "experiment's runs/<run>/train)")
-    p.add_argument("--data", required=True, metavar="DATA",
+    p.add_argument("run", type=plain_in_arg, help="a training run's folder (`mixsup train "
+                   "--out`, or an experiment's runs/<run>/train)")
+    p.add_argument("--data", required=True, metavar="DATA", type=in_arg,
                    help="the dataset the run trained on")
-    p.add_argument("--truth", default=None, help="answer key: <slide_id>.geojson true outlines "
-                   "(default: DATA-truth, as `mixsup synth` writes it)")
+    p.add_argument("--truth", default=None, type=plain_in_arg, help="answer key: "
+                   "<slide_id>.geojson true outlines (default: DATA-truth, as `mixsup synth` "
+                   "writes it)")
     p.add_argument("--split", default=None, help="score each round's θ1 on these slides it did "
                    "not train on (e.g. val,test) instead of the training slides' E-step maps")
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from mixsup.cli.common import Command, port
+from mixsup.cli.common import Command, in_arg, port
 
 
 def register(sub: argparse._SubParsersAction) -> dict[str, Command]:
     p = sub.add_parser("view", help="browse a prediction folder's slides, heatmaps and top-K "
                        "regions in a web browser")
-    p.add_argument("pred", help="the --out folder of `mixsup predict`")
-    p.add_argument("--data", default=None,
+    p.add_argument("pred", type=in_arg, help="the --out folder of `mixsup predict`")
+    p.add_argument("--data", default=None, type=in_arg,
                    help="dataset directory: adds true labels, centers and the metrics")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this machine only; any "

@@ -6,12 +6,21 @@ It is validated once, here at the edge; everything downstream receives typed, fr
 from __future__ import annotations
 
 import copy
+import math
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from mixsup.config.protocols import apply_protocol
 from mixsup.errors import ConfigError
@@ -63,6 +72,52 @@ class TissueConfig(_Frozen):
     opening_px: int = Field(3, ge=0)
     min_region_um2: float = Field(20000.0, ge=0)
     fill_holes: bool = True
+    source: Literal["otsu", "geojson"] = Field(
+        "otsu", description="otsu: detect tissue on the thumbnail (tissue.method); geojson: "
+        "read each slide's tissue outlines (level-0 pixels, QuPath GeoJSON, e.g. TRIDENT's or "
+        "GrandQC's) from slides.csv's `tissue` column, else tissue.geojson_dir")
+    geojson_dir: str | None = Field(None, description="folder of <slide_id>.geojson tissue "
+                                    "outlines for tissue.source=geojson (relative to the "
+                                    "current folder); slides.csv's `tissue` column wins")
+    remove_pen: bool = Field(False, description="take pen ink (saturated blue or green, or "
+                             "near black) out of detected tissue")
+    pen_min_saturation: int = Field(80, ge=0, le=255, description="HSV saturation from which "
+                                    "a blue or green pixel is ink")
+    pen_hue_min: float = Field(70.0, ge=0, le=360, description="ink hues, degrees: from")
+    pen_hue_max: float = Field(235.0, ge=0, le=360, description="ink hues, degrees: to "
+                               "(H&E's haematoxylin starts near 250)")
+    pen_max_value: int = Field(30, ge=0, le=255, description="HSV value at or below which a "
+                               "pixel is black ink")
+    remove_blur: bool = Field(False, description="take blurred regions (low Laplacian "
+                              "variance on the thumbnail) out of detected tissue")
+    blur_max_variance: float = Field(100.0, ge=0, description="Laplacian variance of the grey "
+                                     "thumbnail below which a region is blurred")
+    blur_window_um: float = Field(128.0, gt=0, description="side of the region the variance "
+                                  "is measured over, microns")
+
+    # Added after stored tilings and feature stores were first keyed on this section: left out
+    # of their keys (``identity``) while at their defaults, so that those stay valid. Sound only
+    # while each default reproduces the tissue masks made before it (the QC stays off).
+    LATER_FIELDS: ClassVar[tuple[str, ...]] = (
+        "source", "geojson_dir", "remove_pen", "pen_min_saturation", "pen_hue_min",
+        "pen_hue_max", "pen_max_value", "remove_blur", "blur_max_variance", "blur_window_um")
+
+    @model_validator(mode="after")
+    def _qc_on_detected_tissue(self) -> TissueConfig:
+        if self.source == "geojson" and (self.remove_pen or self.remove_blur):
+            raise ValueError("tissue.remove_pen and tissue.remove_blur clean detected tissue; "
+                             "with tissue.source=geojson the outlines are used as they are: "
+                             "turn them off")
+        if self.pen_hue_min > self.pen_hue_max:
+            raise ValueError(f"tissue.pen_hue_min ({self.pen_hue_min:g}) is above "
+                             f"tissue.pen_hue_max ({self.pen_hue_max:g})")
+        return self
+
+    def identity(self) -> dict[str, Any]:
+        """The settings that stored tilings and features are keyed on."""
+        fields = type(self).model_fields
+        at_default = {f for f in self.LATER_FIELDS if getattr(self, f) == fields[f].default}
+        return self.model_dump(mode="json", exclude=at_default)
 
 
 class TilingConfig(_Frozen):
@@ -229,6 +284,30 @@ EncoderKwarg = bool | int | float | str | list[int] | list[float] | None
 # URL).
 RESERVED_KWARGS = ("num_classes", "pretrained", "pretrained_cfg", "pretrained_cfg_overlay",
                    "checkpoint_path", "cache_dir", "features_only")
+# Every patch is RGB: a network of other input channels builds, then fails on its first batch.
+RGB_CHANNELS = 3
+
+
+def check_kwarg_values(kwargs: dict[str, Any]) -> None:
+    """The values of the create_model arguments whose range is known without timm: no
+    reserved key, ``in_chans`` 3, dropout rates (``drop_rate``, ``drop_path_rate``,
+    ``attn_drop_rate``...) in [0, 1). ``models.encoders.check_encoder_kwargs`` checks the
+    rest against the model's constructor, where timm is imported."""
+    reserved = sorted(set(kwargs) & set(RESERVED_KWARGS))
+    if reserved:
+        raise ValueError(f"encoder_kwargs may not set {', '.join(reserved)}: mixsup sets "
+                         "the head itself and loads weights only from `weights`")
+    if "in_chans" in kwargs and (isinstance(kwargs["in_chans"], bool)
+                                 or kwargs["in_chans"] != RGB_CHANNELS):
+        raise ValueError(f"in_chans is {kwargs['in_chans']!r}, but patches are RGB: remove "
+                         f"in_chans or set it to {RGB_CHANNELS}")
+    for key, value in kwargs.items():
+        if not (key.endswith("_rate") and "drop" in key):  # drop_path_rate, attn_drop_rate
+            continue
+        if (isinstance(value, bool) or not isinstance(value, int | float)
+                or not math.isfinite(value) or not 0 <= value < 1):
+            raise ValueError(f"{key} is {value!r}, not a dropout rate: use a number in "
+                             "[0, 1) (0 turns it off)")
 
 
 class EncoderSpec(_Frozen):
@@ -249,13 +328,17 @@ class EncoderSpec(_Frozen):
                                                     "default: the recipe's, the packaged "
                                                     "weights', timm's pretrained_cfg, ImageNet")
     std: tuple[float, float, float] | None = None
+    # The config section that holds this spec: errors name ``<section>.encoder_kwargs``.
+    section: ClassVar[str] = ""
+
+    @field_validator("encoder_kwargs")
+    @classmethod
+    def _check_kwargs(cls, kwargs: dict[str, Any]) -> dict[str, Any]:
+        check_kwarg_values(kwargs)
+        return kwargs
 
     @model_validator(mode="after")
     def _check_spec(self) -> EncoderSpec:
-        reserved = sorted(set(self.encoder_kwargs) & set(RESERVED_KWARGS))
-        if reserved:
-            raise ValueError(f"encoder_kwargs may not set {', '.join(reserved)}: mixsup sets "
-                             "the head itself and loads weights only from `weights`")
         if (self.mean is None) != (self.std is None):
             raise ValueError("give both mean and std, or neither")
         if self.std is not None and min(self.std) <= 0:
@@ -264,6 +347,8 @@ class EncoderSpec(_Frozen):
 
 
 class Stage2Config(EncoderSpec):
+    section: ClassVar[str] = "stage2"
+
     encoder: str = "dla34"
     top_k: int = Field(16, ge=1, le=MAX_TOP_K)
     epochs: int = Field(15, ge=0)
@@ -303,6 +388,8 @@ class Stage2Config(EncoderSpec):
 class MILConfig(EncoderSpec):
     """The image-level baseline (Campanella et al. 2019): top-k MIL with slide labels only."""
 
+    section: ClassVar[str] = "mil"
+
     top_k: int = Field(1, ge=1, description="patches per slide trained on each epoch")
     epochs: int = Field(20, ge=0)
     steps_per_epoch: int | None = Field(None, ge=1, description="default: one pass over the "
@@ -321,8 +408,13 @@ class ABMILConfig(EncoderSpec):
     """Gated-attention MIL (Ilse et al. 2018) on cached patch features of a frozen encoder,
     with CLAM's instance clustering loss as an option (Lu et al. 2021)."""
 
+    section: ClassVar[str] = "abmil"
+
     features: str | None = Field(None, description="folder of cached features (`mixsup "
                                  "features`); default: the run's own features/ folder")
+    features_format: Literal["mixsup", "trident"] = Field(
+        "mixsup", description="trident: `features` is a folder of TRIDENT's (or CLAM's) patch "
+        "features, <slide_id>.h5 each; the encoder settings are then unused")
     embed_dim: int = Field(256, ge=1, description="features -> this, before the attention")
     attention_dim: int = Field(128, ge=1)
     dropout: float = Field(0.25, ge=0, lt=1)
@@ -339,6 +431,13 @@ class ABMILConfig(EncoderSpec):
     instance_k: int = Field(8, ge=1)
     instance_weight: float = Field(0.3, ge=0, le=1, description="share of the instance loss in "
                                    "the total (CLAM: 0.3)")
+
+    @model_validator(mode="after")
+    def _foreign_features_named(self) -> ABMILConfig:
+        if self.features_format == "trident" and not self.features:
+            raise ValueError("abmil.features_format=trident needs abmil.features: the folder "
+                             "of TRIDENT's <slide_id>.h5 feature files")
+        return self
 
 
 class DataSubsetConfig(_Frozen):

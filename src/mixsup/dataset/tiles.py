@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from mixsup.config import Config
-from mixsup.errors import MixsupError
+from mixsup.dataset.tissue_geojson import given_tissue
+from mixsup.errors import MixsupError, TissueFileError
 from mixsup.labels.table import Dataset, SlideRecord
 from mixsup.runtime.dist import SINGLE, Dist
 from mixsup.runtime.progress import progress_bar
@@ -27,8 +28,10 @@ log = logging.getLogger(__name__)
 
 def tiling_fingerprint(cfg: Config) -> str:
     """What a slide's tiling depends on besides the slide: runs whose configs give the same
-    fingerprint can share stored tilings (each stored tiling still carries its own key)."""
-    payload = {k: cfg.model_dump(mode="json")[k] for k in ("tiling", "tissue", "reader")}
+    fingerprint can share stored tilings (each stored tiling still carries its own key, which
+    holds the content hash of the slide's tissue GeoJSON too)."""
+    payload = {k: cfg.model_dump(mode="json")[k] for k in ("tiling", "reader")}
+    payload["tissue"] = cfg.tissue.identity()
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -48,6 +51,8 @@ class TilingReport:
             "seconds_per_slide": {k: round(v, 3) for k, v in self.seconds.items()},
             "no_tissue": self.no_tissue,
             "skipped": self.skipped,
+            "tissue_removed": {k: v.tissue_removed for k, v in self.tiles.items()
+                               if v.tissue_removed},
         }
 
 
@@ -76,13 +81,17 @@ def _tile_all(dataset: Dataset, cfg: Config, out_dir: Path, strict: bool,
     for rec in bar:
         bar.set_postfix_str(rec.slide_id)
         start = time.perf_counter()
+        given = given_tissue(rec, cfg.tissue)  # a broken tissue file stops the command
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", NoTissueWarning)
                 slide = open_slide(rec.path, cfg.reader.backend, cfg.reader.mpp,
                                    cfg.reader.cache_bytes)
                 with slide:
-                    tiles = tile_slide(slide, rec.slide_id, cfg.tiling, cfg.tissue, out_dir)
+                    tiles = tile_slide(slide, rec.slide_id, cfg.tiling, cfg.tissue, out_dir,
+                                       given=given)
+        except TissueFileError:
+            raise
         except MixsupError as exc:
             if strict:
                 raise

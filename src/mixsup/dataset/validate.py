@@ -5,7 +5,9 @@ opened as tiling will open it (header, levels, MPP, and a few tiles decoded: the
 probe), and every annotation file is parsed against its slide's size and label. Every problem
 is collected and reported in one error, as ``load_dataset`` does. ``fast`` skips opening
 the slides (outlines are then checked without the slide's bounds, and masks, which need the
-slide's size, are not read).
+slide's size, are not read). With ``tissue.source=geojson`` every slide's tissue file is read
+and checked against the slide; with the tissue QC on, the share of each slide's tissue it
+removes is measured.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mixsup.config import Config
+from mixsup.dataset.tissue_geojson import given_tissue
 from mixsup.errors import DatasetError, MixsupError
 from mixsup.labels.annotations import read_annotations
 from mixsup.labels.formats.mask import recognises
@@ -21,6 +24,8 @@ from mixsup.labels.raster import polygon_parts
 from mixsup.labels.regions import SlideAnnotations
 from mixsup.labels.table import Dataset, SlideRecord, load_dataset
 from mixsup.slides import open_slide
+from mixsup.slides.tiling import slide_tissue
+from mixsup.slides.tissue_qc import describe_removed
 from mixsup.storage.user_files import read_bytes
 
 
@@ -30,6 +35,7 @@ class Validation:
     slides_opened: int
     annotations: tuple[str, ...]  # one line per annotation file: what training will read
     masks_unchecked: tuple[str, ...] = ()  # slide ids whose masks --fast could not read
+    tissue: tuple[str, ...] = ()  # one line per slide: its tissue file, or what the QC removed
 
 
 def validate_dataset(root: str | Path, cfg: Config, fast: bool = False) -> Validation:
@@ -37,6 +43,7 @@ def validate_dataset(root: str | Path, cfg: Config, fast: bool = False) -> Valid
     problems: list[str] = []
     lines: list[str] = []
     unchecked: list[str] = []
+    tissue: list[str] = []
     opened = 0
     for rec in ds.slides:
         dims, mpp = None, None
@@ -47,6 +54,11 @@ def validate_dataset(root: str | Path, cfg: Config, fast: bool = False) -> Valid
             except MixsupError as exc:
                 problems.append(f"{rec.slide_id}: {exc}")
                 continue
+        try:
+            line = _tissue_line(rec, cfg, fast)
+            tissue += [line] if line else []
+        except MixsupError as exc:
+            problems.append(f"{rec.slide_id}: {exc}")
         if rec.annotation is None:
             continue
         try:
@@ -62,7 +74,7 @@ def validate_dataset(root: str | Path, cfg: Config, fast: bool = False) -> Valid
         raise DatasetError(
             f"{len(problems)} problem(s):\n  - " + "\n  - ".join(problems),
             "fix or replace those files, or drop their slides from slides.csv", ds.root)
-    return Validation(ds, opened, tuple(lines), tuple(unchecked))
+    return Validation(ds, opened, tuple(lines), tuple(unchecked), tuple(tissue))
 
 
 def _open(rec: SlideRecord, cfg: Config) -> tuple[tuple[int, int], float]:
@@ -70,6 +82,25 @@ def _open(rec: SlideRecord, cfg: Config) -> tuple[tuple[int, int], float]:
     with open_slide(rec.path, cfg.reader.backend, cfg.reader.mpp,
                     cache_bytes=cfg.reader.cache_bytes) as slide:
         return slide.dimensions, slide.mpp  # .mpp raises when there is none
+
+
+def _tissue_line(rec: SlideRecord, cfg: Config, fast: bool) -> str | None:
+    """The slide's tissue file (read, and checked against the slide unless ``fast``), or the
+    share of its tissue the QC removes; None when tissue is detected without QC."""
+    t = cfg.tissue
+    given = given_tissue(rec, t)
+    if given is not None:
+        if not fast:
+            with open_slide(rec.path, cfg.reader.backend, cfg.reader.mpp,
+                            cache_bytes=cfg.reader.cache_bytes) as slide:
+                given.check_bounds(slide.dimensions)
+        return f"  {rec.slide_id}: {given.path}: {len(given.polygons)} polygon(s)"
+    if fast or not (t.remove_pen or t.remove_blur):
+        return None
+    with open_slide(rec.path, cfg.reader.backend, cfg.reader.mpp,
+                    cache_bytes=cfg.reader.cache_bytes) as slide:
+        removed = slide_tissue(slide, t).removed
+    return f"  {rec.slide_id}: QC removed {describe_removed(removed)} of the detected tissue"
 
 
 def _is_mask(path: Path) -> bool:

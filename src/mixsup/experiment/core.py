@@ -346,8 +346,10 @@ def precompute_features(data_dir: Path, jobs: list[tuple[Mode, Config]],
 
     done: set[str] = set()
     for mode, cfg in jobs:
-        folder = getattr(cfg, mode.section).features if mode.cached_features else None
-        if folder and folder not in done:
+        section = getattr(cfg, mode.section)
+        folder = section.features if mode.cached_features else None
+        # TRIDENT's features are made by TRIDENT: the runs only read them
+        if folder and folder not in done and section.features_format == "mixsup":
             extract_dataset(data_dir, folder, cfg, ("train", "val", "test"), progress)
             done.add(folder)
 

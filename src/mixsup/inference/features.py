@@ -6,11 +6,15 @@ per slide, for attention MIL (``--mode abmil``) and anyone else's slide-level mo
 
 A folder holds one encoder's features only: another encoder (or tiling) is refused, so two
 kinds of features are never mixed. Each store appears atomically, so a killed run resumes
-with the slides it had not finished.
+with the slides it had not finished. What is read back is checked where it is read: a store
+whose arrays do not fit together, its tiling or the encoder (width 0, another width, not
+floats, NaN) is one ``MixsupError`` naming it (``STORE_FIX``), never a failure deep in
+training.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -36,7 +40,7 @@ from mixsup.runtime.progress import progress_bar
 from mixsup.slides.patches import SlideSource
 from mixsup.storage.artefacts import new_group, open_store
 from mixsup.storage.atomic import write_json
-from mixsup.storage.user_files import parse_json, read_text
+from mixsup.storage.user_files import own_file, parse_json, read_text
 
 FEATURES_VERSION = 1
 INDEX = "features.json"
@@ -56,11 +60,18 @@ def fingerprint(cfg: Config, spec: EncoderSpec) -> dict[str, Any]:
     encoder = spec.model_dump(mode="json", include=set(EncoderSpec.model_fields) - {"weights"})
     return {"version": FEATURES_VERSION, "encoder": encoder, "weights_file": weights,
             "tiling": cfg.tiling.model_dump(mode="json"),
-            "tissue": cfg.tissue.model_dump(mode="json"), "reader_mpp": cfg.reader.mpp}
+            "tissue": cfg.tissue.identity(), "reader_mpp": cfg.reader.mpp}
 
 
 def fingerprint_id(fp: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(fp, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# No encoder's embedding comes near this (float16 stops at 65504); past it the head's float32
+# activations overflow into a NaN loss.
+MAX_FEATURE = 1e6
+STORE_FIX = ("this feature folder is damaged: delete this store and rerun `mixsup features` "
+             "into the same folder (training and prediction also compute a missing store)")
 
 
 @dataclass(frozen=True)
@@ -74,13 +85,61 @@ class SlideFeatures:
 
     @property
     def features(self) -> np.ndarray:
-        """(N, D) in the stored dtype."""
-        return np.asarray(cast(Any, open_store(self.path)["features"])[:])
+        """(N, D) in the stored dtype: finite floats, of the shape the store was opened with."""
+        with damaged_store(self.path):
+            values = np.asarray(cast(Any, open_store(self.path)["features"])[:])
+        return checked_features(values, self.n, self.dim, self.path, STORE_FIX)
 
     @property
     def coords(self) -> np.ndarray:
         """(N, 2) level-0 top-left corners."""
-        return np.asarray(cast(Any, open_store(self.path)["coords"])[:])
+        with damaged_store(self.path):
+            coords = np.asarray(cast(Any, open_store(self.path)["coords"])[:])
+        return coords
+
+
+@contextlib.contextmanager
+def damaged_store(path: Path) -> Iterator[None]:
+    """Read a feature store inside this block: whatever a damaged one raises is one
+    ``MixsupError`` naming it."""
+    try:
+        with own_file(path, "feature store", STORE_FIX):
+            yield
+    except RuntimeError as exc:  # a codec's, on a truncated chunk ("Zstd decompression error")
+        raise MixsupError(f"the feature store is damaged ({exc})", STORE_FIX, path) from None
+
+
+def checked_features(values: np.ndarray, n: int, dim: int, path: Path, fix: str) -> np.ndarray:
+    """``values`` when they are finite floats of shape (n, dim), else a ``MixsupError``."""
+    if values.dtype.kind != "f":
+        raise MixsupError(f"features of dtype {values.dtype}, not floating point", fix, path)
+    if values.shape != (n, dim):
+        raise MixsupError(f"features of shape {values.shape}, not ({n}, {dim})", fix, path)
+    if not np.isfinite(values).all():
+        raise MixsupError("the features hold NaN or infinite values", fix, path)
+    if values.size and float(np.abs(values).max()) > MAX_FEATURE:
+        raise MixsupError(f"the features hold values beyond ±{MAX_FEATURE:g}, no encoder's "
+                          "output", fix, path)
+    return values
+
+
+def check_widths(stores: list[SlideFeatures], width: int | None = None,
+                 fix: str = STORE_FIX) -> int:
+    """The features' one width (``width``, the encoder's, where given): every slide with
+    patches must have it, else a ``MixsupError`` naming the first that does not."""
+    for s in stores:
+        if not s.n:
+            continue
+        if width is None:
+            width = s.dim
+        elif s.dim != width:
+            raise MixsupError(f"features {s.dim} wide where the encoder's (and the other "
+                              f"slides') are {width} wide: another encoder's features", fix,
+                              s.path)
+    if width is None:
+        raise MixsupError("no slide has features", "check that the slides have tissue",
+                          stores[0].path.parent if stores else None)
+    return width
 
 
 def claim_folder(out: Path, fp: dict[str, Any]) -> None:
@@ -96,6 +155,10 @@ def claim_folder(out: Path, fp: dict[str, Any]) -> None:
     if out.is_dir() and any(out.glob("*.zarr")):
         raise MixsupError("this folder holds feature stores without features.json",
                           FOLDER_FIX, out)
+    if out.is_dir() and any(out.glob("*.h5")):
+        raise MixsupError("this folder holds .h5 files (TRIDENT's or CLAM's features?), not "
+                          "mixsup's", "to train on them set abmil.features_format=trident; "
+                          "otherwise " + FOLDER_FIX, out)
     out.mkdir(parents=True, exist_ok=True)
     write_json(index, {"id": fingerprint_id(fp), "fingerprint": fp})
 
@@ -129,24 +192,41 @@ def store_path(out: Path, slide_id: str) -> Path:
     return out / f"{slide_id}.zarr"
 
 
-def open_features(path: Path, key: str | None = None) -> SlideFeatures | None:
-    """A slide's finished store by reference (checked by its attributes and array shapes, not
-    read), or None when absent, unfinished, unreadable or made from other tiles."""
-    if not path.is_dir():
+def open_features(path: Path, key: str | None = None,
+                  coords: np.ndarray | None = None) -> SlideFeatures | None:
+    """A slide's finished store by reference (checked by its attributes, array shapes and
+    dtypes and, given the tiling's ``coords``, its patches; the features are read later), or
+    None when absent or made from other tiles or by another version (then it is computed
+    again). A store of these tiles that does not fit together is a ``MixsupError`` naming it."""
+    if not os.path.lexists(path):
         return None
-    try:
+    with damaged_store(path):
         group = open_store(path)
         attrs = dict(group.attrs)
         if attrs.get("version") != FEATURES_VERSION or (key is not None
                                                         and attrs.get("key") != key):
             return None
-        feats, coords = cast(Any, group["features"]), cast(Any, group["coords"])
-        n = int(cast(Any, attrs.get("n_patches", -1)))
-        if len(feats.shape) != 2 or feats.shape[0] != n or tuple(coords.shape) != (n, 2):
-            return None
-    except Exception:  # a store that cannot be read is recomputed
-        return None
+        feats, stored = cast(Any, group["features"]), cast(Any, group["coords"])
+        n = attrs.get("n_patches")
+        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+            raise ValueError(f"n_patches is {n!r}, not a count")
+        if len(feats.shape) != 2 or feats.shape[0] != n or tuple(stored.shape) != (n, 2):
+            raise ValueError(f"arrays of shapes features {tuple(feats.shape)}, coords "
+                             f"{tuple(stored.shape)} for {n} patches")
+        if feats.shape[1] < 1 or feats.dtype.kind != "f" or stored.dtype.kind not in "iu":
+            raise ValueError(f"features of width {feats.shape[1]} and dtype {feats.dtype}, "
+                             f"coords of dtype {stored.dtype}")
+        if coords is not None and not np.array_equal(np.asarray(stored[:]), coords):
+            raise ValueError(f"its {n} patches are not the tiling's {len(coords)}")
     return SlideFeatures(path, n, int(feats.shape[1]))
+
+
+def _published(path: Path, key: str | None) -> bool:
+    """Whether a finished store of these tiles is at ``path`` (a damaged one is not)."""
+    try:
+        return open_features(path, key) is not None
+    except MixsupError:
+        return False
 
 
 class FeatureSink:
@@ -187,14 +267,14 @@ def write_store(path: Path, feats: np.ndarray, coords: np.ndarray,
         group.create_array("coords", data=np.asarray(coords, np.int64).reshape(-1, 2))
         group.attrs.update({**attrs, "version": FEATURES_VERSION, "n_patches": len(feats),
                             "dtype": str(feats.dtype)})
-        if open_features(path, attrs.get("key")) is not None:
+        if _published(path, attrs.get("key")):
             return
         if path.exists():  # a stale or broken store: set aside, then removed
             os.replace(path, tmp / "old")
         try:
             os.replace(tmp / "g.zarr", path)
         except OSError:
-            if open_features(path, attrs.get("key")) is None:
+            if not _published(path, attrs.get("key")):
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -247,7 +327,8 @@ def extract_features(slides: SlideSet, which: list[int], cfg: Config, spec: Enco
     done: dict[int, SlideFeatures] = {}
     todo = []
     for i in which:
-        got = open_features(store_path(out, slides.records[i].slide_id), slides.tilesets[i].key)
+        t = slides.tilesets[i]
+        got = open_features(store_path(out, slides.records[i].slide_id), t.key, t.coords)
         if got is None:
             todo.append(i)
         else:
@@ -273,7 +354,7 @@ def extract_features(slides: SlideSet, which: list[int], cfg: Config, spec: Enco
     dist.barrier()
     for i in todo:
         got = open_features(store_path(out, slides.records[i].slide_id),
-                            slides.tilesets[i].key)
+                            slides.tilesets[i].key, slides.tilesets[i].coords)
         if got is None:
             raise MixsupError(f"the features of {slides.records[i].slide_id} were not "
                               "written", "re-run the command to resume", out)

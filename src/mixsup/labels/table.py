@@ -17,7 +17,7 @@ from mixsup.storage.atomic import atomic_open
 from mixsup.storage.user_files import CONTROL_CHARS, read_csv
 
 REQUIRED = ("slide_id", "path", "label", "split")
-OPTIONAL = ("center", "patient", "node_class")
+OPTIONAL = ("center", "patient", "node_class", "tissue")
 SPLITS = ("train", "val", "test")
 NODE_CLASSES = ("negative", "itc", "micro", "macro")  # Camelyon17's lymph-node classes
 ANNOTATION_SUFFIXES = (".geojson", ".json", ".xml", ".png", ".tif", ".tiff")
@@ -33,6 +33,7 @@ class SlideRecord:
     center: str | None = None
     patient: str | None = None
     node_class: str | None = None
+    tissue: Path | None = None  # tissue outlines (GeoJSON) for tissue.source=geojson, absolute
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,9 @@ def load_dataset(root: str | Path, require_files: bool = True) -> Dataset:
             problems.append(f"{where}: path {r['path']!r} escapes the dataset directory")
         elif require_files and not path.is_file():
             problems.append(f"{where}: slide file {r['path']!r} does not exist")
+        tissue = _resolve(root, r["tissue"]) if r.get("tissue") else None
+        if r.get("tissue") and tissue is None:
+            problems.append(f"{where}: tissue {r['tissue']!r} escapes the dataset directory")
         records.append(SlideRecord(
             slide_id=r["slide_id"],
             path=path if path is not None else root,
@@ -117,6 +121,7 @@ def load_dataset(root: str | Path, require_files: bool = True) -> Dataset:
             center=r.get("center") or None,
             patient=r.get("patient") or None,
             node_class=r.get("node_class") or None,
+            tissue=tissue,
         ))
     for sid, path in annotations.items():
         problems.append(f"annotation {path.name} names slide {sid!r}, which is not in slides.csv")

@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mixsup.config import Config
+from mixsup.methods.bundle_meta import BUNDLE_FIX
 from mixsup.methods.mode import Mode
+from mixsup.storage.user_files import finite, own_file
 
 if TYPE_CHECKING:
     from torch import nn
@@ -32,7 +34,20 @@ class ABMILMode(Mode):
 
         return build_bundled(cfg, load_weights)
 
-    def scorer(self, models: Any, cfg: Config, out: Path, settings: Any) -> Any:
-        from mixsup.inference.attention import AttentionScorer
+    def bundled_theta1(self, bundle: Any) -> nn.Module:
+        """On features made elsewhere (TRIDENT's), the head's width is the one ``bundle.json``
+        records of them (``features_fingerprint.dim``)."""
+        from mixsup.models.abmil import build_bundled
 
-        return AttentionScorer(models, cfg, out, settings)
+        if bundle.cfg.abmil.features_format == "mixsup":
+            return super().bundled_theta1(bundle)
+        path = bundle.dir / "bundle.json"
+        with own_file(path, "bundle.json", BUNDLE_FIX):
+            fp = bundle.meta.features_fingerprint or {}
+            dim = finite(fp.get("dim"), "features_fingerprint.dim", low=1, high=1 << 20)
+        return build_bundled(bundle.cfg, False, int(dim))
+
+    def scorer(self, models: Any, cfg: Config, out: Path, settings: Any) -> Any:
+        from mixsup.inference.attention import attention_scorer
+
+        return attention_scorer(models, cfg, out, settings)

@@ -211,7 +211,7 @@ def load_bundle(bundle: BundleFile | str | Path, device: torch.device | str = "c
         True
     """
     bf = bundle if isinstance(bundle, BundleFile) else read_bundle(bundle)
-    theta1 = bf.mode.build_theta1(bf.cfg, load_weights=False)
+    theta1 = bf.mode.bundled_theta1(bf)
     _fill(theta1, bf.dir / "theta1.pt", device)
     theta2 = None
     if bf.meta.theta2 is not None:

@@ -39,6 +39,10 @@ class Mode(ABC):
     def build_theta1(self, cfg: Config, load_weights: bool = True) -> nn.Module:
         """The bundle's θ1 network (for its weights to be loaded into)."""
 
+    def bundled_theta1(self, bundle: Any) -> nn.Module:
+        """The network a bundle's θ1 weights load into (``bundle``: its ``BundleFile``)."""
+        return self.build_theta1(bundle.cfg, load_weights=False)
+
     @abstractmethod
     def scorer(self, models: Any, cfg: Config, out: Path, settings: Any) -> Any:
         """A callable for ``predict``: (slide id, source, tiles) -> (per-patch maps,

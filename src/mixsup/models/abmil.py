@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mixsup.config import ABMILConfig, Config
+from mixsup.errors import MixsupError
 
 
 class GatedAttentionMIL(nn.Module):
@@ -74,10 +75,31 @@ class FeatureAttentionNet(nn.Module):
         return torch.stack([s, a], dim=1)
 
 
-def build_bundled(cfg: Config, load_weights: bool = True) -> FeatureAttentionNet:
+class ForeignEncoder(nn.Module):
+    """Stands for the encoder of features made elsewhere (TRIDENT's): the bundle has no
+    weights of it, so it cannot embed a patch; the features are read instead."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.num_features = dim  # ``factory.embedding_dim``
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise MixsupError("this model was trained on TRIDENT's features and has no encoder "
+                          "to compute them", "pass the slides' TRIDENT features to `mixsup "
+                          "predict --features FOLDER`")
+
+
+def build_bundled(cfg: Config, load_weights: bool = True,
+                  in_dim: int | None = None) -> FeatureAttentionNet:
     """The abmil mode's bundled network (``methods.registry``): ``cfg.abmil``'s encoder (its
-    weights where ``load_weights``) and a fresh head for a checkpoint to fill."""
+    weights where ``load_weights``) and a fresh head for a checkpoint to fill; for features
+    made elsewhere (``abmil.features_format=trident``) a ``ForeignEncoder`` and a head of
+    their width ``in_dim``."""
     from mixsup.models.factory import build_embedder, embedding_dim
 
+    if cfg.abmil.features_format != "mixsup":
+        if in_dim is None:
+            raise ValueError("a head on foreign features needs their width")
+        return FeatureAttentionNet(ForeignEncoder(in_dim), GatedAttentionMIL(in_dim, cfg.abmil))
     encoder = build_embedder(cfg.abmil, load_weights)
     return FeatureAttentionNet(encoder, GatedAttentionMIL(embedding_dim(encoder), cfg.abmil))

@@ -7,7 +7,13 @@ path that calls a model (training, the E-step, prediction) feeds it the same [0,
 
 from __future__ import annotations
 
+import ast
+import difflib
+import functools
 import importlib
+import inspect
+import textwrap
+import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,11 +23,11 @@ from typing import Any
 import timm
 import torch
 import torch.nn.functional as F
-from timm.layers import GluMlp, Mlp, SwiGLU, SwiGLUPacked
+from timm.layers import GluMlp, Mlp, SelectAdaptivePool2d, SwiGLU, SwiGLUPacked
 from torch import nn
 
 from mixsup.config import EncoderSpec
-from mixsup.errors import MixsupError
+from mixsup.errors import ConfigError, MixsupError
 from mixsup.models.recipes import IMAGENET_MEAN, IMAGENET_STD, RECIPES
 from mixsup.storage.artefacts import fill_strictly, read_weights
 
@@ -102,6 +108,12 @@ def check_encoder(name: str) -> None:
                           f"{', '.join(timm.list_pretrained(f'{arch}.*')[:5]) or 'none'}")
 
 
+def kwargs_key(spec: EncoderSpec | None) -> str:
+    """The config key of a spec's ``encoder_kwargs`` (``abmil.encoder_kwargs``), for errors."""
+    section = spec.section if spec is not None else ""
+    return f"{section}.encoder_kwargs" if section else "encoder_kwargs"
+
+
 def timm_build(encoder: str, spec: EncoderSpec | None = None) -> TimmBuild:
     """A recipe's timm name and arguments under the spec's own, with ``mlp_layer`` names
     made timm's classes."""
@@ -112,12 +124,118 @@ def timm_build(encoder: str, spec: EncoderSpec | None = None) -> TimmBuild:
     if isinstance(kwargs.get("mlp_layer"), str):
         name = str(kwargs["mlp_layer"])
         if name not in MLP_LAYERS:
-            raise MixsupError(f"unknown mlp_layer {name!r} in encoder_kwargs",
+            raise ConfigError(f"{kwargs_key(spec)}: unknown mlp_layer {name!r}",
                               f"use one of {', '.join(MLP_LAYERS)}")
         kwargs["mlp_layer"] = MLP_LAYERS[name]
     size = spec.input_size if spec and spec.input_size else (
         recipe.input_size if recipe else None)
     return TimmBuild(recipe.timm_name if recipe else encoder, kwargs, size)
+
+
+# create_model's own switches, which every architecture takes besides its constructor's
+CREATE_MODEL_KWARGS = ("scriptable", "exportable", "no_jit")
+# What SelectAdaptivePool2d, the pooling of timm's CNN families, takes. No pooling ("") is
+# refused everywhere: a one-logit classifier and a feature cache need one vector a patch.
+ADAPTIVE_POOLS = ("avg", "max", "avgmax", "catavgmax", "fast", "fastavg", "fastmax",
+                  "fastavgmax", "fastcatavgmax")
+
+
+@dataclass(frozen=True)
+class ModelClass:
+    """What a timm architecture's constructor takes."""
+
+    name: str  # the class, e.g. ResNet
+    arguments: tuple[str, ...] | None  # None: it takes **kwargs, so any name may be valid
+    pools: tuple[str, ...] | None  # its global_pool values; None: not known here
+
+
+@functools.lru_cache(maxsize=64)
+def model_class(timm_name: str) -> ModelClass | None:
+    """The constructor behind a timm name (entrypoints forward their kwargs to it): found by
+    building the architecture on the meta device (no memory, no weights, no download); None
+    where even that fails, and the real build's error is the one reported."""
+    try:
+        with torch.random.fork_rng(devices=[]), torch.device("meta"):
+            model = timm.create_model(timm_name, pretrained=False)
+    except Exception:
+        return None
+    cls = type(model)
+    params = inspect.signature(cls).parameters  # the constructor's, without self
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    arguments = None if takes_any else tuple(n for n, p in params.items()
+                                            if p.kind is not inspect.Parameter.VAR_POSITIONAL)
+    pools = _declared_pools(cls) if "global_pool" in params else None
+    if pools is None and any(isinstance(m, SelectAdaptivePool2d) for m in model.modules()):
+        pools = ADAPTIVE_POOLS
+    return ModelClass(cls.__name__, arguments, pools)
+
+
+def _declared_pools(cls: type) -> tuple[str, ...] | None:
+    """The global_pool values a constructor declares: a ``Literal`` annotation (ViT), or an
+    ``assert global_pool in (...)`` in its body (Eva, BEiT, CaiT...)."""
+    init = typing.cast(Any, cls).__init__
+    try:
+        hint = typing.get_type_hints(init).get("global_pool")
+    except Exception:  # an annotation that does not resolve
+        hint = None
+    if typing.get_origin(hint) is typing.Literal:
+        return tuple(str(v) for v in typing.get_args(hint))
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(init)))
+    except (OSError, TypeError, SyntaxError):
+        return None
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Compare) and isinstance(node.left, ast.Name)
+                and node.left.id == "global_pool" and isinstance(node.ops[0], ast.In)
+                and isinstance(node.comparators[0], ast.Tuple | ast.List | ast.Set)):
+            values = [getattr(e, "value", None) for e in node.comparators[0].elts]
+            if all(isinstance(v, str) for v in values):
+                return tuple(str(v) for v in values)
+    return None
+
+
+def check_encoder_kwargs(encoder: str, spec: EncoderSpec | None) -> None:
+    """The spec's ``encoder_kwargs`` against the constructor that ``encoder`` builds, before
+    anything is built: every name one it takes (a close one suggested), ``global_pool`` a
+    pooling it accepts. The config checked the values known without timm
+    (``config.schema.check_kwarg_values``)."""
+    given = dict(spec.encoder_kwargs) if spec is not None else {}
+    if not given:
+        return
+    key = kwargs_key(spec)
+    build_name = RECIPES[encoder].timm_name if encoder in RECIPES else encoder
+    found = model_class(build_name)
+    if found is None:
+        return
+    if found.arguments is not None:
+        known = (*found.arguments, *CREATE_MODEL_KWARGS)
+        for name in given:
+            if name not in known:
+                close = difflib.get_close_matches(name, known, n=3)
+                raise ConfigError(f"{key}: {encoder} (timm's {found.name}) takes no argument "
+                                  f"{name!r}", (f"did you mean {' or '.join(close)}? " if close
+                                                else "") + f"remove {name} or use one of "
+                                  f"{found.name}'s arguments")
+    pool = given.get("global_pool")
+    if "global_pool" in given and found.pools is not None and (not pool or
+                                                               pool not in found.pools):
+        why = "" if pool else " (no pooling: mixsup needs one vector a patch)"
+        raise ConfigError(f"{key}: global_pool {pool!r} is not a pooling {encoder} (timm's "
+                          f"{found.name}) has{why}",
+                          f"use one of {', '.join(p for p in found.pools if p)}, or remove "
+                          "global_pool")
+
+
+def build_error(encoder: str, spec: EncoderSpec, exc: Exception) -> ConfigError:
+    """What timm raised building ``encoder`` with the spec's ``encoder_kwargs``, as one error
+    naming the config key and the arguments its message names (else all of them)."""
+    given = spec.encoder_kwargs
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    named = [k for k in given if k in text] or list(given)
+    short = text if len(text) <= 200 else text[:197] + "..."
+    return ConfigError(f"{kwargs_key(spec)}: {encoder} does not build with "
+                       f"{', '.join(f'{k}={given[k]!r}' for k in named)} "
+                       f"({type(exc).__name__}: {short})", f"fix or remove {', '.join(named)}")
 
 
 def packaged_file(encoder: str) -> Path:

@@ -16,7 +16,9 @@ from mixsup.models.dla_up import DLAUpSegmenter
 from mixsup.models.encoders import (
     PACKAGED,
     InputNorm,
+    build_error,
     check_encoder,
+    check_encoder_kwargs,
     classifier_head,
     input_norm,
     load_packaged,
@@ -61,14 +63,20 @@ def build_classifier(encoder: str, pretrained: bool = False, load_weights: bool 
     size and normalisation. The input normalisation (and resize) runs as a forward pre-hook
     so that parameter names stay timm's (local weights files match by name)."""
     build = timm_build(encoder, spec)
+    check_encoder_kwargs(encoder, spec)
     recipe = RECIPES.get(encoder)
     if recipe and pretrained and not weights and load_weights:
         raise MixsupError(f"{encoder}'s weights are not downloaded by mixsup",
                           f"download them yourself ({recipe.weights}) and name the file in "
                           "`weights` beside the encoder")
     packaged = pretrained and encoder in PACKAGED
-    model = timm.create_model(build.name, pretrained=load_weights and pretrained and not
-                              packaged and recipe is None, num_classes=1, **build.kwargs)
+    try:
+        model = timm.create_model(build.name, pretrained=load_weights and pretrained and not
+                                  packaged and recipe is None, num_classes=1, **build.kwargs)
+    except Exception as exc:  # TypeError, AssertionError...: what the user's arguments did
+        if spec is None or not spec.encoder_kwargs:
+            raise
+        raise build_error(encoder, spec, exc) from exc
     for name in classifier_head(model):  # timm's TF-style init: one logit's weights U(-1, 1)
         reset_logit_head(model.get_submodule(name))
     if packaged and load_weights:

@@ -24,6 +24,7 @@ import shapely
 import torch
 
 from mixsup.config import Config, apply_overrides
+from mixsup.dataset.tissue_geojson import GeoJSONTissue, read_tissue_geojson
 from mixsup.errors import MixsupError, ModelOutputError
 from mixsup.inference.map_store import StoredMaps
 from mixsup.inference.settings import InferSettings
@@ -72,7 +73,8 @@ class PredictResult:
 RECORD_FIX = "delete it: mixsup predict then predicts that slide again"
 # Settings the models were trained with: prediction takes them from the bundle.
 MODEL_SECTIONS = ("tiling", "tissue", "stain", "model", "stage1", "stage2", "mil", "abmil")
-PREDICT_SETTINGS = "runtime.*, reader.* and stage1.infer_batch_size"
+PREDICT_SETTINGS = ("runtime.*, reader.*, stage1.infer_batch_size, tissue.geojson_dir and "
+                    "abmil.features")
 
 
 def collect_inputs(paths: list[str], data: str | None = None,
@@ -138,6 +140,11 @@ def predict(bundle: BundleFile | str | Path, inputs: list[tuple[str, Path]], out
     out = Path(out)
     bf = bundle if isinstance(bundle, BundleFile) else read_bundle(bundle)
     cfg = bf.cfg if cfg is None else check_model_settings(bf, cfg)
+    if cfg.tissue.source == "geojson" and cfg.tissue.geojson_dir is None:
+        raise MixsupError("this bundle's models were trained on tissue outlined in GeoJSON "
+                          "files (tissue.source=geojson)", "pass the new slides' outlines: "
+                          "--set tissue.geojson_dir=FOLDER holding <slide_id>.geojson",
+                          bf.dir)
     device = pick_device(cfg.runtime, dist.local_rank)
     models = load_bundle(bf, device)
     thr = bf.threshold if threshold is None else threshold
@@ -201,7 +208,11 @@ def predict_config(bundle: BundleFile, files: tuple | list = (),
 
 def check_model_settings(bundle: BundleFile, cfg: Config) -> Config:
     """``cfg``, when it keeps every setting the bundle's models were trained with."""
-    kept = {"stage1": {"infer_batch_size": cfg.stage1.infer_batch_size}}
+    # abmil.features is where the slides' features are read, not how they were made
+    # tissue.geojson_dir is where the new slides' outlines are, not how tissue is found
+    kept = {"stage1": {"infer_batch_size": cfg.stage1.infer_batch_size},
+            "abmil": {"features": cfg.abmil.features},
+            "tissue": {"geojson_dir": cfg.tissue.geojson_dir}}
     changed = [name for name in MODEL_SECTIONS
                if getattr(cfg, name) != getattr(bundle.cfg, name).model_copy(
                    update=kept.get(name, {}))]
@@ -211,6 +222,13 @@ def check_model_settings(bundle: BundleFile, cfg: Config) -> Config:
                           f"at predict time set only {PREDICT_SETTINGS}; retrain to change "
                           "the others", bundle.dir)
     return cfg
+
+
+def _outlines(slide_id: str, cfg: Config) -> GeoJSONTissue | None:
+    """The slide's tissue outlines where the bundle tiles from GeoJSON."""
+    if cfg.tissue.source != "geojson" or cfg.tissue.geojson_dir is None:
+        return None
+    return read_tissue_geojson(Path(cfg.tissue.geojson_dir) / f"{slide_id}.geojson")
 
 
 class _SlidePredictor:
@@ -227,26 +245,29 @@ class _SlidePredictor:
     def __call__(self, slide_id: str, path: Path, thr: float) -> SlidePrediction:
         cfg, out = self.cfg, self.out
         with Slide(path, cfg.reader.backend, cfg.reader.mpp, cfg.reader.cache_bytes) as slide:
-            tiles = tile_slide(slide, slide_id, cfg.tiling, cfg.tissue, out / "tiles")
+            tiles = tile_slide(slide, slide_id, cfg.tiling, cfg.tissue, out / "tiles",
+                               given=_outlines(slide_id, cfg))
             source = SlideSource.of(slide_id, path, cfg.reader, self.stain)
             maps, score = self.scorer(slide_id, source, tiles)
             _check_outputs(maps, score, slide_id, self.bundle_dir)
-            if not len(tiles):
+            # the patches scored: the tiling's, or those of features made elsewhere (TRIDENT)
+            n, size0 = len(maps.coords), maps.size0
+            if not n:
                 log.warning("%s: no tissue patch; probability set to 0", path)
             thumb, thumb_mpp = slide.thumbnail(
                 png_mpp(slide.mpp, slide.dimensions, cfg.tissue.thumbnail_mpp), LONG_SIDE[1])
             ds0 = thumb_mpp / slide.mpp
             m = maps.maps.shape[-1]
-            heat, count = stitch_to_zarr(out / "probmaps" / f"{slide_id}.zarr", tiles.coords,
-                                         maps.maps, tiles.size0, slide.dimensions,
-                                         tiles.size0 / m, overview_downsample=ds0)
+            heat, count = stitch_to_zarr(out / "probmaps" / f"{slide_id}.zarr", maps.coords,
+                                         maps.maps, size0, slide.dimensions,
+                                         size0 / m, overview_downsample=ds0)
             heatmap_png(out / "heatmaps" / f"{slide_id}.png", thumb, heat, count > 0,
                         [(t.rank, t.x / ds0, t.y / ds0, t.size / ds0) for t in score.topk],
                         thumb_mpp, title=f"{slide_id}: probability {score.probability:.4g}")
             _regions(out / "regions" / f"{slide_id}.geojson", heat, ds0, score.topk,
                      self.scorer.region)
         row = SlidePrediction(slide_id, str(Path(path).resolve()), score.probability,
-                              int(score.probability >= thr), len(tiles), score.topk)
+                              int(score.probability >= thr), n, score.topk)
         write_json(out / "slides" / f"{slide_id}.json", to_json(row))
         return row
 

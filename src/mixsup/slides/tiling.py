@@ -10,7 +10,7 @@ import hashlib
 import json
 import logging
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,8 @@ import numpy as np
 from mixsup.config import MPP_RANGE, TilingConfig, TissueConfig
 from mixsup.errors import MixsupError
 from mixsup.slides.reader import Slide
-from mixsup.slides.tissue import save_mask_preview, tissue_mask
+from mixsup.slides.tissue import GivenTissue, save_mask_preview, tissue_mask
+from mixsup.slides.tissue_qc import clean_tissue
 from mixsup.storage.artefacts import load_arrays, save_arrays
 from mixsup.storage.atomic import write_json
 from mixsup.storage.user_files import finite, own_file, read_json
@@ -51,6 +52,8 @@ class TileSet:
     slide_mpp: float
     dimensions: tuple[int, int]
     key: str
+    tissue_source: str = ""  # "otsu", "grey" or "geojson <file>"
+    tissue_removed: dict[str, float] = field(default_factory=dict)  # QC check -> tissue share
 
     def __len__(self) -> int:
         return len(self.coords)
@@ -73,20 +76,25 @@ class TileSet:
             "dimensions": list(self.dimensions),
             "patch_size_level0": self.size0,
             "key": self.key,
+            "tissue_source": self.tissue_source,
+            "tissue_removed": self.tissue_removed,
         }
 
 
-def tiling_key(slide: Slide, tiling: TilingConfig, tissue: TissueConfig) -> str:
+def tiling_key(slide: Slide, tiling: TilingConfig, tissue: TissueConfig,
+               given: GivenTissue | None = None) -> str:
     stat = Path(slide.path).stat()
-    payload = {
+    payload: dict[str, Any] = {
         "v": FORMAT_VERSION,
         "path": str(Path(slide.path).resolve()),
         "size": stat.st_size,
         "mtime_ns": stat.st_mtime_ns,
         "mpp": slide.mpp,
         "tiling": tiling.model_dump(),
-        "tissue": tissue.model_dump(),
+        "tissue": tissue.identity(),
     }
+    if tissue.source == "geojson" and given is not None:
+        payload["tissue_sha256"] = given.sha256
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -117,10 +125,40 @@ def tissue_fractions(mask: np.ndarray, mask_ds: float, coords: np.ndarray,
     return (inside / area).astype(np.float32)
 
 
+@dataclass(frozen=True)
+class SlideTissue:
+    """The tissue mask patches are measured on, over the slide's thumbnail."""
+
+    thumb: np.ndarray
+    mpp: float  # the thumbnail's
+    mask: np.ndarray
+    source: str  # "otsu", "grey" or "geojson <file>"
+    removed: dict[str, float]  # QC check -> share of the detected tissue it removed
+
+
+def slide_tissue(slide: Slide, tissue: TissueConfig,
+                 given: GivenTissue | None = None) -> SlideTissue:
+    """Detected tissue cleaned by the QC that ``tissue`` enables, or with
+    ``tissue.source=geojson`` the ``given`` outlines."""
+    thumb, thumb_mpp = slide.thumbnail(tissue.thumbnail_mpp, tissue.thumbnail_max_dim)
+    if tissue.source == "geojson":
+        if given is None:
+            raise MixsupError("tissue.source=geojson, but no tissue outlines were given for "
+                              "this slide", "add the slide's GeoJSON to slides.csv's `tissue` "
+                              "column or to tissue.geojson_dir", slide.path)
+        mask = given.paint(slide.dimensions, thumb.shape[:2], thumb_mpp / slide.mpp)
+        return SlideTissue(thumb, thumb_mpp, mask, f"geojson {given.path}", {})
+    mask, removed = clean_tissue(thumb, tissue_mask(thumb, tissue, thumb_mpp), tissue,
+                                 thumb_mpp)
+    return SlideTissue(thumb, thumb_mpp, mask, tissue.method, removed)
+
+
 def tile_slide(slide: Slide, slide_id: str, tiling: TilingConfig, tissue: TissueConfig,
-               out_dir: str | Path | None = None, preview: bool = True) -> TileSet:
-    """Tile one slide; with ``out_dir``, reuse a stored tiling made with the same settings."""
-    key = tiling_key(slide, tiling, tissue)
+               out_dir: str | Path | None = None, preview: bool = True,
+               given: GivenTissue | None = None) -> TileSet:
+    """Tile one slide; with ``out_dir``, reuse a stored tiling made with the same settings.
+    ``given``: the slide's tissue outlines, for ``tissue.source=geojson``."""
+    key = tiling_key(slide, tiling, tissue, given)
     if out_dir is not None:
         cached = load_tileset(out_dir, slide_id, key)
         if cached is not None:
@@ -132,13 +170,12 @@ def tile_slide(slide: Slide, slide_id: str, tiling: TilingConfig, tissue: Tissue
                       f"{slide.mpp / tiling.mpp:.2g}x. Use settings that match the scan "
                       "(e.g. --preset small at 1.0 um/px) or check the slide's MPP (--mpp)",
                       UpsamplingWarning, stacklevel=2)
-    thumb, thumb_mpp = slide.thumbnail(tissue.thumbnail_mpp, tissue.thumbnail_max_dim)
-    mask = tissue_mask(thumb, tissue, thumb_mpp)
-    mask_ds = thumb_mpp / slide.mpp
+    found = slide_tissue(slide, tissue, given)
+    mask_ds = found.mpp / slide.mpp
     size0 = tiling.patch_size * tiling.mpp / slide.mpp
     stride0 = tiling.stride * tiling.mpp / slide.mpp
     coords = grid_coords(slide.dimensions, size0, stride0)
-    frac = tissue_fractions(mask, mask_ds, coords, size0)
+    frac = tissue_fractions(found.mask, mask_ds, coords, size0)
     keep = frac >= max(tiling.min_tissue, 1e-6)
     tiles = TileSet(
         slide_id=slide_id,
@@ -151,17 +188,21 @@ def tile_slide(slide: Slide, slide_id: str, tiling: TilingConfig, tissue: Tissue
         slide_mpp=slide.mpp,
         dimensions=slide.dimensions,
         key=key,
+        tissue_source=found.source,
+        tissue_removed=found.removed,
     )
     if len(tiles) == 0:
+        fix = (f"its tissue outlines ({given.path})" if given is not None and
+               tissue.source == "geojson" else "lower tissue.min_saturation / tiling.min_tissue")
         warnings.warn(f"{slide.path}: no tissue found (slide {slide_id!r}); it yields no patches. "
-                      "Check the thumbnail preview, or lower tissue.min_saturation / "
-                      "tiling.min_tissue", NoTissueWarning, stacklevel=2)
+                      f"Check the thumbnail preview, or {fix}", NoTissueWarning, stacklevel=2)
     if out_dir is not None:
         save_tileset(out_dir, tiles)
         if preview:
             boxes = np.column_stack([tiles.coords / mask_ds,
                                      np.full((len(tiles), 2), size0 / mask_ds)])
-            save_mask_preview(thumb, mask, Path(out_dir) / f"{slide_id}_tissue.jpg", boxes)
+            save_mask_preview(found.thumb, found.mask, Path(out_dir) / f"{slide_id}_tissue.jpg",
+                              boxes)
     return tiles
 
 
@@ -196,6 +237,8 @@ def _stored_tileset(slide_id: str, meta: dict[str, Any],
     coords, tissue, n = arrays["coords"], arrays["tissue"], meta["n_patches"]
     if coords.shape != (n, 2) or tissue.shape != (n,) or coords.dtype.kind not in "iu":
         raise ValueError(f"arrays of shapes {coords.shape} and {tissue.shape} for {n} patches")
+    if not ((tissue >= 0) & (tissue <= 1)).all():  # NaN fails both
+        raise ValueError("tissue fractions outside [0, 1]")
     width, height = meta["dimensions"]
     return TileSet(
         slide_id=slide_id,
@@ -208,4 +251,13 @@ def _stored_tileset(slide_id: str, meta: dict[str, Any],
         slide_mpp=finite(meta["slide_mpp"], "slide_mpp", low=MPP_RANGE[0], high=MPP_RANGE[1]),
         dimensions=(int(width), int(height)),
         key=str(meta["key"]),
+        tissue_source=str(meta.get("tissue_source", "")),
+        tissue_removed=_shares(meta.get("tissue_removed", {})),
     )
+
+
+def _shares(stored: dict[str, Any]) -> dict[str, float]:
+    """QC check -> share of tissue removed, each a number in [0, 1] (a stored tiling made
+    before the QC has none)."""
+    return {str(k): finite(v, f"tissue_removed.{k}", low=0.0, high=1.0)
+            for k, v in stored.items()}

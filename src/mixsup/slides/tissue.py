@@ -1,14 +1,34 @@
-"""Tissue masks on a thumbnail: Otsu on HSV saturation (the paper) or grey < 204 (authors' code)."""
+"""Tissue masks on a thumbnail: Otsu on HSV saturation (the paper) or grey < 204 (authors' code),
+or outlines drawn elsewhere (``GivenTissue``)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Protocol
 
 import cv2
 import numpy as np
 
 from mixsup.config import TissueConfig
 from mixsup.storage.atomic import atomic_open
+
+
+class GivenTissue(Protocol):
+    """Tissue outlined elsewhere (``tissue.source=geojson``: ``dataset.tissue_geojson``),
+    painted on the grid of the thumbnail that the tiler measures patches on."""
+
+    @property
+    def path(self) -> str:
+        """Where the outlines come from."""
+
+    @property
+    def sha256(self) -> str:
+        """Their content's hash: part of the tiling's key."""
+
+    def paint(self, dimensions: tuple[int, int], shape: tuple[int, int],
+              downsample: float) -> np.ndarray:
+        """Boolean mask of ``shape`` (rows, columns) whose pixels are ``downsample`` level-0
+        pixels wide, over a slide of ``dimensions`` (width, height) level-0 pixels."""
 
 
 def tissue_mask(rgb: np.ndarray, cfg: TissueConfig, mpp: float) -> np.ndarray:

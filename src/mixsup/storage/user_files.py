@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import io
 import json
 import math
@@ -283,6 +284,7 @@ def output_dir(path: str | Path, what: str = "output folder") -> Path:
 
 NAME_MAX, PATH_MAX = 255, 4095  # bytes, Linux's limits
 CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")  # NUL, newline...: in no name or path
+TOO_LONG = f"the path is too long (names of at most {NAME_MAX} bytes, {PATH_MAX} in all)"
 
 
 def output_path_problem(raw: str) -> str | None:
@@ -316,6 +318,53 @@ def output_path_problem(raw: str) -> str | None:
     except OSError as exc:
         return f"nothing can be created in {ancestor} ({exc.strerror or type(exc).__name__})"
     return None
+
+
+def input_path_problem(raw: str, plain_name: bool = False) -> str | None:
+    """Why ``raw`` cannot name a file or folder to read, or None; checked when the arguments
+    are read, before any work. Refused: an empty path, a name longer than the file system
+    takes (``ENAMETOOLONG``), a symbolic link loop (``ELOOP``), a folder on the way that
+    cannot be entered (``EACCES``), whatever else makes ``stat`` fail but a missing file (the
+    command says what it expected there). ``plain_name``: also what an output path may not
+    hold (``-``, a control character, bytes that are not UTF-8), for a folder that is also
+    written into or whose names reach libraries that need UTF-8."""
+    if not raw.strip():
+        return "a path is needed (got an empty one)"
+    if plain_name:
+        if raw == "-":
+            return "a path is needed, not '-' (standard input)"
+        if CONTROL_CHARS.search(raw):
+            return "the path holds a control character (a newline?)"
+        try:
+            raw.encode("utf-8")
+        except UnicodeEncodeError:
+            return "the path is not valid UTF-8 (some libraries cannot open such a name)"
+    if "\x00" in raw:
+        return "the path holds a NUL byte"
+    try:
+        encoded = os.fsencode(raw)
+    except UnicodeEncodeError:
+        return "the path holds characters no file name can"
+    if len(encoded) > PATH_MAX or any(len(p) > NAME_MAX for p in encoded.split(b"/")):
+        return TOO_LONG
+    try:
+        os.stat(encoded)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:
+        return os_problem(exc)
+    return None
+
+
+def os_problem(exc: OSError) -> str:
+    """An ``OSError`` of reaching a path, in words."""
+    if exc.errno == errno.ENAMETOOLONG:
+        return TOO_LONG
+    if exc.errno == errno.ELOOP:
+        return "the path runs into a symbolic link loop (links that point at each other)"
+    if exc.errno == errno.EACCES:
+        return "a folder on the path cannot be entered (permission denied)"
+    return f"the path cannot be reached ({exc.strerror or type(exc).__name__})"
 
 
 def too_deep(path: str | Path | None, what: str, error: ErrorType = MixsupError) -> NoReturn:

@@ -20,9 +20,16 @@ from mixsup.config import ABMILConfig
 from mixsup.config.run import RUN_FIX
 from mixsup.dataset.tiles import SlideSet
 from mixsup.errors import MixsupError
-from mixsup.inference.features import SlideFeatures, extract_features, fingerprint
-from mixsup.models.abmil import FeatureAttentionNet, GatedAttentionMIL
-from mixsup.models.factory import build_embedder
+from mixsup.inference.features import (
+    SlideFeatures,
+    check_widths,
+    extract_features,
+    fingerprint,
+)
+from mixsup.inference.trident_features import fingerprint as trident_fingerprint
+from mixsup.inference.trident_features import open_folder
+from mixsup.models.abmil import FeatureAttentionNet, ForeignEncoder, GatedAttentionMIL
+from mixsup.models.factory import build_embedder, embedding_dim
 from mixsup.runtime.device import seed_everything
 from mixsup.runtime.progress import progress_bar
 from mixsup.storage.artefacts import load_checkpoint_into, save_checkpoint
@@ -142,20 +149,20 @@ def run_abmil(ctx: RunContext, val: SlideSet | None) -> MILSummary:
     adir.mkdir(parents=True, exist_ok=True)
     labelled = {i: y for i, y in ctx.train.labelled().items()
                 if len(ctx.train.tilesets[i].coords)}
-    ys = list(labelled.values())
-    if 0 not in ys or 1 not in ys:
-        raise MixsupError("attention MIL needs positive and negative training slides",
-                          "label both kinds in slides.csv", ctx.data.root)
-    fdir = features_dir(ctx)
-    train_feats = extract_features(ctx.train, list(labelled), cfg, a, fdir, ctx.device,
-                                   ctx.progress, ctx.dist)
+    _both_classes(labelled, ctx)
+    train_feats = slide_features(ctx, ctx.train, list(labelled))
     val_ids = {i: y for i, y in (val.labelled() if val is not None else {}).items()
                if len(val.tilesets[i].coords)} if val is not None else {}
-    val_feats = (extract_features(val, list(val_ids), cfg, a, fdir, ctx.device, ctx.progress,
-                                  ctx.dist) if val is not None and val_ids else {})
+    val_feats = slide_features(ctx, val, list(val_ids)) if val is not None and val_ids else {}
     if not ctx.dist.main:  # the head trains in seconds: rank 0 alone
         ctx.dist.barrier()
         return MILSummary.read(adir / "summary.json")
+    encoder = None if a.features_format == "trident" else build_embedder(a)
+    width = check_widths([*train_feats.values(), *val_feats.values()],
+                         None if encoder is None else embedding_dim(encoder))
+    labelled, val_ids = _with_patches(labelled, train_feats), _with_patches(val_ids, val_feats)
+    _both_classes(labelled, ctx)
+    ys = list(labelled.values())
     vbags = LazyBags([val_feats[i] for i in val_ids])
     fitted = fit_head(LazyBags([train_feats[i] for i in labelled]), ys, a, cfg.seed, vbags,
                       list(val_ids.values()), adir / "train_last.pt", ctx.progress,
@@ -170,12 +177,47 @@ def run_abmil(ctx: RunContext, val: SlideSet | None) -> MILSummary:
             if val is not None else {},
             {val.records[i].slide_id: int(y) for i, y in val_ids.items()}
             if val is not None else {}), val_losses, chosen)
-    net = FeatureAttentionNet(build_embedder(a), head)
+    net = FeatureAttentionNet(ForeignEncoder(width) if encoder is None else encoder, head)
     save_checkpoint(adir / "model.pt", {"model": net.state_dict(), "encoder": a.encoder})
     write_json(adir / "summary.json", to_json(summary))
     (adir / "train_last.pt").unlink(missing_ok=True)
     ctx.dist.barrier()
     return summary
+
+
+def _both_classes(labels: dict[int, int], ctx: RunContext) -> None:
+    if set(labels.values()) != {0, 1}:
+        raise MixsupError("attention MIL needs positive and negative training slides (with "
+                          "patches)", "label both kinds in slides.csv", ctx.data.root)
+
+
+def _with_patches(labels: dict[int, int], feats: dict[int, SlideFeatures]) -> dict[int, int]:
+    """``labels`` of the slides whose features hold patches (TRIDENT may have found none)."""
+    for i in labels:
+        if not feats[i].n:
+            log.warning("%s holds no patches: its slide is left out", feats[i].path)
+    return {i: y for i, y in labels.items() if feats[i].n}
+
+
+def slide_features(ctx: RunContext, slides: SlideSet, which: list[int]
+                   ) -> dict[int, SlideFeatures]:
+    """The features of ``slides``' ``which`` slides: TRIDENT's files, read as they are
+    (``abmil.features_format=trident``), else mixsup's stores, computed where missing."""
+    a = ctx.cfg.abmil
+    if a.features_format == "trident":
+        return dict(open_folder(features_dir(ctx),
+                                {i: slides.records[i].slide_id for i in which}))
+    return extract_features(slides, which, ctx.cfg, a, features_dir(ctx), ctx.device,
+                            ctx.progress, ctx.dist)
+
+
+def features_fingerprint(ctx: RunContext) -> dict[str, Any]:
+    """What the bundle records of its features (``AttentionScorer`` reads it): for TRIDENT's,
+    their width and encoder, read back from the training slides' files."""
+    if ctx.cfg.abmil.features_format == "trident":
+        ids = {i: ctx.train.records[i].slide_id for i in ctx.train.labelled()}
+        return trident_fingerprint(list(open_folder(features_dir(ctx), ids).values()))
+    return fingerprint(ctx.cfg, ctx.cfg.abmil)
 
 
 class LazyBags(Sequence[torch.Tensor]):
@@ -230,6 +272,6 @@ def train_abmil(ctx: RunContext, spec: Mode, val: SlideSet | None) -> TrainSumma
             "abmil_losses": summary.epoch_losses, "abmil_val_losses": summary.val_losses,
             "selected_epoch": summary.selected_epoch,
             "features": str(features_dir(ctx).resolve()),
-            "features_fingerprint": fingerprint(ctx.cfg, ctx.cfg.abmil)})
+            "features_fingerprint": features_fingerprint(ctx)})
     return TrainSummary(spec.name, threshold, source, str(bundle),
                         mil_epoch_losses=summary.epoch_losses, skipped_slides=ctx.train.skipped)

@@ -11,6 +11,7 @@ import torch
 
 from mixsup.config import Config, EncoderSpec, ModelConfig
 from mixsup.errors import MixsupError
+from mixsup.inference.trident_features import check_folder
 from mixsup.labels.annotations import read_annotations
 from mixsup.labels.regions import SlideAnnotations
 from mixsup.labels.table import Dataset, SlideRecord
@@ -53,10 +54,14 @@ def check_training(data: Dataset, cfg: Config, mode: str, strict: bool) -> Check
                           "split=train slide", "name a training slide_id, or unset it to fit "
                           "the reference on all training slides", table)
     check_runtime(cfg.runtime)
-    _check_weights(cfg, spec)
-    _build_models(cfg, spec)
     section = getattr(cfg, spec.section)
-    if spec.cached_features and not (section.pretrained or section.weights):
+    foreign = spec.cached_features and section.features_format != "mixsup"
+    if foreign:  # features made elsewhere: no encoder of mixsup's is built or run
+        check_folder(Path(section.features))
+    else:
+        _check_weights(cfg, spec)
+        _build_models(cfg, spec)
+    if spec.cached_features and not foreign and not (section.pretrained or section.weights):
         log.warning("%s.encoder %s has no weights (pretrained false, no weights file): its "
                     "frozen features are those of a random network; set %s.weights or "
                     "%s.pretrained", spec.section, section.encoder, spec.section, spec.section)
