@@ -11,6 +11,24 @@ import numpy as np
 from mixsup.synth.pyramid_tiff import array_renderer, write_pyramid
 
 
+def cli_fails(capsys: Any, argv: list[str], *needles: str) -> str:
+    """Run the CLI: exit 2 (from the command, or from the parser for a flag its argparse type
+    refuses), one error line (the dataset check may list several problems under it), no
+    traceback and no catch-all, every needle in it."""
+    from mixsup.cli import main
+
+    try:
+        code = main(argv)
+    except SystemExit as exit_:
+        code = exit_.code
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "error:" in err and "bug in mixsup" not in err
+    for needle in needles:
+        assert needle in err, err
+    return err
+
+
 def small_slide(path: Path, size: int = 512, mpp: float = 1.0) -> Path:
     """A pyramidal TIFF slide of grey-pink tissue."""
     img = np.full((size, size, 3), (210, 160, 190), np.uint8)

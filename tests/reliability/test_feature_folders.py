@@ -18,6 +18,7 @@ from mixsup.cli import main
 from mixsup.errors import MixsupError
 from mixsup.inference.features import open_features
 from tests.helpers import FAST
+from tests.reliability.builders import cli_fails as _fails
 from tests.train.test_abmil_trident import trident_folder
 
 TINY = ["--preset", "tiny", *(a for s in FAST for a in ("--set", s))]
@@ -33,13 +34,6 @@ def features(shapes_data, tmp_path_factory) -> Path:
     return out
 
 
-def _fails(capsys, argv: list[str], *needles: str) -> str:
-    assert main(argv) == 2
-    err = capsys.readouterr().err
-    assert "Traceback" not in err and "error:" in err and "bug in mixsup" not in err
-    for needle in needles:
-        assert needle in err, err
-    return err
 
 
 def _train(data: Path, run: Path, feats: Path, *extra: str) -> list[str]:

@@ -21,23 +21,8 @@ from mixsup.labels.annotations import read_annotations
 from mixsup.labels.formats.mask import write_png
 from mixsup.slides import open_slide
 from mixsup.storage import user_files
+from tests.reliability.builders import cli_fails as _fails
 from tests.reliability.builders import prediction_folder, small_slide
-
-
-def _fails(capsys, argv: list[str], *needles: str) -> str:
-    """Run the CLI: exit 2, one error line (the dataset check may list several problems
-    under it), no traceback, every needle in it. A flag refused by its argparse type exits
-    from the parser, with the same code."""
-    try:
-        code = main(argv)
-    except SystemExit as exit_:
-        code = exit_.code
-    assert code == 2
-    err = capsys.readouterr().err
-    assert "Traceback" not in err and "error:" in err
-    for needle in needles:
-        assert needle in err, err
-    return err
 
 
 def _usage_error(capsys, argv: list[str], option: str) -> None:

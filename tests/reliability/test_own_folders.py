@@ -18,19 +18,11 @@ import zarr
 from mixsup.cli import main
 from mixsup.storage.artefacts import load_checkpoint, save_checkpoint
 from tests.helpers import FAST
+from tests.reliability.builders import cli_fails as _fails
 
 TINY = ["--preset", "tiny", *(a for s in FAST for a in ("--set", s))]
 
 
-def _fails(capsys, argv: list[str], *needles: str) -> str:
-    """Run the CLI (an unexpected exception propagates): exit 2, one error line, no
-    traceback, every needle in it."""
-    assert main(argv) == 2
-    err = capsys.readouterr().err
-    assert "Traceback" not in err and "error:" in err and "bug in mixsup" not in err
-    for needle in needles:
-        assert needle in err, err
-    return err
 
 
 @pytest.fixture
