@@ -58,6 +58,23 @@ def test_a_run_folder_linked_to_nothing_is_refused_before_any_run(shapes_data, t
     assert sorted(p.name for p in (tmp_path / "e").iterdir()) == ["runs"]
 
 
+def test_a_run_started_with_other_settings_is_refused_before_any_run(shapes_data, tmp_path,
+                                                                     capsys):
+    from mixsup.config import load_config
+    from mixsup.config.run import create_run
+
+    train = tmp_path / "e" / "runs" / "pixel_seed0" / "train"
+    create_run(train, load_config("tiny", overrides=["seed=0"]))  # as a first experiment did
+    argv = ["experiment", str(shapes_data), "--out", str(tmp_path / "e"), "--modes", "pixel",
+            "--preset", "tiny", "--set", "runtime.num_workers=0"]  # the device's own: no change
+    # a rerun with another setting would report the old runs under it
+    assert main([*argv, "--set", "stain.normalise=macenko"]) == 2
+    err = capsys.readouterr().err
+    assert "other stain settings" in err and str(train / "config.yaml") in err
+    assert sorted(p.name for p in (tmp_path / "e").iterdir()) == ["runs"]
+    assert sorted(p.name for p in train.iterdir()) == ["config.yaml"]
+
+
 def test_no_base_without_an_ablation_is_refused(tmp_path, capsys):
     assert main(["experiment", str(tmp_path), "--out", str(tmp_path / "e"), "--no-base"]) == 2
     assert "--no-base" in capsys.readouterr().err and not (tmp_path / "e").exists()

@@ -58,8 +58,37 @@ def test_apply_keeps_size_and_dtype_and_leaves_background_alone(shared: Path) ->
     blank = np.full((64, 64, 3), 245, np.uint8)  # glass: no stain to estimate
     assert stained_share(blank) < MIN_TISSUE_SHARE
     assert ref.apply(blank) is blank
-    flat = np.full((64, 64, 3), 120, np.uint8)  # one colour: a degenerate estimate
-    assert ref.apply(flat).shape == flat.shape
+
+
+
+@pytest.mark.parametrize("method", ["macenko", "reinhard"])
+@pytest.mark.parametrize("colour", [(200, 120, 180), (120, 120, 120)])
+def test_a_flat_patch_is_left_as_it_is(shared: Path, method: str, colour) -> None:
+    # one colour has no spread: Reinhard would divide by zero and return black
+    ref = fit_reference(method, _pcam(shared, 8))  # type: ignore[arg-type]
+    flat = np.full((64, 64, 3), colour, np.uint8)
+    assert np.array_equal(ref.apply(flat), flat)
+
+
+def test_the_fit_uses_a_bounded_pixel_sample(shared: Path, monkeypatch) -> None:
+    from mixsup.slides import stain_normalise
+
+    patches = _pcam(shared, 12)
+    full = fit_reference("macenko", patches)
+    monkeypatch.setattr(stain_normalise, "MAX_FIT_PIXELS", 20_000)  # of 12 x 96 x 96
+    seen: list[tuple[int, ...]] = []
+    from torchstain.numpy.normalizers import NumpyMacenkoNormalizer
+
+    original = NumpyMacenkoNormalizer.fit
+
+    def spy(self, image, *args, **kwargs):
+        seen.append(image.shape)
+        return original(self, image, *args, **kwargs)
+
+    monkeypatch.setattr(NumpyMacenkoNormalizer, "fit", spy)
+    sampled = fit_reference("macenko", patches)
+    assert seen == [(20_000, 1, 3)]
+    assert np.allclose(sampled.values, full.values, rtol=0.05, atol=0.01)  # the same stain
 
 
 def test_the_record_round_trips_and_the_reference_pickles(shared: Path) -> None:
@@ -76,6 +105,7 @@ def test_the_record_round_trips_and_the_reference_pickles(shared: Path) -> None:
     {"method": "macenko", "values": [float("nan")] * 8},
     {"method": "macenko", "values": [True] * 8}, {"method": "vahadane", "values": [1.0] * 8},
     {"method": "reinhard", "values": "abc"}, {"method": "reinhard", "values": [1.0] * 6, "x": 1},
+    {"method": "reinhard", "values": [10 ** 400] * 6},  # past float's range
 ])
 def test_a_damaged_record_is_one_error_naming_the_file(tmp_path: Path, rec: object) -> None:
     with pytest.raises(MixsupError) as err:

@@ -17,13 +17,33 @@ def _cfg(*extra: str):
     return load_config("tiny", overrides=[*FAST, "stage1.rounds=0", *extra])
 
 
+READS: list[bool] = []  # per patch read while training: was it read on the reference?
+
+
 @pytest.fixture(scope="module")
 def stained_run(shapes_data: Path, tmp_path_factory: pytest.TempPathFactory):
+    from mixsup.slides.pool import SlidePool
     from mixsup.train.api import train
 
+    original = SlidePool.read
+
+    def spy(self: SlidePool, idx: int, *args):
+        READS.append(self.sources[idx].stain is not None)
+        return original(self, idx, *args)
+
     run = tmp_path_factory.mktemp("stain") / "run"
-    return train(shapes_data, run, _cfg("stain.normalise=macenko",
-                                        "stain.reference_patches=16"), progress=False)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(SlidePool, "read", spy)
+        # θ2 on round 0 and a val split: every reader of the run's slides is exercised
+        return train(shapes_data, run, _cfg("stain.normalise=macenko",
+                                            "stain.reference_patches=16"), progress=False)
+
+
+def test_training_reads_every_patch_on_the_reference(stained_run) -> None:
+    # the reference's own fit reads plain patches first (a pool of unstained copies)
+    assert READS and sum(not r for r in READS) <= 16
+    first_stained = READS.index(True)
+    assert all(READS[first_stained:])
 
 
 def test_the_reference_is_stored_in_the_run_and_the_bundle(stained_run) -> None:
@@ -89,6 +109,23 @@ def test_a_bundle_without_its_reference_is_refused(stained_run, tmp_path: Path) 
     (copy / "bundle.json").write_text(json.dumps(meta))
     with pytest.raises(MixsupError, match="reinhard reference"):
         read_bundle(copy)
+
+
+def test_rounds_scores_held_out_slides_on_the_runs_reference(stained_run, shapes_data: Path,
+                                                             monkeypatch) -> None:
+    from mixsup.inference import round_maps
+    from mixsup.slides.pool import SlidePool
+
+    seen: list[bool] = []
+    original = SlidePool.read
+
+    def spy(self: SlidePool, idx: int, *args):
+        seen.append(self.sources[idx].stain is not None)
+        return original(self, idx, *args)
+
+    monkeypatch.setattr(SlidePool, "read", spy)
+    maps = round_maps.heldout_maps(stained_run.run_dir, shapes_data, "test", progress=False)
+    assert maps and seen and all(seen)
 
 
 def test_preflight_refuses_what_cannot_work(shapes_data: Path) -> None:

@@ -36,7 +36,8 @@ def slide_features(run: Path, records: list[SlideRecord], work: Path, heatmap_um
     """θ1 over every slide (the prediction path, resumable), then heatmap features."""
     bundle = read_bundle(run)
     cfg = bundle.cfg
-    predict(bundle, [(r.slide_id, r.path) for r in records], work, progress=progress)
+    predict(bundle, [(r.slide_id, r.path) for r in records], work, progress=progress,
+            outlines={r.slide_id: r.tissue for r in records if r.tissue is not None})
     rows = []
     for rec in records:
         got = open_maps(work / "maps" / f"{rec.slide_id}.zarr")

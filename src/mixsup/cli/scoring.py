@@ -48,7 +48,7 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Command]:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from mixsup.methods.bundle import read_bundle
-    from mixsup.predict.engine import collect_inputs, predict, predict_config
+    from mixsup.predict.engine import collect_inputs, dataset_outlines, predict, predict_config
     from mixsup.runtime.dist import close_dist, init_dist
 
     bundle = read_bundle(args.run)
@@ -63,7 +63,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     dist = init_dist(cfg.runtime.device)
     try:
         result = predict(bundle, inputs, args.out, cfg, strict=args.strict,
-                         progress=not args.quiet, threshold=args.threshold, dist=dist)
+                         progress=not args.quiet, threshold=args.threshold, dist=dist,
+                         outlines=dataset_outlines(args.data))
     finally:
         close_dist(dist)
     if not dist.main:

@@ -329,7 +329,7 @@ def cmd_config(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from mixsup.config import load_config
     from mixsup.evaluate.report import evaluate
-    from mixsup.predict.engine import collect_inputs, predict
+    from mixsup.predict.engine import collect_inputs, dataset_outlines, predict
     from mixsup.synth.shapes import make_shapes
     from mixsup.train.api import train
 
@@ -349,7 +349,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"      selected round {s.selected_round}, threshold "
               f"{s.operating_threshold:.4f}")
     print(f"[3/4] predicting the test split into {pred}")
-    predict(run, collect_inputs([], str(data), "test"), pred, progress=not args.quiet)
+    predict(run, collect_inputs([], str(data), "test"), pred, progress=not args.quiet,
+            outlines=dataset_outlines(data))
     print(f"[4/4] evaluating into {report}")
     metrics = evaluate(pred / "predictions.csv", data / "slides.csv", report)
     print_metrics(metrics.overall)

@@ -14,7 +14,14 @@ from mixsup.config import Config
 from mixsup.dataset.tiles import SlideSet
 from mixsup.errors import MixsupError
 from mixsup.slides.pool import SlidePool
-from mixsup.slides.stain_normalise import StainReference, fit_reference
+from mixsup.slides.stain_normalise import (
+    MAX_FIT_PIXELS,
+    MIN_TISSUE_SHARE,
+    StainReference,
+    fit_pixels,
+    fit_reference,
+    stained_share,
+)
 from mixsup.storage.atomic import write_json
 from mixsup.storage.user_files import parse_json, read_text
 
@@ -30,20 +37,33 @@ def run_stain_reference(cfg: Config, slides: SlideSet, folder: Path,
     method = cfg.stain.normalise
     if method == "none":
         return None
-    path = folder / STAIN_FILE
-    if path.is_file():
-        ref = StainReference.from_record(parse_json(read_text(path, "stain reference"), path,
-                                                      "stain reference"), path)
-        if ref.method != method:
-            raise MixsupError(f"{STAIN_FILE} holds a {ref.method} reference, the config asks "
-                              f"for {method}", "train into a new folder, or restore the config "
-                              "this run started with", path)
-        return ref
+    if (folder / STAIN_FILE).is_file():
+        return saved_stain_reference(cfg, folder)
     ref = fit_run_reference(cfg, slides)
     if write:
-        write_json(path, ref.record())
+        write_json(folder / STAIN_FILE, ref.record())
     log.info("stain reference (%s) fitted on %d patches of %s", method,
              cfg.stain.reference_patches, cfg.stain.reference_slide or "the training slides")
+    return ref
+
+
+def saved_stain_reference(cfg: Config, folder: Path) -> StainReference | None:
+    """The reference a run fitted (``folder/stain.json``), for what reads its slides again
+    after training; None when normalisation is off."""
+    method = cfg.stain.normalise
+    if method == "none":
+        return None
+    path = folder / STAIN_FILE
+    if not path.is_file():
+        raise MixsupError(f"the run normalises stains ({method}) but its {STAIN_FILE} is "
+                          "missing", "restore the file, or train again (`mixsup train "
+                          "--resume` fits it anew only before any model exists)", path)
+    ref = StainReference.from_record(parse_json(read_text(path, "stain reference"), path,
+                                                "stain reference"), path)
+    if ref.method != method:
+        raise MixsupError(f"{STAIN_FILE} holds a {ref.method} reference, the config asks "
+                          f"for {method}", "train into a new folder, or restore the config "
+                          "this run started with", path)
     return ref
 
 
@@ -68,12 +88,16 @@ def fit_run_reference(cfg: Config, slides: SlideSet) -> StainReference:
     rng = np.random.default_rng(_SAMPLE_SEED)
     pick = refs[rng.permutation(len(refs))[:cfg.stain.reference_patches]]
     pool = SlidePool([replace(s, stain=None) for s in slides.sources])
-    t = cfg.tiling
+    t, budget = cfg.tiling, max(1, MAX_FIT_PIXELS // max(1, len(pick)))
     patches = []
-    for i, j in pick:
-        x, y = (int(v) for v in slides.tilesets[i].coords[j])
-        patches.append(pool.read(int(i), x, y, t.patch_size, t.mpp))
-    pool.close()
+    try:  # each patch kept as a pixel sample: 4096 patches of 512 px would be 3 GB
+        for i, j in pick:
+            x, y = (int(v) for v in slides.tilesets[i].coords[j])
+            patch = pool.read(int(i), x, y, t.patch_size, t.mpp)
+            if stained_share(patch) >= MIN_TISSUE_SHARE:
+                patches.append(fit_pixels(patch, budget, rng))
+    finally:
+        pool.close()
     try:
         return fit_reference(method, patches)
     except ValueError as exc:

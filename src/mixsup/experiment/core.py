@@ -50,6 +50,7 @@ from mixsup.experiment.runs import (
     Job,
     RunResult,
     Variant,
+    check_same_settings,
     run_grid,
     share_tilings,
     slug,
@@ -247,6 +248,8 @@ def run_experiment(data_dir: str | Path, out: str | Path, preset: str = "small",
             for seed, v, cfg in jobs]
     # The runs that may reuse another's rounds go last, so that those are finished first.
     grid.sort(key=lambda job: job.stage1_from is not None or job.round0_from is not None)
+    for job in grid:
+        check_same_settings(job.run / "train", job.cfg)
     dangling = [j.run for j in grid if j.run.is_symlink() and not j.run.exists()]
     if dangling:
         raise MixsupError(f"{len(dangling)} run folder(s) link to nothing",

@@ -12,13 +12,14 @@ from functools import partial
 from pathlib import Path
 
 from mixsup.config import Config
+from mixsup.config.run import saved_config
 from mixsup.dataset.tiles import tile_dataset, tiling_fingerprint
 from mixsup.errors import MixsupError
 from mixsup.evaluate.metrics import SlideMetrics
 from mixsup.evaluate.report import Evaluation, evaluate
 from mixsup.experiment.cluster import LOCAL, Launcher, run_as_jobs
 from mixsup.labels.table import Dataset, load_dataset
-from mixsup.predict.engine import collect_inputs, predict
+from mixsup.predict.engine import collect_inputs, dataset_outlines, predict
 from mixsup.runtime.parallel_runs import run_in_processes
 from mixsup.runtime.progress import phase
 from mixsup.storage.atomic import write_text
@@ -203,6 +204,22 @@ def grid_waves(grid: list[Job]) -> list[list[int]]:
     return [[i for i, d in enumerate(levels) if d == level] for level in range(max(levels) + 1)]
 
 
+def check_same_settings(train_dir: Path, cfg: Config) -> None:
+    """A run folder already there is resumed only if it was started with ``cfg`` (the device
+    and loader settings aside): an experiment rerun into the same --out with another --set
+    would otherwise report the old runs under the new settings."""
+    stored = saved_config(train_dir)
+    if stored is None:
+        return
+    old, new = stored.model_dump(mode="json"), cfg.model_dump(mode="json")
+    changed = [k for k in new if k != "runtime" and old.get(k) != new[k]]
+    if changed:
+        raise MixsupError(f"this run was trained with other {', '.join(changed)} settings "
+                          "than the experiment now asks for", "use a new --out for the new "
+                          "settings, or delete this run folder to train it again",
+                          train_dir / "config.yaml")
+
+
 def run_one(job: Job, data_dir: Path, held_out: HeldOut, progress: bool) -> RunResult:
     """Train (or resume) one run, predict the test slides with it and evaluate."""
     v, seed, cfg, run = job.variant, job.seed, job.cfg, job.run
@@ -220,7 +237,8 @@ def run_one(job: Job, data_dir: Path, held_out: HeldOut, progress: bool) -> RunR
                     resume=(run / "train" / "config.yaml").is_file(), progress=progress)
     seconds = _train_seconds(run / "train", time.perf_counter() - t0)
     with phase(run, f"predict{job.suffix}"):
-        predict(run / "train", held_out.slides, job.pred, progress=progress)
+        predict(run / "train", held_out.slides, job.pred, progress=progress,
+                outlines=dataset_outlines(held_out.data))
     with phase(run, f"evaluate{job.suffix}"):
         ev = evaluate(job.pred / "predictions.csv", held_out.labels, job.report)
     s = trained.summary

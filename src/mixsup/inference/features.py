@@ -384,6 +384,9 @@ def extract_dataset(data_dir: str | Path, out: str | Path, cfg: Config,
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise MixsupError("--out is a file", "name a folder for the features", out)
+    if cfg.stain.normalise != "none":
+        raise MixsupError(f"stain.normalise={cfg.stain.normalise} is not available for "
+                          "cached features (attention MIL)", "set stain.normalise=none")
     data = load_dataset(data_dir)
     if dist.main:  # refused before any tiling
         fp = fingerprint(cfg, cfg.abmil)

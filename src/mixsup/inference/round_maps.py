@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mixsup.config.run import RUN_FIX, round_folders, saved_config
+from mixsup.dataset.stain_reference import saved_stain_reference, with_stain
 from mixsup.dataset.tiles import slide_set
 from mixsup.errors import MixsupError
 from mixsup.inference.map_store import StoredMaps
@@ -31,7 +32,8 @@ def heldout_maps(run_dir: str | Path, data_dir: str | Path, split: str,
         raise MixsupError("not a training run (no config.yaml)", "pass the RUN folder of "
                           "`mixsup train`", run_dir)
     data = load_dataset(data_dir)
-    slides = slide_set(data, (split,), cfg, run_dir / "tiles", False, progress)
+    slides = with_stain(slide_set(data, (split,), cfg, run_dir / "tiles", False, progress),
+                        saved_stain_reference(cfg, run_dir))
     device = pick_device(cfg.runtime)
     settings = InferSettings.from_config(cfg, device)
     out: dict[int, dict[str, StoredMaps]] = {}

@@ -74,7 +74,7 @@ def build_classifier(encoder: str, pretrained: bool = False, load_weights: bool 
         model = timm.create_model(build.name, pretrained=load_weights and pretrained and not
                                   packaged and recipe is None, num_classes=1, **build.kwargs)
     except Exception as exc:  # TypeError, AssertionError...: what the user's arguments did
-        if spec is None or not spec.encoder_kwargs:
+        if spec is None or not spec.encoder_kwargs or isinstance(exc, OSError):
             raise
         raise build_error(encoder, spec, exc) from exc
     for name in classifier_head(model):  # timm's TF-style init: one logit's weights U(-1, 1)

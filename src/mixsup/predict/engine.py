@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -25,7 +26,7 @@ import torch
 
 from mixsup.config import Config, apply_overrides
 from mixsup.dataset.tissue_geojson import GeoJSONTissue, read_tissue_geojson
-from mixsup.errors import MixsupError, ModelOutputError
+from mixsup.errors import MixsupError, ModelOutputError, TissueFileError
 from mixsup.inference.map_store import StoredMaps
 from mixsup.inference.settings import InferSettings
 from mixsup.inference.slide import SlideScore, TopKPatch
@@ -103,7 +104,8 @@ def collect_inputs(paths: list[str], data: str | None = None,
 
 def predict(bundle: BundleFile | str | Path, inputs: list[tuple[str, Path]], out: str | Path,
             cfg: Config | None = None, strict: bool = False, progress: bool = True,
-            threshold: float | None = None, dist: Dist = SINGLE) -> PredictResult:
+            threshold: float | None = None, dist: Dist = SINGLE,
+            outlines: Mapping[str, Path] | None = None) -> PredictResult:
     """Predict slides with a trained bundle: per slide its probability, prediction, maps,
     heatmap and regions, then ``predictions.csv``, ``topk.csv`` and ``predict.json`` in
     ``out``. Slides already predicted there (from the same file) are not predicted again.
@@ -122,6 +124,9 @@ def predict(bundle: BundleFile | str | Path, inputs: list[tuple[str, Path]], out
         progress: Show a progress bar.
         threshold: The operating threshold in [0, 1]; default: the bundle's.
         dist: This process's rank under torchrun; ``SINGLE`` for one process.
+        outlines: Slide id -> tissue GeoJSON, for a bundle trained with
+            ``tissue.source=geojson`` (``dataset_outlines``); a slide without one takes
+            ``<tissue.geojson_dir>/<slide_id>.geojson``.
 
     Returns:
         The folder, one row per predicted slide and the skipped slides with the reason.
@@ -140,10 +145,12 @@ def predict(bundle: BundleFile | str | Path, inputs: list[tuple[str, Path]], out
     out = Path(out)
     bf = bundle if isinstance(bundle, BundleFile) else read_bundle(bundle)
     cfg = bf.cfg if cfg is None else check_model_settings(bf, cfg)
-    if cfg.tissue.source == "geojson" and cfg.tissue.geojson_dir is None:
+    outlines = dict(outlines or {})
+    if cfg.tissue.source == "geojson" and cfg.tissue.geojson_dir is None and not outlines:
         raise MixsupError("this bundle's models were trained on tissue outlined in GeoJSON "
-                          "files (tissue.source=geojson)", "pass the new slides' outlines: "
-                          "--set tissue.geojson_dir=FOLDER holding <slide_id>.geojson",
+                          "files (tissue.source=geojson)", "pass the new slides' outlines: a "
+                          "`tissue` column in slides.csv with --data, or --set "
+                          "tissue.geojson_dir=FOLDER holding <slide_id>.geojson",
                           bf.dir)
     device = pick_device(cfg.runtime, dist.local_rank)
     models = load_bundle(bf, device)
@@ -152,7 +159,7 @@ def predict(bundle: BundleFile | str | Path, inputs: list[tuple[str, Path]], out
     if dist.main and out.is_dir():
         remove_partial(out)  # a killed run's half-written stores; their slides are redone
     dist.barrier()
-    slide_predictor = _SlidePredictor(models, cfg, out, device)
+    slide_predictor = _SlidePredictor(models, cfg, out, device, outlines)
     for slide_id, path in progress_bar(dist.shard(list(inputs)), desc="predict",
                                        unit="slide", disable=not (progress and dist.main)):
         if _predicted(out / "slides" / f"{slide_id}.json", path):
@@ -224,18 +231,35 @@ def check_model_settings(bundle: BundleFile, cfg: Config) -> Config:
     return cfg
 
 
-def _outlines(slide_id: str, cfg: Config) -> GeoJSONTissue | None:
-    """The slide's tissue outlines where the bundle tiles from GeoJSON."""
-    if cfg.tissue.source != "geojson" or cfg.tissue.geojson_dir is None:
+def dataset_outlines(data: str | Path | None) -> dict[str, Path]:
+    """Slide id -> the ``tissue`` file of a dataset's slides.csv (none without ``data``)."""
+    if not data:
+        return {}
+    return {r.slide_id: r.tissue for r in load_dataset(data).slides if r.tissue is not None}
+
+
+def _outlines(slide_id: str, cfg: Config,
+              outlines: Mapping[str, Path]) -> GeoJSONTissue | None:
+    """The slide's tissue outlines where the bundle tiles from GeoJSON: its own file, else
+    ``<tissue.geojson_dir>/<slide_id>.geojson``."""
+    if cfg.tissue.source != "geojson":
         return None
-    return read_tissue_geojson(Path(cfg.tissue.geojson_dir) / f"{slide_id}.geojson")
+    path = outlines.get(slide_id)
+    if path is None and cfg.tissue.geojson_dir is not None:
+        path = Path(cfg.tissue.geojson_dir) / f"{slide_id}.geojson"
+    if path is None:
+        raise TissueFileError(f"tissue.source=geojson, but slide {slide_id!r} has no tissue "
+                              "file", "fill its `tissue` column in slides.csv or set "
+                              "tissue.geojson_dir")
+    return read_tissue_geojson(path)
 
 
 class _SlidePredictor:
     """Everything one slide's prediction needs, set up once per run."""
 
-    def __init__(self, models: Bundle, cfg: Config, out: Path, device: torch.device) -> None:
-        self.cfg, self.out = cfg, out
+    def __init__(self, models: Bundle, cfg: Config, out: Path, device: torch.device,
+                 outlines: Mapping[str, Path]) -> None:
+        self.cfg, self.out, self.outlines = cfg, out, outlines
         # The graphs a CPU backend runs are cached beside the bundle's checkpoints.
         settings = InferSettings.from_config(cfg, device, models.file.dir / "graphs")
         self.scorer = models.file.mode.scorer(models, cfg, out, settings)
@@ -246,7 +270,7 @@ class _SlidePredictor:
         cfg, out = self.cfg, self.out
         with Slide(path, cfg.reader.backend, cfg.reader.mpp, cfg.reader.cache_bytes) as slide:
             tiles = tile_slide(slide, slide_id, cfg.tiling, cfg.tissue, out / "tiles",
-                               given=_outlines(slide_id, cfg))
+                               given=_outlines(slide_id, cfg, self.outlines))
             source = SlideSource.of(slide_id, path, cfg.reader, self.stain)
             maps, score = self.scorer(slide_id, source, tiles)
             _check_outputs(maps, score, slide_id, self.bundle_dir)

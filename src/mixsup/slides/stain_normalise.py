@@ -9,7 +9,6 @@ the LAB means and standard deviations), stored as JSON in the run folder and the
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Literal
@@ -26,6 +25,9 @@ _BETA = 0.15  # optical density below which a pixel is background (torchstain's 
 # is (background, or a sliver of tissue at the slide's edge).
 MIN_TISSUE_SHARE = 0.05
 _SIZES = {"macenko": 8, "reinhard": 6}  # HE (3x2) + maxC (2); LAB means (3) + stds (3)
+MAX_VALUE = 1e6  # far past any optical density or LAB statistic; compared, never made a float
+MIN_SPREAD = 1.0  # RGB standard deviation below which a patch is flat (Reinhard divides by it)
+MAX_FIT_PIXELS = 2_000_000  # the reference is fitted on at most this many tissue pixels
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,8 @@ class StainReference:
         if self.method not in METHODS:
             raise ValueError(f"stain method {self.method!r} is not one of {', '.join(METHODS)}")
         if len(self.values) != _SIZES[self.method] or not all(
-                isinstance(v, (int, float)) and math.isfinite(v) for v in self.values):
+                isinstance(v, (int, float)) and not isinstance(v, bool)
+                and -MAX_VALUE < v < MAX_VALUE for v in self.values):
             raise ValueError(f"a {self.method} stain reference is {_SIZES[self.method]} finite "
                              f"numbers (got {list(self.values)!r})")
 
@@ -63,7 +66,7 @@ class StainReference:
     def apply(self, rgb: np.ndarray) -> np.ndarray:
         """``rgb`` on the reference stain; unchanged where too little of it is tissue for an
         estimate, or where the estimate is degenerate (one stain only, a flat patch)."""
-        if stained_share(rgb) < MIN_TISSUE_SHARE:
+        if stained_share(rgb) < MIN_TISSUE_SHARE or flat(rgb):
             return rgb
         try:
             with np.errstate(all="ignore"):
@@ -103,15 +106,30 @@ def stained_share(rgb: np.ndarray) -> float:
     return float(np.mean(np.all(od >= _BETA, axis=1))) if od.size else 0.0
 
 
+def flat(rgb: np.ndarray) -> bool:
+    """One colour (or nearly): no spread for a normaliser to match."""
+    return bool(rgb.size == 0 or rgb.reshape(-1, 3).std(axis=0).min() < MIN_SPREAD)
+
+
+def fit_pixels(rgb: np.ndarray, budget: int, rng: np.random.Generator) -> np.ndarray:
+    """At most ``budget`` of ``rgb``'s pixels, drawn with ``rng``, as an (n, 1, 3) image."""
+    pixels = rgb.reshape(-1, 3)
+    if len(pixels) > budget:
+        pixels = pixels[np.sort(rng.choice(len(pixels), budget, replace=False))]
+    return pixels[:, None, :]
+
+
 def fit_reference(method: StainMethod, patches: list[np.ndarray]) -> StainReference:
-    """The reference stain of ``patches`` (RGB uint8, one size), fitted on them as one image.
+    """The reference stain of ``patches`` (RGB uint8 images of any size), fitted on their
+    pixels together (at most ``MAX_FIT_PIXELS``, a seeded sample).
 
     Raises ``ValueError`` when they hold too little tissue or the fit is degenerate."""
     tissue = [p for p in patches if stained_share(p) >= MIN_TISSUE_SHARE]
     if not tissue:
         raise ValueError(f"none of the {len(patches)} reference patches has {MIN_TISSUE_SHARE:.0%}"
                          " stained pixels")
-    image = np.concatenate(tissue, axis=0)
+    image = fit_pixels(np.concatenate([p.reshape(-1, 3) for p in tissue]), MAX_FIT_PIXELS,
+                       np.random.default_rng(0))
     from torchstain.numpy.normalizers import (  # only when normalising
         NumpyMacenkoNormalizer,
         NumpyReinhardNormalizer,
@@ -126,4 +144,6 @@ def fit_reference(method: StainMethod, patches: list[np.ndarray]) -> StainRefere
             r = NumpyReinhardNormalizer()
             r.fit(image)
             values = [*np.asarray(r.target_means).ravel(), *np.asarray(r.target_stds).ravel()]
+    if not all(np.isfinite(values)):
+        raise ValueError("the reference patches give a degenerate stain estimate")
     return StainReference(method, tuple(float(v) for v in values))

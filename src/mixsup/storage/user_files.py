@@ -208,7 +208,7 @@ def read_json(path: str | Path, what: str, error: ErrorType = MixsupError) -> An
 # EOFError), a list where a record was (TypeError, AttributeError), a missing key (KeyError),
 # a value that fails its model (pydantic's ValidationError is a ValueError).
 DAMAGE = (ValueError, KeyError, IndexError, TypeError, AttributeError, EOFError,
-          zipfile.BadZipFile)
+          OverflowError, zipfile.BadZipFile)
 
 
 @contextlib.contextmanager

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from mixsup.config import Config
 from mixsup.config.run import create_run, saved_config
+from mixsup.dataset.stain_reference import STAIN_FILE
 
 log = logging.getLogger(__name__)
 STAGE2_ONLY = ("stage2",)  # config sections in which two runs may differ and share θ1's rounds
@@ -77,8 +78,8 @@ def _seed(source: Path, target: Path, cfg: Config, wanted: Callable[[str], bool]
             shutil.copytree(item, partial / item.name,
                             ignore=shutil.ignore_patterns(*LEFT_BEHIND, ".*.tmp-*"),
                             copy_function=_link if item.name == "tiles" else shutil.copy2)
-        elif item.name == STAGE1_SUMMARY and stage1_files:
-            shutil.copy2(item, partial / item.name)
+        elif item.name == STAIN_FILE or (item.name == STAGE1_SUMMARY and stage1_files):
+            shutil.copy2(item, partial / item.name)  # the rounds were trained on that stain
         elif item.name == LOG and stage1_files:
             lines = item.read_text(errors="replace").splitlines(keepends=True)
             (partial / LOG).write_text("".join(
