@@ -109,7 +109,13 @@ def test_trident_settings_are_checked_before_the_run_folder(shapes_data, tmp_pat
     assert main(["-q", "train", str(shapes_data), "--mode", "abmil", "--out", str(run), *TINY,
                  "--set", f"abmil.features={feats}", "--set", "abmil.epochs=1"]) == 2
     assert "abmil.features_format=trident" in capsys.readouterr().err
-    assert not (feats / "features.json").exists()
+    assert not (feats / "features.json").exists() and not run.exists()
+    train_id = next(line.split(",")[0] for line in (shapes_data / "slides.csv").read_text()
+                    .splitlines() if line.split(",")[3:4] == ["train"])
+    (feats / f"{train_id}.h5").write_bytes(b"not hdf5")  # a training slide's file is damaged
+    assert _train(shapes_data, run, feats) == 2
+    assert f"{train_id}.h5" in capsys.readouterr().err
+    assert not run.exists()
 
 
 def test_an_experiment_leaves_a_trident_folder_as_it_is(tmp_path):

@@ -144,6 +144,15 @@ def check_widths(stores: list[SlideFeatures], width: int | None = None,
 
 def claim_folder(out: Path, fp: dict[str, Any]) -> None:
     """Make ``out`` this fingerprint's folder, or refuse when it holds other features."""
+    if check_claim(out, fp):
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / INDEX, {"id": fingerprint_id(fp), "fingerprint": fp})
+
+
+def check_claim(out: Path, fp: dict[str, Any]) -> bool:
+    """Whether ``out`` is this fingerprint's folder already; refuses (writing nothing) when
+    it holds other features."""
     index = out / INDEX
     if index.is_file():
         held = read_index(out)
@@ -151,7 +160,7 @@ def claim_folder(out: Path, fp: dict[str, Any]) -> None:
             raise MixsupError(f"this folder holds features of another encoder or tiling "
                               f"({_encoder_name(held)}); features are never mixed",
                               FOLDER_FIX, out)
-        return
+        return True
     if out.is_dir() and any(out.glob("*.zarr")):
         raise MixsupError("this folder holds feature stores without features.json",
                           FOLDER_FIX, out)
@@ -159,8 +168,7 @@ def claim_folder(out: Path, fp: dict[str, Any]) -> None:
         raise MixsupError("this folder holds .h5 files (TRIDENT's or CLAM's features?), not "
                           "mixsup's", "to train on them set abmil.features_format=trident; "
                           "otherwise " + FOLDER_FIX, out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(index, {"id": fingerprint_id(fp), "fingerprint": fp})
+    return False
 
 
 FOLDER_FIX = ("name another folder for these features (`mixsup features --out`, or "

@@ -11,7 +11,8 @@ import torch
 
 from mixsup.config import Config, EncoderSpec, ModelConfig
 from mixsup.errors import MixsupError
-from mixsup.inference.trident_features import check_folder
+from mixsup.inference.features import check_claim, fingerprint
+from mixsup.inference.trident_features import open_folder
 from mixsup.labels.annotations import read_annotations
 from mixsup.labels.regions import SlideAnnotations
 from mixsup.labels.table import Dataset, SlideRecord
@@ -56,11 +57,14 @@ def check_training(data: Dataset, cfg: Config, mode: str, strict: bool) -> Check
     check_runtime(cfg.runtime)
     section = getattr(cfg, spec.section)
     foreign = spec.cached_features and section.features_format != "mixsup"
-    if foreign:  # features made elsewhere: no encoder of mixsup's is built or run
-        check_folder(Path(section.features))
+    if foreign:  # features made elsewhere: no encoder of mixsup's is built or run; each
+        # training slide's file is opened before the run folder exists
+        open_folder(Path(section.features), dict(enumerate(r.slide_id for r in train)))
     else:
         _check_weights(cfg, spec)
         _build_models(cfg, spec)
+        if spec.cached_features and section.features:  # a folder of other features
+            check_claim(Path(section.features), fingerprint(cfg, section))
     if spec.cached_features and not foreign and not (section.pretrained or section.weights):
         log.warning("%s.encoder %s has no weights (pretrained false, no weights file): its "
                     "frozen features are those of a random network; set %s.weights or "
