@@ -37,7 +37,7 @@ def main() -> None:
             if r["split"] == "test"}
     a = [scores(args.exp, args.a, s) for s in seeds]
     b = [scores(args.exp, args.b, s) for s in seeds]
-    centers = sorted({r.get("center") or "" for r in test.values()}) + ["all"]
+    centers = [*sorted({r.get("center") or "" for r in test.values()}), "all"]
     print("| a − b | center | metric | Δ (mean over seeds) | 95% interval, runs redrawn | "
           "slides (positive) |")
     print("|---|---|---|---|---|---|")

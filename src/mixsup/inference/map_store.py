@@ -12,7 +12,7 @@ import os
 import shutil
 import tempfile
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -32,10 +32,12 @@ CHUNK = 256  # patches per zarr chunk: the unit of every read and write
 
 
 class LazyMaps:
-    """The (N, m, m) ``prob`` array of a store, read on demand; iteration goes chunk by chunk."""
+    """The (N, m, m) ``prob`` array of a store, read on demand; iteration goes chunk by chunk.
+    A chunk that cannot be decoded is a ``MixsupError`` naming the store (``path``)."""
 
-    def __init__(self, array: zarr.Array) -> None:
+    def __init__(self, array: zarr.Array, path: Path | None = None) -> None:
         self._array = array
+        self._path = path
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -51,12 +53,12 @@ class LazyMaps:
                 idx = np.nonzero(idx)[0]
             if len(idx) == 0:
                 return np.zeros((0, *self.shape[1:]), np.float16)
-            return np.asarray(self._array.oindex[idx.astype(np.int64)])
-        return np.asarray(self._array[key])
+            return decoded(self._array.oindex.__getitem__, idx.astype(np.int64), self._path)
+        return decoded(self._array.__getitem__, key, self._path)
 
     def __iter__(self) -> Iterator[np.ndarray]:
         for a in range(0, len(self), CHUNK):
-            yield from np.asarray(self._array[a:a + CHUNK])
+            yield from decoded(self._array.__getitem__, slice(a, a + CHUNK), self._path)
 
 
 @dataclass
@@ -70,7 +72,7 @@ class StoredMaps:
 
     @cached_property
     def maps(self) -> LazyMaps:
-        return LazyMaps(_array(open_store(self.path), "prob", self.path))
+        return LazyMaps(_array(open_store(self.path), "prob", self.path), self.path)
 
     @property
     def size0(self) -> float:
@@ -217,6 +219,18 @@ def write_maps(path: str | Path, coords: np.ndarray, maps: PatchMaps,
         raise
 
 
+def decoded(read: Callable[[Any], Any], key: Any, path: Path | None) -> np.ndarray:
+    """``read(key)`` (a zarr read) as an array; a chunk that its codec cannot decode (zstd raises
+    ``RuntimeError`` on a truncated or overwritten chunk) or that decodes to the wrong size is
+    a ``MixsupError`` naming the store."""
+    try:
+        return np.asarray(read(key))
+    except (RuntimeError, ValueError) as exc:
+        raise MixsupError(f"a chunk of the map store cannot be decoded ({type(exc).__name__}: "
+                          f"{str(exc).splitlines()[0][:120] if str(exc) else ''})", MAPS_FIX,
+                          path) from None
+
+
 def _array(group: zarr.Group, name: str, path: Path) -> zarr.Array:
     """The array ``name`` of the store at ``path``; a group or other node there is refused."""
     node = group[name]
@@ -250,8 +264,8 @@ def read_maps(path: str | Path, expect_key: str | None = None) -> StoredMaps:
             raise ValueError(f"store version {attrs.get('version')!r}, not {STORE_VERSION}")
         if expect_key is not None and attrs.get("key") != expect_key:
             raise ValueError("made from another tiling")
-        coords = np.asarray(_array(group, "coords", path)[:])
-        max_prob = np.asarray(_array(group, "max_prob", path)[:])
+        coords = decoded(_array(group, "coords", path).__getitem__, slice(None), path)
+        max_prob = decoded(_array(group, "max_prob", path).__getitem__, slice(None), path)
         prob = _array(group, "prob", path).shape
         n = len(coords)
         if (coords.shape != (n, 2) or max_prob.shape != (n,) or len(prob) != 3

@@ -90,8 +90,13 @@ def export_qupath(pred_dir: str | Path, out_dir: str | Path) -> dict[str, int]:
         sid = rec_path.stem
         slide_path = _slide_path(rec_path)
         mpp = _slide_mpp(pred / "tiles" / f"{sid}.json", slide_path)
-        prob, downsample = _probmap(pred / "probmaps" / f"{sid}.zarr")
-        write_ome_tiff(out / f"{sid}.ome.tif", prob, mpp, downsample, name=sid)
+        probmap = pred / "probmaps" / f"{sid}.zarr"
+        prob, downsample = _probmap(probmap)
+        try:
+            write_ome_tiff(out / f"{sid}.ome.tif", prob, mpp, downsample, name=sid)
+        except RuntimeError as exc:  # the codec's, on a damaged chunk of the map
+            raise MixsupError(f"a chunk of the probability map cannot be decoded ({exc})",
+                              _FIX, probmap) from None
         coords, values, size0, attention = _patches(pred / "maps" / f"{sid}.zarr",
                                                     pred / "tiles" / f"{sid}.json")
         doc = patch_detections(coords, size0, values, sid, attention)
@@ -228,7 +233,8 @@ def _patches(path: Path, tiles_json: Path) -> tuple[np.ndarray, np.ndarray, floa
     try:
         coords = np.asarray(group["coords"][:], np.float64)
         values = np.asarray(group["max_prob"][:], np.float64)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:  # RuntimeError: a
+        # chunk its codec cannot decode ("Zstd decompression error")
         raise MixsupError(f"the patch map store is incomplete ({type(exc).__name__})", _FIX,
                           path) from exc
     if coords.ndim != 2 or coords.shape[1:] != (2,) or values.shape != (len(coords),):

@@ -13,6 +13,7 @@ load functions, or when pickle, joblib or an unsafe loader appears anywhere in t
 
 from __future__ import annotations
 
+import contextlib
 import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -287,8 +288,10 @@ def open_store(path: str | Path) -> zarr.Group:
     """A zarr group opened read-only; refused unless every array is numeric and plainly coded."""
     import zarr
 
-    group = zarr.open_group(str(path), mode="r")
-    for name, array in group.arrays():
+    with _store_metadata(path):
+        group = zarr.open_group(str(path), mode="r")
+        arrays = list(group.arrays())
+    for name, array in arrays:
         _check_plain(array, name, path)
     return group
 
@@ -298,9 +301,24 @@ def open_array(path: str | Path) -> zarr.Array:
     checks."""
     import zarr
 
-    array = zarr.open_array(str(path), mode="r")
+    with _store_metadata(path):
+        array = zarr.open_array(str(path), mode="r")
     _check_plain(array, Path(path).name, path)
     return array
+
+
+@contextlib.contextmanager
+def _store_metadata(path: str | Path) -> Iterator[None]:
+    """Opening a store: metadata that zarr cannot take (a ``zarr.json`` edited or damaged:
+    zarr raises ValueError, TypeError, KeyError, or OverflowError for a fill value past its
+    dtype) is one ``MixsupError`` naming the store. A missing store stays an ``OSError``."""
+    try:
+        yield
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError,
+            OverflowError) as exc:
+        raise MixsupError(f"cannot read the store's metadata ({type(exc).__name__}: "
+                          f"{str(exc).splitlines()[0][:160] if str(exc) else ''})",
+                          "recompute it with mixsup", path) from None
 
 
 def _check_plain(array: zarr.Array, name: str, path: str | Path) -> None:
