@@ -308,6 +308,8 @@ def output_path_problem(raw: str) -> str | None:
         return "it is a file, not a folder"
     ancestor = path
     while not ancestor.exists():
+        if ancestor.is_symlink():  # mkdir would find the name taken
+            return f"{ancestor} is a symbolic link to nothing (or a loop of links)"
         if ancestor.parent == ancestor:
             break
         ancestor = ancestor.parent
