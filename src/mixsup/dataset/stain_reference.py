@@ -69,7 +69,8 @@ def saved_stain_reference(cfg: Config, folder: Path) -> StainReference | None:
 
 def fit_run_reference(cfg: Config, slides: SlideSet) -> StainReference:
     """A ``cfg.stain.normalise`` reference fitted on a seeded sample of the tissue patches of
-    ``slides`` (of ``stain.reference_slide`` alone where set), most-tissue patches first."""
+    ``slides`` (of ``stain.reference_slide`` alone where set): patches at least half tissue,
+    where there are any."""
     method = cfg.stain.normalise
     if method == "none":
         raise ValueError("stain.normalise is none")
@@ -81,10 +82,11 @@ def fit_run_reference(cfg: Config, slides: SlideSet) -> StainReference:
                               "training slide with tissue", "name a slide_id of split=train "
                               "(slides.csv), or unset it to fit on all training slides")
         chosen = [ids.index(cfg.stain.reference_slide)]
-    refs = np.array([(i, j) for i in chosen for j in range(len(slides.tilesets[i]))
-                     if slides.tilesets[i].tissue[j] >= 0.5] or
-                    [(i, j) for i in chosen for j in range(len(slides.tilesets[i]))],
+    refs = np.array([(i, j) for i in chosen for j in range(len(slides.tilesets[i]))],
                     dtype=np.int64).reshape(-1, 2)
+    mostly = np.array([slides.tilesets[i].tissue[j] >= 0.5 for i, j in refs], dtype=bool)
+    if mostly.any():
+        refs = refs[mostly]
     rng = np.random.default_rng(_SAMPLE_SEED)
     pick = refs[rng.permutation(len(refs))[:cfg.stain.reference_patches]]
     pool = SlidePool([replace(s, stain=None) for s in slides.sources])

@@ -61,23 +61,24 @@ class GeoJSONTissue:
                 "(not a thumbnail's)", self.path)
 
 
-def tissue_path(rec: SlideRecord, cfg: TissueConfig) -> Path:
-    """The slide's tissue GeoJSON: slides.csv's ``tissue`` column, else
-    ``<tissue.geojson_dir>/<slide_id>.geojson``."""
-    if rec.tissue is not None:
-        return rec.tissue
+def tissue_path(slide_id: str, own: Path | None, cfg: TissueConfig,
+                slide: Path | None = None) -> Path:
+    """A slide's tissue GeoJSON: its ``own`` file (slides.csv's ``tissue`` column), else
+    ``<tissue.geojson_dir>/<slide_id>.geojson``; ``slide`` is named when it has neither."""
+    if own is not None:
+        return own
     if cfg.geojson_dir is None:
-        raise TissueFileError(f"tissue.source=geojson, but slide {rec.slide_id!r} has no "
+        raise TissueFileError(f"tissue.source=geojson, but slide {slide_id!r} has no "
                               "tissue file", "fill its `tissue` column in slides.csv or set "
-                              "tissue.geojson_dir", rec.path)
-    return Path(cfg.geojson_dir) / f"{rec.slide_id}.geojson"
+                              "tissue.geojson_dir", slide)
+    return Path(cfg.geojson_dir) / f"{slide_id}.geojson"
 
 
 def given_tissue(rec: SlideRecord, cfg: TissueConfig) -> GeoJSONTissue | None:
     """The slide's tissue outlines with ``tissue.source=geojson``, else None."""
     if cfg.source != "geojson":
         return None
-    return read_tissue_geojson(tissue_path(rec, cfg))
+    return read_tissue_geojson(tissue_path(rec.slide_id, rec.tissue, cfg, rec.path))
 
 
 def read_tissue_geojson(path: str | Path) -> GeoJSONTissue:

@@ -25,8 +25,8 @@ import shapely
 import torch
 
 from mixsup.config import Config, apply_overrides
-from mixsup.dataset.tissue_geojson import GeoJSONTissue, read_tissue_geojson
-from mixsup.errors import MixsupError, ModelOutputError, TissueFileError
+from mixsup.dataset.tissue_geojson import GeoJSONTissue, read_tissue_geojson, tissue_path
+from mixsup.errors import MixsupError, ModelOutputError
 from mixsup.inference.map_store import StoredMaps
 from mixsup.inference.settings import InferSettings
 from mixsup.inference.slide import SlideScore, TopKPatch
@@ -240,18 +240,10 @@ def dataset_outlines(data: str | Path | None) -> dict[str, Path]:
 
 def _outlines(slide_id: str, cfg: Config,
               outlines: Mapping[str, Path]) -> GeoJSONTissue | None:
-    """The slide's tissue outlines where the bundle tiles from GeoJSON: its own file, else
-    ``<tissue.geojson_dir>/<slide_id>.geojson``."""
+    """The slide's tissue outlines where the bundle tiles from GeoJSON (``tissue_path``)."""
     if cfg.tissue.source != "geojson":
         return None
-    path = outlines.get(slide_id)
-    if path is None and cfg.tissue.geojson_dir is not None:
-        path = Path(cfg.tissue.geojson_dir) / f"{slide_id}.geojson"
-    if path is None:
-        raise TissueFileError(f"tissue.source=geojson, but slide {slide_id!r} has no tissue "
-                              "file", "fill its `tissue` column in slides.csv or set "
-                              "tissue.geojson_dir")
-    return read_tissue_geojson(path)
+    return read_tissue_geojson(tissue_path(slide_id, outlines.get(slide_id), cfg.tissue))
 
 
 class _SlidePredictor:

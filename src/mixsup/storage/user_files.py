@@ -294,15 +294,11 @@ def output_path_problem(raw: str) -> str | None:
     if not raw.strip() or raw == "-":
         return "an output needs a folder's path (got an empty one)" if raw != "-" else (
             "an output is a folder, not '-' (standard output)")
-    if CONTROL_CHARS.search(raw):
-        return "the path holds a control character (a newline?)"
-    try:
-        raw.encode("utf-8")
-    except UnicodeEncodeError:
-        return "the path is not valid UTF-8 (some libraries cannot open such a name)"
-    encoded = os.fsencode(raw)
-    if len(encoded) > PATH_MAX or any(len(p) > NAME_MAX for p in encoded.split(b"/")):
-        return f"the path is too long (names of at most {NAME_MAX} bytes, {PATH_MAX} in all)"
+    problem = _plain_name_problem(raw)
+    if problem:
+        return problem
+    if _too_long(os.fsencode(raw)):
+        return TOO_LONG
     path = Path(raw)
     if path.exists() and not path.is_dir():
         return "it is a file, not a folder"
@@ -335,19 +331,16 @@ def input_path_problem(raw: str, plain_name: bool = False) -> str | None:
     if plain_name:
         if raw == "-":
             return "a path is needed, not '-' (standard input)"
-        if CONTROL_CHARS.search(raw):
-            return "the path holds a control character (a newline?)"
-        try:
-            raw.encode("utf-8")
-        except UnicodeEncodeError:
-            return "the path is not valid UTF-8 (some libraries cannot open such a name)"
+        problem = _plain_name_problem(raw)
+        if problem:
+            return problem
     if "\x00" in raw:
         return "the path holds a NUL byte"
     try:
         encoded = os.fsencode(raw)
     except UnicodeEncodeError:
         return "the path holds characters no file name can"
-    if len(encoded) > PATH_MAX or any(len(p) > NAME_MAX for p in encoded.split(b"/")):
+    if _too_long(encoded):
         return TOO_LONG
     try:
         os.stat(encoded)
@@ -356,6 +349,22 @@ def input_path_problem(raw: str, plain_name: bool = False) -> str | None:
     except OSError as exc:
         return os_problem(exc)
     return None
+
+
+def _plain_name_problem(raw: str) -> str | None:
+    """A control character, or bytes that are not UTF-8 (some libraries cannot open such a
+    name): refused in what mixsup writes into."""
+    if CONTROL_CHARS.search(raw):
+        return "the path holds a control character (a newline?)"
+    try:
+        raw.encode("utf-8")
+    except UnicodeEncodeError:
+        return "the path is not valid UTF-8 (some libraries cannot open such a name)"
+    return None
+
+
+def _too_long(encoded: bytes) -> bool:
+    return len(encoded) > PATH_MAX or any(len(p) > NAME_MAX for p in encoded.split(b"/"))
 
 
 def os_problem(exc: OSError) -> str:
